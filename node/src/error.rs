@@ -1,0 +1,273 @@
+//! Every HTTP error is made here: [`ApiError`] (the `{"code","message","details"}` envelope),
+//! [`OAuthError`] (RFC 6749 §5.2 shape, for the token endpoint), and [`handle_rejection`], the one
+//! rejection handler that turns everything else warp can reject with into a stable 4xx code.
+
+use std::convert::Infallible;
+
+use serde::Serialize;
+use serde_json::Value;
+use storage::StoreError;
+use warp::http::{header, HeaderValue, StatusCode};
+use warp::reply::Response;
+use warp::{Rejection, Reply};
+
+/// An API error: status, stable code, human message, optional details.
+#[derive(Debug, Clone)]
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+    pub(crate) details: Option<Value>,
+}
+
+impl warp::reject::Reject for ApiError {}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    pub(crate) fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    pub(crate) fn validation(field: &str, reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            format!("{field}: {reason}"),
+        )
+        .with_details(serde_json::json!({ "field": field, "reason": reason }))
+    }
+
+    pub(crate) fn unauthorized(reason: &str) -> Self {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            format!("A valid Bearer token is required to access this resource ({reason})."),
+        )
+    }
+
+    pub(crate) fn missing_scope(scope: &str) -> Self {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "AUTHORIZATION_ERROR",
+            format!("This action needs the `{scope}` scope, which the token does not carry."),
+        )
+        .with_details(serde_json::json!({ "requiredScope": scope }))
+    }
+
+    pub(crate) fn agent_not_found() -> Self {
+        // The same body for a missing agent and another tenant's agent: existence never leaks.
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "AGENT_NOT_FOUND",
+            "Agent with the specified ID was not found.",
+        )
+    }
+
+    pub(crate) fn credential_not_found() -> Self {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "CREDENTIAL_NOT_FOUND",
+            "Credential with the specified ID was not found.",
+        )
+    }
+
+    pub(crate) fn org_not_found() -> Self {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "ORG_NOT_FOUND",
+            "Organization with the specified ID was not found.",
+        )
+    }
+
+    pub(crate) fn invalid_id(name: &str) -> Self {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ID",
+            format!("{name} must be a UUID (like 0b0d1c5e-58f4-4a5e-9a34-8d2f0c1b2a3d)."),
+        )
+    }
+
+    pub(crate) fn internal() -> Self {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_SERVER_ERROR",
+            "An unexpected error occurred. Please try again later.",
+        )
+    }
+
+    fn into_response(self) -> Response {
+        #[derive(Serialize)]
+        struct Envelope<'a> {
+            code: &'a str,
+            message: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            details: Option<&'a Value>,
+        }
+        let body = Envelope {
+            code: self.code,
+            message: &self.message,
+            details: self.details.as_ref(),
+        };
+        warp::reply::with_status(warp::reply::json(&body), self.status).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        // Internals are logged, never sent.
+        tracing::error!(error = %e, "store error");
+        match e {
+            StoreError::Closed => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SHUTTING_DOWN",
+                "The node is shutting down; retry against another node or after restart.",
+            ),
+            _ => ApiError::internal(),
+        }
+    }
+}
+
+/// An RFC 6749 §5.2 error of the token endpoint.
+#[derive(Debug, Clone)]
+pub(crate) struct OAuthError {
+    pub(crate) status: StatusCode,
+    pub(crate) error: &'static str,
+    pub(crate) description: String,
+    /// Set when the client tried HTTP Basic: RFC 6749 asks for a matching WWW-Authenticate.
+    pub(crate) basic_challenge: bool,
+}
+
+impl warp::reject::Reject for OAuthError {}
+
+impl OAuthError {
+    pub(crate) fn new(error: &'static str, description: impl Into<String>) -> Self {
+        let status = match error {
+            "invalid_client" => StatusCode::UNAUTHORIZED,
+            "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
+            "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        OAuthError {
+            status,
+            error,
+            description: description.into(),
+            basic_challenge: false,
+        }
+    }
+
+    fn into_response(self) -> Response {
+        let body =
+            serde_json::json!({ "error": self.error, "error_description": self.description });
+        let mut resp =
+            warp::reply::with_status(warp::reply::json(&body), self.status).into_response();
+        let h = resp.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if self.basic_challenge && self.status == StatusCode::UNAUTHORIZED {
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"agentidp\""),
+            );
+        }
+        resp
+    }
+}
+
+impl From<StoreError> for OAuthError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store error at the token endpoint");
+        OAuthError::new("server_error", "The token could not be issued; try again.")
+    }
+}
+
+/// The one rejection handler.
+pub(crate) async fn handle_rejection(err: Rejection) -> Result<Response, Infallible> {
+    use warp::reject as r;
+    let resp = if let Some(e) = err.find::<ApiError>() {
+        if e.status == StatusCode::UNAUTHORIZED {
+            let mut resp = e.clone().into_response();
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"agentidp\""),
+            );
+            resp
+        } else {
+            e.clone().into_response()
+        }
+    } else if let Some(e) = err.find::<OAuthError>() {
+        e.clone().into_response()
+    } else if err.is_not_found() {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "ROUTE_NOT_FOUND",
+            "No such route; see /openapi.json for the API.",
+        )
+        .into_response()
+    } else if err.find::<r::MethodNotAllowed>().is_some() {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            "This route does not accept that HTTP method; see /openapi.json.",
+        )
+        .into_response()
+    } else if err.find::<r::PayloadTooLarge>().is_some() {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            format!(
+                "The request body is larger than the {} bytes this route accepts.",
+                crate::http::MAX_BODY
+            ),
+        )
+        .into_response()
+    } else if err.find::<r::LengthRequired>().is_some() {
+        ApiError::new(
+            StatusCode::LENGTH_REQUIRED,
+            "LENGTH_REQUIRED",
+            "Send a Content-Length header with the request body.",
+        )
+        .into_response()
+    } else if let Some(e) = err.find::<r::InvalidQuery>() {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_QUERY",
+            format!("Invalid query string: {e}."),
+        )
+        .into_response()
+    } else if let Some(e) = err.find::<r::InvalidHeader>() {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_HEADER",
+            format!("Invalid header {}.", e.name()),
+        )
+        .into_response()
+    } else if let Some(e) = err.find::<r::MissingHeader>() {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "MISSING_HEADER",
+            format!("Missing header {}.", e.name()),
+        )
+        .into_response()
+    } else if err.find::<r::UnsupportedMediaType>().is_some() {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "Send the body as application/json.",
+        )
+        .into_response()
+    } else {
+        tracing::error!(rejection = ?err, "unhandled rejection");
+        ApiError::internal().into_response()
+    };
+    Ok(resp)
+}

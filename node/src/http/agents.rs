@@ -1,0 +1,748 @@
+//! The agent registry (`/api/v1/agents`) and agent credentials (`.../credentials`).
+//!
+//! Tenant isolation: the organization is the caller's token's, always. An agent (or credential)
+//! of another organization is answered exactly like a missing one — same status, same body — so
+//! that nothing about other tenants can be learnt, and nothing of theirs is changed.
+
+use serde::Deserialize;
+use storage::{Agent, AgentFilter, AgentStatus, Credential, CredentialStatus, Outcome, Tx};
+use uuid::Uuid;
+use warp::http::StatusCode;
+use warp::{Filter, Rejection, Reply};
+
+use crate::clock::parse_rfc3339;
+use crate::error::ApiError;
+use crate::http::auth::bearer;
+use crate::http::{json_body, optional_json_body, parse_id, with_state, Caller};
+use crate::model::*;
+use crate::secrets::{hash_secret, new_secret};
+use crate::state::AppState;
+
+/// Longest rotation grace period: 30 days.
+const MAX_GRACE_SECS: u64 = 30 * 24 * 3600;
+
+pub(crate) fn routes(
+    state: AppState,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    let auth = bearer(state.clone());
+    let st = with_state(state);
+    let register = warp::path!("api" / "v1" / "agents")
+        .and(warp::post())
+        .and(auth.clone())
+        .and(json_body())
+        .and(st.clone())
+        .and_then(register);
+    let list = warp::path!("api" / "v1" / "agents")
+        .and(warp::get())
+        .and(auth.clone())
+        .and(warp::query::<ListQuery>())
+        .and(st.clone())
+        .and_then(list);
+    let get = warp::path!("api" / "v1" / "agents" / String)
+        .and(warp::get())
+        .and(auth.clone())
+        .and(st.clone())
+        .and_then(get);
+    let update = warp::path!("api" / "v1" / "agents" / String)
+        .and(warp::patch())
+        .and(auth.clone())
+        .and(json_body())
+        .and(st.clone())
+        .and_then(update);
+    let decommission = warp::path!("api" / "v1" / "agents" / String)
+        .and(warp::delete())
+        .and(auth.clone())
+        .and(st.clone())
+        .and_then(decommission);
+    let create_cred = warp::path!("api" / "v1" / "agents" / String / "credentials")
+        .and(warp::post())
+        .and(auth.clone())
+        .and(optional_json_body())
+        .and(st.clone())
+        .and_then(create_credential);
+    let list_creds = warp::path!("api" / "v1" / "agents" / String / "credentials")
+        .and(warp::get())
+        .and(auth.clone())
+        .and(st.clone())
+        .and_then(list_credentials);
+    let rotate = warp::path!("api" / "v1" / "agents" / String / "credentials" / String / "rotate")
+        .and(warp::post())
+        .and(auth.clone())
+        .and(optional_json_body())
+        .and(st.clone())
+        .and_then(rotate_credential);
+    let revoke = warp::path!("api" / "v1" / "agents" / String / "credentials" / String)
+        .and(warp::delete())
+        .and(auth)
+        .and(st)
+        .and_then(revoke_credential);
+    register
+        .or(list)
+        .or(get)
+        .or(update)
+        .or(decommission)
+        .or(create_cred)
+        .or(list_creds)
+        .or(rotate)
+        .or(revoke)
+}
+
+/// Query of the agent listing.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ListQuery {
+    /// Page number, from 1.
+    page: Option<usize>,
+    /// Page size, 1 to 100 (default 20).
+    limit: Option<usize>,
+    owner: Option<String>,
+    agent_type: Option<String>,
+    /// active, suspended or decommissioned.
+    status: Option<String>,
+}
+
+pub(crate) fn page_params(
+    page: Option<usize>,
+    limit: Option<usize>,
+) -> Result<(usize, usize), ApiError> {
+    let page = page.unwrap_or(1);
+    let limit = limit.unwrap_or(20);
+    if page == 0 {
+        return Err(ApiError::validation("page", "must be at least 1"));
+    }
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::validation("limit", "must be between 1 and 100"));
+    }
+    Ok((page, limit))
+}
+
+fn parse_status(v: &str) -> Result<AgentStatus, ApiError> {
+    match v {
+        "active" => Ok(AgentStatus::Active),
+        "suspended" => Ok(AgentStatus::Suspended),
+        "decommissioned" => Ok(AgentStatus::Decommissioned),
+        _ => Err(ApiError::validation(
+            "status",
+            "must be one of: active, suspended, decommissioned",
+        )),
+    }
+}
+
+/// Validates a registration and builds the agent record (not yet stored).
+pub(crate) fn new_agent(
+    req: RegisterAgentRequest,
+    org: Uuid,
+    caller_scopes: &[String],
+    system_org: bool,
+    now: i64,
+) -> Result<Agent, ApiError> {
+    check_email(&req.email)?;
+    if let Some(n) = &req.name {
+        check_text("name", n)?;
+    }
+    check_one_of("agentType", &req.agent_type, AGENT_TYPES)?;
+    check_version(&req.version)?;
+    check_capabilities(&req.capabilities)?;
+    check_text("owner", &req.owner)?;
+    check_one_of("deploymentEnv", &req.deployment_env, DEPLOYMENT_ENVS)?;
+    let mut scopes = req
+        .scopes
+        .unwrap_or_else(|| vec!["agents:read".to_string()]);
+    scopes.sort();
+    scopes.dedup();
+    check_scopes(&scopes, caller_scopes, system_org)?;
+    let metadata = req.metadata.unwrap_or_else(|| serde_json::json!({}));
+    check_metadata(&metadata)?;
+    check_card(req.description.as_deref(), &req.skills, &req.endpoints)?;
+    Ok(Agent {
+        id: Uuid::new_v4(),
+        org_id: org,
+        name: req.name.unwrap_or_else(|| req.email.clone()),
+        email: req.email,
+        agent_type: req.agent_type,
+        version: req.version,
+        capabilities: req.capabilities,
+        owner: req.owner,
+        deployment_env: req.deployment_env,
+        status: AgentStatus::Active,
+        scopes,
+        metadata,
+        public: req.public,
+        description: req.description,
+        skills: skills_of(&req.skills),
+        endpoints: req.endpoints,
+        created_at: now,
+        updated_at: now,
+        last_auth_at: None,
+    })
+}
+
+/// Stores a new agent inside a write job: unique email, organization limit, counter.
+pub(crate) fn insert_agent(tx: &mut Tx<'_>, agent: &Agent) -> Result<(), ApiError> {
+    if tx.agent_id_by_email(&agent.email)?.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "AGENT_ALREADY_EXISTS",
+            "An agent with this email is already registered.",
+        )
+        .with_details(serde_json::json!({ "email": agent.email })));
+    }
+    let org = tx
+        .get_org(&agent.org_id)?
+        .ok_or_else(ApiError::org_not_found)?;
+    let count = tx.org_agent_count(&agent.org_id)?;
+    if count >= org.max_agents {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "AGENT_LIMIT_EXCEEDED",
+            format!("The organization's limit of {} agents is reached; decommission agents or raise maxAgents.", org.max_agents),
+        ));
+    }
+    tx.put_agent(agent)?;
+    tx.set_org_agent_count(&agent.org_id, count + 1);
+    Ok(())
+}
+
+/// A new credential record for `agent` and its secret (returned once).
+pub(crate) fn new_credential(
+    agent: &Agent,
+    now: i64,
+    expires_at: Option<i64>,
+    rotated_from: Option<Uuid>,
+) -> Result<(Credential, String), ApiError> {
+    let secret = new_secret().map_err(|e| {
+        tracing::error!(error = %e, "the OS random generator failed");
+        ApiError::internal()
+    })?;
+    Ok((
+        Credential {
+            id: Uuid::new_v4(),
+            agent_id: agent.id,
+            org_id: agent.org_id,
+            secret_hash: hash_secret(&secret),
+            status: CredentialStatus::Active,
+            created_at: now,
+            expires_at,
+            revoked_at: None,
+            rotated_from,
+            replaced_by: None,
+        },
+        secret,
+    ))
+}
+
+/// The caller's organization's agent, or the not-found error (also for other tenants' agents).
+fn own_agent(tx: &Tx<'_>, id: &Uuid, org: &Uuid) -> Result<Agent, ApiError> {
+    tx.get_agent(id)?
+        .filter(|a| &a.org_id == org)
+        .ok_or_else(ApiError::agent_not_found)
+}
+
+fn agent_decommissioned() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "AGENT_DECOMMISSIONED",
+        "The agent has been decommissioned; it cannot be changed or given credentials.",
+    )
+}
+
+fn created<T: serde::Serialize>(body: &T) -> warp::reply::Response {
+    warp::reply::with_status(warp::reply::json(body), StatusCode::CREATED).into_response()
+}
+
+/// Register an agent in the caller's organization.
+#[utoipa::path(post, path = "/api/v1/agents", tag = "Agents", security(("bearer" = ["agents:write"])),
+    request_body = RegisterAgentRequest,
+    responses((status = 201, body = AgentView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "AUTHORIZATION_ERROR, SCOPE_ESCALATION, AGENT_LIMIT_EXCEEDED", body = ErrorBody),
+        (status = 409, description = "AGENT_ALREADY_EXISTS", body = ErrorBody)))]
+pub(crate) async fn register(
+    caller: Caller,
+    req: RegisterAgentRequest,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    caller.require("agents:write")?;
+    let system = caller.org_id == state.settings.system_org;
+    let agent = new_agent(
+        req,
+        caller.org_id,
+        &caller.scopes,
+        system,
+        state.clock.now_ms(),
+    )?;
+    let entry = state.audit_entry(
+        &caller.actor,
+        "agent.register",
+        agent.id.to_string(),
+        Outcome::Success,
+        serde_json::json!({ "email": agent.email, "agentType": agent.agent_type, "scopes": agent.scopes }),
+    );
+    let agent = state
+        .store
+        .write(move |tx| {
+            insert_agent(tx, &agent)?;
+            tx.audit(entry)?;
+            Ok::<_, ApiError>(agent)
+        })
+        .await?;
+    state.metrics.agents_registered.inc();
+    state.metrics.audit_appends.inc();
+    Ok(created(&AgentView::new(&agent, state.agent_did(&agent.id))))
+}
+
+/// List the caller's organization's agents, newest first.
+#[utoipa::path(get, path = "/api/v1/agents", tag = "Agents", security(("bearer" = ["agents:read"])),
+    params(ListQuery),
+    responses((status = 200, body = AgentPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(crate) async fn list(
+    caller: Caller,
+    q: ListQuery,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    caller.require("agents:read")?;
+    let (page, limit) = page_params(q.page, q.limit)?;
+    let filter = AgentFilter {
+        owner: q.owner,
+        agent_type: q.agent_type,
+        status: q.status.as_deref().map(parse_status).transpose()?,
+    };
+    let (agents, total) = state
+        .store
+        .list_agents(&caller.org_id, &filter, page, limit)
+        .map_err(ApiError::from)?;
+    let data = agents
+        .iter()
+        .map(|a| AgentView::new(a, state.agent_did(&a.id)))
+        .collect();
+    Ok(warp::reply::json(&AgentPage {
+        data,
+        total,
+        page,
+        limit,
+    })
+    .into_response())
+}
+
+/// Get one agent of the caller's organization.
+#[utoipa::path(get, path = "/api/v1/agents/{agentId}", tag = "Agents", security(("bearer" = ["agents:read"])),
+    params(("agentId" = Uuid, Path)),
+    responses((status = 200, body = AgentView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, description = "AGENT_NOT_FOUND", body = ErrorBody)))]
+pub(crate) async fn get(
+    id: String,
+    caller: Caller,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    caller.require("agents:read")?;
+    let id = parse_id("agentId", &id)?;
+    let agent = state
+        .store
+        .get_agent(&id)
+        .map_err(ApiError::from)?
+        .filter(|a| a.org_id == caller.org_id)
+        .ok_or_else(ApiError::agent_not_found)?;
+    Ok(warp::reply::json(&AgentView::new(&agent, state.agent_did(&agent.id))).into_response())
+}
+
+/// Update an agent (only the fields given). `status: decommissioned` is one-way.
+#[utoipa::path(patch, path = "/api/v1/agents/{agentId}", tag = "Agents", security(("bearer" = ["agents:write"])),
+    params(("agentId" = Uuid, Path)), request_body = UpdateAgentRequest,
+    responses((status = 200, body = AgentView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "AGENT_DECOMMISSIONED, SCOPE_ESCALATION", body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(crate) async fn update(
+    id: String,
+    caller: Caller,
+    req: UpdateAgentRequest,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    caller.require("agents:write")?;
+    let id = parse_id("agentId", &id)?;
+    let mut changed: Vec<&'static str> = Vec::new();
+    // Validate everything before touching the store.
+    if let Some(v) = &req.email {
+        check_email(v)?;
+        changed.push("email");
+    }
+    if let Some(v) = &req.name {
+        check_text("name", v)?;
+        changed.push("name");
+    }
+    if let Some(v) = &req.agent_type {
+        check_one_of("agentType", v, AGENT_TYPES)?;
+        changed.push("agentType");
+    }
+    if let Some(v) = &req.version {
+        check_version(v)?;
+        changed.push("version");
+    }
+    if let Some(v) = &req.capabilities {
+        check_capabilities(v)?;
+        changed.push("capabilities");
+    }
+    if let Some(v) = &req.owner {
+        check_text("owner", v)?;
+        changed.push("owner");
+    }
+    if let Some(v) = &req.deployment_env {
+        check_one_of("deploymentEnv", v, DEPLOYMENT_ENVS)?;
+        changed.push("deploymentEnv");
+    }
+    let new_status = req.status.as_deref().map(parse_status).transpose()?;
+    if new_status.is_some() {
+        changed.push("status");
+    }
+    let mut scopes = req.scopes.clone();
+    if let Some(v) = &mut scopes {
+        v.sort();
+        v.dedup();
+        check_scopes(
+            v,
+            &caller.scopes,
+            caller.org_id == state.settings.system_org,
+        )?;
+        changed.push("scopes");
+    }
+    if let Some(v) = &req.metadata {
+        check_metadata(v)?;
+        changed.push("metadata");
+    }
+    if req.public.is_some() {
+        changed.push("public");
+    }
+    check_card(
+        req.description.as_deref(),
+        req.skills.as_deref().unwrap_or(&[]),
+        req.endpoints.as_deref().unwrap_or(&[]),
+    )?;
+    for (present, name) in [
+        (req.description.is_some(), "description"),
+        (req.skills.is_some(), "skills"),
+        (req.endpoints.is_some(), "endpoints"),
+    ] {
+        if present {
+            changed.push(name);
+        }
+    }
+    if changed.is_empty() {
+        return Err(ApiError::validation("body", "give at least one field to change").into());
+    }
+    let now = state.clock.now_ms();
+    let org = caller.org_id;
+    let entry = state.audit_entry(
+        &caller.actor,
+        "agent.update",
+        id.to_string(),
+        Outcome::Success,
+        serde_json::json!({ "fields": changed }),
+    );
+    let agent = state
+        .store
+        .write(move |tx| {
+            let mut a = own_agent(tx, &id, &org)?;
+            if a.status == AgentStatus::Decommissioned {
+                return Err(agent_decommissioned());
+            }
+            if let Some(v) = req.email {
+                if !v.eq_ignore_ascii_case(&a.email) && tx.agent_id_by_email(&v)?.is_some() {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "AGENT_ALREADY_EXISTS",
+                        "An agent with this email is already registered.",
+                    ));
+                }
+                a.email = v;
+            }
+            if let Some(v) = req.name {
+                a.name = v;
+            }
+            if let Some(v) = req.agent_type {
+                a.agent_type = v;
+            }
+            if let Some(v) = req.version {
+                a.version = v;
+            }
+            if let Some(v) = req.capabilities {
+                a.capabilities = v;
+            }
+            if let Some(v) = req.owner {
+                a.owner = v;
+            }
+            if let Some(v) = req.deployment_env {
+                a.deployment_env = v;
+            }
+            if let Some(v) = scopes {
+                a.scopes = v;
+            }
+            if let Some(v) = req.metadata {
+                a.metadata = v;
+            }
+            if let Some(v) = req.public {
+                a.public = v;
+            }
+            if let Some(v) = req.description {
+                a.description = Some(v);
+            }
+            if let Some(v) = req.skills {
+                a.skills = skills_of(&v);
+            }
+            if let Some(v) = req.endpoints {
+                a.endpoints = v;
+            }
+            if let Some(s) = new_status {
+                if s == AgentStatus::Decommissioned {
+                    let n = tx.org_agent_count(&org)?;
+                    tx.set_org_agent_count(&org, n.saturating_sub(1));
+                }
+                a.status = s;
+            }
+            a.updated_at = now;
+            tx.put_agent(&a)?;
+            tx.audit(entry)?;
+            Ok::<_, ApiError>(a)
+        })
+        .await?;
+    state.metrics.audit_appends.inc();
+    Ok(warp::reply::json(&AgentView::new(&agent, state.agent_did(&agent.id))).into_response())
+}
+
+/// Decommission an agent: one-way; it can get no token afterwards.
+#[utoipa::path(delete, path = "/api/v1/agents/{agentId}", tag = "Agents", security(("bearer" = ["agents:write"])),
+    params(("agentId" = Uuid, Path)),
+    responses((status = 204, description = "Decommissioned"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "AGENT_ALREADY_DECOMMISSIONED", body = ErrorBody)))]
+pub(crate) async fn decommission(
+    id: String,
+    caller: Caller,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    caller.require("agents:write")?;
+    let id = parse_id("agentId", &id)?;
+    let now = state.clock.now_ms();
+    let org = caller.org_id;
+    let entry = state.audit_entry(
+        &caller.actor,
+        "agent.decommission",
+        id.to_string(),
+        Outcome::Success,
+        serde_json::json!({}),
+    );
+    state
+        .store
+        .write(move |tx| {
+            let mut a = own_agent(tx, &id, &org)?;
+            if a.status == AgentStatus::Decommissioned {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "AGENT_ALREADY_DECOMMISSIONED",
+                    "The agent is already decommissioned.",
+                ));
+            }
+            a.status = AgentStatus::Decommissioned;
+            a.updated_at = now;
+            tx.put_agent(&a)?;
+            let n = tx.org_agent_count(&org)?;
+            tx.set_org_agent_count(&org, n.saturating_sub(1));
+            tx.audit(entry)?;
+            Ok::<_, ApiError>(())
+        })
+        .await?;
+    state.metrics.audit_appends.inc();
+    Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
+}
+
+/// Generate a client secret credential (the secret is shown once).
+#[utoipa::path(post, path = "/api/v1/agents/{agentId}/credentials", tag = "Credentials", security(("bearer" = ["agents:write"])),
+    params(("agentId" = Uuid, Path)), request_body(content = Option<CreateCredentialRequest>),
+    responses((status = 201, body = IssuedCredential), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn create_credential(
+    id: String,
+    caller: Caller,
+    req: CreateCredentialRequest,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    caller.require("agents:write")?;
+    let id = parse_id("agentId", &id)?;
+    let now = state.clock.now_ms();
+    let expires_at = match &req.expires_at {
+        None => None,
+        Some(s) => match parse_rfc3339(s) {
+            Some(t) if t > now => Some(t),
+            Some(_) => {
+                return Err(ApiError::validation("expiresAt", "must be in the future").into())
+            }
+            None => {
+                return Err(ApiError::validation("expiresAt", "must be an RFC 3339 time").into())
+            }
+        },
+    };
+    let org = caller.org_id;
+    let actor = caller.actor.clone();
+    let st = state.clone();
+    let (cred, secret) = state
+        .store
+        .write(move |tx| {
+            let a = own_agent(tx, &id, &org)?;
+            if a.status == AgentStatus::Decommissioned {
+                return Err(agent_decommissioned());
+            }
+            let (cred, secret) = new_credential(&a, now, expires_at, None)?;
+            tx.put_credential(&cred);
+            tx.audit(st.audit_entry(
+                &actor,
+                "credential.generate",
+                id.to_string(),
+                Outcome::Success,
+                serde_json::json!({ "credentialId": cred.id }),
+            ))?;
+            Ok::<_, ApiError>((cred, secret))
+        })
+        .await?;
+    state.metrics.audit_appends.inc();
+    Ok(created(&IssuedCredential {
+        credential: CredentialView::new(&cred, now),
+        client_secret: secret,
+    }))
+}
+
+/// List an agent's credentials (never their secrets).
+#[utoipa::path(get, path = "/api/v1/agents/{agentId}/credentials", tag = "Credentials", security(("bearer" = ["agents:read"])),
+    params(("agentId" = Uuid, Path)),
+    responses((status = 200, body = CredentialList), (status = 404, body = ErrorBody)))]
+pub(crate) async fn list_credentials(
+    id: String,
+    caller: Caller,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    caller.require("agents:read")?;
+    let id = parse_id("agentId", &id)?;
+    state
+        .store
+        .get_agent(&id)
+        .map_err(ApiError::from)?
+        .filter(|a| a.org_id == caller.org_id)
+        .ok_or_else(ApiError::agent_not_found)?;
+    let now = state.clock.now_ms();
+    let data = state
+        .store
+        .list_credentials(&id)
+        .map_err(ApiError::from)?
+        .iter()
+        .map(|c| CredentialView::new(c, now))
+        .collect();
+    Ok(warp::reply::json(&CredentialList { data }).into_response())
+}
+
+/// Rotate a credential: a new secret now; the old one works for `graceSeconds` more.
+#[utoipa::path(post, path = "/api/v1/agents/{agentId}/credentials/{credentialId}/rotate", tag = "Credentials",
+    security(("bearer" = ["agents:write"])),
+    params(("agentId" = Uuid, Path), ("credentialId" = Uuid, Path)), request_body(content = Option<RotateCredentialRequest>),
+    responses((status = 201, body = IssuedCredential), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "CREDENTIAL_REVOKED", body = ErrorBody)))]
+pub(crate) async fn rotate_credential(
+    id: String,
+    cred_id: String,
+    caller: Caller,
+    req: RotateCredentialRequest,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    caller.require("agents:write")?;
+    let id = parse_id("agentId", &id)?;
+    let cred_id = parse_id("credentialId", &cred_id)?;
+    let grace = req.grace_seconds.unwrap_or(0);
+    if grace > MAX_GRACE_SECS {
+        return Err(ApiError::validation(
+            "graceSeconds",
+            format!("must be between 0 and {MAX_GRACE_SECS}"),
+        )
+        .into());
+    }
+    let now = state.clock.now_ms();
+    let org = caller.org_id;
+    let actor = caller.actor.clone();
+    let st = state.clone();
+    let (cred, secret) = state
+        .store
+        .write(move |tx| {
+            let a = own_agent(tx, &id, &org)?;
+            let mut old = tx
+                .get_credential(&cred_id)?
+                .filter(|c| c.agent_id == a.id)
+                .ok_or_else(ApiError::credential_not_found)?;
+            if a.status == AgentStatus::Decommissioned {
+                return Err(agent_decommissioned());
+            }
+            if old.status == CredentialStatus::Revoked || old.expires_at.is_some_and(|e| e <= now) {
+                return Err(ApiError::new(StatusCode::CONFLICT, "CREDENTIAL_REVOKED",
+                    "The credential is revoked or expired; generate a new one instead."));
+            }
+            let (cred, secret) = new_credential(&a, now, None, Some(old.id))?;
+            old.replaced_by = Some(cred.id);
+            if grace == 0 {
+                old.status = CredentialStatus::Revoked;
+                old.revoked_at = Some(now);
+            } else {
+                let until = now + (grace as i64) * 1000;
+                old.expires_at = Some(old.expires_at.map_or(until, |e| e.min(until)));
+            }
+            tx.put_credential(&old);
+            tx.put_credential(&cred);
+            tx.audit(st.audit_entry(&actor, "credential.rotate", id.to_string(), Outcome::Success,
+                serde_json::json!({ "credentialId": cred.id, "rotatedFrom": old.id, "graceSeconds": grace })))?;
+            Ok::<_, ApiError>((cred, secret))
+        })
+        .await?;
+    state.metrics.audit_appends.inc();
+    Ok(created(&IssuedCredential {
+        credential: CredentialView::new(&cred, now),
+        client_secret: secret,
+    }))
+}
+
+/// Revoke a credential at once.
+#[utoipa::path(delete, path = "/api/v1/agents/{agentId}/credentials/{credentialId}", tag = "Credentials",
+    security(("bearer" = ["agents:write"])), params(("agentId" = Uuid, Path), ("credentialId" = Uuid, Path)),
+    responses((status = 204, description = "Revoked"), (status = 404, body = ErrorBody),
+        (status = 409, description = "CREDENTIAL_ALREADY_REVOKED", body = ErrorBody)))]
+pub(crate) async fn revoke_credential(
+    id: String,
+    cred_id: String,
+    caller: Caller,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    caller.require("agents:write")?;
+    let id = parse_id("agentId", &id)?;
+    let cred_id = parse_id("credentialId", &cred_id)?;
+    let now = state.clock.now_ms();
+    let org = caller.org_id;
+    let entry = state.audit_entry(
+        &caller.actor,
+        "credential.revoke",
+        id.to_string(),
+        Outcome::Success,
+        serde_json::json!({ "credentialId": cred_id }),
+    );
+    state
+        .store
+        .write(move |tx| {
+            let a = own_agent(tx, &id, &org)?;
+            let mut c = tx
+                .get_credential(&cred_id)?
+                .filter(|c| c.agent_id == a.id)
+                .ok_or_else(ApiError::credential_not_found)?;
+            if c.status == CredentialStatus::Revoked {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "CREDENTIAL_ALREADY_REVOKED",
+                    "The credential is already revoked.",
+                ));
+            }
+            c.status = CredentialStatus::Revoked;
+            c.revoked_at = Some(now);
+            tx.put_credential(&c);
+            tx.audit(entry)?;
+            Ok::<_, ApiError>(())
+        })
+        .await?;
+    state.metrics.audit_appends.inc();
+    Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
+}

@@ -1,0 +1,21 @@
+//! The agentidp identity node.
+//!
+//! `agentidp serve` runs a warp HTTP server over the embedded store: organizations, the agent
+//! registry, credentials, OAuth 2.0 client_credentials access tokens (RFC 9068 JWTs signed with
+//! the node's ES256 key), a hash-chained audit log, health, metrics and an OpenAPI document.
+//! This crate is the only one that knows HTTP.
+
+pub mod cli;
+mod clock;
+mod error;
+mod http;
+mod keys;
+mod metrics;
+mod model;
+mod secrets;
+mod server;
+mod state;
+mod token;
+
+pub use clock::{Clock, SystemClock};
+pub use server::{run, ServeConfig};

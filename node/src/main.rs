@@ -1,0 +1,5 @@
+//! The `agentidp` binary; everything lives in the `node` library.
+
+fn main() -> std::process::ExitCode {
+    node::cli::main()
+}

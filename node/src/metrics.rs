@@ -1,0 +1,153 @@
+//! Prometheus text exposition (v0.0.4) of the node's counters, kept without a metrics library:
+//! a few atomics and one small map of request counts.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use storage::Store;
+
+/// A monotonically increasing counter.
+#[derive(Debug, Default)]
+pub(crate) struct Counter(AtomicU64);
+
+impl Counter {
+    pub(crate) fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+#[derive(Debug, Default)]
+struct Histogram {
+    counts: [AtomicU64; BUCKETS.len()],
+    sum_micros: AtomicU64,
+    total: AtomicU64,
+}
+
+/// The node's metrics.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    requests: Mutex<HashMap<(String, &'static str, u16), u64>>,
+    latency: Histogram,
+    pub(crate) tokens_issued: Counter,
+    pub(crate) agents_registered: Counter,
+    pub(crate) audit_appends: Counter,
+    pub(crate) auth_failures: Counter,
+}
+
+impl Metrics {
+    /// Records one finished request under its route template.
+    pub(crate) fn observe(
+        &self,
+        method: &str,
+        route: &'static str,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        if let Ok(mut m) = self.requests.lock() {
+            *m.entry((method.to_string(), route, status)).or_insert(0) += 1;
+        }
+        let secs = elapsed.as_secs_f64();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                self.latency.counts[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency
+            .sum_micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        self.latency.total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The exposition text.
+    pub(crate) fn render(&self, store: &Store) -> String {
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, v: u64| {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+            );
+        };
+        counter(
+            "agentidp_tokens_issued_total",
+            "Access tokens issued.",
+            self.tokens_issued.get(),
+        );
+        counter(
+            "agentidp_agents_registered_total",
+            "Agents registered.",
+            self.agents_registered.get(),
+        );
+        counter(
+            "agentidp_audit_appends_total",
+            "Audit entries appended by this process.",
+            self.audit_appends.get(),
+        );
+        counter(
+            "agentidp_auth_failures_total",
+            "Failed authentications.",
+            self.auth_failures.get(),
+        );
+        let s = store.stats();
+        counter(
+            "agentidp_store_commits_total",
+            "Group commits of the store.",
+            s.batches.load(Ordering::Relaxed),
+        );
+        counter(
+            "agentidp_store_jobs_total",
+            "Write jobs run by the store committer.",
+            s.jobs.load(Ordering::Relaxed),
+        );
+        counter(
+            "agentidp_store_commit_failures_total",
+            "Failed store commits.",
+            s.failures.load(Ordering::Relaxed),
+        );
+        let _ = write!(
+            out,
+            "# HELP agentidp_store_commit_seconds_total Time spent committing.\n# TYPE agentidp_store_commit_seconds_total counter\nagentidp_store_commit_seconds_total {}\n",
+            s.commit_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = write!(
+            out,
+            "# HELP agentidp_store_max_batch Largest group commit so far.\n# TYPE agentidp_store_max_batch gauge\nagentidp_store_max_batch {}\n",
+            s.max_batch.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP http_requests_total HTTP requests by method, route and status.\n# TYPE http_requests_total counter\n");
+        if let Ok(m) = self.requests.lock() {
+            let mut rows: Vec<_> = m.iter().collect();
+            rows.sort();
+            for ((method, route, status), n) in rows {
+                let _ = writeln!(
+                    out,
+                    "http_requests_total{{method=\"{method}\",route=\"{route}\",status_code=\"{status}\"}} {n}"
+                );
+            }
+        }
+        out.push_str("# HELP http_request_duration_seconds HTTP request latency.\n# TYPE http_request_duration_seconds histogram\n");
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "http_request_duration_seconds_bucket{{le=\"{b}\"}} {}",
+                self.latency.counts[i].load(Ordering::Relaxed)
+            );
+        }
+        let total = self.latency.total.load(Ordering::Relaxed);
+        let _ = write!(
+            out,
+            "http_request_duration_seconds_bucket{{le=\"+Inf\"}} {total}\nhttp_request_duration_seconds_sum {}\nhttp_request_duration_seconds_count {total}\n",
+            self.latency.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        out
+    }
+}

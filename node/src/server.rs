@@ -1,0 +1,275 @@
+//! Start-up, bootstrap and shutdown of `agentidp serve`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use storage::{
+    Agent, AgentStatus, EngineKind, OrgStatus, Organization, Outcome, PlanTier, Store, StoreError,
+};
+use uuid::Uuid;
+
+use crate::clock::{Clock, SystemClock};
+use crate::keys::{generate_es256, KeyRing};
+use crate::metrics::Metrics;
+use crate::model::ALL_SCOPES;
+use crate::state::{Actor, AppState, Settings};
+
+/// What `serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Issuer and did:web base; derived from the bound address when absent.
+    pub public_url: Option<String>,
+    /// Where the store and the admin credential file live.
+    pub data_dir: PathBuf,
+    /// Storage engine.
+    pub store: EngineKind,
+    /// Access token lifetime, seconds.
+    pub token_ttl_secs: i64,
+}
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The listen address could not be bound.
+    #[error(
+        "cannot listen on {addr}: {source}; choose another --listen address or stop what uses it"
+    )]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// `--public-url` is not usable.
+    #[error("--public-url {0:?} must be an absolute http(s) URL without query or fragment, e.g. https://idp.example.com")]
+    PublicUrl(String),
+    /// Key generation or loading failed.
+    #[error("signing keys: {0}")]
+    Keys(String),
+    /// The admin credential file could not be written.
+    #[error("cannot write the admin credential file {path}: {source}")]
+    AdminFile {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+const META_BOOTSTRAP: &str = "bootstrap";
+pub(crate) const ADMIN_FILE: &str = "admin-credentials.json";
+
+/// Runs the node until SIGINT or SIGTERM; then stops accepting, finishes in-flight requests,
+/// commits everything queued in the store, and returns.
+pub async fn run(cfg: ServeConfig) -> Result<(), StartError> {
+    let started = Instant::now();
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: cfg.listen,
+        source,
+    })?;
+    let issuer = match &cfg.public_url {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => format!("http://{local}"),
+    };
+    let node_did = did_method::DidWeb::from_base_url(&issuer, &[])
+        .map_err(|_| StartError::PublicUrl(issuer.clone()))?;
+    if issuer.contains(['?', '#']) {
+        return Err(StartError::PublicUrl(issuer));
+    }
+
+    let store = {
+        let dir = cfg.data_dir.clone();
+        let kind = cfg.store;
+        tokio::task::spawn_blocking(move || Store::open(&dir, kind))
+            .await
+            .map_err(|e| StartError::Store(StoreError::Engine(e.to_string())))??
+    };
+    let store = Arc::new(store);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let system_org = bootstrap(&store, clock.as_ref(), &cfg.data_dir).await?;
+    let records = store.signing_keys()?;
+    let ring = KeyRing::from_records(&records).map_err(|e| StartError::Keys(e.to_string()))?;
+    tracing::info!(kid = %ring.active.kid, alg = ring.active.alg, "signing key loaded");
+
+    let state = AppState {
+        store: store.clone(),
+        keys: Arc::new(RwLock::new(ring)),
+        clock,
+        metrics: Arc::new(Metrics::default()),
+        settings: Arc::new(Settings {
+            issuer: issuer.clone(),
+            node_did,
+            token_ttl_secs: cfg.token_ttl_secs,
+            system_org,
+        }),
+        started,
+    };
+
+    tracing::info!(
+        listen = %local,
+        issuer = %issuer,
+        store = cfg.store.as_str(),
+        data_dir = %cfg.data_dir.display(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "agentidp listening"
+    );
+    // One plain line on stdout for scripts and tests that started us on port 0.
+    println!("agentidp listening on http://{local}");
+
+    warp::serve(crate::http::routes(state))
+        .incoming(listener)
+        .graceful(shutdown_signal())
+        .run()
+        .await;
+
+    tracing::info!("no more requests; committing queued writes");
+    let s = store.clone();
+    let _ = tokio::task::spawn_blocking(move || s.close()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the node");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+    }
+}
+
+/// First start only: the node's organization, the instance admin and its credential (written
+/// once to `<data-dir>/admin-credentials.json`, mode 0600), and the ES256 signing key.
+/// Returns the node's organization id.
+async fn bootstrap(
+    store: &Arc<Store>,
+    clock: &dyn Clock,
+    data_dir: &Path,
+) -> Result<Uuid, StartError> {
+    if let Some(id) = store.get_meta::<Uuid>(META_BOOTSTRAP)? {
+        return Ok(id);
+    }
+    let now = clock.now_ms();
+    let org = Organization {
+        id: Uuid::new_v4(),
+        name: "agentidp instance".into(),
+        slug: "instance".into(),
+        plan_tier: PlanTier::Enterprise,
+        max_agents: u64::MAX,
+        max_tokens_per_month: u64::MAX,
+        status: OrgStatus::Active,
+        system: true,
+        created_at: now,
+        updated_at: now,
+    };
+    let admin = Agent {
+        id: Uuid::new_v4(),
+        org_id: org.id,
+        email: "admin@instance.agentidp.local".into(),
+        name: "instance admin".into(),
+        agent_type: "custom".into(),
+        version: "1.0.0".into(),
+        capabilities: vec![],
+        owner: "operator".into(),
+        deployment_env: "production".into(),
+        status: AgentStatus::Active,
+        scopes: ALL_SCOPES.iter().map(|s| s.to_string()).collect(),
+        metadata: serde_json::json!({ "role": "instance-admin" }),
+        public: false,
+        description: None,
+        skills: vec![],
+        endpoints: vec![],
+        created_at: now,
+        updated_at: now,
+        last_auth_at: None,
+    };
+    let (cred, secret) =
+        crate::http::agents_new_credential(&admin, now).map_err(|e| StartError::Keys(e.message))?;
+    let key = generate_es256(now).map_err(|e| StartError::Keys(e.to_string()))?;
+
+    // The file first: if we crash before the commit, the next start rewrites it with a new
+    // secret (the old one never worked); if we crashed after, it is already there.
+    let path = data_dir.join(ADMIN_FILE);
+    write_admin_file(&path, &admin.id.to_string(), &secret).map_err(|source| {
+        StartError::AdminFile {
+            path: path.clone(),
+            source,
+        }
+    })?;
+
+    let org_id = org.id;
+    let actor = Actor {
+        id: "agentidp".into(),
+        org: org.id,
+        client: None,
+    };
+    let entry = storage::NewAuditEntry {
+        time: now,
+        org_id: org.id,
+        actor: actor.id.clone(),
+        action: "node.bootstrap".into(),
+        target: admin.id.to_string(),
+        outcome: Outcome::Success,
+        client: None,
+        details: serde_json::json!({ "adminAgentId": admin.id, "credentialId": cred.id, "kid": key.kid }),
+    };
+    let admin_id = admin.id;
+    store
+        .write(move |tx| {
+            tx.put_org(&org);
+            tx.put_agent(&admin)?;
+            tx.set_org_agent_count(&org.id, 1);
+            tx.put_credential(&cred);
+            tx.put_signing_key(&key);
+            tx.audit(entry)?;
+            tx.put_meta(META_BOOTSTRAP, &org.id);
+            Ok::<_, StoreError>(())
+        })
+        .await?;
+    tracing::info!(
+        client_id = %admin_id,
+        file = %path.display(),
+        "created the instance admin credential; its secret is in the file (mode 0600), shown nowhere else"
+    );
+    Ok(org_id)
+}
+
+fn write_admin_file(path: &Path, client_id: &str, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("json.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    let body = serde_json::json!({ "client_id": client_id, "client_secret": secret });
+    f.write_all(format!("{body:#}\n").as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}

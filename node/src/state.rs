@@ -1,0 +1,102 @@
+//! The application state every handler gets (one `Clone` value, `Arc` fields).
+
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use storage::{NewAuditEntry, Outcome, Store};
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::keys::KeyRing;
+use crate::metrics::Metrics;
+
+/// Settings fixed at start-up that handlers need.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// Issuer and base of every absolute URL we publish (no trailing slash).
+    pub(crate) issuer: String,
+    /// `did:web` of the node.
+    pub(crate) node_did: did_method::DidWeb,
+    /// Access token lifetime, seconds.
+    pub(crate) token_ttl_secs: i64,
+    /// The node's own organization (instance admin; owner of anonymous audit entries).
+    pub(crate) system_org: Uuid,
+}
+
+/// Who did something, for the audit log.
+#[derive(Debug, Clone)]
+pub(crate) struct Actor {
+    /// Agent id, or a client id as presented, or `anonymous`.
+    pub(crate) id: String,
+    /// The organization the entry belongs to.
+    pub(crate) org: Uuid,
+    /// Client network address.
+    pub(crate) client: Option<String>,
+}
+
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) store: Arc<Store>,
+    pub(crate) keys: Arc<RwLock<Arc<KeyRing>>>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) started: Instant,
+}
+
+impl AppState {
+    /// The keys in force (cheap: clones an `Arc`).
+    pub(crate) fn keys(&self) -> Arc<KeyRing> {
+        match self.keys.read() {
+            Ok(k) => k.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The did:web of an agent.
+    pub(crate) fn agent_did(&self, id: &Uuid) -> String {
+        self.settings
+            .node_did
+            .child(&["agents", &id.to_string()])
+            .map(|d| d.to_string())
+            .unwrap_or_default()
+    }
+
+    /// An audit entry stamped now.
+    pub(crate) fn audit_entry(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target: impl Into<String>,
+        outcome: Outcome,
+        details: serde_json::Value,
+    ) -> NewAuditEntry {
+        NewAuditEntry {
+            time: self.clock.now_ms(),
+            org_id: actor.org,
+            actor: actor.id.clone(),
+            action: action.to_string(),
+            target: target.into(),
+            outcome,
+            client: actor.client.clone(),
+            details,
+        }
+    }
+
+    /// Records a failed authentication (never holds the response: it is group-committed within
+    /// the committer's bounded window).
+    pub(crate) async fn audit_auth_failure(&self, actor: &Actor, action: &str, reason: &str) {
+        self.metrics.auth_failures.inc();
+        let entry = self.audit_entry(
+            actor,
+            action,
+            "-",
+            Outcome::Failure,
+            serde_json::json!({ "reason": reason }),
+        );
+        self.metrics.audit_appends.inc();
+        self.store
+            .write_detached(move |tx| tx.audit(entry).map(|_| ()))
+            .await;
+    }
+}

@@ -1,0 +1,342 @@
+//! RFC 9068 access tokens: minting, and the strict verification our bearer auth uses.
+//!
+//! Verification follows RFC 8725 (JWT BCP) and RFC 9068 §4, in this order:
+//! 1. size limit, exactly three base64url parts (RFC 7515 §7.1);
+//! 2. header: `typ` is `at+jwt` (RFC 9068 §4 step 2), no `crit` (we understand no extensions,
+//!    RFC 7515 §4.1.11), `kid` names one of our keys and `alg` is exactly that key's algorithm —
+//!    so `none`, HMAC with a public key and algorithm confusion are impossible (RFC 8725 §3.1);
+//! 3. signature;
+//! 4. claims: exact `iss`, `aud` contains our audience, `exp` in the future and `nbf`/`iat` not in
+//!    the future, within a small leeway (RFC 9068 §4 steps 3-7).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::keys::KeyRing;
+
+/// Largest token we look at.
+const MAX_TOKEN_LEN: usize = 8 * 1024;
+/// Clock skew tolerated on `exp`, `nbf` and `iat`.
+pub(crate) const LEEWAY_SECS: i64 = 30;
+
+/// The claims of our access tokens (DESIGN.md, Tokens).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct AccessClaims {
+    pub(crate) iss: String,
+    pub(crate) sub: String,
+    pub(crate) aud: String,
+    pub(crate) exp: i64,
+    pub(crate) iat: i64,
+    pub(crate) nbf: i64,
+    pub(crate) jti: String,
+    pub(crate) client_id: String,
+    pub(crate) scope: String,
+    pub(crate) organization_id: String,
+    pub(crate) agent_type: String,
+    pub(crate) deployment_env: String,
+    pub(crate) did: String,
+}
+
+/// Why a token was refused. The message is safe to return to the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum TokenError {
+    #[error("token is malformed")]
+    Malformed,
+    #[error("token type must be at+jwt")]
+    WrongType,
+    #[error("token uses a critical header extension this node does not understand")]
+    Crit,
+    #[error("token was not signed by a key of this node")]
+    UnknownKey,
+    #[error("token algorithm does not match its key")]
+    WrongAlg,
+    #[error("token signature is invalid")]
+    BadSignature,
+    #[error("token issuer is not this node")]
+    WrongIssuer,
+    #[error("token audience is not this node")]
+    WrongAudience,
+    #[error("token has expired")]
+    Expired,
+    #[error("token is not valid yet")]
+    NotYetValid,
+}
+
+/// Claims as verified: a token we issued, in force now.
+#[derive(Debug, Clone)]
+pub(crate) struct Verified {
+    pub(crate) agent_id: Uuid,
+    pub(crate) org_id: Uuid,
+    pub(crate) scopes: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    alg: Option<String>,
+    typ: Option<String>,
+    kid: Option<String>,
+    crit: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    iss: Option<String>,
+    sub: Option<String>,
+    aud: Option<serde_json::Value>,
+    exp: Option<i64>,
+    nbf: Option<i64>,
+    iat: Option<i64>,
+    jti: Option<String>,
+    client_id: Option<String>,
+    scope: Option<String>,
+    organization_id: Option<String>,
+}
+
+fn b64json<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, TokenError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| TokenError::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
+}
+
+/// Verifies one of our access tokens strictly (see the module docs for the steps).
+pub(crate) fn verify(
+    token: &str,
+    keys: &KeyRing,
+    issuer: &str,
+    audience: &str,
+    now: i64,
+) -> Result<Verified, TokenError> {
+    // 1.
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(TokenError::Malformed);
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    // 2.
+    let header: Header = b64json(h)?;
+    let typ = header.typ.as_deref().unwrap_or("");
+    if !typ.eq_ignore_ascii_case("at+jwt") && !typ.eq_ignore_ascii_case("application/at+jwt") {
+        return Err(TokenError::WrongType);
+    }
+    if header.crit.is_some() {
+        return Err(TokenError::Crit);
+    }
+    let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+    let (alg, verifier) = keys.verifier(&kid).ok_or(TokenError::UnknownKey)?;
+    if header.alg.as_deref() != Some(alg) {
+        return Err(TokenError::WrongAlg);
+    }
+    // 3.
+    let sig = URL_SAFE_NO_PAD
+        .decode(s)
+        .map_err(|_| TokenError::Malformed)?;
+    let signed = &token[..h.len() + 1 + p.len()];
+    verifier
+        .verify(signed.as_bytes(), &sig)
+        .map_err(|_| TokenError::BadSignature)?;
+    // 4.
+    let c: Claims = b64json(p)?;
+    if c.iss.as_deref() != Some(issuer) {
+        return Err(TokenError::WrongIssuer);
+    }
+    let aud_ok = match &c.aud {
+        Some(serde_json::Value::String(a)) => a == audience,
+        Some(serde_json::Value::Array(items)) => items.iter().any(|a| a.as_str() == Some(audience)),
+        _ => false,
+    };
+    if !aud_ok {
+        return Err(TokenError::WrongAudience);
+    }
+    match c.exp {
+        Some(exp) if exp + LEEWAY_SECS > now => {}
+        _ => return Err(TokenError::Expired),
+    }
+    if c.nbf.is_some_and(|nbf| nbf > now + LEEWAY_SECS)
+        || c.iat.is_some_and(|iat| iat > now + LEEWAY_SECS)
+    {
+        return Err(TokenError::NotYetValid);
+    }
+    if c.jti.is_none() || c.client_id.is_none() {
+        return Err(TokenError::Malformed);
+    }
+    let agent_id = c
+        .sub
+        .as_deref()
+        .and_then(|s| s.parse().ok())
+        .ok_or(TokenError::Malformed)?;
+    let org_id = c
+        .organization_id
+        .as_deref()
+        .and_then(|s| s.parse().ok())
+        .ok_or(TokenError::Malformed)?;
+    Ok(Verified {
+        agent_id,
+        org_id,
+        scopes: c
+            .scope
+            .unwrap_or_default()
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+    })
+}
+
+/// Signs `claims` with the active key.
+pub(crate) fn mint(keys: &KeyRing, claims: &AccessClaims) -> Result<String, josekit::JoseError> {
+    let payload =
+        serde_json::to_vec(claims).map_err(|e| josekit::JoseError::InvalidJwtFormat(e.into()))?;
+    keys.active.sign_compact(&payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{generate_es256, KeyRing};
+    use std::sync::Arc;
+
+    const ISS: &str = "http://127.0.0.1:8080";
+
+    fn ring() -> Arc<KeyRing> {
+        KeyRing::from_records(&[generate_es256(0).unwrap()]).unwrap()
+    }
+
+    fn claims(now: i64) -> AccessClaims {
+        AccessClaims {
+            iss: ISS.into(),
+            sub: Uuid::new_v4().to_string(),
+            aud: ISS.into(),
+            exp: now + 600,
+            iat: now,
+            nbf: now,
+            jti: "j".into(),
+            client_id: "c".into(),
+            scope: "agents:read".into(),
+            organization_id: Uuid::new_v4().to_string(),
+            agent_type: "custom".into(),
+            deployment_env: "development".into(),
+            did: "did:web:x".into(),
+        }
+    }
+
+    fn forge(header: serde_json::Value, claims: &AccessClaims, sig: &[u8]) -> String {
+        format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap()),
+            URL_SAFE_NO_PAD.encode(sig)
+        )
+    }
+
+    #[test]
+    fn good_token_verifies() {
+        let k = ring();
+        let t = mint(&k, &claims(1000)).unwrap();
+        let v = verify(&t, &k, ISS, ISS, 1000).unwrap();
+        assert_eq!(v.scopes, vec!["agents:read"]);
+    }
+
+    #[test]
+    fn strictness() {
+        let k = ring();
+        let now = 1000;
+        let kid = k.active.kid.clone();
+        let good = mint(&k, &claims(now)).unwrap();
+        assert_eq!(
+            verify(&good, &k, "http://other", ISS, now).unwrap_err(),
+            TokenError::WrongIssuer
+        );
+        assert_eq!(
+            verify(&good, &k, ISS, "http://other", now).unwrap_err(),
+            TokenError::WrongAudience
+        );
+        assert_eq!(
+            verify(&good, &k, ISS, ISS, now + 601 + LEEWAY_SECS).unwrap_err(),
+            TokenError::Expired
+        );
+        assert_eq!(
+            verify(&good, &k, ISS, ISS, now - 100).unwrap_err(),
+            TokenError::NotYetValid
+        );
+        let c = claims(now);
+        let none = forge(
+            serde_json::json!({"alg":"none","typ":"at+jwt","kid":kid}),
+            &c,
+            b"",
+        );
+        assert_eq!(
+            verify(&none, &k, ISS, ISS, now).unwrap_err(),
+            TokenError::WrongAlg
+        );
+        let hs = forge(
+            serde_json::json!({"alg":"HS256","typ":"at+jwt","kid":kid}),
+            &c,
+            b"mac",
+        );
+        assert_eq!(
+            verify(&hs, &k, ISS, ISS, now).unwrap_err(),
+            TokenError::WrongAlg
+        );
+        let crit = forge(
+            serde_json::json!({"alg":"ES256","typ":"at+jwt","kid":kid,"crit":["exp"]}),
+            &c,
+            b"x",
+        );
+        assert_eq!(
+            verify(&crit, &k, ISS, ISS, now).unwrap_err(),
+            TokenError::Crit
+        );
+        let foreign = forge(
+            serde_json::json!({"alg":"ES256","typ":"at+jwt","kid":"other"}),
+            &c,
+            b"x",
+        );
+        assert_eq!(
+            verify(&foreign, &k, ISS, ISS, now).unwrap_err(),
+            TokenError::UnknownKey
+        );
+        let jwt = forge(
+            serde_json::json!({"alg":"ES256","typ":"JWT","kid":kid}),
+            &c,
+            b"x",
+        );
+        assert_eq!(
+            verify(&jwt, &k, ISS, ISS, now).unwrap_err(),
+            TokenError::WrongType
+        );
+        // A valid signature over other claims.
+        let parts: Vec<&str> = good.split('.').collect();
+        let mut c2 = claims(now);
+        c2.scope = "admin:orgs".into();
+        let swapped = format!(
+            "{}.{}.{}",
+            parts[0],
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&c2).unwrap()),
+            parts[2]
+        );
+        assert_eq!(
+            verify(&swapped, &k, ISS, ISS, now).unwrap_err(),
+            TokenError::BadSignature
+        );
+        // Another node's key.
+        let other = mint(&ring(), &claims(now)).unwrap();
+        assert_eq!(
+            verify(&other, &k, ISS, ISS, now).unwrap_err(),
+            TokenError::UnknownKey
+        );
+        for junk in ["", "a.b", "a.b.c.d", "!!!.???.###"] {
+            assert_eq!(
+                verify(junk, &k, ISS, ISS, now).unwrap_err(),
+                TokenError::Malformed,
+                "{junk}"
+            );
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Every key the store uses is built here, and only here.
+//!
+//! One ordered key space; the first byte names the table. Integers are big-endian so that byte
+//! order equals numeric order (sequence numbers, creation times). Table bytes are never reused.
+
+use uuid::Uuid;
+
+const T_META: u8 = 0x00;
+const T_ORG: u8 = 0x01;
+const T_ORG_SLUG: u8 = 0x02;
+const T_ORG_BY_TIME: u8 = 0x03;
+const T_ORG_AGENT_COUNT: u8 = 0x04;
+const T_AGENT: u8 = 0x10;
+const T_AGENT_BY_ORG: u8 = 0x11;
+const T_AGENT_EMAIL: u8 = 0x12;
+const T_CRED: u8 = 0x20;
+const T_CRED_BY_AGENT: u8 = 0x21;
+const T_SIGNING_KEY: u8 = 0x30;
+const T_AUDIT: u8 = 0x40;
+const T_AUDIT_BY_ORG: u8 = 0x41;
+
+fn key(table: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let len = 1 + parts.iter().map(|p| p.len()).sum::<usize>();
+    let mut k = Vec::with_capacity(len);
+    k.push(table);
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+/// The half-open range `[prefix, next(prefix))` of every key starting with `prefix`.
+pub fn prefix_range(prefix: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let start = prefix.to_vec();
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return (start, end);
+        }
+    }
+    // The prefix was all 0xff: nothing sorts after it within one byte of table space.
+    (start, vec![0xff; prefix.len() + 1])
+}
+
+/// A `meta` record (schema version, audit head, bootstrap marker).
+pub fn meta(name: &str) -> Vec<u8> {
+    key(T_META, &[name.as_bytes()])
+}
+
+/// An organization by id.
+pub fn org(id: &Uuid) -> Vec<u8> {
+    key(T_ORG, &[id.as_bytes()])
+}
+
+/// Unique index: organization slug -> id.
+pub fn org_slug(slug: &str) -> Vec<u8> {
+    key(T_ORG_SLUG, &[slug.as_bytes()])
+}
+
+/// Index of organizations by creation time (for newest-first listing).
+pub fn org_by_time(created_ms: i64, id: &Uuid) -> Vec<u8> {
+    key(T_ORG_BY_TIME, &[&ms_bytes(created_ms), id.as_bytes()])
+}
+
+/// Prefix of [`org_by_time`].
+pub fn org_by_time_prefix() -> Vec<u8> {
+    vec![T_ORG_BY_TIME]
+}
+
+/// Number of non-decommissioned agents of an organization (enforces `maxAgents`).
+pub fn org_agent_count(org: &Uuid) -> Vec<u8> {
+    key(T_ORG_AGENT_COUNT, &[org.as_bytes()])
+}
+
+/// An agent by id.
+pub fn agent(id: &Uuid) -> Vec<u8> {
+    key(T_AGENT, &[id.as_bytes()])
+}
+
+/// Index of an organization's agents by creation time.
+pub fn agent_by_org(org: &Uuid, created_ms: i64, id: &Uuid) -> Vec<u8> {
+    key(
+        T_AGENT_BY_ORG,
+        &[org.as_bytes(), &ms_bytes(created_ms), id.as_bytes()],
+    )
+}
+
+/// Prefix of [`agent_by_org`] for one organization.
+pub fn agent_by_org_prefix(org: &Uuid) -> Vec<u8> {
+    key(T_AGENT_BY_ORG, &[org.as_bytes()])
+}
+
+/// Unique index: lower-cased agent email -> id.
+pub fn agent_email(email: &str) -> Vec<u8> {
+    key(T_AGENT_EMAIL, &[email.to_ascii_lowercase().as_bytes()])
+}
+
+/// A credential by id.
+pub fn credential(id: &Uuid) -> Vec<u8> {
+    key(T_CRED, &[id.as_bytes()])
+}
+
+/// Index of an agent's credentials.
+pub fn credential_by_agent(agent: &Uuid, id: &Uuid) -> Vec<u8> {
+    key(T_CRED_BY_AGENT, &[agent.as_bytes(), id.as_bytes()])
+}
+
+/// Prefix of [`credential_by_agent`] for one agent.
+pub fn credential_by_agent_prefix(agent: &Uuid) -> Vec<u8> {
+    key(T_CRED_BY_AGENT, &[agent.as_bytes()])
+}
+
+/// A node signing key by `kid`.
+pub fn signing_key(kid: &str) -> Vec<u8> {
+    key(T_SIGNING_KEY, &[kid.as_bytes()])
+}
+
+/// Prefix of [`signing_key`].
+pub fn signing_key_prefix() -> Vec<u8> {
+    vec![T_SIGNING_KEY]
+}
+
+/// An audit entry by sequence number.
+pub fn audit(seq: u64) -> Vec<u8> {
+    key(T_AUDIT, &[&seq.to_be_bytes()])
+}
+
+/// Prefix of [`audit`].
+pub fn audit_prefix() -> Vec<u8> {
+    vec![T_AUDIT]
+}
+
+/// Index of an organization's audit entries by sequence number.
+pub fn audit_by_org(org: &Uuid, seq: u64) -> Vec<u8> {
+    key(T_AUDIT_BY_ORG, &[org.as_bytes(), &seq.to_be_bytes()])
+}
+
+/// Prefix of [`audit_by_org`] for one organization.
+pub fn audit_by_org_prefix(org: &Uuid) -> Vec<u8> {
+    key(T_AUDIT_BY_ORG, &[org.as_bytes()])
+}
+
+/// The sequence number at the end of an audit key or audit index key.
+pub fn seq_suffix(key: &[u8]) -> Option<u64> {
+    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(tail))
+}
+
+/// The UUID at the end of an index key.
+pub fn uuid_suffix(key: &[u8]) -> Option<Uuid> {
+    let tail: [u8; 16] = key.get(key.len().checked_sub(16)?..)?.try_into().ok()?;
+    Some(Uuid::from_bytes(tail))
+}
+
+// Creation times before 1970 do not occur; clamp so the byte order stays numeric.
+fn ms_bytes(ms: i64) -> [u8; 8] {
+    (ms.max(0) as u64).to_be_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn prefix_range_carries() {
+        assert_eq!(prefix_range(&[1, 2]), (vec![1, 2], vec![1, 3]));
+        assert_eq!(prefix_range(&[1, 0xff]), (vec![1, 0xff], vec![2]));
+    }
+
+    proptest! {
+        #[test]
+        fn audit_keys_sort_numerically(a in any::<u64>(), b in any::<u64>()) {
+            prop_assert_eq!(a.cmp(&b), audit(a).cmp(&audit(b)));
+            prop_assert_eq!(seq_suffix(&audit(a)), Some(a));
+        }
+
+        #[test]
+        fn agent_index_keys_stay_in_their_org(ms in 0i64..i64::MAX, id in any::<u128>()) {
+            let org = Uuid::from_u128(7);
+            let id = Uuid::from_u128(id);
+            let k = agent_by_org(&org, ms, &id);
+            let (start, end) = prefix_range(&agent_by_org_prefix(&org));
+            prop_assert!(k >= start && k < end);
+            prop_assert_eq!(uuid_suffix(&k), Some(id));
+        }
+    }
+}

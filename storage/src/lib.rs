@@ -1,0 +1,34 @@
+//! Durable embedded storage for agentidp.
+//!
+//! The node keeps organizations, agents, credentials, signing keys and a hash-chained audit log in
+//! one ordered key-value space. Two embedded engines implement the [`Engine`] trait: redb (the
+//! default) and sled (`--store sled`). On top of an engine, [`Store`] runs a single committer thread
+//! that applies every write job to an overlay and commits whole batches at once (group commit), so
+//! concurrent writers share one flush and a job is acknowledged only after its batch is durable.
+//!
+//! Keys are built only in [`keys`]; values are versioned ([`records`]); the schema version lives in
+//! a `meta` record checked at open.
+
+mod audit;
+mod committer;
+mod engine;
+mod error;
+pub mod keys;
+pub mod records;
+mod redb_engine;
+mod sled_engine;
+mod store;
+mod tx;
+
+#[cfg(test)]
+mod suite;
+
+pub use audit::{canonical_json, chain_hash, ChainReport, GENESIS_HASH};
+pub use engine::{open_engine, Engine, EngineKind, KvPair};
+pub use error::StoreError;
+pub use records::{
+    Agent, AgentStatus, AuditEntry, AuditHead, Credential, CredentialStatus, NewAuditEntry,
+    OrgStatus, Organization, Outcome, PlanTier, SigningKey, Skill,
+};
+pub use store::{AgentFilter, AuditFilter, CommitStats, Store, SCHEMA_VERSION};
+pub use tx::Tx;

@@ -1,0 +1,302 @@
+//! The record types the store persists, and their versioned encoding.
+//!
+//! Every value is stored as one version byte followed by the record's JSON. Decoding checks the
+//! version, so a later schema can migrate old values instead of misreading them. Enums are stored
+//! by name (never by position), so adding a variant never changes what old bytes mean.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::StoreError;
+
+/// A type the store persists.
+pub trait Record: Serialize + DeserializeOwned {
+    /// The version byte written in front of this record's JSON.
+    const VERSION: u8;
+}
+
+/// Encodes a record: version byte, then JSON.
+pub fn encode<R: Record>(record: &R) -> Vec<u8> {
+    let mut out = vec![R::VERSION];
+    // Serializing our own plain structs to a Vec cannot fail (no maps with non-string keys).
+    if serde_json::to_writer(&mut out, record).is_err() {
+        out.truncate(1);
+        out.extend_from_slice(b"null");
+    }
+    out
+}
+
+/// Decodes a record stored under `key`.
+pub fn decode<R: Record>(key: &[u8], bytes: &[u8]) -> Result<R, StoreError> {
+    let err = |reason: String| StoreError::Decode {
+        key: hex::encode(key),
+        reason,
+    };
+    match bytes.split_first() {
+        Some((v, body)) if *v == R::VERSION => {
+            serde_json::from_slice(body).map_err(|e| err(e.to_string()))
+        }
+        Some((v, _)) => Err(err(format!("record version {v}, expected {}", R::VERSION))),
+        None => Err(err("empty value".into())),
+    }
+}
+
+/// Plan tier of an organization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanTier {
+    /// Free: 100 agents, 10,000 tokens a month by default.
+    Free,
+    /// Pro: 1,000 agents, 100,000 tokens a month by default.
+    Pro,
+    /// Enterprise: no limits by default.
+    Enterprise,
+}
+
+/// Lifecycle of an organization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrgStatus {
+    /// Working normally.
+    Active,
+    /// Disabled: its agents get no tokens; can be reactivated.
+    Suspended,
+    /// Soft-deleted: irreversible; kept for audit.
+    Deleted,
+}
+
+/// An organization (tenant).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Organization {
+    /// Immutable id.
+    pub id: Uuid,
+    /// Display name.
+    pub name: String,
+    /// Unique, immutable URL-friendly name.
+    pub slug: String,
+    /// Plan tier.
+    pub plan_tier: PlanTier,
+    /// Maximum number of non-decommissioned agents.
+    pub max_agents: u64,
+    /// Token budget per calendar month (informational for now).
+    pub max_tokens_per_month: u64,
+    /// Lifecycle status.
+    pub status: OrgStatus,
+    /// The node's own organization, which holds the instance admin.
+    pub system: bool,
+    /// Creation time, milliseconds since the epoch.
+    pub created_at: i64,
+    /// Last update, milliseconds since the epoch.
+    pub updated_at: i64,
+}
+
+impl Record for Organization {
+    const VERSION: u8 = 1;
+}
+
+/// Lifecycle of an agent. `Decommissioned` is one-way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentStatus {
+    /// Can authenticate.
+    Active,
+    /// Temporarily blocked; can be reactivated.
+    Suspended,
+    /// Permanently retired.
+    Decommissioned,
+}
+
+/// A skill the agent advertises (OASF shape: id and name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skill {
+    /// Taxonomy id.
+    pub id: u64,
+    /// Taxonomy name.
+    pub name: String,
+}
+
+/// An agent identity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Agent {
+    /// Immutable id.
+    pub id: Uuid,
+    /// Owning organization.
+    pub org_id: Uuid,
+    /// Unique email-style name.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Functional classification.
+    pub agent_type: String,
+    /// Semantic version of the agent software.
+    pub version: String,
+    /// Capability strings (`resource:action`).
+    pub capabilities: Vec<String>,
+    /// Owning team.
+    pub owner: String,
+    /// `development`, `staging` or `production`.
+    pub deployment_env: String,
+    /// Lifecycle status.
+    pub status: AgentStatus,
+    /// OAuth scopes this agent may request.
+    pub scopes: Vec<String>,
+    /// Free-form metadata object.
+    pub metadata: serde_json::Value,
+    /// Listed publicly (marketplace).
+    pub public: bool,
+    /// Card description.
+    pub description: Option<String>,
+    /// Card skills.
+    pub skills: Vec<Skill>,
+    /// Card endpoints (absolute URLs).
+    pub endpoints: Vec<String>,
+    /// Creation time, ms since the epoch.
+    pub created_at: i64,
+    /// Last update, ms since the epoch.
+    pub updated_at: i64,
+    /// Last successful token issuance, ms since the epoch.
+    pub last_auth_at: Option<i64>,
+}
+
+impl Record for Agent {
+    const VERSION: u8 = 1;
+}
+
+/// Lifecycle of a credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CredentialStatus {
+    /// Usable until `expires_at`, if any.
+    Active,
+    /// Revoked; never usable again.
+    Revoked,
+}
+
+/// A client secret credential. Only the SHA-256 of the secret is stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Credential {
+    /// Credential id.
+    pub id: Uuid,
+    /// The agent it authenticates.
+    pub agent_id: Uuid,
+    /// The agent's organization.
+    pub org_id: Uuid,
+    /// Hex SHA-256 of the secret.
+    pub secret_hash: String,
+    /// Status.
+    pub status: CredentialStatus,
+    /// Creation time, ms.
+    pub created_at: i64,
+    /// Expiry, ms (rotation grace or caller-chosen).
+    pub expires_at: Option<i64>,
+    /// Revocation time, ms.
+    pub revoked_at: Option<i64>,
+    /// The credential this one replaced by rotation.
+    pub rotated_from: Option<Uuid>,
+    /// The credential that replaced this one.
+    pub replaced_by: Option<Uuid>,
+}
+
+impl Record for Credential {
+    const VERSION: u8 = 1;
+}
+
+/// A node signing key (private key in PKCS#8 PEM).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SigningKey {
+    /// RFC 7638 thumbprint.
+    pub kid: String,
+    /// JWS algorithm (`ES256`, `RS256`).
+    pub alg: String,
+    /// PKCS#8 PEM of the private key.
+    pub private_pem: String,
+    /// Public JWK as published.
+    pub public_jwk: serde_json::Value,
+    /// Creation time, ms.
+    pub created_at: i64,
+    /// When it stopped signing, ms; it stays published for a grace period.
+    pub retired_at: Option<i64>,
+}
+
+impl Record for SigningKey {
+    const VERSION: u8 = 1;
+}
+
+/// Outcome of an audited action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// It happened.
+    Success,
+    /// It was refused or failed.
+    Failure,
+}
+
+/// An audit entry as the caller describes it; the store assigns `seq` and the hashes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewAuditEntry {
+    /// Time, ms.
+    pub time: i64,
+    /// Organization the entry belongs to.
+    pub org_id: Uuid,
+    /// Who acted (agent id or `anonymous`).
+    pub actor: String,
+    /// What was done (`agent.register`, `token.issue`, ...).
+    pub action: String,
+    /// What it was done to.
+    pub target: String,
+    /// Success or failure.
+    pub outcome: Outcome,
+    /// Client network address.
+    pub client: Option<String>,
+    /// Action-specific details.
+    pub details: serde_json::Value,
+}
+
+/// A stored audit entry: hash-chained to its predecessor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Sequence number, from 1, without gaps.
+    pub seq: u64,
+    /// The entry's content. Nested, not flattened: serde's flatten buffers numbers in a way that
+    /// breaks under serde_json's `arbitrary_precision`, which other crates of the build turn on.
+    pub body: NewAuditEntry,
+    /// Hash of the previous entry (64 zeros for the first).
+    pub prev_hash: String,
+    /// SHA-256 over `prev_hash` and the canonical JSON of `seq` and `body`.
+    pub hash: String,
+}
+
+impl Record for AuditEntry {
+    const VERSION: u8 = 1;
+}
+
+/// The last entry of the audit chain, kept in `meta` to detect truncation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditHead {
+    /// Sequence number of the last entry (0 when empty).
+    pub seq: u64,
+    /// Its hash.
+    pub hash: String,
+}
+
+impl Record for AuditHead {
+    const VERSION: u8 = 1;
+}
+
+impl Record for u64 {
+    const VERSION: u8 = 1;
+}
+
+impl Record for u32 {
+    const VERSION: u8 = 1;
+}
+
+impl Record for Uuid {
+    const VERSION: u8 = 1;
+}
+
+impl Record for serde_json::Value {
+    const VERSION: u8 = 1;
+}

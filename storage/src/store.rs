@@ -1,0 +1,408 @@
+//! [`Store`]: typed reads over an engine, and durable group-committed writes.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::audit::{ChainReport, Verifier, GENESIS_HASH};
+pub use crate::committer::CommitStats;
+use crate::committer::{self, Completion, Job, Msg};
+use crate::engine::{open_engine, Engine, EngineKind, KvPair};
+use crate::error::StoreError;
+use crate::keys;
+use crate::records::{
+    decode, encode, Agent, AgentStatus, AuditEntry, AuditHead, Credential, OrgStatus, Organization,
+    Record, SigningKey,
+};
+use crate::tx::Tx;
+
+/// The schema version this build writes and understands.
+pub const SCHEMA_VERSION: u32 = 1;
+const META_SCHEMA: &str = "schema_version";
+pub(crate) const META_AUDIT_HEAD: &str = "audit_head";
+/// Queue of pending write jobs; a full queue makes writers wait (backpressure), never drops.
+const QUEUE: usize = 4096;
+/// Keys read per engine scan while listing or verifying.
+const SCAN_CHUNK: usize = 512;
+/// Most audit index entries one listing request examines before returning a cursor.
+const AUDIT_SCAN_BUDGET: usize = 20_000;
+
+/// Filters of the agent listing (all optional, exact match).
+#[derive(Debug, Clone, Default)]
+pub struct AgentFilter {
+    /// Owner name.
+    pub owner: Option<String>,
+    /// Agent type.
+    pub agent_type: Option<String>,
+    /// Status.
+    pub status: Option<AgentStatus>,
+}
+
+/// Filters of the audit listing (all optional).
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Exact action.
+    pub action: Option<String>,
+    /// Exact actor.
+    pub actor: Option<String>,
+    /// Exact target.
+    pub target: Option<String>,
+    /// Earliest time, ms, inclusive.
+    pub from: Option<i64>,
+    /// Latest time, ms, inclusive.
+    pub to: Option<i64>,
+}
+
+/// The node's store: reads go to the engine, writes go through the committer.
+pub struct Store {
+    engine: Arc<dyn Engine>,
+    sender: mpsc::Sender<Msg>,
+    committer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    stats: Arc<CommitStats>,
+}
+
+impl Store {
+    /// Opens the store in `dir` with the given engine, checking the schema version.
+    pub fn open(dir: &Path, kind: EngineKind) -> Result<Store, StoreError> {
+        Store::from_engine(open_engine(dir, kind)?)
+    }
+
+    /// Starts a store over an already opened engine (tests use this with any engine).
+    pub fn from_engine(engine: Arc<dyn Engine>) -> Result<Store, StoreError> {
+        let key = keys::meta(META_SCHEMA);
+        match engine.get(&key)? {
+            None => engine.apply(vec![(key, Some(encode(&SCHEMA_VERSION)))])?,
+            Some(bytes) => {
+                let found: u32 = decode(&key, &bytes)?;
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::SchemaTooNew {
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+                // Older schemas would be migrated here; version 1 is the first.
+            }
+        }
+        let (sender, rx) = mpsc::channel(QUEUE);
+        let stats = Arc::new(CommitStats::default());
+        let handle = committer::spawn(engine.clone(), rx, stats.clone())
+            .map_err(|e| StoreError::Engine(format!("cannot start the committer thread: {e}")))?;
+        Ok(Store {
+            engine,
+            sender,
+            committer: Mutex::new(Some(handle)),
+            stats,
+        })
+    }
+
+    /// The engine underneath (its name, raw reads).
+    pub fn engine(&self) -> &dyn Engine {
+        self.engine.as_ref()
+    }
+
+    /// Committer counters.
+    pub fn stats(&self) -> &CommitStats {
+        &self.stats
+    }
+
+    /// Runs `f` on the committer and returns its result once its batch is durable.
+    ///
+    /// If `f` returns `Err`, none of its writes are applied. The caller may acknowledge the write
+    /// to its client as soon as this returns `Ok`: the data is flushed.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, E> + Send + 'static,
+    {
+        let (done, wait) = oneshot::channel::<Result<T, E>>();
+        let job: Job = Box::new(move |tx| {
+            let result = f(tx);
+            Completion {
+                keep: result.is_ok(),
+                finish: Box::new(move |commit| {
+                    let out = match (commit, result) {
+                        (Err(e), Ok(_)) => Err(E::from(e)),
+                        (_, r) => r,
+                    };
+                    let _ = done.send(out);
+                }),
+            }
+        });
+        self.sender
+            .send(Msg::Job(job))
+            .await
+            .map_err(|_| E::from(StoreError::Closed))?;
+        wait.await.map_err(|_| E::from(StoreError::Closed))?
+    }
+
+    /// Queues `f` without waiting for its commit (token-issuance audit records, failed
+    /// authentications). It is durable within the committer's bounded window; a clean shutdown
+    /// commits everything queued. Waits only while the queue is full.
+    pub async fn write_detached<F>(&self, f: F)
+    where
+        F: FnOnce(&mut Tx<'_>) -> Result<(), StoreError> + Send + 'static,
+    {
+        let job: Job = Box::new(move |tx| {
+            let result = f(tx);
+            let keep = result.is_ok();
+            if let Err(e) = result {
+                tracing::error!(error = %e, "detached store write refused");
+            }
+            Completion {
+                keep,
+                finish: Box::new(|_| {}),
+            }
+        });
+        if self.sender.send(Msg::Job(job)).await.is_err() {
+            tracing::error!("detached store write after shutdown was dropped");
+        }
+    }
+
+    /// Commits everything queued, stops the committer and waits for it. Idempotent.
+    pub fn close(&self) {
+        let handle = match self.committer.lock() {
+            Ok(mut h) => h.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(handle) = handle {
+            // blocking_send would panic inside a runtime; the queue drains, so retry try_send.
+            let mut msg = Msg::Close;
+            loop {
+                match self.sender.try_send(msg) {
+                    Ok(()) => break,
+                    Err(mpsc::error::TrySendError::Full(m)) => {
+                        msg = m;
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => break,
+                }
+            }
+            if handle.join().is_err() {
+                tracing::error!("the store committer thread panicked");
+            }
+        }
+    }
+
+    fn get<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StoreError> {
+        self.engine.get(key)?.map(|v| decode(key, &v)).transpose()
+    }
+
+    /// A `meta` record.
+    pub fn get_meta<R: Record>(&self, name: &str) -> Result<Option<R>, StoreError> {
+        self.get(&keys::meta(name))
+    }
+
+    /// An organization by id.
+    pub fn get_org(&self, id: &Uuid) -> Result<Option<Organization>, StoreError> {
+        self.get(&keys::org(id))
+    }
+
+    /// Organizations, newest first, optionally by status: one page and the total.
+    pub fn list_orgs(
+        &self,
+        status: Option<OrgStatus>,
+        page: usize,
+        limit: usize,
+    ) -> Result<(Vec<Organization>, usize), StoreError> {
+        self.paged_index(&keys::org_by_time_prefix(), page, limit, |id| {
+            Ok(self
+                .get_org(&id)?
+                .filter(|o| status.is_none_or(|s| o.status == s)))
+        })
+    }
+
+    /// An agent by id.
+    pub fn get_agent(&self, id: &Uuid) -> Result<Option<Agent>, StoreError> {
+        self.get(&keys::agent(id))
+    }
+
+    /// An organization's agents, newest first, filtered: one page and the total.
+    pub fn list_agents(
+        &self,
+        org: &Uuid,
+        filter: &AgentFilter,
+        page: usize,
+        limit: usize,
+    ) -> Result<(Vec<Agent>, usize), StoreError> {
+        self.paged_index(&keys::agent_by_org_prefix(org), page, limit, |id| {
+            Ok(self.get_agent(&id)?.filter(|a| {
+                filter.owner.as_ref().is_none_or(|o| &a.owner == o)
+                    && filter
+                        .agent_type
+                        .as_ref()
+                        .is_none_or(|t| &a.agent_type == t)
+                    && filter.status.is_none_or(|s| a.status == s)
+            }))
+        })
+    }
+
+    /// Walks an index (keys ending in a UUID) newest first, keeps what `load` returns, and
+    /// returns page `page` (from 1) of `limit` items with the total count.
+    fn paged_index<T>(
+        &self,
+        prefix: &[u8],
+        page: usize,
+        limit: usize,
+        load: impl Fn(Uuid) -> Result<Option<T>, StoreError>,
+    ) -> Result<(Vec<T>, usize), StoreError> {
+        let skip = page.saturating_sub(1).saturating_mul(limit);
+        let mut total = 0usize;
+        let mut items = Vec::new();
+        self.scan_all(prefix, true, |k, _| {
+            if let Some(item) = keys::uuid_suffix(k).map(&load).transpose()?.flatten() {
+                if total >= skip && items.len() < limit {
+                    items.push(item);
+                }
+                total += 1;
+            }
+            Ok(true)
+        })?;
+        Ok((items, total))
+    }
+
+    /// Calls `f` on every pair under `prefix` in order until it returns `false`.
+    fn scan_all(
+        &self,
+        prefix: &[u8],
+        reverse: bool,
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let (mut start, mut end) = keys::prefix_range(prefix);
+        loop {
+            let chunk: Vec<KvPair> = self.engine.scan(&start, &end, reverse, SCAN_CHUNK)?;
+            let full = chunk.len() == SCAN_CHUNK;
+            let Some((last, _)) = chunk.last().cloned() else {
+                return Ok(());
+            };
+            for (k, v) in &chunk {
+                if !f(k, v)? {
+                    return Ok(());
+                }
+            }
+            if !full {
+                return Ok(());
+            }
+            if reverse {
+                end = last;
+            } else {
+                start = last;
+                start.push(0);
+            }
+        }
+    }
+
+    /// A credential by id.
+    pub fn get_credential(&self, id: &Uuid) -> Result<Option<Credential>, StoreError> {
+        self.get(&keys::credential(id))
+    }
+
+    /// Every credential of an agent, oldest id order.
+    pub fn list_credentials(&self, agent: &Uuid) -> Result<Vec<Credential>, StoreError> {
+        let mut out = Vec::new();
+        self.scan_all(&keys::credential_by_agent_prefix(agent), false, |k, _| {
+            if let Some(c) = keys::uuid_suffix(k)
+                .map(|id| self.get_credential(&id))
+                .transpose()?
+                .flatten()
+            {
+                out.push(c);
+            }
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// Every node signing key.
+    pub fn signing_keys(&self) -> Result<Vec<SigningKey>, StoreError> {
+        let mut out = Vec::new();
+        self.scan_all(&keys::signing_key_prefix(), false, |k, v| {
+            out.push(decode(k, v)?);
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// The audit chain's head.
+    pub fn audit_head(&self) -> Result<AuditHead, StoreError> {
+        Ok(self.get_meta(META_AUDIT_HEAD)?.unwrap_or(AuditHead {
+            seq: 0,
+            hash: GENESIS_HASH.to_string(),
+        }))
+    }
+
+    /// An organization's audit entries, newest first, below sequence `before` (a cursor), up
+    /// to `limit`. Returns the entries and the cursor for the next page, if there may be more.
+    pub fn list_audit(
+        &self,
+        org: &Uuid,
+        filter: &AuditFilter,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<AuditEntry>, Option<u64>), StoreError> {
+        let prefix = keys::audit_by_org_prefix(org);
+        let (start, mut end) = keys::prefix_range(&prefix);
+        if let Some(b) = before {
+            end = keys::audit_by_org(org, b);
+        }
+        let mut out = Vec::new();
+        let mut examined = 0usize;
+        loop {
+            let chunk = self.engine.scan(&start, &end, true, SCAN_CHUNK)?;
+            let full = chunk.len() == SCAN_CHUNK;
+            for (k, _) in &chunk {
+                let Some(seq) = keys::seq_suffix(k) else {
+                    continue;
+                };
+                examined += 1;
+                let key = keys::audit(seq);
+                let Some(bytes) = self.engine.get(&key)? else {
+                    continue;
+                };
+                let e: AuditEntry = decode(&key, &bytes)?;
+                let b = &e.body;
+                let keep = filter.action.as_ref().is_none_or(|x| &b.action == x)
+                    && filter.actor.as_ref().is_none_or(|x| &b.actor == x)
+                    && filter.target.as_ref().is_none_or(|x| &b.target == x)
+                    && filter.from.is_none_or(|x| b.time >= x)
+                    && filter.to.is_none_or(|x| b.time <= x);
+                if keep {
+                    out.push(e);
+                    if out.len() == limit {
+                        return Ok((out, Some(seq)));
+                    }
+                }
+                if examined >= AUDIT_SCAN_BUDGET {
+                    return Ok((out, Some(seq)));
+                }
+            }
+            match (&chunk.last(), full) {
+                (Some((k, _)), true) => end = k.clone(),
+                _ => return Ok((out, None)),
+            }
+        }
+    }
+
+    /// Recomputes the whole audit chain and compares its end with the recorded head.
+    pub fn verify_audit(&self) -> Result<ChainReport, StoreError> {
+        let mut verifier = Verifier::new();
+        self.scan_all(&keys::audit_prefix(), false, |k, v| {
+            let key_seq = keys::seq_suffix(k).unwrap_or(0);
+            verifier.feed(
+                key_seq,
+                decode::<AuditEntry>(k, v).map_err(|e| e.to_string()),
+            );
+            Ok(!verifier.is_broken())
+        })?;
+        let head = self.audit_head()?;
+        Ok(verifier.finish(head.seq, &head.hash))
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

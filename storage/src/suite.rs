@@ -1,0 +1,253 @@
+//! The one test suite every engine must pass. `engine_suite!` instantiates it per engine.
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::engine::{open_engine, EngineKind};
+use crate::error::StoreError;
+use crate::keys;
+use crate::records::{decode, encode, AuditEntry, NewAuditEntry, Outcome};
+use crate::store::{Store, SCHEMA_VERSION};
+
+fn entry(org: Uuid, action: &str) -> NewAuditEntry {
+    NewAuditEntry {
+        time: 1_700_000_000_000,
+        org_id: org,
+        actor: "tester".into(),
+        action: action.into(),
+        target: "t".into(),
+        outcome: Outcome::Success,
+        client: None,
+        details: serde_json::json!({"n": 1}),
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+pub(crate) fn get_scan_apply(kind: EngineKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let e = open_engine(dir.path(), kind).unwrap();
+    e.apply(vec![
+        (vec![1, 1], Some(b"a".to_vec())),
+        (vec![1, 2], Some(b"b".to_vec())),
+        (vec![1, 3], Some(b"c".to_vec())),
+        (vec![2, 1], Some(b"x".to_vec())),
+    ])
+    .unwrap();
+    assert_eq!(e.get(&[1, 2]).unwrap(), Some(b"b".to_vec()));
+    assert_eq!(e.get(&[9]).unwrap(), None);
+    let fwd = e.scan(&[1], &[2], false, 10).unwrap();
+    assert_eq!(
+        fwd.iter().map(|(k, _)| k[1]).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    let rev = e.scan(&[1], &[2], true, 2).unwrap();
+    assert_eq!(
+        rev.iter().map(|(k, _)| k[1]).collect::<Vec<_>>(),
+        vec![3, 2]
+    );
+    e.apply(vec![(vec![1, 2], None), (vec![1, 4], Some(b"d".to_vec()))])
+        .unwrap();
+    let all = e.scan(&[1], &[2], false, 10).unwrap();
+    assert_eq!(
+        all.iter().map(|(k, _)| k[1]).collect::<Vec<_>>(),
+        vec![1, 3, 4]
+    );
+}
+
+pub(crate) fn reopen_keeps_data_and_schema(kind: EngineKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let org = Uuid::new_v4();
+    {
+        let store = Store::open(dir.path(), kind).unwrap();
+        rt().block_on(async {
+            store
+                .write(move |tx| tx.audit(entry(org, "a")).map(|_| ()))
+                .await
+                .unwrap();
+        });
+        store.close();
+    }
+    let store = Store::open(dir.path(), kind).unwrap();
+    assert_eq!(store.audit_head().unwrap().seq, 1);
+    let v: u32 = store.get_meta("schema_version").unwrap().unwrap();
+    assert_eq!(v, SCHEMA_VERSION);
+}
+
+pub(crate) fn newer_schema_is_refused(kind: EngineKind) {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let e = open_engine(dir.path(), kind).unwrap();
+        e.apply(vec![(
+            keys::meta("schema_version"),
+            Some(encode(&(SCHEMA_VERSION + 1))),
+        )])
+        .unwrap();
+    }
+    match Store::open(dir.path(), kind) {
+        Err(StoreError::SchemaTooNew { found, supported }) => {
+            assert_eq!((found, supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
+        }
+        other => panic!("expected SchemaTooNew, got {:?}", other.map(|_| ())),
+    }
+}
+
+pub(crate) fn failed_job_leaves_no_trace_in_shared_batch(kind: EngineKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), kind).unwrap());
+    let org = Uuid::new_v4();
+    rt().block_on(async {
+        let mut handles = Vec::new();
+        for i in 0..64u32 {
+            let s = store.clone();
+            handles.push(tokio::spawn(async move {
+                s.write(move |tx| {
+                    tx.audit(entry(org, &format!("a{i}")))?;
+                    if i % 2 == 1 {
+                        return Err(StoreError::Engine("refused by the job".into()));
+                    }
+                    Ok(())
+                })
+                .await
+            }));
+        }
+        let mut ok = 0;
+        for h in handles {
+            if h.await.unwrap().is_ok() {
+                ok += 1;
+            }
+        }
+        assert_eq!(ok, 32);
+    });
+    let report = store.verify_audit().unwrap();
+    assert_eq!(report.entries, 32);
+    assert_eq!(report.first_broken_seq, None);
+    // Group commit: 64 concurrent jobs should not have needed 64 flushes.
+    let batches = store
+        .stats()
+        .batches
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(batches <= 64, "batches {batches}");
+}
+
+pub(crate) fn tamper_is_detected(kind: EngineKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let org = Uuid::new_v4();
+    {
+        let store = Store::open(dir.path(), kind).unwrap();
+        rt().block_on(async {
+            for i in 0..10 {
+                store
+                    .write(move |tx| tx.audit(entry(org, &format!("a{i}"))).map(|_| ()))
+                    .await
+                    .unwrap();
+            }
+        });
+        assert_eq!(store.verify_audit().unwrap().first_broken_seq, None);
+    }
+    // Rewrite the details of entry 4 behind the store's back.
+    {
+        let e = open_engine(dir.path(), kind).unwrap();
+        let k = keys::audit(4);
+        let mut entry: AuditEntry = decode(&k, &e.get(&k).unwrap().unwrap()).unwrap();
+        entry.body.details = serde_json::json!({"n": 2});
+        e.apply(vec![(k, Some(encode(&entry)))]).unwrap();
+    }
+    let store = Store::open(dir.path(), kind).unwrap();
+    let r = store.verify_audit().unwrap();
+    assert_eq!(r.first_broken_seq, Some(4), "{r:?}");
+    drop(store);
+    // Delete entry 7 as well: the first break is still 4; restore 4 and it is 7.
+    let e = open_engine(dir.path(), kind).unwrap();
+    e.apply(vec![(keys::audit(7), None)]).unwrap();
+    drop(e);
+    let store = Store::open(dir.path(), kind).unwrap();
+    assert_eq!(store.verify_audit().unwrap().first_broken_seq, Some(4));
+}
+
+pub(crate) fn truncated_tail_is_detected(kind: EngineKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let org = Uuid::new_v4();
+    {
+        let store = Store::open(dir.path(), kind).unwrap();
+        rt().block_on(async {
+            for i in 0..5 {
+                store
+                    .write(move |tx| tx.audit(entry(org, &format!("a{i}"))).map(|_| ()))
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    let e = open_engine(dir.path(), kind).unwrap();
+    e.apply(vec![(keys::audit(5), None)]).unwrap();
+    drop(e);
+    let store = Store::open(dir.path(), kind).unwrap();
+    assert_eq!(store.verify_audit().unwrap().first_broken_seq, Some(5));
+}
+
+pub(crate) fn detached_writes_are_committed_by_close(kind: EngineKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let org = Uuid::new_v4();
+    {
+        let store = Store::open(dir.path(), kind).unwrap();
+        rt().block_on(async {
+            for i in 0..300 {
+                store
+                    .write_detached(move |tx| tx.audit(entry(org, &format!("d{i}"))).map(|_| ()))
+                    .await;
+            }
+        });
+        store.close();
+    }
+    let store = Store::open(dir.path(), kind).unwrap();
+    let r = store.verify_audit().unwrap();
+    assert_eq!((r.entries, r.first_broken_seq), (300, None));
+    let (page, cursor) = store
+        .list_audit(&org, &Default::default(), None, 100)
+        .unwrap();
+    assert_eq!(page.len(), 100);
+    assert_eq!(page[0].seq, 300);
+    let (page2, _) = store
+        .list_audit(&org, &Default::default(), cursor, 100)
+        .unwrap();
+    assert_eq!(page2[0].seq, 200);
+}
+
+pub(crate) fn wrong_engine_is_refused(kind: EngineKind) {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open_engine(dir.path(), kind).unwrap());
+    let other = match kind {
+        EngineKind::Redb => EngineKind::Sled,
+        EngineKind::Sled => EngineKind::Redb,
+    };
+    assert!(matches!(
+        open_engine(dir.path(), other),
+        Err(StoreError::WrongEngine { .. })
+    ));
+}
+
+macro_rules! engine_suite {
+    ($($engine:ident => $kind:expr),*) => {$(
+        mod $engine {
+            use super::*;
+            #[test] fn get_scan_apply() { super::get_scan_apply($kind) }
+            #[test] fn reopen_keeps_data_and_schema() { super::reopen_keeps_data_and_schema($kind) }
+            #[test] fn newer_schema_is_refused() { super::newer_schema_is_refused($kind) }
+            #[test] fn failed_job_leaves_no_trace_in_shared_batch() { super::failed_job_leaves_no_trace_in_shared_batch($kind) }
+            #[test] fn tamper_is_detected() { super::tamper_is_detected($kind) }
+            #[test] fn truncated_tail_is_detected() { super::truncated_tail_is_detected($kind) }
+            #[test] fn detached_writes_are_committed_by_close() { super::detached_writes_are_committed_by_close($kind) }
+            #[test] fn wrong_engine_is_refused() { super::wrong_engine_is_refused($kind) }
+        }
+    )*};
+}
+
+engine_suite!(redb => EngineKind::Redb, sled => EngineKind::Sled);

@@ -1,0 +1,168 @@
+//! A write job's view of the store: reads see this job's writes, then the batch's, then the engine.
+//!
+//! Jobs run one after another on the committer thread. A job's writes are kept apart until it
+//! returns `Ok`; a job that fails leaves no trace, even though it shares a batch with others.
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use crate::audit::{chain_hash, GENESIS_HASH};
+use crate::engine::Engine;
+use crate::error::StoreError;
+use crate::keys;
+use crate::records::{
+    decode, encode, Agent, AuditEntry, AuditHead, Credential, NewAuditEntry, Organization, Record,
+    SigningKey,
+};
+
+pub(crate) type Overlay = HashMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// The transaction handed to a write job. See [`crate::Store::write`].
+pub struct Tx<'a> {
+    engine: &'a dyn Engine,
+    batch: &'a Overlay,
+    op: Overlay,
+}
+
+impl<'a> Tx<'a> {
+    pub(crate) fn new(engine: &'a dyn Engine, batch: &'a Overlay) -> Self {
+        Tx {
+            engine,
+            batch,
+            op: Overlay::new(),
+        }
+    }
+
+    pub(crate) fn into_writes(self) -> Overlay {
+        self.op
+    }
+
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(v) = self.op.get(key) {
+            return Ok(v.clone());
+        }
+        if let Some(v) = self.batch.get(key) {
+            return Ok(v.clone());
+        }
+        self.engine.get(key)
+    }
+
+    fn get<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StoreError> {
+        self.get_raw(key)?.map(|v| decode(key, &v)).transpose()
+    }
+
+    fn put<R: Record>(&mut self, key: Vec<u8>, record: &R) {
+        self.op.insert(key, Some(encode(record)));
+    }
+
+    fn delete(&mut self, key: Vec<u8>) {
+        self.op.insert(key, None);
+    }
+
+    /// A `meta` record.
+    pub fn get_meta<R: Record>(&self, name: &str) -> Result<Option<R>, StoreError> {
+        self.get(&keys::meta(name))
+    }
+
+    /// Writes a `meta` record.
+    pub fn put_meta<R: Record>(&mut self, name: &str, value: &R) {
+        self.put(keys::meta(name), value)
+    }
+
+    /// An organization by id.
+    pub fn get_org(&self, id: &Uuid) -> Result<Option<Organization>, StoreError> {
+        self.get(&keys::org(id))
+    }
+
+    /// The id of the organization with this slug.
+    pub fn org_id_by_slug(&self, slug: &str) -> Result<Option<Uuid>, StoreError> {
+        self.get(&keys::org_slug(slug))
+    }
+
+    /// Writes an organization and its indexes. The slug and creation time are immutable.
+    pub fn put_org(&mut self, org: &Organization) {
+        self.put(keys::org_slug(&org.slug), &org.id);
+        self.put(keys::org_by_time(org.created_at, &org.id), &org.id);
+        self.put(keys::org(&org.id), org);
+    }
+
+    /// Non-decommissioned agents of an organization.
+    pub fn org_agent_count(&self, org: &Uuid) -> Result<u64, StoreError> {
+        Ok(self.get(&keys::org_agent_count(org))?.unwrap_or(0))
+    }
+
+    /// Sets [`Tx::org_agent_count`].
+    pub fn set_org_agent_count(&mut self, org: &Uuid, count: u64) {
+        self.put(keys::org_agent_count(org), &count)
+    }
+
+    /// An agent by id.
+    pub fn get_agent(&self, id: &Uuid) -> Result<Option<Agent>, StoreError> {
+        self.get(&keys::agent(id))
+    }
+
+    /// The id of the agent with this email (case-insensitive).
+    pub fn agent_id_by_email(&self, email: &str) -> Result<Option<Uuid>, StoreError> {
+        self.get(&keys::agent_email(email))
+    }
+
+    /// Writes an agent and keeps its indexes (email, organization listing) in step.
+    pub fn put_agent(&mut self, agent: &Agent) -> Result<(), StoreError> {
+        if let Some(old) = self.get_agent(&agent.id)? {
+            if !old.email.eq_ignore_ascii_case(&agent.email) {
+                self.delete(keys::agent_email(&old.email));
+            }
+        }
+        self.put(keys::agent_email(&agent.email), &agent.id);
+        self.put(
+            keys::agent_by_org(&agent.org_id, agent.created_at, &agent.id),
+            &agent.id,
+        );
+        self.put(keys::agent(&agent.id), agent);
+        Ok(())
+    }
+
+    /// A credential by id.
+    pub fn get_credential(&self, id: &Uuid) -> Result<Option<Credential>, StoreError> {
+        self.get(&keys::credential(id))
+    }
+
+    /// Writes a credential and its agent index.
+    pub fn put_credential(&mut self, cred: &Credential) {
+        self.put(
+            keys::credential_by_agent(&cred.agent_id, &cred.id),
+            &cred.id,
+        );
+        self.put(keys::credential(&cred.id), cred);
+    }
+
+    /// Writes a node signing key.
+    pub fn put_signing_key(&mut self, key: &SigningKey) {
+        self.put(keys::signing_key(&key.kid), key)
+    }
+
+    /// Appends an audit entry, chained to the current head, and returns its sequence number.
+    /// It commits with the rest of this job, or not at all.
+    pub fn audit(&mut self, body: NewAuditEntry) -> Result<u64, StoreError> {
+        let head: AuditHead = self
+            .get_meta(crate::store::META_AUDIT_HEAD)?
+            .unwrap_or(AuditHead {
+                seq: 0,
+                hash: GENESIS_HASH.to_string(),
+            });
+        let seq = head.seq + 1;
+        let hash = chain_hash(&head.hash, seq, &body);
+        let org = body.org_id;
+        let entry = AuditEntry {
+            seq,
+            body,
+            prev_hash: head.hash,
+            hash: hash.clone(),
+        };
+        self.put(keys::audit(seq), &entry);
+        self.put(keys::audit_by_org(&org, seq), &seq);
+        self.put_meta(crate::store::META_AUDIT_HEAD, &AuditHead { seq, hash });
+        Ok(seq)
+    }
+}

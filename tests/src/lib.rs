@@ -1,0 +1,323 @@
+//! Harness for the end-to-end tests: starts real `agentidp` processes on `127.0.0.1:0` with
+
+// A test harness: failing loudly on a broken environment is its job.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+//! real data directories, and talks to them over real HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Path of the `agentidp` binary of this build profile, built once per test run.
+pub fn binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        // target/<profile>/deps/e2e-<hash> -> target/<profile>/agentidp
+        let exe = std::env::current_exe().expect("current_exe");
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", "node", "--bin", "agentidp"]);
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "cargo build of agentidp failed");
+        let bin = dir.join("agentidp");
+        assert!(bin.exists(), "{} missing after build", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// A running node.
+pub struct Node {
+    child: Option<Child>,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// Its engine (`redb` or `sled`).
+    pub store: String,
+    /// Its log file (stderr).
+    pub log: PathBuf,
+}
+
+impl Node {
+    /// Starts a node on a free port with the given data directory and engine, and waits until
+    /// it listens.
+    pub fn start(data_dir: &Path, store: &str) -> Node {
+        Node::start_with(data_dir, store, &[])
+    }
+
+    /// Like [`Node::start`] with extra `serve` arguments.
+    pub fn start_with(data_dir: &Path, store: &str, extra: &[&str]) -> Node {
+        std::fs::create_dir_all(data_dir).expect("create data dir");
+        let log = data_dir.with_extension("log");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("open log");
+        let mut child = Command::new(binary())
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--store", store, "--log", "info"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn agentidp");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut reader = BufReader::new(stdout);
+        loop {
+            line.clear();
+            let n = reader.read_line(&mut line).expect("read stdout");
+            if let Some(url) = line.trim().strip_prefix("agentidp listening on ") {
+                let base = url.to_string();
+                // Keep draining stdout so the node never blocks on a full pipe.
+                std::thread::spawn(move || for _ in reader.lines() {});
+                return Node {
+                    child: Some(child),
+                    base,
+                    data_dir: data_dir.to_path_buf(),
+                    store: store.into(),
+                    log,
+                };
+            }
+            if n == 0 || Instant::now() > deadline {
+                let _ = child.kill();
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("agentidp did not start; its log:\n{log}");
+            }
+        }
+    }
+
+    /// The instance admin credential from `<data-dir>/admin-credentials.json`.
+    pub fn admin(&self) -> (String, String) {
+        let v: Value = serde_json::from_slice(
+            &std::fs::read(self.data_dir.join("admin-credentials.json")).expect("admin file"),
+        )
+        .expect("admin json");
+        (
+            v["client_id"].as_str().expect("client_id").to_string(),
+            v["client_secret"]
+                .as_str()
+                .expect("client_secret")
+                .to_string(),
+        )
+    }
+
+    /// `kill -9`: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("SIGKILL");
+            c.wait().expect("wait");
+        }
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut c = self.child.take().expect("node already stopped");
+        let ok = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(ok.success());
+        c.wait().expect("wait")
+    }
+
+    /// The node's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// An HTTP client for one node.
+#[derive(Clone)]
+pub struct Api {
+    /// Base URL.
+    pub base: String,
+    /// The client.
+    pub http: reqwest::Client,
+}
+
+/// A response: status and body (JSON when it parses, else a string).
+#[derive(Debug, Clone)]
+pub struct Resp {
+    /// Status code.
+    pub status: u16,
+    /// Body.
+    pub body: Value,
+    /// Headers.
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Api {
+    /// A client for `base`.
+    pub fn new(base: &str) -> Api {
+        Api {
+            base: base.to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn finish(r: reqwest::Response) -> Resp {
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Resp {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    /// Any request: method, path, optional bearer token, optional JSON body.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        Api::finish(req.send().await.expect("send")).await
+    }
+
+    /// A raw request with explicit headers and body bytes.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Resp {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        Api::finish(req.send().await.expect("send")).await
+    }
+
+    /// client_credentials with client_secret_post; returns the whole response.
+    pub async fn token_response(&self, client_id: &str, secret: &str, scope: Option<&str>) -> Resp {
+        let mut form = vec![
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+        ];
+        if let Some(s) = scope {
+            form.push(("scope", s));
+        }
+        let r = self
+            .http
+            .post(format!("{}/api/v1/token", self.base))
+            .form(&form)
+            .send()
+            .await
+            .expect("send");
+        Api::finish(r).await
+    }
+
+    /// An access token, or a panic with the error body.
+    pub async fn token(&self, client_id: &str, secret: &str) -> String {
+        let r = self.token_response(client_id, secret, None).await;
+        assert_eq!(r.status, 200, "token request failed: {:?}", r.body);
+        r.body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
+    }
+
+    /// Creates an organization as the instance admin; returns (org id, admin client id, secret).
+    pub async fn create_org(&self, admin_token: &str, slug: &str) -> (String, String, String) {
+        let r = self
+            .call(
+                "POST",
+                "/api/v1/organizations",
+                Some(admin_token),
+                Some(serde_json::json!({ "name": slug, "slug": slug, "planTier": "enterprise" })),
+            )
+            .await;
+        assert_eq!(r.status, 201, "create org: {:?}", r.body);
+        (
+            r.body["organizationId"]
+                .as_str()
+                .expect("org id")
+                .to_string(),
+            r.body["admin"]["credential"]["clientId"]
+                .as_str()
+                .expect("client id")
+                .to_string(),
+            r.body["admin"]["credential"]["clientSecret"]
+                .as_str()
+                .expect("secret")
+                .to_string(),
+        )
+    }
+
+    /// Registers an agent with the given email; returns its JSON.
+    pub async fn register_agent(&self, token: &str, email: &str) -> Value {
+        let r = self
+            .call(
+                "POST",
+                "/api/v1/agents",
+                Some(token),
+                Some(agent_body(email)),
+            )
+            .await;
+        assert_eq!(r.status, 201, "register: {:?}", r.body);
+        r.body
+    }
+}
+
+/// A valid registration body.
+pub fn agent_body(email: &str) -> Value {
+    serde_json::json!({
+        "email": email,
+        "agentType": "screener",
+        "version": "1.0.0",
+        "capabilities": ["resume:read"],
+        "owner": "team-a",
+        "deploymentEnv": "production",
+        "scopes": ["agents:read"]
+    })
+}
+
+/// A fresh temporary directory.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}

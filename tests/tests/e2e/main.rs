@@ -1,0 +1,6 @@
+//! End-to-end tests: real `agentidp` processes, real data directories, real HTTP on 127.0.0.1.
+//! One test binary (one link step) for the whole suite.
+
+mod durability;
+mod lifecycle;
+mod security;
