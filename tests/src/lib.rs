@@ -1,8 +1,8 @@
 //! Harness for the end-to-end tests: starts real `agentidp` processes on `127.0.0.1:0` with
+//! real data directories, and talks to them over real HTTP.
 
 // A test harness: failing loudly on a broken environment is its job.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
-//! real data directories, and talks to them over real HTTP.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -98,6 +98,7 @@ impl Node {
             }
             if n == 0 || Instant::now() > deadline {
                 let _ = child.kill();
+                let _ = child.wait();
                 let log = std::fs::read_to_string(&log).unwrap_or_default();
                 panic!("agentidp did not start; its log:\n{log}");
             }
