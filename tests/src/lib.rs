@@ -59,6 +59,8 @@ impl Node {
     }
 
     /// Like [`Node::start`] with extra `serve` arguments.
+    // The child is waited for by `kill9`, `stop` or `Drop`.
+    #[allow(clippy::zombie_processes)]
     pub fn start_with(data_dir: &Path, store: &str, extra: &[&str]) -> Node {
         std::fs::create_dir_all(data_dir).expect("create data dir");
         let log = data_dir.with_extension("log");
