@@ -41,16 +41,20 @@ impl DidWeb {
         if authority.is_empty() || authority.contains('@') {
             return Err(bad());
         }
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
-                (h, Some(p.parse::<u16>().map_err(|_| bad())?))
-            }
-            _ => (authority, None),
+        // did:web uses ':' as its path separator, so an IPv6 literal host cannot be expressed.
+        if authority.starts_with('[') {
+            return Err(DidError::BadUrl(format!(
+                "{base_url} (did:web cannot name an IPv6 literal host; use a DNS name)"
+            )));
+        }
+        let (host, port) = match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p.parse::<u16>().map_err(|_| bad())?)),
+            None => (authority, None),
         };
         if host.is_empty()
             || !host
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || ".-[]:".contains(c))
+                .all(|c| c.is_ascii_alphanumeric() || ".-".contains(c))
         {
             return Err(bad());
         }

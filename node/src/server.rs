@@ -90,34 +90,15 @@ pub async fn run(cfg: ServeConfig) -> Result<(), StartError> {
         return Err(StartError::PublicUrl(issuer));
     }
 
-    let store = {
-        let dir = cfg.data_dir.clone();
-        let kind = cfg.store;
-        tokio::task::spawn_blocking(move || Store::open(&dir, kind))
-            .await
-            .map_err(|e| StartError::Store(StoreError::Engine(e.to_string())))??
-    };
-    let store = Arc::new(store);
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let system_org = bootstrap(&store, clock.as_ref(), &cfg.data_dir).await?;
-    let records = store.signing_keys()?;
-    let ring = KeyRing::from_records(&records).map_err(|e| StartError::Keys(e.to_string()))?;
-    tracing::info!(kid = %ring.active.kid, alg = ring.active.alg, "signing key loaded");
-
-    let state = AppState {
-        store: store.clone(),
-        keys: Arc::new(RwLock::new(ring)),
-        clock,
-        metrics: Arc::new(Metrics::default()),
-        settings: Arc::new(Settings {
-            issuer: issuer.clone(),
-            node_did,
-            token_ttl_secs: cfg.token_ttl_secs,
-            system_org,
-        }),
+    let state = open_state(
+        &cfg,
+        issuer.clone(),
+        node_did,
+        Arc::new(SystemClock),
         started,
-    };
-
+    )
+    .await?;
+    let store = state.store.clone();
     tracing::info!(
         listen = %local,
         issuer = %issuer,
@@ -140,6 +121,41 @@ pub async fn run(cfg: ServeConfig) -> Result<(), StartError> {
     let _ = tokio::task::spawn_blocking(move || s.close()).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the store, bootstraps it on first start, loads the keys: everything but the listener.
+pub(crate) async fn open_state(
+    cfg: &ServeConfig,
+    issuer: String,
+    node_did: did_method::DidWeb,
+    clock: Arc<dyn Clock>,
+    started: Instant,
+) -> Result<AppState, StartError> {
+    let store = {
+        let dir = cfg.data_dir.clone();
+        let kind = cfg.store;
+        tokio::task::spawn_blocking(move || Store::open(&dir, kind))
+            .await
+            .map_err(|e| StartError::Store(StoreError::Engine(e.to_string())))??
+    };
+    let store = Arc::new(store);
+    let system_org = bootstrap(&store, clock.as_ref(), &cfg.data_dir).await?;
+    let records = store.signing_keys()?;
+    let ring = KeyRing::from_records(&records).map_err(|e| StartError::Keys(e.to_string()))?;
+    tracing::info!(kid = %ring.active.kid, alg = ring.active.alg, "signing key loaded");
+    Ok(AppState {
+        store,
+        keys: Arc::new(RwLock::new(ring)),
+        clock,
+        metrics: Arc::new(Metrics::default()),
+        settings: Arc::new(Settings {
+            issuer,
+            node_did,
+            token_ttl_secs: cfg.token_ttl_secs,
+            system_org,
+        }),
+        started,
+    })
 }
 
 async fn shutdown_signal() {

@@ -223,3 +223,86 @@ mod tests {
         assert_eq!(route_label("PUT", "/api/v1/agents"), "unmatched");
     }
 }
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! A real state over a redb store in a temporary directory, for filter tests.
+
+    use std::sync::Arc;
+
+    use crate::server::{open_state, ServeConfig};
+    use crate::state::AppState;
+
+    pub(crate) const ISSUER: &str = "http://127.0.0.1:8080";
+
+    pub(crate) async fn state(dir: &std::path::Path) -> AppState {
+        let cfg = ServeConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            public_url: Some(ISSUER.into()),
+            data_dir: dir.to_path_buf(),
+            store: storage::EngineKind::Redb,
+            token_ttl_secs: 3600,
+        };
+        let did = did_method::DidWeb::from_base_url(ISSUER, &[]).unwrap();
+        open_state(
+            &cfg,
+            ISSUER.into(),
+            did,
+            Arc::new(crate::SystemClock),
+            std::time::Instant::now(),
+        )
+        .await
+        .unwrap()
+    }
+}
+
+#[cfg(test)]
+mod route_tests {
+    use super::*;
+
+    /// The router serves exactly what ROUTES (and so the OpenAPI document) lists.
+    #[tokio::test]
+    async fn every_listed_route_is_routed() {
+        let dir = tempfile::tempdir().unwrap();
+        let filter = routes(testing::state(dir.path()).await);
+        let id = "0b0d1c5e-58f4-4a5e-9a34-8d2f0c1b2a3d";
+        for (method, template) in ROUTES {
+            let path: String = template
+                .split('/')
+                .map(|s| if s.starts_with('{') { id } else { s })
+                .collect::<Vec<_>>()
+                .join("/");
+            let resp = warp::test::request()
+                .method(method)
+                .path(&path)
+                .reply(&filter)
+                .await;
+            let body: serde_json::Value = serde_json::from_slice(resp.body()).unwrap_or_default();
+            assert_ne!(
+                body["code"], "ROUTE_NOT_FOUND",
+                "{method} {path} is listed but not routed"
+            );
+            assert_ne!(
+                resp.status(),
+                405,
+                "{method} {path} is listed but not routed"
+            );
+        }
+        for (method, path) in [
+            ("GET", "/api/v1/nope"),
+            ("PUT", "/api/v1/agents"),
+            ("GET", "/"),
+        ] {
+            let resp = warp::test::request()
+                .method(method)
+                .path(path)
+                .reply(&filter)
+                .await;
+            assert!(
+                resp.status() == 404 || resp.status() == 405,
+                "{method} {path}: {}",
+                resp.status()
+            );
+        }
+    }
+}
