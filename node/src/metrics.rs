@@ -120,6 +120,11 @@ impl Metrics {
         );
         let _ = write!(
             out,
+            "# HELP agentidp_store_commit_max_seconds Slowest group commit so far.\n# TYPE agentidp_store_commit_max_seconds gauge\nagentidp_store_commit_max_seconds {}\n",
+            s.max_commit_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = write!(
+            out,
             "# HELP agentidp_store_max_batch Largest group commit so far.\n# TYPE agentidp_store_max_batch gauge\nagentidp_store_max_batch {}\n",
             s.max_batch.load(Ordering::Relaxed)
         );

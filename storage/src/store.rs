@@ -23,7 +23,9 @@ pub const SCHEMA_VERSION: u32 = 1;
 const META_SCHEMA: &str = "schema_version";
 pub(crate) const META_AUDIT_HEAD: &str = "audit_head";
 /// Queue of pending write jobs; a full queue makes writers wait (backpressure), never drops.
-const QUEUE: usize = 4096;
+/// No larger than one batch: a job that got into the queue is in the next batch at the latest,
+/// which is what bounds the detached-write window (see `committer`).
+const QUEUE: usize = committer::MAX_BATCH;
 /// Keys read per engine scan while listing or verifying.
 const SCAN_CHUNK: usize = 512;
 /// Most audit index entries one listing request examines before returning a cursor.
