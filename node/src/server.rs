@@ -53,6 +53,9 @@ pub enum StartError {
     /// Key generation or loading failed.
     #[error("signing keys: {0}")]
     Keys(String),
+    /// The signal handlers could not be installed.
+    #[error("cannot install the SIGINT/SIGTERM handlers: {0}")]
+    Signals(std::io::Error),
     /// The admin credential file could not be written.
     #[error("cannot write the admin credential file {path}: {source}")]
     AdminFile {
@@ -99,6 +102,7 @@ pub async fn run(cfg: ServeConfig) -> Result<(), StartError> {
     )
     .await?;
     let store = state.store.clone();
+    let shutdown = shutdown_signal().map_err(StartError::Signals)?;
     tracing::info!(
         listen = %local,
         issuer = %issuer,
@@ -112,7 +116,7 @@ pub async fn run(cfg: ServeConfig) -> Result<(), StartError> {
 
     warp::serve(crate::http::routes(state))
         .incoming(listener)
-        .graceful(shutdown_signal())
+        .graceful(shutdown)
         .run()
         .await;
 
@@ -158,20 +162,19 @@ pub(crate) async fn open_state(
     })
 }
 
-async fn shutdown_signal() {
+/// Registers SIGINT and SIGTERM handlers now — before the node says it is listening, so that a
+/// signal arriving at any moment afterwards takes the graceful path — and returns the future
+/// that completes when one arrives.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, std::io::Error> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the node");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; shutting down"),
-        _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
-    }
+    })
 }
 
 /// First start only: the node's organization, the instance admin and its credential (written

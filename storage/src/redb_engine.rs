@@ -28,13 +28,36 @@ pub(crate) struct RedbEngine {
 
 impl RedbEngine {
     pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(StoreError::engine)?;
-        // Create the table once so that readers never see TableDoesNotExist.
+        if !path.exists() {
+            create_atomically(path)?;
+        }
+        let db = Database::open(path).map_err(StoreError::engine)?;
+        Ok(RedbEngine { db })
+    }
+}
+
+/// Creates a new database beside `path`, with its table, and renames it into place only when it
+/// is complete and synced: a crash during the very first start must not leave a half-written
+/// header that every later start would refuse.
+fn create_atomically(path: &Path) -> Result<(), StoreError> {
+    let tmp = path.with_extension("redb.creating");
+    let _ = std::fs::remove_file(&tmp);
+    {
+        let db = Database::create(&tmp).map_err(StoreError::engine)?;
         let txn = db.begin_write().map_err(StoreError::engine)?;
         txn.open_table(KV).map_err(StoreError::engine)?;
         txn.commit().map_err(StoreError::engine)?;
-        Ok(RedbEngine { db })
     }
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(StoreError::engine)?;
+    std::fs::rename(&tmp, path).map_err(StoreError::engine)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(StoreError::engine)?;
+    }
+    Ok(())
 }
 
 impl Engine for RedbEngine {
