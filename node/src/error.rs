@@ -191,6 +191,10 @@ impl From<StoreError> for OAuthError {
 }
 
 /// The one rejection handler.
+///
+/// `find` looks through every rejection warp combined, not only the one it prefers, so specific
+/// rejections (size, length, query, headers) are checked before "wrong method": otherwise a
+/// sibling route with another method on the same path would mask a 413 as a 405.
 pub(crate) async fn handle_rejection(err: Rejection) -> Result<Response, Infallible> {
     use warp::reject as r;
     let resp = if let Some(e) = err.find::<ApiError>() {
@@ -206,20 +210,6 @@ pub(crate) async fn handle_rejection(err: Rejection) -> Result<Response, Infalli
         }
     } else if let Some(e) = err.find::<OAuthError>() {
         e.clone().into_response()
-    } else if err.is_not_found() {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "ROUTE_NOT_FOUND",
-            "No such route; see /openapi.json for the API.",
-        )
-        .into_response()
-    } else if err.find::<r::MethodNotAllowed>().is_some() {
-        ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "METHOD_NOT_ALLOWED",
-            "This route does not accept that HTTP method; see /openapi.json.",
-        )
-        .into_response()
     } else if err.find::<r::PayloadTooLarge>().is_some() {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -263,6 +253,20 @@ pub(crate) async fn handle_rejection(err: Rejection) -> Result<Response, Infalli
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "UNSUPPORTED_MEDIA_TYPE",
             "Send the body as application/json.",
+        )
+        .into_response()
+    } else if err.find::<r::MethodNotAllowed>().is_some() {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            "This route does not accept that HTTP method; see /openapi.json.",
+        )
+        .into_response()
+    } else if err.is_not_found() {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "ROUTE_NOT_FOUND",
+            "No such route; see /openapi.json for the API.",
         )
         .into_response()
     } else {

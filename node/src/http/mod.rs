@@ -96,7 +96,7 @@ pub(crate) fn with_state(
 /// A JSON request body: size-limited, `application/json`, unknown fields named in the error.
 pub(crate) fn json_body<T: DeserializeOwned + Send>(
 ) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
-    body_bytes().and_then(|ct: Option<String>, bytes: Bytes| async move {
+    bounded_body().and_then(|ct: Option<String>, bytes: Bytes| async move {
         parse_json(ct.as_deref(), &bytes).map_err(Rejection::from)
     })
 }
@@ -104,27 +104,40 @@ pub(crate) fn json_body<T: DeserializeOwned + Send>(
 /// Like [`json_body`], but an empty body means `T::default()`.
 pub(crate) fn optional_json_body<T: DeserializeOwned + Send + Default>(
 ) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
-    warp::header::optional::<String>("content-type")
-        .and(warp::header::optional::<u64>("content-length"))
-        .and(warp::body::bytes())
-        .and_then(|ct: Option<String>, len: Option<u64>, bytes: Bytes| async move {
-            if len.is_some_and(|l| l > MAX_BODY) || bytes.len() as u64 > MAX_BODY {
-                return Err(warp::reject::custom(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "PAYLOAD_TOO_LARGE",
-                    format!("The request body is larger than the {MAX_BODY} bytes this route accepts."),
-                )));
-            }
-            if bytes.is_empty() {
-                return Ok(T::default());
-            }
-            parse_json(ct.as_deref(), &bytes).map_err(Rejection::from)
-        })
+    bounded_body().and_then(|ct: Option<String>, bytes: Bytes| async move {
+        if bytes.is_empty() {
+            return Ok(T::default());
+        }
+        parse_json(ct.as_deref(), &bytes).map_err(Rejection::from)
+    })
 }
 
-fn body_bytes() -> impl Filter<Extract = (Option<String>, Bytes), Error = Rejection> + Clone {
-    warp::header::optional::<String>("content-type")
-        .and(warp::body::content_length_limit(MAX_BODY))
+/// The content type and the body, refused from the headers alone — before a byte of the body is
+/// read — when it is declared larger than [`MAX_BODY`] (413) or streamed without a length (411).
+/// A request with neither `Content-Length` nor `Transfer-Encoding` has an empty body.
+pub(crate) fn bounded_body(
+) -> impl Filter<Extract = (Option<String>, Bytes), Error = Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and(warp::header::optional::<String>("transfer-encoding"))
+        .and_then(|len: Option<u64>, te: Option<String>| async move {
+            match (len, te) {
+                (Some(l), _) if l > MAX_BODY => Err(Rejection::from(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "PAYLOAD_TOO_LARGE",
+                    format!(
+                        "The request body is larger than the {MAX_BODY} bytes this route accepts."
+                    ),
+                ))),
+                (None, Some(_)) => Err(Rejection::from(ApiError::new(
+                    StatusCode::LENGTH_REQUIRED,
+                    "LENGTH_REQUIRED",
+                    "Send a Content-Length header with the request body.",
+                ))),
+                _ => Ok(()),
+            }
+        })
+        .untuple_one()
+        .and(warp::header::optional::<String>("content-type"))
         .and(warp::body::bytes())
 }
 

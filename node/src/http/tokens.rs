@@ -17,7 +17,7 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::error::OAuthError;
 use crate::http::auth::client_addr;
-use crate::http::{with_state, MAX_BODY};
+use crate::http::{bounded_body, with_state};
 use crate::model::{TokenRequest, TokenResponse};
 use crate::secrets::secret_matches;
 use crate::state::{Actor, AppState};
@@ -34,9 +34,7 @@ pub(crate) fn routes(
         .unify()
         .and(warp::post())
         .and(warp::header::optional::<String>("authorization"))
-        .and(warp::header::optional::<String>("content-type"))
-        .and(warp::body::content_length_limit(MAX_BODY))
-        .and(warp::body::bytes())
+        .and(bounded_body())
         .and(warp::addr::remote())
         .and(with_state(state))
         .and_then(token)
