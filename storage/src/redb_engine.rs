@@ -12,6 +12,10 @@ use crate::engine::{Engine, KvPair};
 use crate::error::StoreError;
 
 pub(crate) const FILE_NAME: &str = "agentidp.redb";
+/// redb's page cache. Its default (1 GiB) made the node's memory grow with every audit record
+/// written; the hot data (agents, credentials, the audit head) is small, and the OS page cache
+/// keeps the rest of the file close anyway.
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
 const KV: TableDefinition<'static, &'static [u8], &'static [u8]> = TableDefinition::new("kv");
 
 type RangeItem<'a> = Result<
@@ -31,7 +35,10 @@ impl RedbEngine {
         if !path.exists() {
             create_atomically(path)?;
         }
-        let db = Database::open(path).map_err(StoreError::engine)?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .open(path)
+            .map_err(StoreError::engine)?;
         Ok(RedbEngine { db })
     }
 }
@@ -43,7 +50,10 @@ fn create_atomically(path: &Path) -> Result<(), StoreError> {
     let tmp = path.with_extension("redb.creating");
     let _ = std::fs::remove_file(&tmp);
     {
-        let db = Database::create(&tmp).map_err(StoreError::engine)?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&tmp)
+            .map_err(StoreError::engine)?;
         let txn = db.begin_write().map_err(StoreError::engine)?;
         txn.open_table(KV).map_err(StoreError::engine)?;
         txn.commit().map_err(StoreError::engine)?;

@@ -15,6 +15,8 @@ use crate::engine::{Engine, KvPair};
 use crate::error::StoreError;
 
 pub(crate) const DIR_NAME: &str = "sled";
+/// sled's page cache (default 1 GiB): bounded for the same reason as redb's.
+const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 pub(crate) struct SledEngine {
     db: sled::Db,
@@ -23,11 +25,26 @@ pub(crate) struct SledEngine {
 
 impl SledEngine {
     pub(crate) fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .flush_every_ms(None)
-            .open()
-            .map_err(StoreError::engine)?;
+        // sled's background threads release the file lock a moment after the last handle is
+        // dropped, so a reopen right after a close (tests; a fast restart) may find it still
+        // held: wait for it, for a bounded time, before giving up.
+        let mut attempts = 0;
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(dir)
+                .flush_every_ms(None)
+                .cache_capacity(CACHE_BYTES)
+                .open();
+            match opened {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock") && attempts < 100 =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other.map_err(StoreError::engine)?,
+            }
+        };
         let data_file = File::open(dir.join("db")).map_err(StoreError::engine)?;
         Ok(SledEngine { db, data_file })
     }
