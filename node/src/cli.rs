@@ -21,6 +21,57 @@ enum Command {
     /// Run the node. The first start creates the signing key and writes the instance admin
     /// credential to <data-dir>/admin-credentials.json.
     Serve(ServeArgs),
+    /// Manage the node's signing keys offline (the node must be stopped).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Make a new signing key the active one; the old key stays published for the grace period
+    /// (set by `serve --key-grace`). A running node rotates with POST /api/v1/keys/rotate instead.
+    Rotate(RotateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RotateArgs {
+    /// Data directory of the (stopped) node.
+    #[arg(long, env = "AGENTIDP_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Storage engine of that directory.
+    #[arg(long, env = "AGENTIDP_STORE", value_enum, default_value = "redb")]
+    store: StoreArg,
+    /// Algorithm of the new key.
+    #[arg(long, value_enum, default_value = "es256")]
+    alg: AlgArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum AlgArg {
+    /// ECDSA P-256 with SHA-256 (default; fast, small tokens).
+    #[value(name = "ES256", alias = "es256")]
+    Es256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256, for relying parties that only know RSA.
+    #[value(name = "RS256", alias = "rs256")]
+    Rs256,
+}
+
+impl AlgArg {
+    fn as_str(self) -> &'static str {
+        match self {
+            AlgArg::Es256 => "ES256",
+            AlgArg::Rs256 => "RS256",
+        }
+    }
+}
+
+impl StoreArg {
+    fn kind(self) -> EngineKind {
+        match self {
+            StoreArg::Redb => EngineKind::Redb,
+            StoreArg::Sled => EngineKind::Sled,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -57,6 +108,23 @@ struct ServeArgs {
     /// Lifetime of access tokens, in seconds (60 to 86400).
     #[arg(long, env = "AGENTIDP_TOKEN_TTL", default_value_t = 3600, value_parser = clap::value_parser!(i64).range(60..=86400))]
     token_ttl: i64,
+    /// Algorithm of the signing key. Changing it on an existing data directory rotates the key
+    /// at start-up (the old one stays published for the grace period).
+    #[arg(
+        long,
+        env = "AGENTIDP_SIGNING_ALG",
+        value_enum,
+        default_value = "es256"
+    )]
+    signing_alg: AlgArg,
+    /// Seconds a retired signing key stays in the JWKS after a rotation.
+    /// Default: --token-ttl + 300, so every token it signed can be verified until it expires.
+    #[arg(long, env = "AGENTIDP_KEY_GRACE", value_parser = clap::value_parser!(i64).range(0..=31_536_000))]
+    key_grace: Option<i64>,
+    /// Token endpoint requests per second allowed per client id (bursts of twice that); more
+    /// get 429 with Retry-After. 0 turns the limit off.
+    #[arg(long, env = "AGENTIDP_TOKEN_RATE_LIMIT", default_value_t = 50)]
+    token_rate_limit: u32,
     /// Log format.
     #[arg(long, env = "AGENTIDP_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -70,6 +138,50 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Keys(KeysCommand::Rotate(args)) => rotate(args),
+    }
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("agentidp: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
+fn rotate(args: RotateArgs) -> ExitCode {
+    let Some(rt) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    match rt.block_on(crate::server::rotate_offline(
+        &args.data_dir,
+        args.store.kind(),
+        args.alg.as_str(),
+    )) {
+        Ok((kid, retired)) => {
+            println!("new signing key {kid} ({})", args.alg.as_str());
+            if let Some(r) = retired {
+                println!("retired {r}: it stays in the JWKS for the grace period, then leaves it");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("agentidp: key rotation failed: {e}");
+            let text = e.to_string();
+            if text.contains("lock") || text.contains("already open") {
+                eprintln!(
+                    "the node still runs on {}: stop it first, or rotate through POST /api/v1/keys/rotate",
+                    args.data_dir.display()
+                );
+            }
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -87,21 +199,14 @@ fn serve(args: ServeArgs) -> ExitCode {
         listen: args.listen,
         public_url: args.public_url,
         data_dir: args.data_dir,
-        store: match args.store {
-            StoreArg::Redb => EngineKind::Redb,
-            StoreArg::Sled => EngineKind::Sled,
-        },
+        store: args.store.kind(),
         token_ttl_secs: args.token_ttl,
+        signing_alg: args.signing_alg.as_str().to_string(),
+        key_grace_secs: args.key_grace,
+        token_rate_limit: args.token_rate_limit,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("agentidp: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(crate::run(cfg)) {
         Ok(()) => ExitCode::SUCCESS,

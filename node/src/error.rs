@@ -145,6 +145,8 @@ pub(crate) struct OAuthError {
     pub(crate) description: String,
     /// Set when the client tried HTTP Basic: RFC 6749 asks for a matching WWW-Authenticate.
     pub(crate) basic_challenge: bool,
+    /// Seconds to wait, sent as `Retry-After` (rate limiting).
+    pub(crate) retry_after: Option<u64>,
 }
 
 impl warp::reject::Reject for OAuthError {}
@@ -162,6 +164,7 @@ impl OAuthError {
             error,
             description: description.into(),
             basic_challenge: false,
+            retry_after: None,
         }
     }
 
@@ -173,6 +176,11 @@ impl OAuthError {
         let h = resp.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if let Some(secs) = self.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                h.insert(header::RETRY_AFTER, v);
+            }
+        }
         if self.basic_challenge && self.status == StatusCode::UNAUTHORIZED {
             h.insert(
                 header::WWW_AUTHENTICATE,

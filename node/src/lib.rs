@@ -6,12 +6,15 @@
 //! This crate is the only one that knows HTTP.
 
 pub mod cli;
+mod clients;
 mod clock;
 mod error;
 mod http;
+mod jwk;
 mod keys;
 mod metrics;
 mod model;
+mod ratelimit;
 mod secrets;
 mod server;
 mod state;

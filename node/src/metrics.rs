@@ -36,9 +36,10 @@ struct Histogram {
 /// The node's metrics.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
-    requests: Mutex<HashMap<(String, &'static str, u16), u64>>,
+    requests: Mutex<HashMap<(&'static str, &'static str, u16), u64>>,
     latency: Histogram,
     pub(crate) tokens_issued: Counter,
+    pub(crate) introspections: Counter,
     pub(crate) agents_registered: Counter,
     pub(crate) audit_appends: Counter,
     pub(crate) auth_failures: Counter,
@@ -53,8 +54,18 @@ impl Metrics {
         status: u16,
         elapsed: Duration,
     ) {
+        let method = match method {
+            "GET" => "GET",
+            "POST" => "POST",
+            "PATCH" => "PATCH",
+            "DELETE" => "DELETE",
+            "PUT" => "PUT",
+            "HEAD" => "HEAD",
+            "OPTIONS" => "OPTIONS",
+            _ => "other",
+        };
         if let Ok(mut m) = self.requests.lock() {
-            *m.entry((method.to_string(), route, status)).or_insert(0) += 1;
+            *m.entry((method, route, status)).or_insert(0) += 1;
         }
         let secs = elapsed.as_secs_f64();
         for (i, b) in BUCKETS.iter().enumerate() {

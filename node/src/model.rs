@@ -596,15 +596,6 @@ pub(crate) struct TokenResponse {
     pub(crate) scope: String,
 }
 
-/// Token request (form-encoded per RFC 6749, or JSON for the predecessor's clients).
-#[derive(Debug, Default, Deserialize, ToSchema)]
-pub(crate) struct TokenRequest {
-    pub(crate) grant_type: Option<String>,
-    pub(crate) client_id: Option<String>,
-    pub(crate) client_secret: Option<String>,
-    pub(crate) scope: Option<String>,
-}
-
 /// The error envelope of every non-OAuth route.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ErrorBody {

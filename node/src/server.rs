@@ -11,9 +11,10 @@ use storage::{
 use uuid::Uuid;
 
 use crate::clock::{Clock, SystemClock};
-use crate::keys::{generate_es256, KeyRing};
+use crate::keys::{generate, rotate_in, KeyRing, META_ACTIVE_KID};
 use crate::metrics::Metrics;
 use crate::model::ALL_SCOPES;
+use crate::ratelimit::RateLimiter;
 use crate::state::{Actor, AppState, Settings};
 
 /// What `serve` needs.
@@ -29,6 +30,12 @@ pub struct ServeConfig {
     pub store: EngineKind,
     /// Access token lifetime, seconds.
     pub token_ttl_secs: i64,
+    /// Algorithm of the signing key (`ES256` or `RS256`); a change rotates the key at start-up.
+    pub signing_alg: String,
+    /// How long a retired signing key stays published, seconds; default: token lifetime + 300.
+    pub key_grace_secs: Option<i64>,
+    /// Token requests per second allowed per client id (0: unlimited); bursts of twice that.
+    pub token_rate_limit: u32,
 }
 
 /// Why the node could not start.
@@ -103,12 +110,14 @@ pub async fn run(cfg: ServeConfig) -> Result<(), StartError> {
     .await?;
     let store = state.store.clone();
     let shutdown = shutdown_signal().map_err(StartError::Signals)?;
+    tokio::spawn(purge_expired(store.clone(), state.clock.clone()));
     tracing::info!(
         listen = %local,
         issuer = %issuer,
         store = cfg.store.as_str(),
         data_dir = %cfg.data_dir.display(),
         startup_ms = started.elapsed().as_millis() as u64,
+        token_rate_limit_per_client = state.rate_limiter.per_sec(),
         "agentidp listening"
     );
     // One plain line on stdout for scripts and tests that started us on port 0.
@@ -127,6 +136,36 @@ pub async fn run(cfg: ServeConfig) -> Result<(), StartError> {
     Ok(())
 }
 
+/// Every minute, deletes revoked-token and used-assertion records that no longer matter (their
+/// tokens and assertions have expired), so that those tables stay as small as the live set.
+async fn purge_expired(store: Arc<Store>, clock: Arc<dyn Clock>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let s = store.clone();
+        let now = clock.now_secs();
+        let Ok(Ok(keys)) = tokio::task::spawn_blocking(move || s.expired(now, 10_000)).await else {
+            continue;
+        };
+        if keys.is_empty() {
+            continue;
+        }
+        let n = keys.len();
+        let purged = store
+            .write(move |tx| {
+                for k in keys {
+                    tx.delete_raw(k);
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await;
+        match purged {
+            Ok(()) => tracing::debug!(records = n, "purged expired revocations and assertion ids"),
+            Err(e) => tracing::warn!(error = %e, "purging expired records failed; will retry"),
+        }
+    }
+}
+
 /// Opens the store, bootstraps it on first start, loads the keys: everything but the listener.
 pub(crate) async fn open_state(
     cfg: &ServeConfig,
@@ -143,11 +182,27 @@ pub(crate) async fn open_state(
             .map_err(|e| StartError::Store(StoreError::Engine(e.to_string())))??
     };
     let store = Arc::new(store);
-    let system_org = bootstrap(&store, clock.as_ref(), &cfg.data_dir).await?;
-    let records = store.signing_keys()?;
-    let ring = KeyRing::from_records(&records).map_err(|e| StartError::Keys(e.to_string()))?;
+    let system_org = bootstrap(&store, clock.as_ref(), &cfg.data_dir, &cfg.signing_alg).await?;
+    let grace_ms = cfg
+        .key_grace_secs
+        .unwrap_or(cfg.token_ttl_secs + 300)
+        .saturating_mul(1000);
+    let mut ring = load_ring(&store, grace_ms).await?;
+    if ring.active.alg != cfg.signing_alg {
+        let (kid, retired) = rotate_stored(
+            &store,
+            clock.as_ref(),
+            system_org,
+            &cfg.signing_alg,
+            "operator (--signing-alg)",
+        )
+        .await?;
+        tracing::info!(%kid, ?retired, alg = %cfg.signing_alg, "signing algorithm changed: rotated the signing key");
+        ring = load_ring(&store, grace_ms).await?;
+    }
     tracing::info!(kid = %ring.active.kid, alg = ring.active.alg, "signing key loaded");
-    Ok(AppState {
+    Ok(AppState(Arc::new(crate::state::StateInner {
+        clients: Arc::new(crate::clients::ClientCache::new(store.clone())),
         store,
         keys: Arc::new(RwLock::new(ring)),
         clock,
@@ -156,10 +211,103 @@ pub(crate) async fn open_state(
             issuer,
             node_did,
             token_ttl_secs: cfg.token_ttl_secs,
+            key_grace_ms: grace_ms,
             system_org,
         }),
+        rate_limiter: Arc::new(RateLimiter::new(cfg.token_rate_limit)),
         started,
-    })
+    })))
+}
+
+/// The ring of stored keys; records the active `kid` in `meta` if an older store lacks it.
+pub(crate) async fn load_ring(
+    store: &Arc<Store>,
+    grace_ms: i64,
+) -> Result<Arc<KeyRing>, StartError> {
+    let records = store.signing_keys()?;
+    let ring =
+        KeyRing::from_records(&records, grace_ms).map_err(|e| StartError::Keys(e.to_string()))?;
+    if store.get_meta::<String>(META_ACTIVE_KID)?.as_deref() != Some(ring.active.kid.as_str()) {
+        let kid = ring.active.kid.clone();
+        store
+            .write(move |tx| {
+                tx.put_meta(META_ACTIVE_KID, &kid);
+                Ok::<_, StoreError>(())
+            })
+            .await?;
+    }
+    Ok(ring)
+}
+
+/// Rotates the signing key in the store (audited). Returns the new and the retired `kid`.
+pub(crate) async fn rotate_stored(
+    store: &Arc<Store>,
+    clock: &dyn Clock,
+    system_org: Uuid,
+    alg: &str,
+    actor: &str,
+) -> Result<(String, Option<String>), StartError> {
+    let now = clock.now_ms();
+    let key = generate(alg, now).map_err(|e| StartError::Keys(e.to_string()))?;
+    let kid = key.kid.clone();
+    let actor = actor.to_string();
+    let retired = store
+        .write(move |tx| {
+            let retired = rotate_in(tx, &key, now)?;
+            tx.audit(storage::NewAuditEntry {
+                time: now,
+                org_id: system_org,
+                actor,
+                action: "keys.rotate".into(),
+                target: key.kid.clone(),
+                outcome: Outcome::Success,
+                client: None,
+                details: serde_json::json!({ "alg": key.alg, "retiredKid": retired }),
+            })?;
+            Ok::<_, StoreError>(retired)
+        })
+        .await?;
+    Ok((kid, retired))
+}
+
+/// `agentidp keys rotate`: rotates the signing key of a stopped node's data directory.
+pub(crate) async fn rotate_offline(
+    data_dir: &Path,
+    kind: EngineKind,
+    alg: &str,
+) -> Result<(String, Option<String>), StartError> {
+    // Never create a store here: a mistyped path must not become a new, empty node.
+    let has_store = data_dir.join("agentidp.redb").exists() || data_dir.join("sled").exists();
+    if !has_store {
+        return Err(StartError::Keys(format!(
+            "{} holds no agentidp store; give the --data-dir of a node that has run (and --store if it is sled)",
+            data_dir.display()
+        )));
+    }
+    let store = {
+        let dir = data_dir.to_path_buf();
+        tokio::task::spawn_blocking(move || Store::open(&dir, kind))
+            .await
+            .map_err(|e| StartError::Store(StoreError::Engine(e.to_string())))??
+    };
+    let store = Arc::new(store);
+    let Some(system_org) = store.get_meta::<Uuid>(META_BOOTSTRAP)? else {
+        return Err(StartError::Keys(format!(
+            "{} holds no initialized node; run `agentidp serve` on it once first",
+            data_dir.display()
+        )));
+    };
+    let out = rotate_stored(
+        &store,
+        &SystemClock,
+        system_org,
+        alg,
+        "operator (agentidp keys rotate)",
+    )
+    .await?;
+    let s = store.clone();
+    let _ = tokio::task::spawn_blocking(move || s.close()).await;
+    Ok(out)
 }
 
 /// Registers SIGINT and SIGTERM handlers now — before the node says it is listening, so that a
@@ -184,6 +332,7 @@ async fn bootstrap(
     store: &Arc<Store>,
     clock: &dyn Clock,
     data_dir: &Path,
+    alg: &str,
 ) -> Result<Uuid, StartError> {
     if let Some(id) = store.get_meta::<Uuid>(META_BOOTSTRAP)? {
         return Ok(id);
@@ -224,7 +373,7 @@ async fn bootstrap(
     };
     let (cred, secret) =
         crate::http::agents_new_credential(&admin, now).map_err(|e| StartError::Keys(e.message))?;
-    let key = generate_es256(now).map_err(|e| StartError::Keys(e.to_string()))?;
+    let key = generate(alg, now).map_err(|e| StartError::Keys(e.to_string()))?;
 
     // The file first: if we crash before the commit, the next start rewrites it with a new
     // secret (the old one never worked); if we crashed after, it is already there.
@@ -259,7 +408,7 @@ async fn bootstrap(
             tx.put_agent(&admin)?;
             tx.set_org_agent_count(&org.id, 1);
             tx.put_credential(&cred);
-            tx.put_signing_key(&key);
+            rotate_in(tx, &key, now)?;
             tx.audit(entry)?;
             tx.put_meta(META_BOOTSTRAP, &org.id);
             Ok::<_, StoreError>(())

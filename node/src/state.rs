@@ -19,6 +19,8 @@ pub(crate) struct Settings {
     pub(crate) node_did: did_method::DidWeb,
     /// Access token lifetime, seconds.
     pub(crate) token_ttl_secs: i64,
+    /// How long a retired signing key stays published, ms.
+    pub(crate) key_grace_ms: i64,
     /// The node's own organization (instance admin; owner of anonymous audit entries).
     pub(crate) system_org: Uuid,
 }
@@ -34,13 +36,26 @@ pub(crate) struct Actor {
     pub(crate) client: Option<String>,
 }
 
+/// The application state: one `Arc`, so that the many copies warp's filters hold cost one
+/// reference count each, not one per field.
 #[derive(Clone)]
-pub(crate) struct AppState {
+pub(crate) struct AppState(pub(crate) Arc<StateInner>);
+
+impl std::ops::Deref for AppState {
+    type Target = StateInner;
+    fn deref(&self) -> &StateInner {
+        &self.0
+    }
+}
+
+pub(crate) struct StateInner {
     pub(crate) store: Arc<Store>,
     pub(crate) keys: Arc<RwLock<Arc<KeyRing>>>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) settings: Arc<Settings>,
+    pub(crate) rate_limiter: Arc<crate::ratelimit::RateLimiter>,
+    pub(crate) clients: Arc<crate::clients::ClientCache>,
     pub(crate) started: Instant,
 }
 
@@ -51,6 +66,16 @@ impl AppState {
             Ok(k) => k.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// Replaces the key ring with the keys now in the store.
+    pub(crate) async fn reload_keys(&self) -> Result<Arc<KeyRing>, crate::server::StartError> {
+        let ring = crate::server::load_ring(&self.store, self.settings.key_grace_ms).await?;
+        match self.keys.write() {
+            Ok(mut k) => *k = ring.clone(),
+            Err(poisoned) => *poisoned.into_inner() = ring.clone(),
+        }
+        Ok(ring)
     }
 
     /// The did:web of an agent.

@@ -37,6 +37,10 @@ pub(crate) struct AccessClaims {
     pub(crate) agent_type: String,
     pub(crate) deployment_env: String,
     pub(crate) did: String,
+    /// The credential the client authenticated with (absent for `private_key_jwt`): revoking the
+    /// credential makes the token inactive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cid: Option<String>,
 }
 
 /// Why a token was refused. The message is safe to return to the caller.
@@ -64,12 +68,18 @@ pub(crate) enum TokenError {
     NotYetValid,
 }
 
-/// Claims as verified: a token we issued, in force now.
+/// Claims as verified: a token we issued, signed by a key in force, within its lifetime.
 #[derive(Debug, Clone)]
 pub(crate) struct Verified {
     pub(crate) agent_id: Uuid,
     pub(crate) org_id: Uuid,
     pub(crate) scopes: Vec<String>,
+    pub(crate) jti: String,
+    pub(crate) client_id: String,
+    pub(crate) cid: Option<Uuid>,
+    pub(crate) exp: i64,
+    pub(crate) iat: Option<i64>,
+    pub(crate) nbf: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -92,6 +102,7 @@ struct Claims {
     client_id: Option<String>,
     scope: Option<String>,
     organization_id: Option<String>,
+    cid: Option<String>,
 }
 
 fn b64json<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, TokenError> {
@@ -107,8 +118,9 @@ pub(crate) fn verify(
     keys: &KeyRing,
     issuer: &str,
     audience: &str,
-    now: i64,
+    now_ms: i64,
 ) -> Result<Verified, TokenError> {
+    let now = now_ms.div_euclid(1000);
     // 1.
     if token.len() > MAX_TOKEN_LEN {
         return Err(TokenError::Malformed);
@@ -129,7 +141,7 @@ pub(crate) fn verify(
         return Err(TokenError::Crit);
     }
     let kid = header.kid.ok_or(TokenError::UnknownKey)?;
-    let (alg, verifier) = keys.verifier(&kid).ok_or(TokenError::UnknownKey)?;
+    let (alg, verifier) = keys.verifier(&kid, now_ms).ok_or(TokenError::UnknownKey)?;
     if header.alg.as_deref() != Some(alg) {
         return Err(TokenError::WrongAlg);
     }
@@ -163,19 +175,16 @@ pub(crate) fn verify(
     {
         return Err(TokenError::NotYetValid);
     }
-    if c.jti.is_none() || c.client_id.is_none() {
+    let (Some(jti), Some(client_id), Some(exp)) = (c.jti, c.client_id, c.exp) else {
         return Err(TokenError::Malformed);
-    }
-    let agent_id = c
-        .sub
-        .as_deref()
-        .and_then(|s| s.parse().ok())
-        .ok_or(TokenError::Malformed)?;
-    let org_id = c
-        .organization_id
-        .as_deref()
-        .and_then(|s| s.parse().ok())
-        .ok_or(TokenError::Malformed)?;
+    };
+    let parse = |v: Option<&str>| v.and_then(|s| s.parse::<Uuid>().ok());
+    let agent_id = parse(c.sub.as_deref()).ok_or(TokenError::Malformed)?;
+    let org_id = parse(c.organization_id.as_deref()).ok_or(TokenError::Malformed)?;
+    let cid = match c.cid.as_deref() {
+        None => None,
+        Some(v) => Some(v.parse::<Uuid>().map_err(|_| TokenError::Malformed)?),
+    };
     Ok(Verified {
         agent_id,
         org_id,
@@ -186,26 +195,35 @@ pub(crate) fn verify(
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect(),
+        jti,
+        client_id,
+        cid,
+        exp,
+        iat: c.iat,
+        nbf: c.nbf,
     })
 }
 
 /// Signs `claims` with the active key.
-pub(crate) fn mint(keys: &KeyRing, claims: &AccessClaims) -> Result<String, josekit::JoseError> {
-    let payload =
-        serde_json::to_vec(claims).map_err(|e| josekit::JoseError::InvalidJwtFormat(e.into()))?;
+pub(crate) fn mint(
+    keys: &KeyRing,
+    claims: &AccessClaims,
+) -> Result<String, ring::error::Unspecified> {
+    // Serializing our own struct of strings and integers cannot fail.
+    let payload = serde_json::to_vec(claims).map_err(|_| ring::error::Unspecified)?;
     keys.active.sign_compact(&payload)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::{generate_es256, KeyRing};
+    use crate::keys::{generate, KeyRing};
     use std::sync::Arc;
 
     const ISS: &str = "http://127.0.0.1:8080";
 
     fn ring() -> Arc<KeyRing> {
-        KeyRing::from_records(&[generate_es256(0).unwrap()]).unwrap()
+        KeyRing::from_records(&[generate("ES256", 0).unwrap()], 0).unwrap()
     }
 
     fn claims(now: i64) -> AccessClaims {
@@ -223,6 +241,7 @@ mod tests {
             agent_type: "custom".into(),
             deployment_env: "development".into(),
             did: "did:web:x".into(),
+            cid: None,
         }
     }
 
@@ -239,7 +258,7 @@ mod tests {
     fn good_token_verifies() {
         let k = ring();
         let t = mint(&k, &claims(1000)).unwrap();
-        let v = verify(&t, &k, ISS, ISS, 1000).unwrap();
+        let v = verify(&t, &k, ISS, ISS, (1000) * 1000).unwrap();
         assert_eq!(v.scopes, vec!["agents:read"]);
     }
 
@@ -250,19 +269,19 @@ mod tests {
         let kid = k.active.kid.clone();
         let good = mint(&k, &claims(now)).unwrap();
         assert_eq!(
-            verify(&good, &k, "http://other", ISS, now).unwrap_err(),
+            verify(&good, &k, "http://other", ISS, (now) * 1000).unwrap_err(),
             TokenError::WrongIssuer
         );
         assert_eq!(
-            verify(&good, &k, ISS, "http://other", now).unwrap_err(),
+            verify(&good, &k, ISS, "http://other", (now) * 1000).unwrap_err(),
             TokenError::WrongAudience
         );
         assert_eq!(
-            verify(&good, &k, ISS, ISS, now + 601 + LEEWAY_SECS).unwrap_err(),
+            verify(&good, &k, ISS, ISS, (now + 601 + LEEWAY_SECS) * 1000).unwrap_err(),
             TokenError::Expired
         );
         assert_eq!(
-            verify(&good, &k, ISS, ISS, now - 100).unwrap_err(),
+            verify(&good, &k, ISS, ISS, (now - 100) * 1000).unwrap_err(),
             TokenError::NotYetValid
         );
         let c = claims(now);
@@ -272,7 +291,7 @@ mod tests {
             b"",
         );
         assert_eq!(
-            verify(&none, &k, ISS, ISS, now).unwrap_err(),
+            verify(&none, &k, ISS, ISS, (now) * 1000).unwrap_err(),
             TokenError::WrongAlg
         );
         let hs = forge(
@@ -281,7 +300,7 @@ mod tests {
             b"mac",
         );
         assert_eq!(
-            verify(&hs, &k, ISS, ISS, now).unwrap_err(),
+            verify(&hs, &k, ISS, ISS, (now) * 1000).unwrap_err(),
             TokenError::WrongAlg
         );
         let crit = forge(
@@ -290,7 +309,7 @@ mod tests {
             b"x",
         );
         assert_eq!(
-            verify(&crit, &k, ISS, ISS, now).unwrap_err(),
+            verify(&crit, &k, ISS, ISS, (now) * 1000).unwrap_err(),
             TokenError::Crit
         );
         let foreign = forge(
@@ -299,7 +318,7 @@ mod tests {
             b"x",
         );
         assert_eq!(
-            verify(&foreign, &k, ISS, ISS, now).unwrap_err(),
+            verify(&foreign, &k, ISS, ISS, (now) * 1000).unwrap_err(),
             TokenError::UnknownKey
         );
         let jwt = forge(
@@ -308,7 +327,7 @@ mod tests {
             b"x",
         );
         assert_eq!(
-            verify(&jwt, &k, ISS, ISS, now).unwrap_err(),
+            verify(&jwt, &k, ISS, ISS, (now) * 1000).unwrap_err(),
             TokenError::WrongType
         );
         // A valid signature over other claims.
@@ -322,18 +341,18 @@ mod tests {
             parts[2]
         );
         assert_eq!(
-            verify(&swapped, &k, ISS, ISS, now).unwrap_err(),
+            verify(&swapped, &k, ISS, ISS, (now) * 1000).unwrap_err(),
             TokenError::BadSignature
         );
         // Another node's key.
         let other = mint(&ring(), &claims(now)).unwrap();
         assert_eq!(
-            verify(&other, &k, ISS, ISS, now).unwrap_err(),
+            verify(&other, &k, ISS, ISS, (now) * 1000).unwrap_err(),
             TokenError::UnknownKey
         );
         for junk in ["", "a.b", "a.b.c.d", "!!!.???.###"] {
             assert_eq!(
-                verify(junk, &k, ISS, ISS, now).unwrap_err(),
+                verify(junk, &k, ISS, ISS, (now) * 1000).unwrap_err(),
                 TokenError::Malformed,
                 "{junk}"
             );

@@ -55,6 +55,9 @@ pub struct CommitStats {
     pub max_batch: AtomicU64,
     /// Slowest commit so far, in microseconds.
     pub max_commit_micros: AtomicU64,
+    /// Bumped after every commit that changed organizations, agents, credentials, agent keys or
+    /// revocations, before its writers are answered.
+    pub identity_generation: AtomicU64,
 }
 
 pub(crate) fn spawn(
@@ -73,10 +76,12 @@ pub(crate) fn spawn(
                 };
                 let mut batch = Overlay::new();
                 let mut done = Vec::with_capacity(16);
-                run_job(engine.as_ref(), &mut batch, first, &mut done);
+                let mut identity = run_job(engine.as_ref(), &mut batch, first, &mut done);
                 while done.len() < MAX_BATCH {
                     match rx.try_recv() {
-                        Ok(Msg::Job(job)) => run_job(engine.as_ref(), &mut batch, job, &mut done),
+                        Ok(Msg::Job(job)) => {
+                            identity |= run_job(engine.as_ref(), &mut batch, job, &mut done)
+                        }
                         Ok(Msg::Close) => {
                             closing = true;
                             break;
@@ -98,6 +103,9 @@ pub(crate) fn spawn(
                     stats.failures.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(error = %e, jobs = done.len(), "store commit failed; the batch's writes were not acknowledged");
                 }
+                if identity && result.is_ok() {
+                    stats.identity_generation.fetch_add(1, Ordering::AcqRel);
+                }
                 stats.batches.fetch_add(1, Ordering::Relaxed);
                 stats.jobs.fetch_add(done.len() as u64, Ordering::Relaxed);
                 stats.max_batch.fetch_max(done.len() as u64, Ordering::Relaxed);
@@ -111,12 +119,15 @@ pub(crate) fn spawn(
         })
 }
 
-fn run_job(engine: &dyn Engine, batch: &mut Overlay, job: Job, done: &mut Vec<Finish>) {
+/// Runs one job; returns whether it kept writes that change identity records.
+fn run_job(engine: &dyn Engine, batch: &mut Overlay, job: Job, done: &mut Vec<Finish>) -> bool {
     let mut tx = Tx::new(engine, batch);
     let completion = job(&mut tx);
-    let writes = tx.into_writes();
-    if completion.keep {
+    let (writes, identity) = tx.into_writes();
+    let kept = completion.keep;
+    if kept {
         batch.extend(writes);
     }
     done.push(completion.finish);
+    kept && identity
 }

@@ -18,6 +18,9 @@ const T_CRED_BY_AGENT: u8 = 0x21;
 const T_SIGNING_KEY: u8 = 0x30;
 const T_AUDIT: u8 = 0x40;
 const T_AUDIT_BY_ORG: u8 = 0x41;
+const T_AGENT_KEY: u8 = 0x50;
+const T_REVOKED_TOKEN: u8 = 0x60;
+const T_ASSERTION_JTI: u8 = 0x61;
 
 fn key(table: u8, parts: &[&[u8]]) -> Vec<u8> {
     let len = 1 + parts.iter().map(|p| p.len()).sum::<usize>();
@@ -139,6 +142,38 @@ pub fn audit_by_org(org: &Uuid, seq: u64) -> Vec<u8> {
 /// Prefix of [`audit_by_org`] for one organization.
 pub fn audit_by_org_prefix(org: &Uuid) -> Vec<u8> {
     key(T_AUDIT_BY_ORG, &[org.as_bytes()])
+}
+
+/// A public key registered by an agent, by agent and `kid`.
+pub fn agent_key(agent: &Uuid, kid: &str) -> Vec<u8> {
+    key(T_AGENT_KEY, &[agent.as_bytes(), kid.as_bytes()])
+}
+
+/// Prefix of [`agent_key`] for one agent.
+pub fn agent_key_prefix(agent: &Uuid) -> Vec<u8> {
+    key(T_AGENT_KEY, &[agent.as_bytes()])
+}
+
+/// A revoked access token, by `jti`.
+pub fn revoked_token(jti: &str) -> Vec<u8> {
+    key(T_REVOKED_TOKEN, &[jti.as_bytes()])
+}
+
+/// A client assertion `jti` already used by a client (replay protection), by client and `jti`.
+/// The client id is length-prefixed so that no (client, jti) pair can collide with another.
+pub fn assertion_jti(client: &str, jti: &str) -> Vec<u8> {
+    let len = (client.len().min(u16::MAX as usize) as u16).to_be_bytes();
+    key(T_ASSERTION_JTI, &[&len, client.as_bytes(), jti.as_bytes()])
+}
+
+/// Prefix of every [`assertion_jti`] key.
+pub fn assertion_jti_prefix() -> Vec<u8> {
+    vec![T_ASSERTION_JTI]
+}
+
+/// Prefix of every [`revoked_token`] key.
+pub fn revoked_token_prefix() -> Vec<u8> {
+    vec![T_REVOKED_TOKEN]
 }
 
 /// The sequence number at the end of an audit key or audit index key.

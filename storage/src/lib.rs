@@ -27,8 +27,8 @@ pub use audit::{canonical_json, chain_hash, ChainReport, GENESIS_HASH};
 pub use engine::{open_engine, Engine, EngineKind, KvPair};
 pub use error::StoreError;
 pub use records::{
-    Agent, AgentStatus, AuditEntry, AuditHead, Credential, CredentialStatus, NewAuditEntry,
-    OrgStatus, Organization, Outcome, PlanTier, SigningKey, Skill,
+    Agent, AgentKey, AgentStatus, AuditEntry, AuditHead, Credential, CredentialStatus, Expiring,
+    NewAuditEntry, OrgStatus, Organization, Outcome, PlanTier, SigningKey, Skill,
 };
 pub use store::{AgentFilter, AuditFilter, CommitStats, Store, SCHEMA_VERSION};
 pub use tx::Tx;

@@ -13,8 +13,8 @@ use crate::engine::{open_engine, Engine, EngineKind, KvPair};
 use crate::error::StoreError;
 use crate::keys;
 use crate::records::{
-    decode, encode, Agent, AgentStatus, AuditEntry, AuditHead, Credential, OrgStatus, Organization,
-    Record, SigningKey,
+    decode, encode, Agent, AgentKey, AgentStatus, AuditEntry, AuditHead, Credential, Expiring,
+    OrgStatus, Organization, Record, SigningKey,
 };
 use crate::tx::Tx;
 
@@ -102,6 +102,15 @@ impl Store {
     /// The engine underneath (its name, raw reads).
     pub fn engine(&self) -> &dyn Engine {
         self.engine.as_ref()
+    }
+
+    /// A number that changes after every commit that changed organizations, agents,
+    /// credentials, agent keys or revocations — before the writers are answered. A cache of those
+    /// records that remembers the generation it read them at is current while it is unchanged.
+    pub fn identity_generation(&self) -> u64 {
+        self.stats
+            .identity_generation
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Committer counters.
@@ -324,6 +333,38 @@ impl Store {
             out.push(decode(k, v)?);
             Ok(true)
         })?;
+        Ok(out)
+    }
+
+    /// Every public key an agent registered.
+    pub fn list_agent_keys(&self, agent: &Uuid) -> Result<Vec<AgentKey>, StoreError> {
+        let mut out = Vec::new();
+        self.scan_all(&keys::agent_key_prefix(agent), false, |k, v| {
+            out.push(decode(k, v)?);
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// Whether the access token `jti` was revoked (and the revocation still matters at `now`).
+    pub fn is_token_revoked(&self, jti: &str, now: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .get::<Expiring>(&keys::revoked_token(jti))?
+            .is_some_and(|e| e.until >= now))
+    }
+
+    /// Keys of revoked tokens and used assertion ids that no longer matter at `now`, at most
+    /// `limit` of them, for a purge job to delete.
+    pub fn expired(&self, now: i64, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut out = Vec::new();
+        for prefix in [keys::revoked_token_prefix(), keys::assertion_jti_prefix()] {
+            self.scan_all(&prefix, false, |k, v| {
+                if decode::<Expiring>(k, v)?.until < now {
+                    out.push(k.to_vec());
+                }
+                Ok(out.len() < limit)
+            })?;
+        }
         Ok(out)
     }
 

@@ -234,6 +234,59 @@ pub(crate) fn wrong_engine_is_refused(kind: EngineKind) {
     ));
 }
 
+pub(crate) fn replay_revocation_and_purge(kind: EngineKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), kind).unwrap());
+    rt().block_on(async {
+        // 16 concurrent uses of one assertion id: exactly one wins.
+        let mut handles = Vec::new();
+        for _ in 0..16 {
+            let s = store.clone();
+            handles.push(tokio::spawn(async move {
+                s.write(|tx| tx.use_assertion_jti("client", "jti-1", 200, 100))
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut wins = 0;
+        for h in handles {
+            if h.await.unwrap() {
+                wins += 1;
+            }
+        }
+        assert_eq!(wins, 1);
+        // After it lapses, the id may be used again.
+        assert!(store
+            .write(|tx| tx.use_assertion_jti("client", "jti-1", 400, 300))
+            .await
+            .unwrap());
+        store
+            .write(|tx| {
+                tx.revoke_token("t-1", 150);
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .unwrap();
+    });
+    assert!(store.is_token_revoked("t-1", 100).unwrap());
+    assert!(!store.is_token_revoked("t-1", 151).unwrap());
+    assert!(!store.is_token_revoked("t-2", 100).unwrap());
+    let expired = store.expired(500, 100).unwrap();
+    assert_eq!(expired.len(), 2);
+    rt().block_on(async {
+        store
+            .write(move |tx| {
+                for k in expired {
+                    tx.delete_raw(k);
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .unwrap();
+    });
+    assert!(store.expired(500, 100).unwrap().is_empty());
+}
+
 macro_rules! engine_suite {
     ($($engine:ident => $kind:expr),*) => {$(
         mod $engine {
@@ -246,6 +299,7 @@ macro_rules! engine_suite {
             #[test] fn truncated_tail_is_detected() { super::truncated_tail_is_detected($kind) }
             #[test] fn detached_writes_are_committed_by_close() { super::detached_writes_are_committed_by_close($kind) }
             #[test] fn wrong_engine_is_refused() { super::wrong_engine_is_refused($kind) }
+            #[test] fn replay_revocation_and_purge() { super::replay_revocation_and_purge($kind) }
         }
     )*};
 }

@@ -12,8 +12,8 @@ use crate::engine::Engine;
 use crate::error::StoreError;
 use crate::keys;
 use crate::records::{
-    decode, encode, Agent, AuditEntry, AuditHead, Credential, NewAuditEntry, Organization, Record,
-    SigningKey,
+    decode, encode, Agent, AgentKey, AuditEntry, AuditHead, Credential, Expiring, NewAuditEntry,
+    Organization, Record, SigningKey,
 };
 
 pub(crate) type Overlay = HashMap<Vec<u8>, Option<Vec<u8>>>;
@@ -23,6 +23,7 @@ pub struct Tx<'a> {
     engine: &'a dyn Engine,
     batch: &'a Overlay,
     op: Overlay,
+    identity: bool,
 }
 
 impl<'a> Tx<'a> {
@@ -31,11 +32,14 @@ impl<'a> Tx<'a> {
             engine,
             batch,
             op: Overlay::new(),
+            identity: false,
         }
     }
 
-    pub(crate) fn into_writes(self) -> Overlay {
-        self.op
+    /// The job's writes, and whether they change what authentication depends on (see
+    /// [`crate::Store::identity_generation`]).
+    pub(crate) fn into_writes(self) -> (Overlay, bool) {
+        (self.op, self.identity)
     }
 
     fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -82,6 +86,7 @@ impl<'a> Tx<'a> {
 
     /// Writes an organization and its indexes. The slug and creation time are immutable.
     pub fn put_org(&mut self, org: &Organization) {
+        self.identity = true;
         self.put(keys::org_slug(&org.slug), &org.id);
         self.put(keys::org_by_time(org.created_at, &org.id), &org.id);
         self.put(keys::org(&org.id), org);
@@ -109,6 +114,7 @@ impl<'a> Tx<'a> {
 
     /// Writes an agent and keeps its indexes (email, organization listing) in step.
     pub fn put_agent(&mut self, agent: &Agent) -> Result<(), StoreError> {
+        self.identity = true;
         if let Some(old) = self.get_agent(&agent.id)? {
             if !old.email.eq_ignore_ascii_case(&agent.email) {
                 self.delete(keys::agent_email(&old.email));
@@ -130,6 +136,7 @@ impl<'a> Tx<'a> {
 
     /// Writes a credential and its agent index.
     pub fn put_credential(&mut self, cred: &Credential) {
+        self.identity = true;
         self.put(
             keys::credential_by_agent(&cred.agent_id, &cred.id),
             &cred.id,
@@ -137,9 +144,61 @@ impl<'a> Tx<'a> {
         self.put(keys::credential(&cred.id), cred);
     }
 
+    /// A node signing key by `kid`.
+    pub fn get_signing_key(&self, kid: &str) -> Result<Option<SigningKey>, StoreError> {
+        self.get(&keys::signing_key(kid))
+    }
+
     /// Writes a node signing key.
     pub fn put_signing_key(&mut self, key: &SigningKey) {
         self.put(keys::signing_key(&key.kid), key)
+    }
+
+    /// A key an agent registered.
+    pub fn get_agent_key(&self, agent: &Uuid, kid: &str) -> Result<Option<AgentKey>, StoreError> {
+        self.get(&keys::agent_key(agent, kid))
+    }
+
+    /// Registers (or replaces) an agent's public key.
+    pub fn put_agent_key(&mut self, key: &AgentKey) {
+        self.identity = true;
+        self.put(keys::agent_key(&key.agent_id, &key.kid), key)
+    }
+
+    /// Removes an agent's public key.
+    pub fn delete_agent_key(&mut self, agent: &Uuid, kid: &str) {
+        self.identity = true;
+        self.delete(keys::agent_key(agent, kid))
+    }
+
+    /// Marks an access token revoked until it would have expired anyway.
+    pub fn revoke_token(&mut self, jti: &str, until: i64) {
+        self.identity = true;
+        self.put(keys::revoked_token(jti), &Expiring { until })
+    }
+
+    /// Records a client assertion id; returns `false` if it was already recorded and still in
+    /// force at `now` (a replay). Atomic: two concurrent uses of one id cannot both succeed.
+    pub fn use_assertion_jti(
+        &mut self,
+        client: &str,
+        jti: &str,
+        until: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let key = keys::assertion_jti(client, jti);
+        if let Some(seen) = self.get::<Expiring>(&key)? {
+            if seen.until >= now {
+                return Ok(false);
+            }
+        }
+        self.put(key, &Expiring { until });
+        Ok(true)
+    }
+
+    /// Deletes a key found by [`crate::Store::expired`].
+    pub fn delete_raw(&mut self, key: Vec<u8>) {
+        self.delete(key)
     }
 
     /// Appends an audit entry, chained to the current head, and returns its sequence number.

@@ -9,11 +9,14 @@ use warp::{Filter, Rejection};
 use crate::error::ApiError;
 use crate::http::with_state;
 use crate::state::{Actor, AppState};
-use storage::{AgentStatus, OrgStatus};
+use storage::{Agent, AgentStatus, CredentialStatus};
+
+use crate::token::Verified;
 
 /// The authenticated caller.
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
+    pub(crate) agent_id: Uuid,
     pub(crate) org_id: Uuid,
     pub(crate) scopes: Vec<String>,
     pub(crate) actor: Actor,
@@ -46,6 +49,7 @@ pub(crate) fn bearer(
                 let client = client_addr(addr);
                 match authenticate(header.as_deref(), &state) {
                     Ok((agent_id, org_id, scopes)) => Ok(Caller {
+                        agent_id,
                         org_id,
                         scopes,
                         actor: Actor {
@@ -78,43 +82,63 @@ fn authenticate(header: Option<&str>, state: &AppState) -> Result<AuthOk, (Optio
         Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim(),
         _ => return Err((None, "Authorization must use the Bearer scheme".to_string())),
     };
+    let a = check_token(state, token)?;
+    Ok((a.claims.agent_id, a.claims.org_id, a.claims.scopes))
+}
+
+/// A token of ours that is active now.
+pub(crate) struct ActiveToken {
+    pub(crate) claims: Verified,
+    pub(crate) agent: Agent,
+}
+
+/// Whether `token` is active: strictly verified (signature by a key in force, issuer, audience,
+/// lifetime), not revoked, its credential (if any) still active, its agent and organization
+/// active. The error carries the organization (when known) and a reason safe to return.
+pub(crate) fn check_token(
+    state: &AppState,
+    token: &str,
+) -> Result<ActiveToken, (Option<Uuid>, String)> {
     let s = &state.settings;
-    let v = crate::token::verify(
-        token,
-        &state.keys(),
-        &s.issuer,
-        &s.issuer,
-        state.clock.now_secs(),
-    )
-    .map_err(|e| (None, e.to_string()))?;
-    let agent = state
+    let now_ms = state.clock.now_ms();
+    let v = crate::token::verify(token, &state.keys(), &s.issuer, &s.issuer, now_ms)
+        .map_err(|e| (None, e.to_string()))?;
+    let org = Some(v.org_id);
+    let store_err = |_| (org, "the node could not check the token".to_string());
+    if state
         .store
-        .get_agent(&v.agent_id)
-        .map_err(|_| (Some(v.org_id), "agent lookup failed".to_string()))?
-        .filter(|a| a.org_id == v.org_id)
-        .ok_or((
-            Some(v.org_id),
-            "the token's agent no longer exists".to_string(),
-        ))?;
-    if agent.status != AgentStatus::Active {
-        return Err((
-            Some(v.org_id),
-            "the token's agent is not active".to_string(),
-        ));
+        .is_token_revoked(&v.jti, now_ms.div_euclid(1000))
+        .map_err(store_err)?
+    {
+        return Err((org, "the token was revoked".into()));
     }
-    let org = state
-        .store
-        .get_org(&v.org_id)
-        .map_err(|_| (Some(v.org_id), "organization lookup failed".to_string()))?
-        .ok_or((
-            Some(v.org_id),
-            "the token's organization no longer exists".to_string(),
-        ))?;
-    if org.status != OrgStatus::Active {
-        return Err((
-            Some(v.org_id),
-            "the token's organization is not active".to_string(),
-        ));
+    let entry = state
+        .clients
+        .get(&v.agent_id)
+        .map_err(store_err)?
+        .filter(|e| e.agent.org_id == v.org_id)
+        .ok_or((org, "the token's agent no longer exists".to_string()))?;
+    if let Some(cid) = v.cid {
+        let active = entry.credentials.iter().any(|c| {
+            c.id == cid
+                && c.status == CredentialStatus::Active
+                && c.expires_at.is_none_or(|e| e > now_ms)
+        });
+        if !active {
+            return Err((
+                org,
+                "the credential the token was issued for is no longer active".into(),
+            ));
+        }
     }
-    Ok((v.agent_id, v.org_id, v.scopes))
+    if entry.agent.status != AgentStatus::Active {
+        return Err((org, "the token's agent is not active".into()));
+    }
+    if !entry.org_active {
+        return Err((org, "the token's organization is not active".into()));
+    }
+    Ok(ActiveToken {
+        claims: v,
+        agent: entry.agent.clone(),
+    })
 }

@@ -4,7 +4,9 @@
 mod agents;
 mod audit;
 mod auth;
+mod client_auth;
 mod health;
+mod keys;
 mod openapi;
 mod orgs;
 mod tokens;
@@ -43,8 +45,15 @@ pub(crate) const ROUTES: &[(&str, &str)] = &[
     ("GET", "/openapi.json"),
     ("GET", "/.well-known/jwks.json"),
     ("GET", "/.well-known/openid-configuration"),
+    ("GET", "/.well-known/oauth-authorization-server"),
+    ("GET", "/agent-info"),
+    ("GET", "/oauth2/authorize"),
     ("POST", "/api/v1/token"),
     ("POST", "/oauth2/token"),
+    ("POST", "/api/v1/token/introspect"),
+    ("POST", "/api/v1/token/revoke"),
+    ("GET", "/api/v1/keys"),
+    ("POST", "/api/v1/keys/rotate"),
     ("POST", "/api/v1/organizations"),
     ("GET", "/api/v1/organizations"),
     ("GET", "/api/v1/organizations/{orgId}"),
@@ -65,25 +74,31 @@ pub(crate) const ROUTES: &[(&str, &str)] = &[
         "DELETE",
         "/api/v1/agents/{agentId}/credentials/{credentialId}",
     ),
+    ("POST", "/api/v1/agents/{agentId}/keys"),
+    ("GET", "/api/v1/agents/{agentId}/keys"),
+    ("DELETE", "/api/v1/agents/{agentId}/keys/{kid}"),
     ("GET", "/api/v1/audit"),
     ("GET", "/api/v1/audit/verify"),
 ];
 
 /// The route template a request path falls under, for metrics labels (bounded cardinality).
 pub(crate) fn route_label(method: &str, path: &str) -> &'static str {
-    let segs: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-    for (m, template) in ROUTES {
-        let t: Vec<&str> = template.split('/').collect();
-        if *m == method
-            && t.len() == segs.len()
-            && t.iter()
-                .zip(&segs)
-                .all(|(t, s)| t.starts_with('{') || t == s)
-        {
-            return template;
+    // Runs on every request: compare segment by segment without allocating.
+    let path = path.trim_end_matches('/');
+    let matches = |template: &str| {
+        let (mut t, mut p) = (template.split('/'), path.split('/'));
+        loop {
+            match (t.next(), p.next()) {
+                (None, None) => return true,
+                (Some(t), Some(p)) if t.starts_with('{') || t == p => {}
+                _ => return false,
+            }
         }
-    }
-    "unmatched"
+    };
+    ROUTES
+        .iter()
+        .find(|(m, template)| *m == method && matches(template))
+        .map_or("unmatched", |(_, template)| template)
 }
 
 /// Injects the application state.
@@ -201,6 +216,7 @@ pub(crate) fn routes(
         .or(tokens::routes(state.clone()))
         .or(orgs::routes(state.clone()))
         .or(agents::routes(state.clone()))
+        .or(keys::routes(state.clone()))
         .or(audit::routes(state.clone()))
         .or(openapi::routes());
     api.recover(crate::error::handle_rejection)
@@ -255,6 +271,9 @@ pub(crate) mod testing {
             data_dir: dir.to_path_buf(),
             store: storage::EngineKind::Redb,
             token_ttl_secs: 3600,
+            signing_alg: "ES256".into(),
+            key_grace_secs: None,
+            token_rate_limit: 0,
         };
         let did = did_method::DidWeb::from_base_url(ISSUER, &[]).unwrap();
         open_state(

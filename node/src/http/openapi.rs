@@ -34,8 +34,10 @@ impl Modify for Finish {
     modifiers(&Finish),
     paths(
         super::health::health, super::health::detailed, super::health::metrics, openapi_json,
-        super::wellknown::jwks, super::wellknown::discovery,
-        super::tokens::token,
+        super::wellknown::jwks, super::wellknown::openid_configuration, super::wellknown::oauth_authorization_server,
+        super::wellknown::authorize, super::wellknown::agent_info,
+        super::tokens::token, super::tokens::introspect, super::tokens::revoke,
+        super::keys::add_key, super::keys::list_keys, super::keys::remove_key, super::keys::signing_keys, super::keys::rotate,
         super::orgs::create, super::orgs::list, super::orgs::get, super::orgs::update, super::orgs::delete,
         super::agents::register, super::agents::list, super::agents::get, super::agents::update, super::agents::decommission,
         super::agents::create_credential, super::agents::list_credentials, super::agents::rotate_credential, super::agents::revoke_credential,
@@ -45,7 +47,10 @@ impl Modify for Finish {
         AgentView, AgentPage, RegisterAgentRequest, UpdateAgentRequest, SkillView,
         CredentialView, IssuedCredential, CredentialList, CreateCredentialRequest, RotateCredentialRequest,
         OrgView, OrgPage, CreateOrgRequest, UpdateOrgRequest, CreatedOrg, OrgAdmin,
-        AuditView, AuditPage, AuditVerifyView, TokenRequest, TokenResponse, ErrorBody, OAuthErrorBody,
+        AuditView, AuditPage, AuditVerifyView, TokenResponse, ErrorBody, OAuthErrorBody,
+        super::client_auth::OAuthForm, super::tokens::Introspection, super::wellknown::AgentInfo,
+        super::keys::AddKeyRequest, super::keys::AgentKeyView, super::keys::AgentKeyList,
+        super::keys::SigningKeyView, super::keys::SigningKeyList, super::keys::RotateRequest, super::keys::Rotated,
         super::health::Health, super::health::DetailedHealth, super::health::Probe,
     ))
 )]

@@ -1,27 +1,28 @@
-//! The token endpoint: `POST /api/v1/token` and its alias `/oauth2/token`.
+//! The OAuth endpoints: token (`POST /api/v1/token`, alias `/oauth2/token`), introspection
+//! (RFC 7662, `POST /api/v1/token/introspect`) and revocation (RFC 7009,
+//! `POST /api/v1/token/revoke`).
 //!
-//! RFC 6749 §4.4 client_credentials with client_secret_basic (§2.3.1) or client_secret_post,
-//! form-encoded as the RFC requires, or JSON for the predecessor's clients. Errors use the §5.2
-//! shape. The response is sent before the issuance audit record is durable: that record is
-//! group-committed within the store's bounded window (see DESIGN.md, Durability).
+//! Token: RFC 6749 §4.4 client_credentials; client authentication by secret (basic or post) or
+//! `private_key_jwt`; form-encoded as the RFC requires, or JSON for the predecessor's clients;
+//! errors in the §5.2 shape. The response is sent before the issuance audit record is durable:
+//! that record is group-committed within the store's bounded window (README, Durability).
 
 use std::net::SocketAddr;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use bytes::Bytes;
-use storage::{AgentStatus, CredentialStatus, OrgStatus, Outcome};
+use serde::Serialize;
+use storage::Outcome;
 use uuid::Uuid;
-use warp::http::{header, HeaderValue};
+use warp::http::{header, HeaderValue, StatusCode};
 use warp::{Filter, Rejection, Reply};
 
 use crate::error::OAuthError;
-use crate::http::auth::client_addr;
+use crate::http::auth::{check_token, client_addr};
+use crate::http::client_auth::{authenticate, Client, OAuthForm};
 use crate::http::{bounded_body, with_state};
-use crate::model::{TokenRequest, TokenResponse};
-use crate::secrets::secret_matches;
+use crate::model::{OAuthErrorBody, TokenResponse};
 use crate::state::{Actor, AppState};
-use crate::token::{mint, AccessClaims};
+use crate::token::{mint, AccessClaims, LEEWAY_SECS};
 
 /// `lastAuthAt` is refreshed at most this often per agent, to keep the hot path light.
 const LAST_AUTH_RESOLUTION_MS: i64 = 1000;
@@ -29,15 +30,30 @@ const LAST_AUTH_RESOLUTION_MS: i64 = 1000;
 pub(crate) fn routes(
     state: AppState,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    warp::path!("api" / "v1" / "token")
-        .or(warp::path!("oauth2" / "token"))
-        .unify()
-        .and(warp::post())
+    let common = warp::post()
         .and(warp::header::optional::<String>("authorization"))
         .and(bounded_body())
         .and(warp::addr::remote())
-        .and(with_state(state))
-        .and_then(token)
+        .and(with_state(state));
+    let token = warp::path!("api" / "v1" / "token")
+        .or(warp::path!("oauth2" / "token"))
+        .unify()
+        .and(common.clone())
+        .and_then(token);
+    let introspect = warp::path!("api" / "v1" / "token" / "introspect")
+        .and(common.clone())
+        .and_then(introspect);
+    let revoke = warp::path!("api" / "v1" / "token" / "revoke")
+        .and(common)
+        .and_then(revoke);
+    token.or(introspect).or(revoke)
+}
+
+fn no_store(mut resp: warp::reply::Response) -> warp::reply::Response {
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    resp
 }
 
 /// Issue an access token (client_credentials).
@@ -45,11 +61,12 @@ pub(crate) fn routes(
     post,
     path = "/api/v1/token",
     tag = "Tokens",
-    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = OAuthForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Access token (RFC 9068 JWT)", body = TokenResponse),
-        (status = 400, description = "invalid_request, unsupported_grant_type, invalid_scope", body = crate::model::OAuthErrorBody),
-        (status = 401, description = "invalid_client", body = crate::model::OAuthErrorBody),
+        (status = 400, description = "invalid_request, unsupported_grant_type, invalid_scope", body = OAuthErrorBody),
+        (status = 401, description = "invalid_client", body = OAuthErrorBody),
+        (status = 429, description = "temporarily_unavailable: per-client rate limit; see Retry-After", body = OAuthErrorBody),
     )
 )]
 pub(crate) async fn token(
@@ -59,9 +76,8 @@ pub(crate) async fn token(
     addr: Option<SocketAddr>,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    let client = client_addr(addr);
-    let req = parse_request(content_type.as_deref(), &body)?;
-    match req.grant_type.as_deref() {
+    let form = OAuthForm::parse(content_type.as_deref(), &body)?;
+    match form.grant_type.as_deref() {
         None => return Err(OAuthError::new("invalid_request", "grant_type is required").into()),
         Some("client_credentials") => {}
         Some(other) => {
@@ -72,87 +88,16 @@ pub(crate) async fn token(
             .into())
         }
     }
-    let basic = authorization.as_deref().map(parse_basic).transpose()?;
-    let used_basic = basic.is_some();
-    let (client_id, secret) = match (basic, req.client_id, req.client_secret) {
-        (Some(_), _, Some(_)) => {
-            return Err(OAuthError::new(
-                "invalid_request",
-                "use one client authentication method: HTTP Basic or client_secret in the body, not both",
-            )
-            .into())
-        }
-        (Some((id, secret)), body_id, None) => {
-            if body_id.as_ref().is_some_and(|b| b != &id) {
-                return Err(OAuthError::new("invalid_request", "client_id in the body differs from HTTP Basic").into());
-            }
-            (id, secret)
-        }
-        (None, Some(id), Some(secret)) => (id, secret),
-        (None, _, _) => {
-            let mut e = OAuthError::new(
-                "invalid_client",
-                "client authentication is required: HTTP Basic, or client_id and client_secret in the body",
-            );
-            e.basic_challenge = true;
-            return Err(e.into());
-        }
-    };
-    let fail = |actor_org: Option<Uuid>, reason: &'static str| {
-        let state = state.clone();
-        let actor = Actor {
-            id: client_id.clone(),
-            org: actor_org.unwrap_or(state.settings.system_org),
-            client: client.clone(),
-        };
-        async move {
-            state
-                .audit_auth_failure(&actor, "token.issue", reason)
-                .await;
-            let mut e = OAuthError::new("invalid_client", reason);
-            e.basic_challenge = used_basic;
-            Rejection::from(e)
-        }
-    };
-
-    let now_ms = state.clock.now_ms();
-    let Ok(agent_id) = Uuid::parse_str(&client_id) else {
-        return Err(fail(None, "client authentication failed").await);
-    };
-    let Some(agent) = state.store.get_agent(&agent_id).map_err(OAuthError::from)? else {
-        return Err(fail(None, "client authentication failed").await);
-    };
-    let creds = state
-        .store
-        .list_credentials(&agent_id)
-        .map_err(OAuthError::from)?;
-    let matched = creds.iter().find(|c| {
-        c.status == CredentialStatus::Active
-            && c.expires_at.is_none_or(|e| e > now_ms)
-            && secret_matches(&secret, &c.secret_hash)
-    });
-    let Some(cred) = matched else {
-        return Err(fail(Some(agent.org_id), "client authentication failed").await);
-    };
-    match agent.status {
-        AgentStatus::Active => {}
-        AgentStatus::Suspended => {
-            return Err(fail(Some(agent.org_id), "the agent is suspended").await)
-        }
-        AgentStatus::Decommissioned => {
-            return Err(fail(Some(agent.org_id), "the agent is decommissioned").await)
-        }
-    }
-    let org_active = state
-        .store
-        .get_org(&agent.org_id)
-        .map_err(OAuthError::from)?
-        .is_some_and(|o| o.status == OrgStatus::Active);
-    if !org_active {
-        return Err(fail(Some(agent.org_id), "the agent's organization is not active").await);
-    }
-
-    let requested: Vec<String> = req
+    let client = authenticate(
+        &state,
+        authorization.as_deref(),
+        &form,
+        client_addr(addr),
+        "token.issue",
+    )
+    .await?;
+    let agent = &client.agent;
+    let requested: Vec<String> = form
         .scope
         .as_deref()
         .unwrap_or("")
@@ -175,6 +120,7 @@ pub(crate) async fn token(
     let scope = granted.join(" ");
 
     let s = &state.settings;
+    let now_ms = state.clock.now_ms();
     let now = now_ms.div_euclid(1000);
     let jti = Uuid::new_v4().to_string();
     let claims = AccessClaims {
@@ -185,12 +131,13 @@ pub(crate) async fn token(
         iat: now,
         nbf: now,
         jti: jti.clone(),
-        client_id: client_id.clone(),
+        client_id: agent.id.to_string(),
         scope: scope.clone(),
         organization_id: agent.org_id.to_string(),
         agent_type: agent.agent_type.clone(),
         deployment_env: agent.deployment_env.clone(),
         did: state.agent_did(&agent.id),
+        cid: client.credential.map(|c| c.to_string()),
     };
     let keys = state.keys();
     let access_token = mint(&keys, &claims).map_err(|e| {
@@ -199,24 +146,20 @@ pub(crate) async fn token(
     })?;
 
     // Audit the issuance without holding the response (bounded-window group commit).
-    let actor = Actor {
-        id: agent.id.to_string(),
-        org: agent.org_id,
-        client,
-    };
     let entry = state.audit_entry(
-        &actor,
+        &client.actor,
         "token.issue",
         agent.id.to_string(),
         Outcome::Success,
         serde_json::json!({
-            "jti": jti, "scope": scope, "clientId": client_id,
-            "credentialId": cred.id, "exp": claims.exp, "kid": keys.active.kid,
+            "jti": jti, "scope": scope, "clientId": claims.client_id, "authMethod": client.method.as_str(),
+            "credentialId": client.credential, "exp": claims.exp, "kid": keys.active.kid,
         }),
     );
     let stale = agent
         .last_auth_at
         .is_none_or(|t| now_ms - t >= LAST_AUTH_RESOLUTION_MS);
+    let agent_id = agent.id;
     state.metrics.tokens_issued.inc();
     state.metrics.audit_appends.inc();
     state
@@ -239,75 +182,215 @@ pub(crate) async fn token(
         expires_in: s.token_ttl_secs,
         scope,
     };
-    let mut resp = warp::reply::json(&body).into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    Ok(resp)
+    Ok(no_store(warp::reply::json(&body).into_response()))
 }
 
-fn parse_request(content_type: Option<&str>, body: &[u8]) -> Result<TokenRequest, OAuthError> {
-    let mime = content_type
-        .and_then(|c| c.split(';').next())
-        .map(|m| m.trim().to_ascii_lowercase());
-    match mime.as_deref() {
-        Some("application/x-www-form-urlencoded") => serde_urlencoded::from_bytes(body)
-            .map_err(|e| OAuthError::new("invalid_request", format!("malformed form body: {e}"))),
-        Some("application/json") => serde_json::from_slice(body)
-            .map_err(|e| OAuthError::new("invalid_request", format!("malformed JSON body: {e}"))),
-        _ => Err(OAuthError::new(
-            "invalid_request",
-            "send the token request as application/x-www-form-urlencoded (or application/json)",
-        )),
+/// Who is asking, at the introspection and revocation endpoints: a client authenticating
+/// itself, or the holder of one of our bearer tokens.
+struct Caller {
+    agent_id: Uuid,
+    org_id: Uuid,
+    scopes: Vec<String>,
+    actor: Actor,
+}
+
+async fn resource_caller(
+    state: &AppState,
+    authorization: Option<&str>,
+    form: &OAuthForm,
+    addr: Option<String>,
+    action: &str,
+) -> Result<Caller, OAuthError> {
+    if let Some(t) = authorization.and_then(|h| {
+        h.split_once(' ')
+            .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
+    }) {
+        return match check_token(state, t) {
+            Ok(a) => Ok(Caller {
+                agent_id: a.claims.agent_id,
+                org_id: a.claims.org_id,
+                scopes: a.claims.scopes,
+                actor: Actor {
+                    id: a.claims.agent_id.to_string(),
+                    org: a.claims.org_id,
+                    client: addr,
+                },
+            }),
+            Err((org, reason)) => {
+                let actor = Actor {
+                    id: "anonymous".into(),
+                    org: org.unwrap_or(state.settings.system_org),
+                    client: addr,
+                };
+                state.audit_auth_failure(&actor, action, &reason).await;
+                Err(OAuthError::new(
+                    "invalid_client",
+                    format!("the bearer token is not active: {reason}"),
+                ))
+            }
+        };
     }
+    let Client { agent, actor, .. } =
+        authenticate(state, authorization, form, addr, action).await?;
+    Ok(Caller {
+        agent_id: agent.id,
+        org_id: agent.org_id,
+        scopes: agent.scopes,
+        actor,
+    })
 }
 
-/// RFC 6749 §2.3.1: `Basic base64(urlencode(client_id) ":" urlencode(client_secret))`.
-fn parse_basic(header: &str) -> Result<(String, String), OAuthError> {
-    let bad = || {
-        let mut e = OAuthError::new("invalid_client", "malformed HTTP Basic credentials");
-        e.basic_challenge = true;
-        e
+/// RFC 7662 §2.2 response.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub(crate) struct Introspection {
+    active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nbf: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jti: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    organization_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deployment_env: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    did: Option<String>,
+}
+
+/// Introspect a token (RFC 7662). Callers see tokens of their own organization only (the
+/// instance admin: all); any other token is `{"active": false}`.
+#[utoipa::path(post, path = "/api/v1/token/introspect", tag = "Tokens",
+    request_body(content = OAuthForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, body = Introspection), (status = 400, body = OAuthErrorBody), (status = 401, body = OAuthErrorBody)))]
+pub(crate) async fn introspect(
+    authorization: Option<String>,
+    content_type: Option<String>,
+    body: Bytes,
+    addr: Option<SocketAddr>,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    let form = OAuthForm::parse(content_type.as_deref(), &body)?;
+    let caller = resource_caller(
+        &state,
+        authorization.as_deref(),
+        &form,
+        client_addr(addr),
+        "token.introspect",
+    )
+    .await?;
+    let token = form
+        .token
+        .as_deref()
+        .ok_or_else(|| OAuthError::new("invalid_request", "token is required"))?;
+    state.metrics.introspections.inc();
+    let body = match check_token(&state, token) {
+        Ok(a)
+            if a.claims.org_id == caller.org_id
+                || caller.scopes.iter().any(|s| s == "admin:orgs") =>
+        {
+            let c = a.claims;
+            Introspection {
+                active: true,
+                scope: Some(c.scopes.join(" ")),
+                client_id: Some(c.client_id),
+                token_type: Some("Bearer"),
+                exp: Some(c.exp),
+                iat: c.iat,
+                nbf: c.nbf,
+                sub: Some(c.agent_id.to_string()),
+                aud: Some(state.settings.issuer.clone()),
+                iss: Some(state.settings.issuer.clone()),
+                jti: Some(c.jti),
+                organization_id: Some(c.org_id.to_string()),
+                agent_type: Some(a.agent.agent_type.clone()),
+                deployment_env: Some(a.agent.deployment_env.clone()),
+                did: Some(state.agent_did(&a.agent.id)),
+            }
+        }
+        _ => Introspection::default(),
     };
-    let (scheme, value) = header.split_once(' ').ok_or_else(bad)?;
-    if !scheme.eq_ignore_ascii_case("basic") {
+    Ok(no_store(warp::reply::json(&body).into_response()))
+}
+
+/// Revoke a token (RFC 7009): the token's own client, or an agent of its organization holding
+/// `agents:write`, or the instance admin. Unknown, invalid or expired tokens answer 200 too.
+#[utoipa::path(post, path = "/api/v1/token/revoke", tag = "Tokens",
+    request_body(content = OAuthForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Revoked, or nothing to revoke"), (status = 400, body = OAuthErrorBody), (status = 401, body = OAuthErrorBody)))]
+pub(crate) async fn revoke(
+    authorization: Option<String>,
+    content_type: Option<String>,
+    body: Bytes,
+    addr: Option<SocketAddr>,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    let form = OAuthForm::parse(content_type.as_deref(), &body)?;
+    let caller = resource_caller(
+        &state,
+        authorization.as_deref(),
+        &form,
+        client_addr(addr),
+        "token.revoke",
+    )
+    .await?;
+    let token = form
+        .token
+        .as_deref()
+        .ok_or_else(|| OAuthError::new("invalid_request", "token is required"))?;
+    let Ok(a) = check_token(&state, token) else {
+        // RFC 7009 §2.2: an invalid token is not an error; there is nothing left to revoke.
+        return Ok(warp::reply::with_status(warp::reply(), StatusCode::OK).into_response());
+    };
+    let c = a.claims;
+    let has = |s: &str| caller.scopes.iter().any(|x| x == s);
+    let allowed = c.agent_id == caller.agent_id
+        || (c.org_id == caller.org_id && has("agents:write"))
+        || has("admin:orgs");
+    if !allowed {
         return Err(OAuthError::new(
-            "invalid_request",
-            "the token endpoint takes HTTP Basic client authentication, not a bearer token",
-        ));
+            "unauthorized_client",
+            "this token was not issued to the caller or its organization",
+        )
+        .into());
     }
-    let decoded = STANDARD.decode(value.trim()).map_err(|_| bad())?;
-    let text = String::from_utf8(decoded).map_err(|_| bad())?;
-    let (id, secret) = text.split_once(':').ok_or_else(bad)?;
-    Ok((
-        form_decode(id).ok_or_else(bad)?,
-        form_decode(secret).ok_or_else(bad)?,
-    ))
-}
-
-fn form_decode(s: &str) -> Option<String> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&format!("v={s}")).ok()?;
-    match pairs.as_slice() {
-        [(_, v)] => Some(v.clone()),
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn basic_credentials_are_form_decoded() {
-        let h = format!("Basic {}", STANDARD.encode("my%20id:se%3Acret+x"));
-        assert_eq!(
-            parse_basic(&h).unwrap(),
-            ("my id".to_string(), "se:cret x".to_string())
-        );
-        assert!(parse_basic("Basic !!!").is_err());
-        assert_eq!(
-            parse_basic("Bearer abc").unwrap_err().error,
-            "invalid_request"
-        );
-    }
+    let entry = state.audit_entry(
+        &Actor {
+            org: c.org_id,
+            ..caller.actor.clone()
+        },
+        "token.revoke",
+        c.agent_id.to_string(),
+        Outcome::Success,
+        serde_json::json!({ "jti": c.jti, "exp": c.exp }),
+    );
+    let (jti, until) = (c.jti.clone(), c.exp + LEEWAY_SECS);
+    state
+        .store
+        .write(move |tx| {
+            tx.revoke_token(&jti, until);
+            tx.audit(entry)?;
+            Ok::<_, storage::StoreError>(())
+        })
+        .await
+        .map_err(OAuthError::from)?;
+    state.metrics.audit_appends.inc();
+    Ok(warp::reply::with_status(warp::reply(), StatusCode::OK).into_response())
 }

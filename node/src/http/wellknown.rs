@@ -1,63 +1,237 @@
-//! `/.well-known/jwks.json` and `/.well-known/openid-configuration` (OIDC Discovery 1.0 §3),
-//! listing exactly what this node implements today.
+//! Discovery and identity: `/.well-known/jwks.json` (with ETag), `/.well-known/openid-configuration`
+//! (OIDC Discovery 1.0 §3), `/.well-known/oauth-authorization-server` (RFC 8414), `/agent-info`
+//! (UserInfo-like), and `/oauth2/authorize`, which exists only to say that there is no
+//! interactive authorization here.
 
+use sha2::{Digest, Sha256};
+use warp::http::{header, HeaderValue, StatusCode};
 use warp::{Filter, Rejection, Reply};
 
-use crate::http::with_state;
-use crate::model::ALL_SCOPES;
+use crate::http::auth::bearer;
+use crate::http::{with_state, Caller};
+use crate::model::{ErrorBody, OAuthErrorBody, ALL_SCOPES};
 use crate::state::AppState;
+
+/// How long relying parties may cache the JWKS and metadata. Far below the rotation grace
+/// period, so a cached set always still holds every key that signed a live token.
+const CACHE_SECS: u64 = 300;
 
 pub(crate) fn routes(
     state: AppState,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let st = with_state(state);
+    let st = with_state(state.clone());
     let jwks = warp::path!(".well-known" / "jwks.json")
         .and(warp::get())
+        .and(warp::header::optional::<String>("if-none-match"))
         .and(st.clone())
         .map(jwks);
-    let discovery = warp::path!(".well-known" / "openid-configuration")
+    let oidc = warp::path!(".well-known" / "openid-configuration")
         .and(warp::get())
+        .and(st.clone())
+        .map(openid_configuration);
+    let oauth = warp::path!(".well-known" / "oauth-authorization-server")
+        .and(warp::get())
+        .and(st.clone())
+        .map(oauth_authorization_server);
+    let info = warp::path!("agent-info")
+        .and(warp::get())
+        .and(bearer(state))
         .and(st)
-        .map(discovery);
-    jwks.or(discovery)
+        .and_then(agent_info);
+    let authorize = warp::path!("oauth2" / "authorize")
+        .and(warp::get())
+        .map(authorize);
+    jwks.or(oidc).or(oauth).or(info).or(authorize)
 }
 
-/// The node's public signing keys.
-#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "Discovery",
-    responses((status = 200, description = "JSON Web Key Set (RFC 7517)", body = Object)))]
-pub(crate) fn jwks(state: AppState) -> warp::reply::Response {
-    let keys = state.keys();
+fn cacheable(body: &serde_json::Value) -> warp::reply::Response {
     warp::reply::with_header(
-        warp::reply::json(&keys.jwks),
+        warp::reply::json(body),
         "cache-control",
-        "public, max-age=300",
+        format!("public, max-age={CACHE_SECS}"),
     )
     .into_response()
 }
 
-/// OpenID Provider metadata.
-#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "Discovery",
-    responses((status = 200, description = "OpenID Provider Metadata", body = Object)))]
-pub(crate) fn discovery(state: AppState) -> warp::reply::Response {
+/// The node's public signing keys: the active key and retired keys still in their grace period.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "Discovery",
+    responses((status = 200, description = "JSON Web Key Set (RFC 7517), with ETag", body = Object), (status = 304, description = "Not modified")))]
+pub(crate) fn jwks(if_none_match: Option<String>, state: AppState) -> warp::reply::Response {
+    let body = state.keys().jwks(state.clock.now_ms()).to_string();
+    let etag = format!(
+        "\"{}\"",
+        &hex::encode(Sha256::digest(body.as_bytes()))[..32]
+    );
+    // If-None-Match uses the weak comparison (RFC 9110 §13.1.2): a `W/` prefix does not matter.
+    let matches = |t: &str| {
+        let t = t.trim();
+        t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag
+    };
+    let mut resp = if if_none_match
+        .as_deref()
+        .is_some_and(|v| v.split(',').any(matches))
+    {
+        warp::reply::with_status(warp::reply(), StatusCode::NOT_MODIFIED).into_response()
+    } else {
+        warp::reply::with_header(body, "content-type", "application/json").into_response()
+    };
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={CACHE_SECS}")) {
+        h.insert(header::CACHE_CONTROL, v);
+    }
+    resp
+}
+
+/// What both metadata documents say: exactly what is implemented.
+fn common_metadata(state: &AppState) -> serde_json::Map<String, serde_json::Value> {
     let iss = &state.settings.issuer;
-    let body = serde_json::json!({
+    let auth_methods = [
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+    ];
+    let assertion_algs = ["ES256", "EdDSA", "RS256"];
+    let v = serde_json::json!({
         "issuer": iss,
         "token_endpoint": format!("{iss}/api/v1/token"),
         "jwks_uri": format!("{iss}/.well-known/jwks.json"),
+        "introspection_endpoint": format!("{iss}/api/v1/token/introspect"),
+        "revocation_endpoint": format!("{iss}/api/v1/token/revoke"),
         "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "response_types_supported": ["token"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["ES256"],
-        "access_token_signing_alg_values_supported": ["ES256"],
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": auth_methods,
+        "token_endpoint_auth_signing_alg_values_supported": assertion_algs,
+        "introspection_endpoint_auth_methods_supported": auth_methods,
+        "introspection_endpoint_auth_signing_alg_values_supported": assertion_algs,
+        "revocation_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "scopes_supported": ALL_SCOPES,
-        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "scope",
-            "organization_id", "agent_type", "deployment_env", "did"],
+        "service_documentation": format!("{iss}/openapi.json"),
     });
-    warp::reply::with_header(
-        warp::reply::json(&body),
-        "cache-control",
-        "public, max-age=300",
+    match v {
+        serde_json::Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// RFC 8414 authorization server metadata.
+#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "Discovery",
+    responses((status = 200, description = "RFC 8414 metadata", body = Object)))]
+pub(crate) fn oauth_authorization_server(state: AppState) -> warp::reply::Response {
+    cacheable(&serde_json::Value::Object(common_metadata(&state)))
+}
+
+/// OpenID Provider metadata. The node issues access tokens to agents and no ID tokens; the
+/// members OIDC Discovery requires anyway say so as precisely as the format allows:
+/// `response_types_supported` is empty and `authorization_endpoint` answers every request with
+/// `unsupported_response_type`.
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "Discovery",
+    responses((status = 200, description = "OpenID Provider Metadata", body = Object)))]
+pub(crate) fn openid_configuration(state: AppState) -> warp::reply::Response {
+    let iss = state.settings.issuer.clone();
+    let mut m = common_metadata(&state);
+    let algs = state.keys().algs(state.clock.now_ms());
+    for (k, v) in [
+        (
+            "authorization_endpoint",
+            serde_json::json!(format!("{iss}/oauth2/authorize")),
+        ),
+        (
+            "userinfo_endpoint",
+            serde_json::json!(format!("{iss}/agent-info")),
+        ),
+        ("subject_types_supported", serde_json::json!(["public"])),
+        (
+            "id_token_signing_alg_values_supported",
+            serde_json::json!(algs),
+        ),
+        (
+            "userinfo_signing_alg_values_supported",
+            serde_json::json!([]),
+        ),
+        (
+            "claims_supported",
+            serde_json::json!([
+                "iss",
+                "sub",
+                "aud",
+                "exp",
+                "iat",
+                "nbf",
+                "jti",
+                "client_id",
+                "scope",
+                "organization_id",
+                "agent_type",
+                "deployment_env",
+                "did"
+            ]),
+        ),
+    ] {
+        m.insert(k.to_string(), v);
+    }
+    cacheable(&serde_json::Value::Object(m))
+}
+
+/// There is no interactive authorization: agents get tokens at the token endpoint.
+#[utoipa::path(get, path = "/oauth2/authorize", tag = "Discovery",
+    responses((status = 400, description = "unsupported_response_type, always", body = OAuthErrorBody)))]
+pub(crate) fn authorize() -> warp::reply::Response {
+    let body = serde_json::json!({
+        "error": "unsupported_response_type",
+        "error_description": "agentidp has no interactive authorization; agents obtain tokens at the token endpoint (client_credentials)",
+    });
+    warp::reply::with_status(warp::reply::json(&body), StatusCode::BAD_REQUEST).into_response()
+}
+
+/// Identity claims of the calling agent (UserInfo-like).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct AgentInfo {
+    sub: String,
+    name: String,
+    email: String,
+    agent_type: String,
+    deployment_env: String,
+    organization_id: String,
+    did: String,
+    /// The scopes of the token used to call this endpoint.
+    scope: String,
+    version: String,
+    owner: String,
+    capabilities: Vec<String>,
+}
+
+/// Identity claims of the calling agent (the predecessor's `/agent-info`).
+#[utoipa::path(get, path = "/agent-info", tag = "Discovery", security(("bearer" = [])),
+    responses((status = 200, body = AgentInfo), (status = 401, body = ErrorBody)))]
+pub(crate) async fn agent_info(
+    caller: Caller,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    // The bearer filter has just checked that the agent exists and is active.
+    let a = state
+        .store
+        .get_agent(&caller.agent_id)
+        .map_err(crate::error::ApiError::from)?
+        .ok_or_else(crate::error::ApiError::agent_not_found)?;
+    let body = AgentInfo {
+        sub: a.id.to_string(),
+        name: a.name.clone(),
+        email: a.email.clone(),
+        agent_type: a.agent_type.clone(),
+        deployment_env: a.deployment_env.clone(),
+        organization_id: a.org_id.to_string(),
+        did: state.agent_did(&a.id),
+        scope: caller.scopes.join(" "),
+        version: a.version.clone(),
+        owner: a.owner.clone(),
+        capabilities: a.capabilities.clone(),
+    };
+    Ok(
+        warp::reply::with_header(warp::reply::json(&body), "cache-control", "no-store")
+            .into_response(),
     )
-    .into_response()
 }

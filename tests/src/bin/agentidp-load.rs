@@ -94,11 +94,12 @@ fn data_dir(given: Option<PathBuf>) -> (PathBuf, Option<tempfile::TempDir>) {
     }
 }
 
-async fn org_admin(api: &Api, node: &Node, slug: &str) -> String {
+/// Creates an organization; returns its admin's client id and secret.
+async fn org_admin(api: &Api, node: &Node, slug: &str) -> (String, String) {
     let (id, secret) = node.admin();
     let admin = api.token(&id, &secret).await;
     let (_, cid, csecret) = api.create_org(&admin, slug).await;
-    api.token(&cid, &csecret).await
+    (cid, csecret)
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -113,7 +114,8 @@ async fn register(clients: usize, seconds: u64, store: &str, dir: Option<PathBuf
     let (dir, _keep) = data_dir(dir);
     let node = Node::start(&dir, store);
     let api = Api::new(&node.base);
-    let token = Arc::new(org_admin(&api, &node, &format!("load-{}", std::process::id())).await);
+    let (cid, csecret) = org_admin(&api, &node, &format!("load-{}", std::process::id())).await;
+    let token = Arc::new(api.token(&cid, &csecret).await);
     eprintln!("agentidp-load: {clients} clients registering agents for {seconds} s on {store} ...");
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let next = Arc::new(AtomicU64::new(0));
@@ -168,7 +170,8 @@ async fn startup(agents: usize, store: &str, dir: Option<PathBuf>) {
     let (dir, _keep) = data_dir(dir);
     let mut node = Node::start(&dir, store);
     let api = Api::new(&node.base);
-    let token = Arc::new(org_admin(&api, &node, "startup").await);
+    let (cid, csecret) = org_admin(&api, &node, "startup").await;
+    let token = Arc::new(api.token(&cid, &csecret).await);
     eprintln!("agentidp-load: seeding {agents} agents on {store} ...");
     let next = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
@@ -207,6 +210,8 @@ async fn startup(agents: usize, store: &str, dir: Option<PathBuf>) {
     let node = Node::start(&dir, store);
     let ms = t.elapsed().as_secs_f64() * 1000.0;
     let api = Api::new(&node.base);
+    // A new port means a new issuer: authenticate again.
+    let token = api.token(&cid, &csecret).await;
     let r = api
         .call("GET", "/api/v1/agents?limit=1", Some(&token), None)
         .await;

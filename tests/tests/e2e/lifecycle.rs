@@ -773,7 +773,8 @@ async fn clean_shutdown_keeps_every_token_audit_record() {
     const TASKS: usize = 16;
     let dir = tempdir();
     let data = dir.path().join("data");
-    let mut node = Node::start(&data, "redb");
+    // 300 tokens for one client at once: above the default per-client rate limit.
+    let mut node = Node::start_with(&data, "redb", &["--token-rate-limit", "0"]);
     let api = Api::new(&node.base);
     let admin = admin_token(&node, &api).await;
     let (_, oid, osecret) = api.create_org(&admin, "burst").await;

@@ -4,3 +4,4 @@
 mod durability;
 mod lifecycle;
 mod security;
+mod tokens;

@@ -1,0 +1,500 @@
+//! OAuth client authentication, shared by the token, introspection and revocation endpoints:
+//! `client_secret_basic` (RFC 6749 §2.3.1), `client_secret_post`, and `private_key_jwt`
+//! (RFC 7523 §2.2 and §3, OIDC Core §9) with a key the agent registered.
+//!
+//! Every failure is `invalid_client` (RFC 6749 §5.2) and is audited; the per-client rate limit
+//! applies before any secret or signature is checked, so guessing is throttled too.
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use serde::Deserialize;
+use storage::{Agent, AgentStatus, CredentialStatus};
+use uuid::Uuid;
+
+use crate::error::OAuthError;
+use crate::secrets::secret_matches;
+use crate::state::{Actor, AppState};
+use crate::token::LEEWAY_SECS;
+
+/// RFC 7523 §2.2.
+pub(crate) const JWT_BEARER_ASSERTION: &str =
+    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// Longest client assertion lifetime we accept: it bounds how long used `jti`s are kept.
+const MAX_ASSERTION_LIFETIME_SECS: i64 = 300;
+
+/// The parameters of the OAuth endpoints (form-encoded per the RFCs, or JSON).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub(crate) struct OAuthForm {
+    pub(crate) grant_type: Option<String>,
+    pub(crate) client_id: Option<String>,
+    pub(crate) client_secret: Option<String>,
+    pub(crate) client_assertion_type: Option<String>,
+    pub(crate) client_assertion: Option<String>,
+    pub(crate) scope: Option<String>,
+    /// Introspection and revocation: the token in question. (`token_type_hint` may be sent and
+    /// is ignored: this node issues one type of token.)
+    pub(crate) token: Option<String>,
+}
+
+impl OAuthForm {
+    /// Parses a form-encoded or JSON body.
+    pub(crate) fn parse(content_type: Option<&str>, body: &[u8]) -> Result<OAuthForm, OAuthError> {
+        let mime = content_type
+            .and_then(|c| c.split(';').next())
+            .map(|m| m.trim().to_ascii_lowercase());
+        match mime.as_deref() {
+            Some("application/x-www-form-urlencoded") => serde_urlencoded::from_bytes(body)
+                .map_err(|e| {
+                    OAuthError::new("invalid_request", format!("malformed form body: {e}"))
+                }),
+            Some("application/json") => serde_json::from_slice(body).map_err(|e| {
+                OAuthError::new("invalid_request", format!("malformed JSON body: {e}"))
+            }),
+            _ => Err(OAuthError::new(
+                "invalid_request",
+                "send the request as application/x-www-form-urlencoded (or application/json)",
+            )),
+        }
+    }
+}
+
+/// How the client authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    SecretBasic,
+    SecretPost,
+    PrivateKeyJwt,
+}
+
+impl Method {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Method::SecretBasic => "client_secret_basic",
+            Method::SecretPost => "client_secret_post",
+            Method::PrivateKeyJwt => "private_key_jwt",
+        }
+    }
+}
+
+/// An authenticated, active client.
+#[derive(Debug, Clone)]
+pub(crate) struct Client {
+    pub(crate) agent: Agent,
+    /// The credential used (secret methods only).
+    pub(crate) credential: Option<Uuid>,
+    pub(crate) method: Method,
+    pub(crate) actor: Actor,
+}
+
+enum Presented {
+    Secret {
+        id: String,
+        secret: String,
+        method: Method,
+    },
+    Assertion {
+        id: Option<String>,
+        jwt: String,
+    },
+}
+
+/// Authenticates the client of an OAuth request. `action` names the audit action of failures.
+pub(crate) async fn authenticate(
+    state: &AppState,
+    authorization: Option<&str>,
+    form: &OAuthForm,
+    client_addr: Option<String>,
+    action: &str,
+) -> Result<Client, OAuthError> {
+    let basic = authorization.map(parse_basic).transpose()?;
+    let used_basic = basic.is_some();
+    let presented = match (basic, &form.client_secret, &form.client_assertion) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) | (None, Some(_), Some(_)) => {
+            return Err(OAuthError::new(
+                "invalid_request",
+                "use exactly one client authentication method (HTTP Basic, client_secret, or client_assertion)",
+            ))
+        }
+        (Some((id, secret)), None, None) => {
+            if form.client_id.as_ref().is_some_and(|b| b != &id) {
+                return Err(OAuthError::new("invalid_request", "client_id in the body differs from HTTP Basic"));
+            }
+            Presented::Secret { id, secret, method: Method::SecretBasic }
+        }
+        (None, Some(secret), None) => match &form.client_id {
+            Some(id) => Presented::Secret { id: id.clone(), secret: secret.clone(), method: Method::SecretPost },
+            None => return Err(OAuthError::new("invalid_request", "client_secret needs client_id")),
+        },
+        (None, None, Some(jwt)) => {
+            if form.client_assertion_type.as_deref() != Some(JWT_BEARER_ASSERTION) {
+                return Err(OAuthError::new(
+                    "invalid_request",
+                    format!("client_assertion_type must be {JWT_BEARER_ASSERTION}"),
+                ));
+            }
+            Presented::Assertion { id: form.client_id.clone(), jwt: jwt.clone() }
+        }
+        (None, None, None) => {
+            let mut e = OAuthError::new(
+                "invalid_client",
+                "client authentication is required: HTTP Basic, client_secret_post or private_key_jwt",
+            );
+            e.basic_challenge = true;
+            return Err(e);
+        }
+    };
+    let client_id = match &presented {
+        Presented::Secret { id, .. } => id.clone(),
+        Presented::Assertion { id, jwt } => match assertion_subject(jwt) {
+            Some(sub) if id.as_ref().is_none_or(|i| i == &sub) => sub,
+            Some(_) => {
+                return Err(OAuthError::new(
+                    "invalid_request",
+                    "client_id differs from the assertion's sub",
+                ))
+            }
+            None => id.clone().unwrap_or_default(),
+        },
+    };
+    let now_ms = state.clock.now_ms();
+    if client_id.len() > 128 {
+        return Err(OAuthError::new(
+            "invalid_client",
+            "client authentication failed",
+        ));
+    }
+    let failure_key = format!("{client_id}|{}", client_addr.as_deref().unwrap_or("-"));
+    if let Err(wait) = state.rate_limiter.peek(&failure_key, now_ms) {
+        return Err(too_many(wait));
+    }
+
+    let fail = |org: Option<Uuid>, reason: &'static str| {
+        let actor = Actor {
+            id: client_id.clone(),
+            org: org.unwrap_or(state.settings.system_org),
+            client: client_addr.clone(),
+        };
+        let _ = state.rate_limiter.check(&failure_key, now_ms);
+        async move {
+            state.audit_auth_failure(&actor, action, reason).await;
+            let mut e = OAuthError::new("invalid_client", reason);
+            e.basic_challenge = used_basic;
+            e
+        }
+    };
+    let Ok(agent_id) = Uuid::parse_str(&client_id) else {
+        return Err(fail(None, "client authentication failed").await);
+    };
+    let Some(entry) = state.clients.get(&agent_id).map_err(OAuthError::from)? else {
+        return Err(fail(None, "client authentication failed").await);
+    };
+    let agent = &entry.agent;
+    let org = Some(agent.org_id);
+    let (credential, method) = match presented {
+        Presented::Secret { secret, method, .. } => {
+            let matched = entry.credentials.iter().find(|c| {
+                c.status == CredentialStatus::Active
+                    && c.expires_at.is_none_or(|e| e > now_ms)
+                    && secret_matches(&secret, &c.secret_hash)
+            });
+            match matched {
+                Some(c) => (Some(c.id), method),
+                None => return Err(fail(org, "client authentication failed").await),
+            }
+        }
+        Presented::Assertion { jwt, .. } => {
+            let keys = state
+                .store
+                .list_agent_keys(&agent_id)
+                .map_err(OAuthError::from)?;
+            let iss = &state.settings.issuer;
+            let audiences = [
+                iss.clone(),
+                format!("{iss}/api/v1/token"),
+                format!("{iss}/oauth2/token"),
+            ];
+            let (jti, exp) = match verify_assertion(
+                &jwt,
+                &keys,
+                &client_id,
+                &audiences,
+                now_ms.div_euclid(1000),
+            ) {
+                Ok(v) => v,
+                Err(reason) => return Err(fail(org, reason).await),
+            };
+            let now = now_ms.div_euclid(1000);
+            let cid = client_id.clone();
+            let fresh = state
+                .store
+                .write(move |tx| tx.use_assertion_jti(&cid, &jti, exp + LEEWAY_SECS, now))
+                .await
+                .map_err(OAuthError::from)?;
+            if !fresh {
+                return Err(fail(org, "the client assertion was already used (jti replay)").await);
+            }
+            (None, Method::PrivateKeyJwt)
+        }
+    };
+    match agent.status {
+        AgentStatus::Active => {}
+        AgentStatus::Suspended => return Err(fail(org, "the agent is suspended").await),
+        AgentStatus::Decommissioned => return Err(fail(org, "the agent is decommissioned").await),
+    }
+    if !entry.org_active {
+        return Err(fail(org, "the agent's organization is not active").await);
+    }
+    if let Err(wait) = state.rate_limiter.check(&client_id, now_ms) {
+        return Err(too_many(wait));
+    }
+    let actor = Actor {
+        id: agent.id.to_string(),
+        org: agent.org_id,
+        client: client_addr,
+    };
+    Ok(Client {
+        agent: agent.clone(),
+        credential,
+        method,
+        actor,
+    })
+}
+
+fn too_many(wait: u64) -> OAuthError {
+    let mut e = OAuthError::new(
+        "temporarily_unavailable",
+        format!("too many requests for this client; retry in {wait} s"),
+    );
+    e.status = warp::http::StatusCode::TOO_MANY_REQUESTS;
+    e.retry_after = Some(wait);
+    e
+}
+
+/// The unverified `sub` of an assertion, to know whose keys to try.
+fn assertion_subject(jwt: &str) -> Option<String> {
+    let payload = jwt.split('.').nth(1)?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    v.get("sub")?.as_str().map(str::to_string)
+}
+
+#[derive(Deserialize)]
+struct AssertionHeader {
+    alg: Option<String>,
+    kid: Option<String>,
+    crit: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct AssertionClaims {
+    iss: Option<String>,
+    sub: Option<String>,
+    aud: Option<serde_json::Value>,
+    exp: Option<i64>,
+    nbf: Option<i64>,
+    iat: Option<i64>,
+    jti: Option<String>,
+}
+
+/// RFC 7523 §3 checks of a client assertion, in the RFC's order; returns its `jti` and `exp`.
+fn verify_assertion(
+    jwt: &str,
+    keys: &[storage::AgentKey],
+    client_id: &str,
+    audiences: &[String],
+    now: i64,
+) -> Result<(String, i64), &'static str> {
+    const MALFORMED: &str = "the client assertion is not a well-formed JWS";
+    if jwt.len() > 16 * 1024 {
+        return Err(MALFORMED);
+    }
+    let mut parts = jwt.split('.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(MALFORMED);
+    };
+    let header: AssertionHeader = URL_SAFE_NO_PAD
+        .decode(h)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(MALFORMED)?;
+    if header.crit.is_some() {
+        return Err(
+            "the client assertion uses a critical header extension this node does not understand",
+        );
+    }
+    let alg = header.alg.ok_or(MALFORMED)?;
+    let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| MALFORMED)?;
+    let signed = &jwt[..h.len() + 1 + p.len()];
+    // The key: the one named by kid, or any of the agent's keys for that algorithm. The
+    // algorithm must be the key's own: no algorithm confusion.
+    let verified = keys
+        .iter()
+        .filter(|k| header.kid.as_ref().is_none_or(|kid| kid == &k.kid) && k.alg == alg)
+        .any(|k| {
+            crate::jwk::verifier(&k.alg, &k.jwk)
+                .map(|v| v.verify(signed.as_bytes(), &sig).is_ok())
+                .unwrap_or(false)
+        });
+    if !verified {
+        return Err("the client assertion is not signed by a key registered for this client");
+    }
+    let c: AssertionClaims = URL_SAFE_NO_PAD
+        .decode(p)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(MALFORMED)?;
+    // §3 items 1-2: iss and sub are the client.
+    if c.iss.as_deref() != Some(client_id) || c.sub.as_deref() != Some(client_id) {
+        return Err("the client assertion's iss and sub must both be the client_id");
+    }
+    // §3 item 3: aud identifies us (issuer or token endpoint).
+    let aud_ok = match &c.aud {
+        Some(serde_json::Value::String(a)) => audiences.contains(a),
+        Some(serde_json::Value::Array(v)) => v
+            .iter()
+            .any(|a| a.as_str().is_some_and(|a| audiences.iter().any(|x| x == a))),
+        _ => false,
+    };
+    if !aud_ok {
+        return Err("the client assertion's aud must be this node's issuer or token endpoint");
+    }
+    // §3 items 4-6: exp required and in the future; nbf and iat not in the future.
+    let exp = c.exp.ok_or("the client assertion has no exp")?;
+    if exp + LEEWAY_SECS <= now {
+        return Err("the client assertion has expired");
+    }
+    if exp > now + MAX_ASSERTION_LIFETIME_SECS + LEEWAY_SECS {
+        return Err("the client assertion lives too long (at most 300 s)");
+    }
+    if c.nbf.is_some_and(|n| n > now + LEEWAY_SECS) || c.iat.is_some_and(|i| i > now + LEEWAY_SECS)
+    {
+        return Err("the client assertion is not valid yet");
+    }
+    // §3 item 7: jti, for replay protection.
+    match c.jti {
+        Some(j) if !j.is_empty() && j.len() <= 256 => Ok((j, exp)),
+        _ => Err("the client assertion needs a jti of at most 256 characters"),
+    }
+}
+
+/// RFC 6749 §2.3.1: `Basic base64(urlencode(client_id) ":" urlencode(client_secret))`.
+fn parse_basic(header: &str) -> Result<(String, String), OAuthError> {
+    let bad = || {
+        let mut e = OAuthError::new("invalid_client", "malformed HTTP Basic credentials");
+        e.basic_challenge = true;
+        e
+    };
+    let (scheme, value) = header.split_once(' ').ok_or_else(bad)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(OAuthError::new(
+            "invalid_request",
+            "this endpoint takes HTTP Basic client authentication, not a bearer token",
+        ));
+    }
+    let decoded = STANDARD.decode(value.trim()).map_err(|_| bad())?;
+    let text = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (id, secret) = text.split_once(':').ok_or_else(bad)?;
+    Ok((
+        form_decode(id).ok_or_else(bad)?,
+        form_decode(secret).ok_or_else(bad)?,
+    ))
+}
+
+fn form_decode(s: &str) -> Option<String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&format!("v={s}")).ok()?;
+    match pairs.as_slice() {
+        [(_, v)] => Some(v.clone()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use josekit::jwk::alg::ec::{EcCurve, EcKeyPair};
+    use josekit::jwk::KeyPair;
+    use josekit::jws::{JwsSigner, ES256};
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let h = format!("Basic {}", STANDARD.encode("my%20id:se%3Acret+x"));
+        assert_eq!(
+            parse_basic(&h).unwrap(),
+            ("my id".to_string(), "se:cret x".to_string())
+        );
+        assert!(parse_basic("Basic !!!").is_err());
+        assert_eq!(
+            parse_basic("Bearer abc").unwrap_err().error,
+            "invalid_request"
+        );
+    }
+
+    fn key_and_record(pair: &EcKeyPair) -> storage::AgentKey {
+        let jwk: serde_json::Value =
+            serde_json::from_str(&pair.to_jwk_public_key().to_string()).unwrap();
+        let k = crate::jwk::validate_public_jwk(&jwk).unwrap();
+        storage::AgentKey {
+            kid: k.kid,
+            agent_id: Uuid::nil(),
+            org_id: Uuid::nil(),
+            alg: k.alg.into(),
+            jwk: k.jwk,
+            created_at: 0,
+            generated: false,
+        }
+    }
+
+    fn assertion(pair: &EcKeyPair, header: serde_json::Value, claims: serde_json::Value) -> String {
+        let signer = ES256.signer_from_der(pair.to_der_private_key()).unwrap();
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let sig = signer.sign(signing_input.as_bytes()).unwrap();
+        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig))
+    }
+
+    #[test]
+    fn assertion_rules() {
+        let pair = EcKeyPair::generate(EcCurve::P256).unwrap();
+        let rec = key_and_record(&pair);
+        let other = EcKeyPair::generate(EcCurve::P256).unwrap();
+        let aud = vec!["https://idp".to_string()];
+        let h = serde_json::json!({"alg": "ES256"});
+        let good = serde_json::json!({"iss":"c","sub":"c","aud":"https://idp","exp":1100,"iat":1000,"jti":"j1"});
+        let ok = |claims: serde_json::Value| {
+            verify_assertion(
+                &assertion(&pair, h.clone(), claims),
+                std::slice::from_ref(&rec),
+                "c",
+                &aud,
+                1000,
+            )
+        };
+        assert_eq!(ok(good.clone()), Ok(("j1".to_string(), 1100)));
+        let mut c = good.clone();
+        c["aud"] = "https://other".into();
+        assert!(ok(c).is_err());
+        let mut c = good.clone();
+        c["exp"] = 900.into();
+        assert_eq!(ok(c), Err("the client assertion has expired"));
+        let mut c = good.clone();
+        c["exp"] = 5000.into();
+        assert!(ok(c).is_err());
+        let mut c = good.clone();
+        c["sub"] = "d".into();
+        assert!(ok(c).is_err());
+        let mut c = good.clone();
+        c.as_object_mut().unwrap().remove("jti");
+        assert!(ok(c).is_err());
+        let wrong_key = assertion(&other, h.clone(), good.clone());
+        assert!(verify_assertion(&wrong_key, std::slice::from_ref(&rec), "c", &aud, 1000).is_err());
+        let hs = assertion(&pair, serde_json::json!({"alg":"HS256"}), good.clone());
+        assert!(verify_assertion(&hs, std::slice::from_ref(&rec), "c", &aud, 1000).is_err());
+        let crit = assertion(&pair, serde_json::json!({"alg":"ES256","crit":["x"]}), good);
+        assert!(verify_assertion(&crit, &[rec], "c", &aud, 1000).is_err());
+    }
+}

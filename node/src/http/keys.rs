@@ -1,0 +1,367 @@
+//! Keys: the public keys agents register (`/api/v1/agents/{agentId}/keys`, used for
+//! `private_key_jwt` and, later, the agent's DID document), and the node's own signing keys
+//! (`/api/v1/keys`, rotation; scope `admin:orgs`).
+
+use serde::{Deserialize, Serialize};
+use storage::{AgentKey, AgentStatus, Outcome};
+use utoipa::ToSchema;
+use warp::http::StatusCode;
+use warp::{Filter, Rejection, Reply};
+
+use crate::clock::rfc3339;
+use crate::error::ApiError;
+use crate::http::auth::bearer;
+use crate::http::{json_body, optional_json_body, parse_id, with_state, Caller};
+use crate::jwk::{validate_public_jwk, JwkError};
+use crate::model::ErrorBody;
+use crate::state::AppState;
+
+/// Most public keys one agent may register.
+const MAX_KEYS_PER_AGENT: usize = 10;
+
+pub(crate) fn routes(
+    state: AppState,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    let auth = bearer(state.clone());
+    let st = with_state(state);
+    let add = warp::path!("api" / "v1" / "agents" / String / "keys")
+        .and(warp::post())
+        .and(auth.clone())
+        .and(json_body())
+        .and(st.clone())
+        .and_then(add_key);
+    let list = warp::path!("api" / "v1" / "agents" / String / "keys")
+        .and(warp::get())
+        .and(auth.clone())
+        .and(st.clone())
+        .and_then(list_keys);
+    let remove = warp::path!("api" / "v1" / "agents" / String / "keys" / String)
+        .and(warp::delete())
+        .and(auth.clone())
+        .and(st.clone())
+        .and_then(remove_key);
+    let signing = warp::path!("api" / "v1" / "keys")
+        .and(warp::get())
+        .and(auth.clone())
+        .and(st.clone())
+        .and_then(signing_keys);
+    let rotate = warp::path!("api" / "v1" / "keys" / "rotate")
+        .and(warp::post())
+        .and(auth)
+        .and(optional_json_body())
+        .and(st)
+        .and_then(rotate);
+    add.or(list).or(remove).or(signing).or(rotate)
+}
+
+/// Body of `POST /api/v1/agents/{agentId}/keys`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AddKeyRequest {
+    /// A public JWK: EC P-256, OKP Ed25519 or RSA (at least 2048 bits). Private members are refused.
+    #[schema(value_type = Object)]
+    jwk: serde_json::Value,
+}
+
+/// A registered public key.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AgentKeyView {
+    /// RFC 7638 thumbprint.
+    kid: String,
+    /// ES256, EdDSA or RS256.
+    alg: String,
+    #[schema(value_type = Object)]
+    jwk: serde_json::Value,
+    created_at: String,
+}
+
+impl AgentKeyView {
+    fn new(k: &AgentKey) -> Self {
+        AgentKeyView {
+            kid: k.kid.clone(),
+            alg: k.alg.clone(),
+            jwk: k.jwk.clone(),
+            created_at: rfc3339(k.created_at),
+        }
+    }
+}
+
+/// A list of keys.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AgentKeyList {
+    data: Vec<AgentKeyView>,
+}
+
+fn jwk_error(e: JwkError) -> ApiError {
+    let code = match e {
+        JwkError::Private(_) => "PRIVATE_KEY_MATERIAL",
+        JwkError::Unsupported(_) => "UNSUPPORTED_KEY",
+        JwkError::NotObject | JwkError::Invalid(_) => "INVALID_KEY",
+    };
+    ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
+}
+
+fn key_not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "KEY_NOT_FOUND",
+        "No key with this kid is registered for the agent.",
+    )
+}
+
+/// Register a public key for an agent.
+#[utoipa::path(post, path = "/api/v1/agents/{agentId}/keys", tag = "Keys", security(("bearer" = ["agents:write"])),
+    params(("agentId" = Uuid, Path)), request_body = AddKeyRequest,
+    responses((status = 201, body = AgentKeyView),
+        (status = 400, description = "INVALID_KEY, UNSUPPORTED_KEY, PRIVATE_KEY_MATERIAL", body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "KEY_ALREADY_REGISTERED, KEY_LIMIT_EXCEEDED", body = ErrorBody)))]
+pub(crate) async fn add_key(
+    id: String,
+    caller: Caller,
+    req: AddKeyRequest,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    caller.require("agents:write")?;
+    let id = parse_id("agentId", &id)?;
+    let k = validate_public_jwk(&req.jwk).map_err(jwk_error)?;
+    let agent = state
+        .store
+        .get_agent(&id)
+        .map_err(ApiError::from)?
+        .filter(|a| a.org_id == caller.org_id)
+        .ok_or_else(ApiError::agent_not_found)?;
+    if agent.status == AgentStatus::Decommissioned {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "AGENT_DECOMMISSIONED",
+            "The agent has been decommissioned.",
+        )
+        .into());
+    }
+    let existing = state.store.list_agent_keys(&id).map_err(ApiError::from)?;
+    if existing.len() >= MAX_KEYS_PER_AGENT {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "KEY_LIMIT_EXCEEDED",
+            format!("An agent may register at most {MAX_KEYS_PER_AGENT} keys; remove one first."),
+        )
+        .into());
+    }
+    let record = AgentKey {
+        kid: k.kid,
+        agent_id: id,
+        org_id: caller.org_id,
+        alg: k.alg.to_string(),
+        jwk: k.jwk,
+        created_at: state.clock.now_ms(),
+        generated: false,
+    };
+    let entry = state.audit_entry(
+        &caller.actor,
+        "agent.key.add",
+        id.to_string(),
+        Outcome::Success,
+        serde_json::json!({ "kid": record.kid, "alg": record.alg }),
+    );
+    let record = state
+        .store
+        .write(move |tx| {
+            if tx.get_agent_key(&id, &record.kid)?.is_some() {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "KEY_ALREADY_REGISTERED",
+                    "This key is already registered for the agent.",
+                )
+                .with_details(serde_json::json!({ "kid": record.kid })));
+            }
+            tx.put_agent_key(&record);
+            tx.audit(entry)?;
+            Ok::<_, ApiError>(record)
+        })
+        .await?;
+    state.metrics.audit_appends.inc();
+    Ok(warp::reply::with_status(
+        warp::reply::json(&AgentKeyView::new(&record)),
+        StatusCode::CREATED,
+    )
+    .into_response())
+}
+
+/// List an agent's public keys.
+#[utoipa::path(get, path = "/api/v1/agents/{agentId}/keys", tag = "Keys", security(("bearer" = ["agents:read"])),
+    params(("agentId" = Uuid, Path)), responses((status = 200, body = AgentKeyList), (status = 404, body = ErrorBody)))]
+pub(crate) async fn list_keys(
+    id: String,
+    caller: Caller,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    caller.require("agents:read")?;
+    let id = parse_id("agentId", &id)?;
+    state
+        .store
+        .get_agent(&id)
+        .map_err(ApiError::from)?
+        .filter(|a| a.org_id == caller.org_id)
+        .ok_or_else(ApiError::agent_not_found)?;
+    let data = state
+        .store
+        .list_agent_keys(&id)
+        .map_err(ApiError::from)?
+        .iter()
+        .map(AgentKeyView::new)
+        .collect();
+    Ok(warp::reply::json(&AgentKeyList { data }).into_response())
+}
+
+/// Remove an agent's public key; assertions signed with it are refused from now on.
+#[utoipa::path(delete, path = "/api/v1/agents/{agentId}/keys/{kid}", tag = "Keys", security(("bearer" = ["agents:write"])),
+    params(("agentId" = Uuid, Path), ("kid" = String, Path)),
+    responses((status = 204, description = "Removed"), (status = 404, description = "AGENT_NOT_FOUND, KEY_NOT_FOUND", body = ErrorBody)))]
+pub(crate) async fn remove_key(
+    id: String,
+    kid: String,
+    caller: Caller,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    caller.require("agents:write")?;
+    let id = parse_id("agentId", &id)?;
+    let org = caller.org_id;
+    let entry = state.audit_entry(
+        &caller.actor,
+        "agent.key.remove",
+        id.to_string(),
+        Outcome::Success,
+        serde_json::json!({ "kid": kid }),
+    );
+    state
+        .store
+        .write(move |tx| {
+            tx.get_agent(&id)?
+                .filter(|a| a.org_id == org)
+                .ok_or_else(ApiError::agent_not_found)?;
+            tx.get_agent_key(&id, &kid)?.ok_or_else(key_not_found)?;
+            tx.delete_agent_key(&id, &kid);
+            tx.audit(entry)?;
+            Ok::<_, ApiError>(())
+        })
+        .await?;
+    state.metrics.audit_appends.inc();
+    Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
+}
+
+/// One of the node's signing keys.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct SigningKeyView {
+    kid: String,
+    alg: String,
+    /// `active` (signs), `retired` (still published), `expired` (no longer published).
+    status: &'static str,
+    created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retired_at: Option<String>,
+    /// When a retired key leaves the JWKS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    published_until: Option<String>,
+}
+
+/// The node's signing keys.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SigningKeyList {
+    data: Vec<SigningKeyView>,
+}
+
+/// List the node's signing keys, newest first.
+#[utoipa::path(get, path = "/api/v1/keys", tag = "Keys", security(("bearer" = ["admin:orgs"])),
+    responses((status = 200, body = SigningKeyList), (status = 403, body = ErrorBody)))]
+pub(crate) async fn signing_keys(
+    caller: Caller,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    caller.require("admin:orgs")?;
+    let now = state.clock.now_ms();
+    let grace = state.settings.key_grace_ms;
+    let mut keys = state.store.signing_keys().map_err(ApiError::from)?;
+    keys.sort_by_key(|k| std::cmp::Reverse(k.created_at));
+    let data = keys
+        .iter()
+        .map(|k| SigningKeyView {
+            kid: k.kid.clone(),
+            alg: k.alg.clone(),
+            status: match k.retired_at {
+                None => "active",
+                Some(r) if r + grace > now => "retired",
+                Some(_) => "expired",
+            },
+            created_at: rfc3339(k.created_at),
+            retired_at: k.retired_at.map(rfc3339),
+            published_until: k.retired_at.map(|r| rfc3339(r + grace)),
+        })
+        .collect();
+    Ok(warp::reply::json(&SigningKeyList { data }).into_response())
+}
+
+/// Body of `POST /api/v1/keys/rotate` (optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RotateRequest {
+    /// ES256 or RS256; default: the algorithm of the key in force.
+    alg: Option<String>,
+}
+
+/// Result of a rotation.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Rotated {
+    kid: String,
+    alg: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retired_kid: Option<String>,
+    /// When the retired key leaves the JWKS.
+    retired_key_published_until: String,
+}
+
+/// Rotate the node's signing key: the new key signs at once; the old one stays published for
+/// the grace period.
+#[utoipa::path(post, path = "/api/v1/keys/rotate", tag = "Keys", security(("bearer" = ["admin:orgs"])),
+    request_body(content = Option<RotateRequest>),
+    responses((status = 201, body = Rotated), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(crate) async fn rotate(
+    caller: Caller,
+    req: RotateRequest,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    caller.require("admin:orgs")?;
+    let alg = match req.alg {
+        Some(a) if crate::keys::SIGNING_ALGS.contains(&a.as_str()) => a,
+        Some(_) => return Err(ApiError::validation("alg", "must be ES256 or RS256").into()),
+        None => state.keys().active.alg.to_string(),
+    };
+    let started = state.clock.now_ms();
+    let (kid, retired) = crate::server::rotate_stored(
+        &state.store,
+        state.clock.as_ref(),
+        state.settings.system_org,
+        &alg,
+        &caller.actor.id,
+    )
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "key rotation failed");
+        ApiError::internal()
+    })?;
+    state.reload_keys().await.map_err(|e| {
+        tracing::error!(error = %e, "reloading keys after rotation failed");
+        ApiError::internal()
+    })?;
+    state.metrics.audit_appends.inc();
+    tracing::info!(%kid, ?retired, %alg, "signing key rotated");
+    let body = Rotated {
+        kid,
+        alg,
+        retired_kid: retired,
+        retired_key_published_until: rfc3339(started + state.settings.key_grace_ms),
+    };
+    Ok(warp::reply::with_status(warp::reply::json(&body), StatusCode::CREATED).into_response())
+}
