@@ -82,34 +82,82 @@ pub(crate) struct Verified {
     pub(crate) nbf: Option<i64>,
 }
 
+/// The JOSE header members we look at (RFC 7515 §4.1).
 #[derive(Deserialize)]
-struct Header {
-    alg: Option<String>,
-    typ: Option<String>,
-    kid: Option<String>,
-    crit: Option<serde_json::Value>,
+pub(crate) struct Header {
+    pub(crate) alg: Option<String>,
+    pub(crate) typ: Option<String>,
+    pub(crate) kid: Option<String>,
+    pub(crate) crit: Option<serde_json::Value>,
 }
 
+/// The claims we look at, in our tokens and in client assertions (RFC 7519 §4).
 #[derive(Deserialize)]
-struct Claims {
-    iss: Option<String>,
-    sub: Option<String>,
-    aud: Option<serde_json::Value>,
-    exp: Option<i64>,
-    nbf: Option<i64>,
-    iat: Option<i64>,
-    jti: Option<String>,
+pub(crate) struct Claims {
+    pub(crate) iss: Option<String>,
+    pub(crate) sub: Option<String>,
+    pub(crate) aud: Option<serde_json::Value>,
+    pub(crate) exp: Option<i64>,
+    pub(crate) nbf: Option<i64>,
+    pub(crate) iat: Option<i64>,
+    pub(crate) jti: Option<String>,
     client_id: Option<String>,
     scope: Option<String>,
     organization_id: Option<String>,
     cid: Option<String>,
 }
 
-fn b64json<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, TokenError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| TokenError::Malformed)?;
-    serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
+impl Claims {
+    /// Whether `aud` (a string or an array of strings, RFC 7519 §4.1.3) names one of `ours`.
+    pub(crate) fn aud_is_one_of(&self, ours: &[&str]) -> bool {
+        match &self.aud {
+            Some(serde_json::Value::String(a)) => ours.contains(&a.as_str()),
+            Some(serde_json::Value::Array(v)) => v
+                .iter()
+                .any(|a| a.as_str().is_some_and(|a| ours.contains(&a))),
+            _ => false,
+        }
+    }
+}
+
+/// A compact JWS split into its parts (RFC 7515 §7.1), not yet verified.
+pub(crate) struct Compact<'a> {
+    pub(crate) header: Header,
+    /// `base64url(header) "." base64url(payload)`: what the signature covers.
+    pub(crate) signing_input: &'a str,
+    pub(crate) signature: Vec<u8>,
+    payload: &'a str,
+}
+
+impl<'a> Compact<'a> {
+    /// Splits `jws` (at most `max_len` bytes) into exactly three base64url parts and decodes
+    /// the header and signature.
+    pub(crate) fn parse(jws: &'a str, max_len: usize) -> Option<Compact<'a>> {
+        if jws.len() > max_len {
+            return None;
+        }
+        let mut parts = jws.split('.');
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        Some(Compact {
+            header: b64json(h)?,
+            signing_input: &jws[..h.len() + 1 + p.len()],
+            signature: URL_SAFE_NO_PAD.decode(s).ok()?,
+            payload: p,
+        })
+    }
+
+    /// The claims; read them only after the signature verified.
+    pub(crate) fn claims(&self) -> Option<Claims> {
+        b64json(self.payload)
+    }
+}
+
+fn b64json<T: for<'de> Deserialize<'de>>(part: &str) -> Option<T> {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).ok()?).ok()
 }
 
 /// Verifies one of our access tokens strictly (see the module docs for the steps).
@@ -122,17 +170,9 @@ pub(crate) fn verify(
 ) -> Result<Verified, TokenError> {
     let now = now_ms.div_euclid(1000);
     // 1.
-    if token.len() > MAX_TOKEN_LEN {
-        return Err(TokenError::Malformed);
-    }
-    let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(TokenError::Malformed);
-    };
+    let jws = Compact::parse(token, MAX_TOKEN_LEN).ok_or(TokenError::Malformed)?;
     // 2.
-    let header: Header = b64json(h)?;
+    let header = &jws.header;
     let typ = header.typ.as_deref().unwrap_or("");
     if !typ.eq_ignore_ascii_case("at+jwt") && !typ.eq_ignore_ascii_case("application/at+jwt") {
         return Err(TokenError::WrongType);
@@ -140,30 +180,21 @@ pub(crate) fn verify(
     if header.crit.is_some() {
         return Err(TokenError::Crit);
     }
-    let kid = header.kid.ok_or(TokenError::UnknownKey)?;
-    let (alg, verifier) = keys.verifier(&kid, now_ms).ok_or(TokenError::UnknownKey)?;
+    let kid = header.kid.as_deref().ok_or(TokenError::UnknownKey)?;
+    let (alg, verifier) = keys.verifier(kid, now_ms).ok_or(TokenError::UnknownKey)?;
     if header.alg.as_deref() != Some(alg) {
         return Err(TokenError::WrongAlg);
     }
     // 3.
-    let sig = URL_SAFE_NO_PAD
-        .decode(s)
-        .map_err(|_| TokenError::Malformed)?;
-    let signed = &token[..h.len() + 1 + p.len()];
     verifier
-        .verify(signed.as_bytes(), &sig)
+        .verify(jws.signing_input.as_bytes(), &jws.signature)
         .map_err(|_| TokenError::BadSignature)?;
     // 4.
-    let c: Claims = b64json(p)?;
+    let c = jws.claims().ok_or(TokenError::Malformed)?;
     if c.iss.as_deref() != Some(issuer) {
         return Err(TokenError::WrongIssuer);
     }
-    let aud_ok = match &c.aud {
-        Some(serde_json::Value::String(a)) => a == audience,
-        Some(serde_json::Value::Array(items)) => items.iter().any(|a| a.as_str() == Some(audience)),
-        _ => false,
-    };
-    if !aud_ok {
+    if !c.aud_is_one_of(&[audience]) {
         return Err(TokenError::WrongAudience);
     }
     match c.exp {

@@ -231,7 +231,22 @@ pub(crate) fn new_credential(
     ))
 }
 
-/// The caller's organization's agent, or the not-found error (also for other tenants' agents).
+/// Outside a write job: the caller's organization's agent, or the not-found error (also for
+/// other tenants' agents).
+pub(crate) fn read_own_agent(
+    state: &AppState,
+    caller: &Caller,
+    id: &Uuid,
+) -> Result<Agent, ApiError> {
+    state
+        .store
+        .get_agent(id)?
+        .filter(|a| a.org_id == caller.org_id)
+        .ok_or_else(ApiError::agent_not_found)
+}
+
+/// Inside a write job: the caller's organization's agent, or the not-found error (also for
+/// other tenants' agents).
 fn own_agent(tx: &Tx<'_>, id: &Uuid, org: &Uuid) -> Result<Agent, ApiError> {
     tx.get_agent(id)?
         .filter(|a| &a.org_id == org)
@@ -334,12 +349,7 @@ pub(crate) async fn get(
 ) -> Result<warp::reply::Response, Rejection> {
     caller.require("agents:read")?;
     let id = parse_id("agentId", &id)?;
-    let agent = state
-        .store
-        .get_agent(&id)
-        .map_err(ApiError::from)?
-        .filter(|a| a.org_id == caller.org_id)
-        .ok_or_else(ApiError::agent_not_found)?;
+    let agent = read_own_agent(&state, &caller, &id)?;
     Ok(warp::reply::json(&AgentView::new(&agent, state.agent_did(&agent.id))).into_response())
 }
 
@@ -615,12 +625,7 @@ pub(crate) async fn list_credentials(
 ) -> Result<warp::reply::Response, Rejection> {
     caller.require("agents:read")?;
     let id = parse_id("agentId", &id)?;
-    state
-        .store
-        .get_agent(&id)
-        .map_err(ApiError::from)?
-        .filter(|a| a.org_id == caller.org_id)
-        .ok_or_else(ApiError::agent_not_found)?;
+    read_own_agent(&state, &caller, &id)?;
     let now = state.clock.now_ms();
     let data = state
         .store

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::error::OAuthError;
 use crate::secrets::secret_matches;
 use crate::state::{Actor, AppState};
-use crate::token::LEEWAY_SECS;
+use crate::token::{Compact, LEEWAY_SECS};
 
 /// RFC 7523 §2.2.
 pub(crate) const JWT_BEARER_ASSERTION: &str =
@@ -278,24 +278,6 @@ fn assertion_subject(jwt: &str) -> Option<String> {
     v.get("sub")?.as_str().map(str::to_string)
 }
 
-#[derive(Deserialize)]
-struct AssertionHeader {
-    alg: Option<String>,
-    kid: Option<String>,
-    crit: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct AssertionClaims {
-    iss: Option<String>,
-    sub: Option<String>,
-    aud: Option<serde_json::Value>,
-    exp: Option<i64>,
-    nbf: Option<i64>,
-    iat: Option<i64>,
-    jti: Option<String>,
-}
-
 /// RFC 7523 §3 checks of a client assertion, in the RFC's order; returns its `jti` and `exp`.
 fn verify_assertion(
     jwt: &str,
@@ -305,59 +287,37 @@ fn verify_assertion(
     now: i64,
 ) -> Result<(String, i64), &'static str> {
     const MALFORMED: &str = "the client assertion is not a well-formed JWS";
-    if jwt.len() > 16 * 1024 {
-        return Err(MALFORMED);
-    }
-    let mut parts = jwt.split('.');
-    let (Some(h), Some(p), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(MALFORMED);
-    };
-    let header: AssertionHeader = URL_SAFE_NO_PAD
-        .decode(h)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or(MALFORMED)?;
-    if header.crit.is_some() {
+    let jws = Compact::parse(jwt, 16 * 1024).ok_or(MALFORMED)?;
+    if jws.header.crit.is_some() {
         return Err(
             "the client assertion uses a critical header extension this node does not understand",
         );
     }
-    let alg = header.alg.ok_or(MALFORMED)?;
-    let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| MALFORMED)?;
-    let signed = &jwt[..h.len() + 1 + p.len()];
+    let alg = jws.header.alg.as_deref().ok_or(MALFORMED)?;
     // The key: the one named by kid, or any of the agent's keys for that algorithm. The
     // algorithm must be the key's own: no algorithm confusion.
     let verified = keys
         .iter()
-        .filter(|k| header.kid.as_ref().is_none_or(|kid| kid == &k.kid) && k.alg == alg)
+        .filter(|k| jws.header.kid.as_ref().is_none_or(|kid| kid == &k.kid) && k.alg == alg)
         .any(|k| {
             crate::jwk::verifier(&k.alg, &k.jwk)
-                .map(|v| v.verify(signed.as_bytes(), &sig).is_ok())
+                .map(|v| {
+                    v.verify(jws.signing_input.as_bytes(), &jws.signature)
+                        .is_ok()
+                })
                 .unwrap_or(false)
         });
     if !verified {
         return Err("the client assertion is not signed by a key registered for this client");
     }
-    let c: AssertionClaims = URL_SAFE_NO_PAD
-        .decode(p)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or(MALFORMED)?;
+    let c = jws.claims().ok_or(MALFORMED)?;
     // §3 items 1-2: iss and sub are the client.
     if c.iss.as_deref() != Some(client_id) || c.sub.as_deref() != Some(client_id) {
         return Err("the client assertion's iss and sub must both be the client_id");
     }
     // §3 item 3: aud identifies us (issuer or token endpoint).
-    let aud_ok = match &c.aud {
-        Some(serde_json::Value::String(a)) => audiences.contains(a),
-        Some(serde_json::Value::Array(v)) => v
-            .iter()
-            .any(|a| a.as_str().is_some_and(|a| audiences.iter().any(|x| x == a))),
-        _ => false,
-    };
-    if !aud_ok {
+    let audiences: Vec<&str> = audiences.iter().map(String::as_str).collect();
+    if !c.aud_is_one_of(&audiences) {
         return Err("the client assertion's aud must be this node's issuer or token endpoint");
     }
     // §3 items 4-6: exp required and in the future; nbf and iat not in the future.

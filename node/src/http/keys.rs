@@ -10,6 +10,7 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::clock::rfc3339;
 use crate::error::ApiError;
+use crate::http::agents::read_own_agent;
 use crate::http::auth::bearer;
 use crate::http::{json_body, optional_json_body, parse_id, with_state, Caller};
 use crate::jwk::{validate_public_jwk, JwkError};
@@ -125,12 +126,7 @@ pub(crate) async fn add_key(
     caller.require("agents:write")?;
     let id = parse_id("agentId", &id)?;
     let k = validate_public_jwk(&req.jwk).map_err(jwk_error)?;
-    let agent = state
-        .store
-        .get_agent(&id)
-        .map_err(ApiError::from)?
-        .filter(|a| a.org_id == caller.org_id)
-        .ok_or_else(ApiError::agent_not_found)?;
+    let agent = read_own_agent(&state, &caller, &id)?;
     if agent.status == AgentStatus::Decommissioned {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -198,12 +194,7 @@ pub(crate) async fn list_keys(
 ) -> Result<warp::reply::Response, Rejection> {
     caller.require("agents:read")?;
     let id = parse_id("agentId", &id)?;
-    state
-        .store
-        .get_agent(&id)
-        .map_err(ApiError::from)?
-        .filter(|a| a.org_id == caller.org_id)
-        .ok_or_else(ApiError::agent_not_found)?;
+    read_own_agent(&state, &caller, &id)?;
     let data = state
         .store
         .list_agent_keys(&id)
