@@ -17,7 +17,9 @@ pub(crate) struct ApiError {
     pub(crate) status: StatusCode,
     pub(crate) code: &'static str,
     pub(crate) message: String,
-    pub(crate) details: Option<Value>,
+    pub(crate) details: Option<Box<Value>>,
+    /// Seconds to wait, sent as `Retry-After` (rate limiting).
+    pub(crate) retry_after: Option<u64>,
 }
 
 impl warp::reject::Reject for ApiError {}
@@ -29,11 +31,23 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
+            retry_after: None,
         }
     }
 
+    /// 429 with `Retry-After`.
+    pub(crate) fn too_many(what: &str, wait: u64) -> Self {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            format!("Too many {what} from this address; retry in {wait} s."),
+        );
+        e.retry_after = Some(wait);
+        e
+    }
+
     pub(crate) fn with_details(mut self, details: Value) -> Self {
-        self.details = Some(details);
+        self.details = Some(Box::new(details));
         self
     }
 
@@ -116,9 +130,17 @@ impl ApiError {
         let body = Envelope {
             code: self.code,
             message: &self.message,
-            details: self.details.as_ref(),
+            details: self.details.as_deref(),
         };
-        warp::reply::with_status(warp::reply::json(&body), self.status).into_response()
+        let mut resp =
+            warp::reply::with_status(warp::reply::json(&body), self.status).into_response();
+        if let Some(v) = self
+            .retry_after
+            .and_then(|s| HeaderValue::from_str(&s.to_string()).ok())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        resp
     }
 }
 

@@ -43,6 +43,7 @@ pub(crate) struct Metrics {
     pub(crate) agents_registered: Counter,
     pub(crate) audit_appends: Counter,
     pub(crate) auth_failures: Counter,
+    pub(crate) auth_throttled: Counter,
 }
 
 impl Metrics {
@@ -107,6 +108,11 @@ impl Metrics {
             "agentidp_auth_failures_total",
             "Failed authentications.",
             self.auth_failures.get(),
+        );
+        counter(
+            "agentidp_auth_throttled_total",
+            "Requests refused with 429 after too many failed bearer authentications from their address.",
+            self.auth_throttled.get(),
         );
         let s = store.stats();
         counter(

@@ -47,6 +47,18 @@ pub(crate) fn bearer(
         .and_then(
             |header: Option<String>, addr: Option<SocketAddr>, state: AppState| async move {
                 let client = client_addr(addr);
+                // Failed bearer authentications are throttled per source address (checked
+                // before authenticating, charged on failure): each failure is audited, and this
+                // bounds how fast a flood of bad tokens can grow the audit log.
+                let failure_key = format!("bearer|{}", client.as_deref().unwrap_or("-"));
+                let now_ms = state.clock.now_ms();
+                if let Err(wait) = state.rate_limiter.peek(&failure_key, now_ms) {
+                    state.metrics.auth_throttled.inc();
+                    return Err(Rejection::from(ApiError::too_many(
+                        "failed authentications",
+                        wait,
+                    )));
+                }
                 match authenticate(header.as_deref(), &state) {
                     Ok((agent_id, org_id, scopes)) => Ok(Caller {
                         agent_id,
@@ -59,6 +71,7 @@ pub(crate) fn bearer(
                         },
                     }),
                     Err((org, reason)) => {
+                        let _ = state.rate_limiter.check(&failure_key, now_ms);
                         let actor = Actor {
                             id: "anonymous".into(),
                             org: org.unwrap_or(state.settings.system_org),

@@ -1716,3 +1716,71 @@ async fn secrets_are_shown_once_and_never_logged() {
     let b64 = STANDARD.encode(format!("{agent}:{s1}"));
     assert!(!log.contains(&b64));
 }
+
+/// A flood of bad bearer tokens from one address is throttled before authentication: each
+/// failure that is processed is audited, the rest get 429 with Retry-After and leave no trace,
+/// so the audit log cannot be grown at will; the address recovers after the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_failures_are_throttled_per_address() {
+    let dir = tempdir();
+    // 2 per second, bursts of 4.
+    let node = tests::Node::start_with(
+        &dir.path().join("data"),
+        "redb",
+        &["--token-rate-limit", "2"],
+    );
+    let api = Api::new(&node.base);
+    let admin = admin_token(&node, &api).await;
+    let before = audit_all(&api, &admin, "action=auth.bearer").await.len();
+
+    let (mut unauthorized, mut throttled) = (0, 0);
+    let mut retry_after = None;
+    for i in 0..12 {
+        let r = api
+            .call("GET", "/api/v1/agents", Some(&format!("garbage-{i}")), None)
+            .await;
+        match r.status {
+            401 => unauthorized += 1,
+            429 => {
+                throttled += 1;
+                assert_eq!(r.body["code"], "RATE_LIMITED", "{:?}", r.body);
+                let secs: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+                assert!(secs >= 1, "Retry-After {secs}");
+                retry_after = Some(secs);
+            }
+            other => panic!("unexpected {other}: {:?}", r.body),
+        }
+    }
+    assert!((4..=6).contains(&unauthorized), "401s: {unauthorized}");
+    assert_eq!(unauthorized + throttled, 12);
+
+    // While throttled, the address is refused before authentication, even with a good token.
+    let r = api.call("GET", "/api/v1/agents", Some(&admin), None).await;
+    assert_eq!(r.status, 429, "{:?}", r.body);
+
+    tokio::time::sleep(Duration::from_secs(retry_after.unwrap() + 1)).await;
+    let r = api.call("GET", "/api/v1/agents", Some(&admin), None).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+
+    // Exactly the processed failures were audited (detached writes: wait for them).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let audited = audit_all(&api, &admin, "action=auth.bearer").await.len() - before;
+        if audited == unauthorized || Instant::now() > deadline {
+            assert_eq!(audited, unauthorized, "audited bearer failures");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics = api.call("GET", "/metrics", None, None).await;
+    let text = metrics.body.as_str().unwrap().to_string();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("agentidp_auth_throttled_total "))
+        .unwrap();
+    let n: u64 = line.split(' ').nth(1).unwrap().parse().unwrap();
+    assert!(
+        n > throttled as u64,
+        "throttled counter {n} counts the 429s ({throttled} + 1)"
+    );
+}
