@@ -218,11 +218,17 @@ impl Store {
         page: usize,
         limit: usize,
     ) -> Result<(Vec<Organization>, usize), StoreError> {
-        self.paged_index(&keys::org_by_time_prefix(), page, limit, |id| {
-            Ok(self
-                .get_org(&id)?
-                .filter(|o| status.is_none_or(|s| o.status == s)))
-        })
+        self.paged_index(
+            &keys::org_by_time_prefix(),
+            page,
+            limit,
+            status.is_some(),
+            |id| {
+                Ok(self
+                    .get_org(&id)?
+                    .filter(|o| status.is_none_or(|s| o.status == s)))
+            },
+        )
     }
 
     /// An agent by id.
@@ -238,31 +244,47 @@ impl Store {
         page: usize,
         limit: usize,
     ) -> Result<(Vec<Agent>, usize), StoreError> {
-        self.paged_index(&keys::agent_by_org_prefix(org), page, limit, |id| {
-            Ok(self.get_agent(&id)?.filter(|a| {
-                filter.owner.as_ref().is_none_or(|o| &a.owner == o)
-                    && filter
-                        .agent_type
-                        .as_ref()
-                        .is_none_or(|t| &a.agent_type == t)
-                    && filter.status.is_none_or(|s| a.status == s)
-            }))
-        })
+        let filtered =
+            filter.owner.is_some() || filter.agent_type.is_some() || filter.status.is_some();
+        self.paged_index(
+            &keys::agent_by_org_prefix(org),
+            page,
+            limit,
+            filtered,
+            |id| {
+                Ok(self.get_agent(&id)?.filter(|a| {
+                    filter.owner.as_ref().is_none_or(|o| &a.owner == o)
+                        && filter
+                            .agent_type
+                            .as_ref()
+                            .is_none_or(|t| &a.agent_type == t)
+                        && filter.status.is_none_or(|s| a.status == s)
+                }))
+            },
+        )
     }
 
     /// Walks an index (keys ending in a UUID) newest first, keeps what `load` returns, and
-    /// returns page `page` (from 1) of `limit` items with the total count.
+    /// returns page `page` (from 1) of `limit` items with the total count. Without a filter,
+    /// every index entry counts and only the page's records are read; with one, every record
+    /// must be read to know whether it counts.
     fn paged_index<T>(
         &self,
         prefix: &[u8],
         page: usize,
         limit: usize,
+        filtered: bool,
         load: impl Fn(Uuid) -> Result<Option<T>, StoreError>,
     ) -> Result<(Vec<T>, usize), StoreError> {
         let skip = page.saturating_sub(1).saturating_mul(limit);
         let mut total = 0usize;
         let mut items = Vec::new();
         self.scan_all(prefix, true, |k, _| {
+            let in_page = total >= skip && items.len() < limit;
+            if !filtered && !in_page {
+                total += 1;
+                return Ok(true);
+            }
             if let Some(item) = keys::uuid_suffix(k).map(&load).transpose()?.flatten() {
                 if total >= skip && items.len() < limit {
                     items.push(item);

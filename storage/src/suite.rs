@@ -287,6 +287,72 @@ pub(crate) fn replay_revocation_and_purge(kind: EngineKind) {
     assert!(store.expired(500, 100).unwrap().is_empty());
 }
 
+pub(crate) fn listing_pages_and_counts(kind: EngineKind) {
+    use crate::records::{Agent, AgentStatus};
+    use crate::store::AgentFilter;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), kind).unwrap();
+    let org = Uuid::new_v4();
+    let agent = |i: i64| Agent {
+        id: Uuid::new_v4(),
+        org_id: org,
+        email: format!("a{i}@x"),
+        name: format!("a{i}"),
+        agent_type: if i % 2 == 0 { "screener" } else { "router" }.into(),
+        version: "1.0.0".into(),
+        capabilities: vec![],
+        owner: "o".into(),
+        deployment_env: "production".into(),
+        status: AgentStatus::Active,
+        scopes: vec![],
+        metadata: serde_json::json!({}),
+        public: false,
+        description: None,
+        skills: vec![],
+        endpoints: vec![],
+        created_at: 1_000 + i,
+        updated_at: 1_000 + i,
+        last_auth_at: None,
+    };
+    rt().block_on(async {
+        for chunk in 0..11i64 {
+            let agents: Vec<Agent> = (chunk * 100..chunk * 100 + 100).map(agent).collect();
+            store
+                .write(move |tx| agents.iter().try_for_each(|a| tx.put_agent(a)))
+                .await
+                .unwrap();
+        }
+    });
+    // Newest first, across scan chunks, with and without a filter.
+    let (page, total) = store
+        .list_agents(&org, &AgentFilter::default(), 1, 3)
+        .unwrap();
+    assert_eq!(total, 1100);
+    assert_eq!(
+        page.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(),
+        ["a1099", "a1098", "a1097"]
+    );
+    let (page, total) = store
+        .list_agents(&org, &AgentFilter::default(), 200, 5)
+        .unwrap();
+    assert_eq!(total, 1100);
+    assert_eq!(page.first().map(|a| a.name.as_str()), Some("a104"));
+    let routers = AgentFilter {
+        agent_type: Some("router".into()),
+        ..Default::default()
+    };
+    let (page, total) = store.list_agents(&org, &routers, 2, 2).unwrap();
+    assert_eq!(total, 550);
+    assert_eq!(
+        page.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(),
+        ["a1095", "a1093"]
+    );
+    let (page, total) = store
+        .list_agents(&org, &AgentFilter::default(), 1000, 100)
+        .unwrap();
+    assert_eq!((page.len(), total), (0, 1100));
+}
+
 macro_rules! engine_suite {
     ($($engine:ident => $kind:expr),*) => {$(
         mod $engine {
@@ -300,6 +366,7 @@ macro_rules! engine_suite {
             #[test] fn detached_writes_are_committed_by_close() { super::detached_writes_are_committed_by_close($kind) }
             #[test] fn wrong_engine_is_refused() { super::wrong_engine_is_refused($kind) }
             #[test] fn replay_revocation_and_purge() { super::replay_revocation_and_purge($kind) }
+            #[test] fn listing_pages_and_counts() { super::listing_pages_and_counts($kind) }
         }
     )*};
 }
