@@ -241,6 +241,24 @@ async fn resource_caller(
     })
 }
 
+/// An introspection or revocation request: parses it, authenticates the caller (audited as
+/// `action` on failure) and returns the caller and the token in question.
+async fn token_request(
+    state: &AppState,
+    authorization: Option<&str>,
+    content_type: Option<&str>,
+    body: &[u8],
+    addr: Option<SocketAddr>,
+    action: &str,
+) -> Result<(Caller, String), OAuthError> {
+    let form = OAuthForm::parse(content_type, body)?;
+    let caller = resource_caller(state, authorization, &form, client_addr(addr), action).await?;
+    let token = form
+        .token
+        .ok_or_else(|| OAuthError::new("invalid_request", "token is required"))?;
+    Ok((caller, token))
+}
+
 /// RFC 7662 §2.2 response.
 #[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub(crate) struct Introspection {
@@ -287,19 +305,16 @@ pub(crate) async fn introspect(
     addr: Option<SocketAddr>,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    let form = OAuthForm::parse(content_type.as_deref(), &body)?;
-    let caller = resource_caller(
+    let (caller, token) = token_request(
         &state,
         authorization.as_deref(),
-        &form,
-        client_addr(addr),
+        content_type.as_deref(),
+        &body,
+        addr,
         "token.introspect",
     )
     .await?;
-    let token = form
-        .token
-        .as_deref()
-        .ok_or_else(|| OAuthError::new("invalid_request", "token is required"))?;
+    let token = token.as_str();
     state.metrics.introspections.inc();
     let body = match check_token(&state, token) {
         Ok(a)
@@ -342,19 +357,16 @@ pub(crate) async fn revoke(
     addr: Option<SocketAddr>,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    let form = OAuthForm::parse(content_type.as_deref(), &body)?;
-    let caller = resource_caller(
+    let (caller, token) = token_request(
         &state,
         authorization.as_deref(),
-        &form,
-        client_addr(addr),
+        content_type.as_deref(),
+        &body,
+        addr,
         "token.revoke",
     )
     .await?;
-    let token = form
-        .token
-        .as_deref()
-        .ok_or_else(|| OAuthError::new("invalid_request", "token is required"))?;
+    let token = token.as_str();
     let Ok(a) = check_token(&state, token) else {
         // RFC 7009 §2.2: an invalid token is not an error; there is nothing left to revoke.
         return Ok(warp::reply::with_status(warp::reply(), StatusCode::OK).into_response());
