@@ -4,7 +4,7 @@
 //! ignored setting. Parse, don't validate: handlers get values that already passed these checks.
 
 use serde::{Deserialize, Serialize};
-use storage::{Agent, AgentStatus, Credential, CredentialStatus, Organization, Skill};
+use storage::{Agent, Credential, CredentialStatus, Organization, Skill};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -73,14 +73,6 @@ pub(crate) struct AgentView {
     pub(crate) last_auth_at: Option<String>,
 }
 
-pub(crate) fn status_str(s: AgentStatus) -> &'static str {
-    match s {
-        AgentStatus::Active => "active",
-        AgentStatus::Suspended => "suspended",
-        AgentStatus::Decommissioned => "decommissioned",
-    }
-}
-
 impl AgentView {
     pub(crate) fn new(a: &Agent, did: String) -> Self {
         AgentView {
@@ -93,7 +85,7 @@ impl AgentView {
             capabilities: a.capabilities.clone(),
             owner: a.owner.clone(),
             deployment_env: a.deployment_env.clone(),
-            status: status_str(a.status).to_string(),
+            status: a.status.as_str().to_string(),
             scopes: a.scopes.clone(),
             metadata: a.metadata.clone(),
             public: a.public,
@@ -449,15 +441,14 @@ pub(crate) struct OrgView {
 
 impl OrgView {
     pub(crate) fn new(o: &Organization) -> Self {
-        let enum_str = |v: serde_json::Value| v.as_str().unwrap_or_default().to_string();
         OrgView {
             organization_id: o.id,
             name: o.name.clone(),
             slug: o.slug.clone(),
-            plan_tier: enum_str(serde_json::to_value(o.plan_tier).unwrap_or_default()),
+            plan_tier: o.plan_tier.as_str().to_string(),
             max_agents: o.max_agents,
             max_tokens_per_month: o.max_tokens_per_month,
-            status: enum_str(serde_json::to_value(o.status).unwrap_or_default()),
+            status: o.status.as_str().to_string(),
             created_at: rfc3339(o.created_at),
             updated_at: rfc3339(o.updated_at),
         }

@@ -5,9 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use storage::{
-    Agent, AgentStatus, EngineKind, OrgStatus, Organization, Outcome, PlanTier, Store, StoreError,
-};
+use storage::{EngineKind, OrgStatus, Organization, Outcome, PlanTier, Store, StoreError};
 use uuid::Uuid;
 
 use crate::clock::{Clock, SystemClock};
@@ -60,6 +58,9 @@ pub enum StartError {
     /// Key generation or loading failed.
     #[error("signing keys: {0}")]
     Keys(String),
+    /// The instance admin could not be created (e.g. the OS random generator failed).
+    #[error("cannot create the instance admin: {0}")]
+    Bootstrap(String),
     /// The signal handlers could not be installed.
     #[error("cannot install the SIGINT/SIGTERM handlers: {0}")]
     Signals(std::io::Error),
@@ -350,29 +351,18 @@ async fn bootstrap(
         created_at: now,
         updated_at: now,
     };
-    let admin = Agent {
-        id: Uuid::new_v4(),
-        org_id: org.id,
-        email: "admin@instance.agentidp.local".into(),
-        name: "instance admin".into(),
-        agent_type: "custom".into(),
-        version: "1.0.0".into(),
-        capabilities: vec![],
-        owner: "operator".into(),
-        deployment_env: "production".into(),
-        status: AgentStatus::Active,
-        scopes: ALL_SCOPES.iter().map(|s| s.to_string()).collect(),
-        metadata: serde_json::json!({ "role": "instance-admin" }),
-        public: false,
-        description: None,
-        skills: vec![],
-        endpoints: vec![],
-        created_at: now,
-        updated_at: now,
-        last_auth_at: None,
-    };
-    let (cred, secret) =
-        crate::http::agents_new_credential(&admin, now).map_err(|e| StartError::Keys(e.message))?;
+    let admin = crate::http::agents::admin_agent(
+        org.id,
+        "admin@instance.agentidp.local".into(),
+        "instance admin".into(),
+        "operator".into(),
+        ALL_SCOPES,
+        "instance-admin",
+        now,
+    )
+    .map_err(|e| StartError::Bootstrap(e.message))?;
+    let (cred, secret) = crate::http::agents::new_credential(&admin, now, None, None)
+        .map_err(|e| StartError::Bootstrap(e.message))?;
     let key = generate(alg, now).map_err(|e| StartError::Keys(e.to_string()))?;
 
     // The file first: if we crash before the commit, the next start rewrites it with a new

@@ -54,6 +54,17 @@ pub enum PlanTier {
     Enterprise,
 }
 
+impl PlanTier {
+    /// The stored (and wire) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanTier::Free => "free",
+            PlanTier::Pro => "pro",
+            PlanTier::Enterprise => "enterprise",
+        }
+    }
+}
+
 /// Lifecycle of an organization.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -64,6 +75,17 @@ pub enum OrgStatus {
     Suspended,
     /// Soft-deleted: irreversible; kept for audit.
     Deleted,
+}
+
+impl OrgStatus {
+    /// The stored (and wire) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrgStatus::Active => "active",
+            OrgStatus::Suspended => "suspended",
+            OrgStatus::Deleted => "deleted",
+        }
+    }
 }
 
 /// An organization (tenant).
@@ -105,6 +127,17 @@ pub enum AgentStatus {
     Suspended,
     /// Permanently retired.
     Decommissioned,
+}
+
+impl AgentStatus {
+    /// The stored (and wire) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::Active => "active",
+            AgentStatus::Suspended => "suspended",
+            AgentStatus::Decommissioned => "decommissioned",
+        }
+    }
 }
 
 /// A skill the agent advertises (OASF shape: id and name).

@@ -177,6 +177,39 @@ pub(crate) fn new_agent(
     })
 }
 
+/// The first admin agent of an organization (the instance admin for the node's own): validated
+/// like any registration, with the given scopes.
+pub(crate) fn admin_agent(
+    org: Uuid,
+    email: String,
+    name: String,
+    owner: String,
+    scopes: &[&str],
+    role: &str,
+    now: i64,
+) -> Result<Agent, ApiError> {
+    let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+    let req = RegisterAgentRequest {
+        email,
+        name: Some(name),
+        agent_type: "custom".into(),
+        version: "1.0.0".into(),
+        capabilities: vec![],
+        owner,
+        deployment_env: "production".into(),
+        scopes: Some(scopes.clone()),
+        metadata: Some(serde_json::json!({ "role": role })),
+        public: false,
+        description: None,
+        skills: vec![],
+        endpoints: vec![],
+        organization_id: None,
+    };
+    // The creator holds exactly these scopes; admin:orgs is grantable only in the node's org.
+    let system = scopes.iter().any(|s| s == "admin:orgs");
+    new_agent(req, org, &scopes, system, now)
+}
+
 /// Stores a new agent inside a write job: unique email, organization limit, counter.
 pub(crate) fn insert_agent(tx: &mut Tx<'_>, agent: &Agent) -> Result<(), ApiError> {
     if tx.agent_id_by_email(&agent.email)?.is_some() {

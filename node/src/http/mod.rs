@@ -1,7 +1,7 @@
 //! HTTP: the warp filters of every route, the shared filters (state, JSON bodies, bearer auth),
 //! the route table, and request metrics.
 
-mod agents;
+pub(crate) mod agents;
 mod audit;
 mod auth;
 mod client_auth;
@@ -23,14 +23,6 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub(crate) use auth::Caller;
-
-/// A fresh credential for `agent` and its secret (bootstrap uses it for the instance admin).
-pub(crate) fn agents_new_credential(
-    agent: &storage::Agent,
-    now: i64,
-) -> Result<(storage::Credential, String), ApiError> {
-    agents::new_credential(agent, now, None, None)
-}
 
 /// Largest request body any route accepts.
 pub(crate) const MAX_BODY: u64 = 64 * 1024;

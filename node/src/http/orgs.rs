@@ -9,7 +9,7 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use crate::error::ApiError;
-use crate::http::agents::{insert_agent, new_agent, new_credential, page_params};
+use crate::http::agents::{admin_agent, insert_agent, new_credential, page_params};
 use crate::http::auth::bearer;
 use crate::http::{json_body, parse_id, with_state, Caller};
 use crate::model::*;
@@ -140,26 +140,16 @@ pub(crate) async fn create(
         created_at: now,
         updated_at: now,
     };
-    let admin_req = RegisterAgentRequest {
-        email: req
-            .admin_email
+    let agent = admin_agent(
+        org.id,
+        req.admin_email
             .unwrap_or_else(|| format!("admin@{}.agentidp.local", req.slug)),
-        name: Some(format!("{} admin", org.name)),
-        agent_type: "custom".into(),
-        version: "1.0.0".into(),
-        capabilities: vec![],
-        owner: org.slug.clone(),
-        deployment_env: "production".into(),
-        scopes: Some(TENANT_SCOPES.iter().map(|s| s.to_string()).collect()),
-        metadata: Some(serde_json::json!({ "role": "organization-admin" })),
-        public: false,
-        description: None,
-        skills: vec![],
-        endpoints: vec![],
-        organization_id: None,
-    };
-    let tenant_scopes: Vec<String> = TENANT_SCOPES.iter().map(|s| s.to_string()).collect();
-    let agent = new_agent(admin_req, org.id, &tenant_scopes, false, now)?;
+        format!("{} admin", org.name),
+        org.slug.clone(),
+        TENANT_SCOPES,
+        "organization-admin",
+        now,
+    )?;
     let (cred, secret) = new_credential(&agent, now, None, None)?;
     let st = state.clone();
     let actor = caller.actor.clone();
