@@ -2,10 +2,12 @@
 //! organization are still active. The organization of every request comes from here and only here.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use uuid::Uuid;
 use warp::{Filter, Rejection};
 
+use crate::clients::ClientEntry;
 use crate::error::ApiError;
 use crate::http::with_state;
 use crate::state::{Actor, AppState};
@@ -102,7 +104,14 @@ fn authenticate(header: Option<&str>, state: &AppState) -> Result<AuthOk, (Optio
 /// A token of ours that is active now.
 pub(crate) struct ActiveToken {
     pub(crate) claims: Verified,
-    pub(crate) agent: Agent,
+    entry: Arc<ClientEntry>,
+}
+
+impl ActiveToken {
+    /// The token's agent (the cached record, shared).
+    pub(crate) fn agent(&self) -> &Agent {
+        &self.entry.agent
+    }
 }
 
 /// Whether `token` is active: strictly verified (signature by a key in force, issuer, audience,
@@ -150,8 +159,5 @@ pub(crate) fn check_token(
     if !entry.org_active {
         return Err((org, "the token's organization is not active".into()));
     }
-    Ok(ActiveToken {
-        claims: v,
-        agent: entry.agent.clone(),
-    })
+    Ok(ActiveToken { claims: v, entry })
 }

@@ -8,8 +8,12 @@
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use serde::Deserialize;
+use std::sync::Arc;
 use storage::{Agent, AgentStatus, CredentialStatus};
+
 use uuid::Uuid;
+
+use crate::clients::ClientEntry;
 
 use crate::error::OAuthError;
 use crate::secrets::secret_matches;
@@ -79,11 +83,18 @@ impl Method {
 /// An authenticated, active client.
 #[derive(Debug, Clone)]
 pub(crate) struct Client {
-    pub(crate) agent: Agent,
+    /// The cached agent record (shared, not copied per request).
+    entry: Arc<ClientEntry>,
     /// The credential used (secret methods only).
     pub(crate) credential: Option<Uuid>,
     pub(crate) method: Method,
     pub(crate) actor: Actor,
+}
+
+impl Client {
+    pub(crate) fn agent(&self) -> &Agent {
+        &self.entry.agent
+    }
 }
 
 enum Presented {
@@ -253,7 +264,7 @@ pub(crate) async fn authenticate(
         client: client_addr,
     };
     Ok(Client {
-        agent: agent.clone(),
+        entry: entry.clone(),
         credential,
         method,
         actor,

@@ -18,7 +18,7 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::error::OAuthError;
 use crate::http::auth::{check_token, client_addr};
-use crate::http::client_auth::{authenticate, Client, OAuthForm};
+use crate::http::client_auth::{authenticate, OAuthForm};
 use crate::http::{bounded_body, with_state};
 use crate::model::{OAuthErrorBody, TokenResponse};
 use crate::state::{Actor, AppState};
@@ -96,7 +96,7 @@ pub(crate) async fn token(
         "token.issue",
     )
     .await?;
-    let agent = &client.agent;
+    let agent = client.agent();
     let requested: Vec<String> = form
         .scope
         .as_deref()
@@ -187,7 +187,7 @@ pub(crate) async fn token(
 
 /// Who is asking, at the introspection and revocation endpoints: a client authenticating
 /// itself, or the holder of one of our bearer tokens.
-struct Caller {
+struct ResourceCaller {
     agent_id: Uuid,
     org_id: Uuid,
     scopes: Vec<String>,
@@ -200,14 +200,14 @@ async fn resource_caller(
     form: &OAuthForm,
     addr: Option<String>,
     action: &str,
-) -> Result<Caller, OAuthError> {
+) -> Result<ResourceCaller, OAuthError> {
     if let Some(t) = authorization.and_then(|h| {
         h.split_once(' ')
             .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
             .map(|(_, t)| t.trim())
     }) {
         return match check_token(state, t) {
-            Ok(a) => Ok(Caller {
+            Ok(a) => Ok(ResourceCaller {
                 agent_id: a.claims.agent_id,
                 org_id: a.claims.org_id,
                 scopes: a.claims.scopes,
@@ -231,13 +231,13 @@ async fn resource_caller(
             }
         };
     }
-    let Client { agent, actor, .. } =
-        authenticate(state, authorization, form, addr, action).await?;
-    Ok(Caller {
+    let client = authenticate(state, authorization, form, addr, action).await?;
+    let agent = client.agent();
+    Ok(ResourceCaller {
         agent_id: agent.id,
         org_id: agent.org_id,
-        scopes: agent.scopes,
-        actor,
+        scopes: agent.scopes.clone(),
+        actor: client.actor,
     })
 }
 
@@ -250,7 +250,7 @@ async fn token_request(
     body: &[u8],
     addr: Option<SocketAddr>,
     action: &str,
-) -> Result<(Caller, String), OAuthError> {
+) -> Result<(ResourceCaller, String), OAuthError> {
     let form = OAuthForm::parse(content_type, body)?;
     let caller = resource_caller(state, authorization, &form, client_addr(addr), action).await?;
     let token = form
@@ -321,11 +321,12 @@ pub(crate) async fn introspect(
             if a.claims.org_id == caller.org_id
                 || caller.scopes.iter().any(|s| s == "admin:orgs") =>
         {
-            let c = a.claims;
+            let agent = a.agent();
+            let c = &a.claims;
             Introspection {
                 active: true,
                 scope: Some(c.scopes.join(" ")),
-                client_id: Some(c.client_id),
+                client_id: Some(c.client_id.clone()),
                 token_type: Some("Bearer"),
                 exp: Some(c.exp),
                 iat: c.iat,
@@ -333,11 +334,11 @@ pub(crate) async fn introspect(
                 sub: Some(c.agent_id.to_string()),
                 aud: Some(state.settings.issuer.clone()),
                 iss: Some(state.settings.issuer.clone()),
-                jti: Some(c.jti),
+                jti: Some(c.jti.clone()),
                 organization_id: Some(c.org_id.to_string()),
-                agent_type: Some(a.agent.agent_type.clone()),
-                deployment_env: Some(a.agent.deployment_env.clone()),
-                did: Some(state.agent_did(&a.agent.id)),
+                agent_type: Some(agent.agent_type.clone()),
+                deployment_env: Some(agent.deployment_env.clone()),
+                did: Some(state.agent_did(&agent.id)),
             }
         }
         _ => Introspection::default(),
