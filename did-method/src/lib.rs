@@ -8,6 +8,7 @@
 
 mod did_web;
 mod document;
+pub mod jcs;
 mod thumbprint;
 
 pub use did_web::{DidError, DidWeb};
