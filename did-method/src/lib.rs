@@ -9,6 +9,7 @@
 mod did_web;
 mod document;
 pub mod jcs;
+pub mod oasf;
 mod thumbprint;
 
 pub use did_web::{DidError, DidWeb};
