@@ -8,16 +8,22 @@
 --   BENCH requests=<n> duration_us=<n> p50_us=<n> p99_us=<n> status_errors=<n> connect=<n> read=<n> write=<n> timeout=<n>
 -- (status_errors counts responses with a status >= 400: wrk's "Non-2xx or 3xx responses").
 
-local body = os.getenv("BENCH_BODY")
-if body == nil or body == "" then
-  io.stderr:write("token.lua: BENCH_BODY is not set (the form body of the token request)\n")
-  os.exit(2)
-end
+-- BENCH_METHOD=GET sends plain GETs instead (bench/run did), with no body.
 
-wrk.method = "POST"
-wrk.body = body
-wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-wrk.headers["Accept"] = "application/json"
+if os.getenv("BENCH_METHOD") == "GET" then
+  wrk.method = "GET"
+  wrk.headers["Accept"] = "application/did+json"
+else
+  local body = os.getenv("BENCH_BODY")
+  if body == nil or body == "" then
+    io.stderr:write("token.lua: BENCH_BODY is not set (the form body of the token request)\n")
+    os.exit(2)
+  end
+  wrk.method = "POST"
+  wrk.body = body
+  wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+  wrk.headers["Accept"] = "application/json"
+end
 
 function done(summary, latency, requests)
   local e = summary.errors

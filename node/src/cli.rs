@@ -90,7 +90,9 @@ enum LogFormat {
     Json,
 }
 
+/// A flag given twice takes its last value (so wrappers can append overrides).
 #[derive(Debug, clap::Args)]
+#[command(args_override_self = true)]
 struct ServeArgs {
     /// Address and port to listen on; port 0 picks a free port (printed on stdout).
     #[arg(long, env = "AGENTIDP_LISTEN", default_value = "127.0.0.1:8080")]
@@ -125,6 +127,10 @@ struct ServeArgs {
     /// get 429 with Retry-After. 0 turns the limit off.
     #[arg(long, env = "AGENTIDP_TOKEN_RATE_LIMIT", default_value_t = 50)]
     token_rate_limit: u32,
+    /// OASF schema folder (the OASF definition files: skills/, domains/ ...). When given, the
+    /// skills and domains of registrations must be entries of its taxonomy (id and name).
+    #[arg(long, env = "AGENTIDP_OASF_SCHEMA")]
+    oasf_schema: Option<PathBuf>,
     /// Log format.
     #[arg(long, env = "AGENTIDP_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -204,6 +210,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         signing_alg: args.signing_alg.as_str().to_string(),
         key_grace_secs: args.key_grace,
         token_rate_limit: args.token_rate_limit,
+        oasf_schema: args.oasf_schema,
     };
     let Some(runtime) = runtime() else {
         return ExitCode::FAILURE;

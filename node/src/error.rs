@@ -119,7 +119,7 @@ impl ApiError {
         )
     }
 
-    fn into_response(self) -> Response {
+    pub(crate) fn into_response(self) -> Response {
         #[derive(Serialize)]
         struct Envelope<'a> {
             code: &'a str,

@@ -116,6 +116,24 @@ pub(crate) fn validate_public_jwk(v: &Value) -> Result<PublicKey, JwkError> {
     Ok(PublicKey { kid, alg, jwk })
 }
 
+/// A new P-256 key pair for an agent registered without keys: the checked public key and the
+/// private JWK (with `kid`, `alg` and `use`), which the node returns once and never stores.
+pub(crate) fn generate_p256() -> Result<(PublicKey, Value), JwkError> {
+    let pair = josekit::jwk::alg::ec::EcKeyPair::generate(josekit::jwk::alg::ec::EcCurve::P256)
+        .map_err(|e| JwkError::Invalid(format!("key generation failed: {e}")))?;
+    let parse = |jwk: josekit::jwk::Jwk| -> Result<Value, JwkError> {
+        serde_json::from_str(&jwk.to_string()).map_err(|e| JwkError::Invalid(e.to_string()))
+    };
+    let public = validate_public_jwk(&parse(josekit::jwk::KeyPair::to_jwk_public_key(&pair))?)?;
+    let mut private = parse(josekit::jwk::KeyPair::to_jwk_private_key(&pair))?;
+    if let Some(o) = private.as_object_mut() {
+        o.insert("kid".into(), public.kid.clone().into());
+        o.insert("alg".into(), public.alg.into());
+        o.insert("use".into(), "sig".into());
+    }
+    Ok((public, private))
+}
+
 /// A signature verifier for a stored public key.
 pub(crate) fn verifier(alg: &str, jwk: &Value) -> Result<Box<dyn JwsVerifier>, JwkError> {
     let map = jwk.as_object().cloned().ok_or(JwkError::NotObject)?;

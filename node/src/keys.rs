@@ -160,22 +160,43 @@ impl ActiveKey {
         &self,
         payload_json: &[u8],
     ) -> Result<String, ring::error::Unspecified> {
-        let mut out =
-            String::with_capacity(self.header_b64.len() + payload_json.len() * 4 / 3 + 360);
-        out.push_str(&self.header_b64);
+        self.compact(&self.header_b64, payload_json)
+    }
+
+    /// A compact JWS of `payload` under the protected `header`, which must name this key's
+    /// `alg` (the caller adds `kid`, `typ` and the rest).
+    pub(crate) fn sign_with_header(
+        &self,
+        header: &serde_json::Value,
+        payload: &[u8],
+    ) -> Result<String, ring::error::Unspecified> {
+        self.compact(&URL_SAFE_NO_PAD.encode(header.to_string()), payload)
+    }
+
+    fn compact(
+        &self,
+        header_b64: &str,
+        payload: &[u8],
+    ) -> Result<String, ring::error::Unspecified> {
+        let mut out = String::with_capacity(header_b64.len() + payload.len() * 4 / 3 + 360);
+        out.push_str(header_b64);
         out.push('.');
-        URL_SAFE_NO_PAD.encode_string(payload_json, &mut out);
+        URL_SAFE_NO_PAD.encode_string(payload, &mut out);
+        let sig = self.sign(out.as_bytes())?;
         out.push('.');
-        let signing_input = &out.as_bytes()[..out.len() - 1];
-        let sig = match &self.signer {
+        URL_SAFE_NO_PAD.encode_string(sig, &mut out);
+        Ok(out)
+    }
+
+    /// The raw JWS signature of a signing input (RFC 7515 §5.1 step 5).
+    pub(crate) fn sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, ring::error::Unspecified> {
+        Ok(match &self.signer {
             // The fixed r||s encoding is exactly JWS's (RFC 7518 §3.4).
             Signer::Ec(k) => k.sign(&self.rng, signing_input)?.as_ref().to_vec(),
             Signer::Rsa(k) => k
                 .sign(signing_input)
                 .map_err(|_| ring::error::Unspecified)?,
-        };
-        URL_SAFE_NO_PAD.encode_string(sig, &mut out);
-        Ok(out)
+        })
     }
 }
 
@@ -254,6 +275,15 @@ impl KeyRing {
     pub(crate) fn jwks(&self, now_ms: i64) -> serde_json::Value {
         let keys: Vec<&serde_json::Value> = self.in_force(now_ms).map(|p| &p.jwk).collect();
         serde_json::json!({ "keys": keys })
+    }
+
+    /// `(kid, public JWK)` of every key in force at `now_ms`, the active key first among them
+    /// in store order.
+    pub(crate) fn public_keys(
+        &self,
+        now_ms: i64,
+    ) -> impl Iterator<Item = (&str, &serde_json::Value)> {
+        self.in_force(now_ms).map(|p| (p.kid.as_str(), &p.jwk))
     }
 
     /// Algorithms of the keys in force.

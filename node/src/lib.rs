@@ -5,6 +5,7 @@
 //! the node's ES256 key), a hash-chained audit log, health, metrics and an OpenAPI document.
 //! This crate is the only one that knows HTTP.
 
+mod artifacts;
 pub mod cli;
 mod clients;
 mod clock;

@@ -4,7 +4,7 @@
 //! ignored setting. Parse, don't validate: handlers get values that already passed these checks.
 
 use serde::{Deserialize, Serialize};
-use storage::{Agent, Credential, CredentialStatus, Organization, Skill};
+use storage::{Agent, Credential, CredentialStatus, Locator, Organization, Skill};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -41,6 +41,17 @@ pub(crate) struct SkillView {
     pub(crate) name: String,
 }
 
+/// An OASF locator: where the agent's artifacts are (`type` is an OASF locator type).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LocatorView {
+    /// unspecified, helm_chart, container_image, package, source_code, binary or url.
+    #[serde(rename = "type")]
+    pub(crate) kind: String,
+    /// Where to fetch it (1 to 10 entries).
+    pub(crate) urls: Vec<String>,
+}
+
 /// An agent identity.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -65,6 +76,10 @@ pub(crate) struct AgentView {
     pub(crate) description: Option<String>,
     pub(crate) skills: Vec<SkillView>,
     pub(crate) endpoints: Vec<String>,
+    /// OASF domains.
+    pub(crate) domains: Vec<SkillView>,
+    /// OASF locators.
+    pub(crate) locators: Vec<LocatorView>,
     /// The agent's did:web.
     pub(crate) did: String,
     pub(crate) created_at: String,
@@ -90,15 +105,17 @@ impl AgentView {
             metadata: a.metadata.clone(),
             public: a.public,
             description: a.description.clone(),
-            skills: a
-                .skills
+            skills: views_of(&a.skills),
+            endpoints: a.endpoints.clone(),
+            domains: views_of(&a.domains),
+            locators: a
+                .locators
                 .iter()
-                .map(|s| SkillView {
-                    id: s.id,
-                    name: s.name.clone(),
+                .map(|l| LocatorView {
+                    kind: l.kind.clone(),
+                    urls: l.urls.clone(),
                 })
                 .collect(),
-            endpoints: a.endpoints.clone(),
             did,
             created_at: rfc3339(a.created_at),
             updated_at: rfc3339(a.updated_at),
@@ -135,6 +152,17 @@ pub(crate) struct RegisterAgentRequest {
     pub(crate) skills: Vec<SkillView>,
     #[serde(default)]
     pub(crate) endpoints: Vec<String>,
+    /// OASF domains (`{id, name}` from the OASF domain taxonomy).
+    #[serde(default)]
+    pub(crate) domains: Vec<SkillView>,
+    /// OASF locators.
+    #[serde(default)]
+    pub(crate) locators: Vec<LocatorView>,
+    /// Public JWKs (EC P-256, OKP Ed25519, RSA ≥ 2048) that become the agent's DID verification
+    /// methods. Without any, the node generates a P-256 key and returns its private JWK once.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub(crate) keys: Vec<serde_json::Value>,
     /// Accepted and ignored: the organization comes only from the caller's token.
     #[schema(value_type = Option<String>)]
     #[allow(dead_code)]
@@ -161,6 +189,8 @@ pub(crate) struct UpdateAgentRequest {
     pub(crate) description: Option<String>,
     pub(crate) skills: Option<Vec<SkillView>>,
     pub(crate) endpoints: Option<Vec<String>>,
+    pub(crate) domains: Option<Vec<SkillView>>,
+    pub(crate) locators: Option<Vec<LocatorView>>,
 }
 
 /// A page of agents.
@@ -298,24 +328,70 @@ pub(crate) fn check_metadata(v: &serde_json::Value) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The card fields of a registration or an update, checked together.
+pub(crate) struct CardFields<'a> {
+    pub(crate) description: Option<&'a str>,
+    pub(crate) skills: &'a [SkillView],
+    pub(crate) domains: &'a [SkillView],
+    pub(crate) locators: &'a [LocatorView],
+    pub(crate) endpoints: &'a [String],
+}
+
 pub(crate) fn check_card(
-    description: Option<&str>,
-    skills: &[SkillView],
-    endpoints: &[String],
+    c: &CardFields<'_>,
+    taxonomy: Option<&did_method::oasf::Taxonomy>,
 ) -> Result<(), ApiError> {
-    if let Some(d) = description {
+    if let Some(d) = c.description {
         check_len("description", d, 1, 2048)?;
     }
-    if skills.len() > 100 {
-        return Err(ApiError::validation("skills", "at most 100 entries"));
+    check_taxonomy_refs("skills", c.skills)?;
+    check_taxonomy_refs("domains", c.domains)?;
+    if let Some(t) = taxonomy {
+        for (i, s) in c.skills.iter().enumerate() {
+            t.check_skill(Some(s.id), Some(&s.name))
+                .map_err(|e| ApiError::validation(&format!("skills[{i}]"), e.to_string()))?;
+        }
+        for (i, d) in c.domains.iter().enumerate() {
+            t.check_domain(Some(d.id), Some(&d.name))
+                .map_err(|e| ApiError::validation(&format!("domains[{i}]"), e.to_string()))?;
+        }
     }
-    for s in skills {
-        check_len("skills.name", &s.name, 1, 256)?;
+    let types = did_method::oasf::LocatorType::ALL.map(|t| t.as_str());
+    if c.locators.len() > types.len() {
+        return Err(ApiError::validation(
+            "locators",
+            "at most one locator of each type",
+        ));
     }
-    if endpoints.len() > 20 {
+    for (i, l) in c.locators.iter().enumerate() {
+        let field = format!("locators[{i}]");
+        check_one_of(&format!("{field}.type"), &l.kind, &types)?;
+        if c.locators[..i].iter().any(|o| o.kind == l.kind) {
+            return Err(ApiError::validation(
+                &field,
+                format!("a second locator of type {}; give each type once", l.kind),
+            ));
+        }
+        if l.urls.is_empty() || l.urls.len() > 10 {
+            return Err(ApiError::validation(
+                &format!("{field}.urls"),
+                "give 1 to 10 URLs",
+            ));
+        }
+        for u in &l.urls {
+            check_len(&format!("{field}.urls"), u, 1, 2048)?;
+            if u.chars().any(char::is_whitespace) {
+                return Err(ApiError::validation(
+                    &format!("{field}.urls"),
+                    "URLs must not contain whitespace",
+                ));
+            }
+        }
+    }
+    if c.endpoints.len() > 20 {
         return Err(ApiError::validation("endpoints", "at most 20 entries"));
     }
-    for e in endpoints {
+    for e in c.endpoints {
         let ok = e.len() <= 2048
             && (e.starts_with("https://") || e.starts_with("http://"))
             && e.split_once("://")
@@ -331,8 +407,63 @@ pub(crate) fn check_card(
     Ok(())
 }
 
+/// OASF `{id, name}` entries: at most 100, ids positive, names `segment/segment…` of lowercase
+/// letters, digits and `_`, no repeats.
+fn check_taxonomy_refs(field: &str, v: &[SkillView]) -> Result<(), ApiError> {
+    if v.len() > 100 {
+        return Err(ApiError::validation(field, "at most 100 entries"));
+    }
+    for (i, s) in v.iter().enumerate() {
+        let f = format!("{field}[{i}]");
+        check_len(&format!("{f}.name"), &s.name, 1, 256)?;
+        let name_ok = s.name.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        });
+        if !name_ok {
+            return Err(ApiError::validation(
+                &format!("{f}.name"),
+                "must be an OASF taxonomy name like natural_language_processing/summarization",
+            ));
+        }
+        if s.id == 0 {
+            return Err(ApiError::validation(
+                &format!("{f}.id"),
+                "must be a positive OASF id",
+            ));
+        }
+        if v[..i].iter().any(|o| o.id == s.id) {
+            return Err(ApiError::validation(
+                &f,
+                format!("id {} is listed twice", s.id),
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn check_text(field: &str, v: &str) -> Result<(), ApiError> {
     check_len(field, v, 1, 256)
+}
+
+pub(crate) fn views_of(v: &[Skill]) -> Vec<SkillView> {
+    v.iter()
+        .map(|s| SkillView {
+            id: s.id,
+            name: s.name.clone(),
+        })
+        .collect()
+}
+
+pub(crate) fn locators_of(v: &[LocatorView]) -> Vec<Locator> {
+    v.iter()
+        .map(|l| Locator {
+            kind: l.kind.clone(),
+            urls: l.urls.clone(),
+        })
+        .collect()
 }
 
 pub(crate) fn skills_of(v: &[SkillView]) -> Vec<Skill> {

@@ -34,6 +34,8 @@ pub struct ServeConfig {
     pub key_grace_secs: Option<i64>,
     /// Token requests per second allowed per client id (0: unlimited); bursts of twice that.
     pub token_rate_limit: u32,
+    /// OASF schema directory whose skill and domain taxonomy registrations are checked against.
+    pub oasf_schema: Option<PathBuf>,
 }
 
 /// Why the node could not start.
@@ -61,6 +63,9 @@ pub enum StartError {
     /// The instance admin could not be created (e.g. the OS random generator failed).
     #[error("cannot create the instance admin: {0}")]
     Bootstrap(String),
+    /// The OASF schema directory could not be read.
+    #[error("--oasf-schema {0}: {1}; point it at the OASF schema folder (the one holding skills/ and domains/)")]
+    OasfSchema(PathBuf, String),
     /// The signal handlers could not be installed.
     #[error("cannot install the SIGINT/SIGTERM handlers: {0}")]
     Signals(std::io::Error),
@@ -202,19 +207,34 @@ pub(crate) async fn open_state(
         ring = load_ring(&store, grace_ms).await?;
     }
     tracing::info!(kid = %ring.active.kid, alg = ring.active.alg, "signing key loaded");
+    let taxonomy = match &cfg.oasf_schema {
+        None => None,
+        Some(dir) => {
+            let t = did_method::oasf::Taxonomy::load_dir(dir)
+                .map_err(|e| StartError::OasfSchema(dir.clone(), e.to_string()))?;
+            tracing::info!(dir = %dir.display(), skills = t.classes(did_method::oasf::Family::Skill).count(), domains = t.classes(did_method::oasf::Family::Domain).count(), "OASF taxonomy loaded");
+            Some(Arc::new(t))
+        }
+    };
+    let settings = Arc::new(Settings {
+        issuer,
+        node_did,
+        token_ttl_secs: cfg.token_ttl_secs,
+        key_grace_ms: grace_ms,
+        system_org,
+    });
     Ok(AppState(Arc::new(crate::state::StateInner {
         clients: Arc::new(crate::clients::ClientCache::new(store.clone())),
+        artifacts: Arc::new(crate::artifacts::ArtifactCache::new(
+            store.clone(),
+            settings.clone(),
+        )),
+        taxonomy,
         store,
         keys: Arc::new(RwLock::new(ring)),
         clock,
         metrics: Arc::new(Metrics::default()),
-        settings: Arc::new(Settings {
-            issuer,
-            node_did,
-            token_ttl_secs: cfg.token_ttl_secs,
-            key_grace_ms: grace_ms,
-            system_org,
-        }),
+        settings,
         rate_limiter: Arc::new(RateLimiter::new(cfg.token_rate_limit)),
         started,
     })))

@@ -56,6 +56,10 @@ pub(crate) struct StateInner {
     pub(crate) settings: Arc<Settings>,
     pub(crate) rate_limiter: Arc<crate::ratelimit::RateLimiter>,
     pub(crate) clients: Arc<crate::clients::ClientCache>,
+    /// Rendered DID documents and cards.
+    pub(crate) artifacts: Arc<crate::artifacts::ArtifactCache>,
+    /// The OASF skill and domain taxonomy (`--oasf-schema`), when given.
+    pub(crate) taxonomy: Option<Arc<did_method::oasf::Taxonomy>>,
     pub(crate) started: Instant,
 }
 

@@ -154,6 +154,11 @@ impl<'a> Compact<'a> {
     pub(crate) fn claims(&self) -> Option<Claims> {
         b64json(self.payload)
     }
+
+    /// The payload as any JSON type; read it only after the signature verified.
+    pub(crate) fn payload_json<T: for<'de> Deserialize<'de>>(&self) -> Option<T> {
+        b64json(self.payload)
+    }
 }
 
 fn b64json<T: for<'de> Deserialize<'de>>(part: &str) -> Option<T> {

@@ -28,7 +28,7 @@ pub use engine::{open_engine, Engine, EngineKind, KvPair};
 pub use error::StoreError;
 pub use records::{
     Agent, AgentKey, AgentStatus, AuditEntry, AuditHead, Credential, CredentialStatus, Expiring,
-    NewAuditEntry, OrgStatus, Organization, Outcome, PlanTier, SigningKey, Skill,
+    Locator, NewAuditEntry, OrgStatus, Organization, Outcome, PlanTier, SigningKey, Skill,
 };
 pub use store::{AgentFilter, AuditFilter, CommitStats, Store, SCHEMA_VERSION};
 pub use tx::Tx;

@@ -149,6 +149,16 @@ pub struct Skill {
     pub name: String,
 }
 
+/// Where an agent's artifacts can be fetched (OASF locator: a type and its URLs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Locator {
+    /// OASF locator type: `unspecified`, `helm_chart`, `container_image`, `package`,
+    /// `source_code`, `binary` or `url`.
+    pub kind: String,
+    /// Where to fetch it.
+    pub urls: Vec<String>,
+}
+
 /// An agent identity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Agent {
@@ -184,6 +194,12 @@ pub struct Agent {
     pub skills: Vec<Skill>,
     /// Card endpoints (absolute URLs).
     pub endpoints: Vec<String>,
+    /// OASF domains (taxonomy id and name); absent in records written before they existed.
+    #[serde(default)]
+    pub domains: Vec<Skill>,
+    /// OASF locators; absent in records written before they existed.
+    #[serde(default)]
+    pub locators: Vec<Locator>,
     /// Creation time, ms since the epoch.
     pub created_at: i64,
     /// Last update, ms since the epoch.
@@ -370,4 +386,24 @@ impl Record for Uuid {
 
 impl Record for serde_json::Value {
     const VERSION: u8 = 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Agents stored before OASF domains and locators existed still decode, with both empty.
+    #[test]
+    fn agents_written_before_domains_and_locators_decode() {
+        let old = br#"{"id":"0b0d1c5e-58f4-4a5e-9a34-8d2f0c1b2a3d","org_id":"0b0d1c5e-58f4-4a5e-9a34-8d2f0c1b2a3e",
+            "email":"a@b.c","name":"a","agent_type":"custom","version":"1.0.0","capabilities":[],"owner":"o",
+            "deployment_env":"production","status":"active","scopes":[],"metadata":{},"public":false,
+            "description":null,"skills":[],"endpoints":[],"created_at":1,"updated_at":1,"last_auth_at":null}"#;
+        let mut bytes = vec![Agent::VERSION];
+        bytes.extend_from_slice(old);
+        let a: Agent = decode(b"k", &bytes).unwrap();
+        assert!(a.domains.is_empty() && a.locators.is_empty());
+        let back: Agent = decode(b"k", &encode(&a)).unwrap();
+        assert_eq!(back, a);
+    }
 }

@@ -310,6 +310,8 @@ pub(crate) fn listing_pages_and_counts(kind: EngineKind) {
         description: None,
         skills: vec![],
         endpoints: vec![],
+        domains: vec![],
+        locators: vec![],
         created_at: 1_000 + i,
         updated_at: 1_000 + i,
         last_auth_at: None,

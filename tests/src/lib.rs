@@ -334,6 +334,15 @@ pub fn agent_body(email: &str) -> Value {
     })
 }
 
+/// A port that was free a moment ago on 127.0.0.1 (for nodes whose public URL must name their
+/// port before they start).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a probe port")
+        .port()
+}
+
 /// A fresh temporary directory.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")

@@ -5,7 +5,9 @@
 //! that nothing about other tenants can be learnt, and nothing of theirs is changed.
 
 use serde::Deserialize;
-use storage::{Agent, AgentFilter, AgentStatus, Credential, CredentialStatus, Outcome, Tx};
+use storage::{
+    Agent, AgentFilter, AgentKey, AgentStatus, Credential, CredentialStatus, Outcome, Tx,
+};
 use uuid::Uuid;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
@@ -13,7 +15,9 @@ use warp::{Filter, Rejection, Reply};
 use crate::clock::parse_rfc3339;
 use crate::error::ApiError;
 use crate::http::auth::bearer;
+use crate::http::keys::{jwk_error, MAX_KEYS_PER_AGENT};
 use crate::http::{json_body, optional_json_body, parse_id, with_state, Caller};
+use crate::jwk::{generate_p256, validate_public_jwk};
 use crate::model::*;
 use crate::secrets::{hash_secret, new_secret};
 use crate::state::AppState;
@@ -134,6 +138,7 @@ pub(crate) fn new_agent(
     org: Uuid,
     caller_scopes: &[String],
     system_org: bool,
+    taxonomy: Option<&did_method::oasf::Taxonomy>,
     now: i64,
 ) -> Result<Agent, ApiError> {
     check_email(&req.email)?;
@@ -153,7 +158,16 @@ pub(crate) fn new_agent(
     check_scopes(&scopes, caller_scopes, system_org)?;
     let metadata = req.metadata.unwrap_or_else(|| serde_json::json!({}));
     check_metadata(&metadata)?;
-    check_card(req.description.as_deref(), &req.skills, &req.endpoints)?;
+    check_card(
+        &CardFields {
+            description: req.description.as_deref(),
+            skills: &req.skills,
+            domains: &req.domains,
+            locators: &req.locators,
+            endpoints: &req.endpoints,
+        },
+        taxonomy,
+    )?;
     Ok(Agent {
         id: Uuid::new_v4(),
         org_id: org,
@@ -171,6 +185,8 @@ pub(crate) fn new_agent(
         description: req.description,
         skills: skills_of(&req.skills),
         endpoints: req.endpoints,
+        domains: skills_of(&req.domains),
+        locators: locators_of(&req.locators),
         created_at: now,
         updated_at: now,
         last_auth_at: None,
@@ -203,11 +219,14 @@ pub(crate) fn admin_agent(
         description: None,
         skills: vec![],
         endpoints: vec![],
+        domains: vec![],
+        locators: vec![],
+        keys: vec![],
         organization_id: None,
     };
     // The creator holds exactly these scopes; admin:orgs is grantable only in the node's org.
     let system = scopes.iter().any(|s| s == "admin:orgs");
-    new_agent(req, org, &scopes, system, now)
+    new_agent(req, org, &scopes, system, None, now)
 }
 
 /// Stores a new agent inside a write job: unique email, organization limit, counter.
@@ -298,44 +317,141 @@ fn created<T: serde::Serialize>(body: &T) -> warp::reply::Response {
     warp::reply::with_status(warp::reply::json(body), StatusCode::CREATED).into_response()
 }
 
-/// Register an agent in the caller's organization.
+/// A registration's answer: the agent, and the private half of the key the node generated when
+/// the registration supplied none (shown this once; the node keeps only the public key).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RegisteredAgent {
+    #[serde(flatten)]
+    agent: AgentView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    generated_key: Option<GeneratedKey>,
+}
+
+/// A key pair the node generated for an agent.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct GeneratedKey {
+    /// RFC 7638 thumbprint; the verification method is `<agent DID>#<kid>`.
+    kid: String,
+    /// `ES256`.
+    alg: &'static str,
+    /// The private JWK (P-256). Store it now: it is not shown again.
+    #[schema(value_type = Object)]
+    private_jwk: serde_json::Value,
+}
+
+/// Checks the keys a registration supplies: each a valid public JWK, no duplicates, at most
+/// [`MAX_KEYS_PER_AGENT`].
+fn supplied_keys(keys: &[serde_json::Value]) -> Result<Vec<crate::jwk::PublicKey>, ApiError> {
+    if keys.len() > MAX_KEYS_PER_AGENT {
+        return Err(ApiError::validation(
+            "keys",
+            format!("at most {MAX_KEYS_PER_AGENT} keys"),
+        ));
+    }
+    let mut out: Vec<crate::jwk::PublicKey> = Vec::with_capacity(keys.len());
+    for (i, k) in keys.iter().enumerate() {
+        let k = validate_public_jwk(k).map_err(|e| {
+            let e = jwk_error(e);
+            let message = format!("keys[{i}]: {}", e.message);
+            ApiError { message, ..e }
+        })?;
+        if out.iter().any(|o| o.kid == k.kid) {
+            return Err(ApiError::validation(
+                &format!("keys[{i}]"),
+                "the same key is given twice",
+            ));
+        }
+        out.push(k);
+    }
+    Ok(out)
+}
+
+/// Register an agent in the caller's organization, with its DID keys: the public JWKs given in
+/// `keys`, or else a P-256 key generated here whose private JWK is returned once.
 #[utoipa::path(post, path = "/api/v1/agents", tag = "Agents", security(("bearer" = ["agents:write"])),
     request_body = RegisterAgentRequest,
-    responses((status = 201, body = AgentView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    responses((status = 201, body = RegisteredAgent),
+        (status = 400, description = "VALIDATION_ERROR, INVALID_KEY, UNSUPPORTED_KEY, PRIVATE_KEY_MATERIAL", body = ErrorBody),
+        (status = 401, body = ErrorBody),
         (status = 403, description = "AUTHORIZATION_ERROR, SCOPE_ESCALATION, AGENT_LIMIT_EXCEEDED", body = ErrorBody),
         (status = 409, description = "AGENT_ALREADY_EXISTS", body = ErrorBody)))]
 pub(crate) async fn register(
     caller: Caller,
-    req: RegisterAgentRequest,
+    mut req: RegisterAgentRequest,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
     caller.require("agents:write")?;
     let system = caller.org_id == state.settings.system_org;
+    let mut keys = supplied_keys(&std::mem::take(&mut req.keys))?;
+    let now = state.clock.now_ms();
     let agent = new_agent(
         req,
         caller.org_id,
         &caller.scopes,
         system,
-        state.clock.now_ms(),
+        state.taxonomy.as_deref(),
+        now,
     )?;
+    let mut generated_key = None;
+    if keys.is_empty() {
+        let (public, private_jwk) = generate_p256().map_err(|e| {
+            tracing::error!(error = %e, "generating an agent key failed");
+            ApiError::internal()
+        })?;
+        generated_key = Some(GeneratedKey {
+            kid: public.kid.clone(),
+            alg: public.alg,
+            private_jwk,
+        });
+        keys.push(public);
+    }
+    let records: Vec<AgentKey> = keys
+        .into_iter()
+        .map(|k| AgentKey {
+            kid: k.kid,
+            agent_id: agent.id,
+            org_id: agent.org_id,
+            alg: k.alg.to_string(),
+            jwk: k.jwk,
+            created_at: now,
+            generated: generated_key.is_some(),
+        })
+        .collect();
+    let kids: Vec<&str> = records.iter().map(|k| k.kid.as_str()).collect();
     let entry = state.audit_entry(
         &caller.actor,
         "agent.register",
         agent.id.to_string(),
         Outcome::Success,
-        serde_json::json!({ "email": agent.email, "agentType": agent.agent_type, "scopes": agent.scopes }),
+        serde_json::json!({
+            "email": agent.email, "agentType": agent.agent_type, "scopes": agent.scopes,
+            "keys": kids, "keyGenerated": generated_key.is_some(),
+        }),
     );
     let agent = state
         .store
         .write(move |tx| {
             insert_agent(tx, &agent)?;
+            for k in &records {
+                tx.put_agent_key(k);
+            }
             tx.audit(entry)?;
             Ok::<_, ApiError>(agent)
         })
         .await?;
     state.metrics.agents_registered.inc();
     state.metrics.audit_appends.inc();
-    Ok(created(&AgentView::new(&agent, state.agent_did(&agent.id))))
+    let mut resp = created(&RegisteredAgent {
+        agent: AgentView::new(&agent, state.agent_did(&agent.id)),
+        generated_key,
+    });
+    resp.headers_mut().insert(
+        warp::http::header::CACHE_CONTROL,
+        warp::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(resp)
 }
 
 /// List the caller's organization's agents, newest first.
@@ -453,14 +569,21 @@ pub(crate) async fn update(
         changed.push("public");
     }
     check_card(
-        req.description.as_deref(),
-        req.skills.as_deref().unwrap_or(&[]),
-        req.endpoints.as_deref().unwrap_or(&[]),
+        &CardFields {
+            description: req.description.as_deref(),
+            skills: req.skills.as_deref().unwrap_or(&[]),
+            domains: req.domains.as_deref().unwrap_or(&[]),
+            locators: req.locators.as_deref().unwrap_or(&[]),
+            endpoints: req.endpoints.as_deref().unwrap_or(&[]),
+        },
+        state.taxonomy.as_deref(),
     )?;
     for (present, name) in [
         (req.description.is_some(), "description"),
         (req.skills.is_some(), "skills"),
         (req.endpoints.is_some(), "endpoints"),
+        (req.domains.is_some(), "domains"),
+        (req.locators.is_some(), "locators"),
     ] {
         if present {
             changed.push(name);
@@ -530,6 +653,12 @@ pub(crate) async fn update(
             }
             if let Some(v) = req.endpoints {
                 a.endpoints = v;
+            }
+            if let Some(v) = req.domains {
+                a.domains = skills_of(&v);
+            }
+            if let Some(v) = req.locators {
+                a.locators = locators_of(&v);
             }
             if let Some(s) = new_status {
                 if s == AgentStatus::Decommissioned {

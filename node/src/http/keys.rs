@@ -18,7 +18,7 @@ use crate::model::ErrorBody;
 use crate::state::AppState;
 
 /// Most public keys one agent may register.
-const MAX_KEYS_PER_AGENT: usize = 10;
+pub(crate) const MAX_KEYS_PER_AGENT: usize = 10;
 
 pub(crate) fn routes(
     state: AppState,
@@ -94,7 +94,7 @@ pub(crate) struct AgentKeyList {
     data: Vec<AgentKeyView>,
 }
 
-fn jwk_error(e: JwkError) -> ApiError {
+pub(crate) fn jwk_error(e: JwkError) -> ApiError {
     let code = match e {
         JwkError::Private(_) => "PRIVATE_KEY_MATERIAL",
         JwkError::Unsupported(_) => "UNSUPPORTED_KEY",

@@ -5,6 +5,7 @@ pub(crate) mod agents;
 mod audit;
 mod auth;
 mod client_auth;
+mod did;
 mod health;
 mod keys;
 mod openapi;
@@ -38,6 +39,11 @@ pub(crate) const ROUTES: &[(&str, &str)] = &[
     ("GET", "/.well-known/jwks.json"),
     ("GET", "/.well-known/openid-configuration"),
     ("GET", "/.well-known/oauth-authorization-server"),
+    ("GET", "/.well-known/did.json"),
+    ("GET", "/agents/{agentId}/did.json"),
+    ("GET", "/agents/{agentId}/.well-known/agent-card.json"),
+    ("GET", "/agents/{agentId}/oasf.json"),
+    ("GET", "/agents/{agentId}/badge"),
     ("GET", "/agent-info"),
     ("GET", "/oauth2/authorize"),
     ("POST", "/api/v1/token"),
@@ -69,6 +75,10 @@ pub(crate) const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/agents/{agentId}/keys"),
     ("GET", "/api/v1/agents/{agentId}/keys"),
     ("DELETE", "/api/v1/agents/{agentId}/keys/{kid}"),
+    ("GET", "/api/v1/agents/{agentId}/did"),
+    ("GET", "/api/v1/agents/{agentId}/did/resolve"),
+    ("GET", "/api/v1/agents/{agentId}/did/card"),
+    ("POST", "/api/v1/badges/verify"),
     ("GET", "/api/v1/audit"),
     ("GET", "/api/v1/audit/verify"),
 ];
@@ -189,6 +199,41 @@ pub(crate) fn parse_json<T: DeserializeOwned>(
     })
 }
 
+/// A cacheable representation: `ETag`, `Cache-Control: public, max-age`, and `304 Not Modified`
+/// when `If-None-Match` names the ETag (weak comparison, RFC 9110 §13.1.2).
+pub(crate) fn conditional(
+    body: Bytes,
+    etag: &str,
+    content_type: &'static str,
+    if_none_match: Option<&str>,
+    max_age_secs: u64,
+) -> warp::reply::Response {
+    let matches = |t: &str| {
+        let t = t.trim();
+        t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag
+    };
+    let mut resp = if if_none_match.is_some_and(|v| v.split(',').any(matches)) {
+        let mut r = warp::reply::Response::new(Bytes::new().into());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        let mut r = warp::reply::Response::new(body.into());
+        r.headers_mut().insert(
+            warp::http::header::CONTENT_TYPE,
+            warp::http::HeaderValue::from_static(content_type),
+        );
+        r
+    };
+    let h = resp.headers_mut();
+    if let Ok(v) = warp::http::HeaderValue::from_str(etag) {
+        h.insert(warp::http::header::ETAG, v);
+    }
+    if let Ok(v) = warp::http::HeaderValue::from_str(&format!("public, max-age={max_age_secs}")) {
+        h.insert(warp::http::header::CACHE_CONTROL, v);
+    }
+    resp
+}
+
 /// Parses a path id.
 pub(crate) fn parse_id(name: &str, raw: &str) -> Result<uuid::Uuid, ApiError> {
     // Only the canonical hyphenated form: one spelling per id keeps ETags and logs consistent.
@@ -203,7 +248,9 @@ pub(crate) fn routes(
     state: AppState,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let metrics = state.metrics.clone();
-    let api = health::routes(state.clone())
+    // Public documents first: they are the most requested routes.
+    let api = did::routes(state.clone())
+        .or(health::routes(state.clone()))
         .or(wellknown::routes(state.clone()))
         .or(tokens::routes(state.clone()))
         .or(orgs::routes(state.clone()))
@@ -266,6 +313,7 @@ pub(crate) mod testing {
             signing_alg: "ES256".into(),
             key_grace_secs: None,
             token_rate_limit: 0,
+            oasf_schema: None,
         };
         let did = did_method::DidWeb::from_base_url(ISSUER, &[]).unwrap();
         open_state(

@@ -30,7 +30,7 @@ impl Modify for Finish {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "agentidp", description = "Identity node for AI agents: registry, credentials, OAuth 2.0 tokens, audit."),
+    info(title = "agentidp", description = "Identity node for AI agents: registry, credentials, OAuth 2.0 tokens, did:web DIDs, A2A cards, OASF records, Agent Badges, audit."),
     modifiers(&Finish),
     paths(
         super::health::health, super::health::detailed, super::health::metrics, openapi_json,
@@ -42,9 +42,14 @@ impl Modify for Finish {
         super::agents::register, super::agents::list, super::agents::get, super::agents::update, super::agents::decommission,
         super::agents::create_credential, super::agents::list_credentials, super::agents::rotate_credential, super::agents::revoke_credential,
         super::audit::list, super::audit::verify,
+        super::did::node_document, super::did::agent_document, super::did::agent_card, super::did::oasf_record,
+        super::did::agent_badge, super::did::legacy_document, super::did::resolve, super::did::legacy_card,
+        super::did::verify_badge,
     ),
     components(schemas(
-        AgentView, AgentPage, RegisterAgentRequest, UpdateAgentRequest, SkillView,
+        AgentView, AgentPage, RegisterAgentRequest, UpdateAgentRequest, SkillView, LocatorView,
+        super::agents::RegisteredAgent, super::agents::GeneratedKey,
+        super::did::VerifyBadgeRequest, super::did::VerifiedBadge,
         CredentialView, IssuedCredential, CredentialList, CreateCredentialRequest, RotateCredentialRequest,
         OrgView, OrgPage, CreateOrgRequest, UpdateOrgRequest, CreatedOrg, OrgAdmin,
         AuditView, AuditPage, AuditVerifyView, TokenResponse, ErrorBody, OAuthErrorBody,

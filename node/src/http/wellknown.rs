@@ -3,8 +3,7 @@
 //! (UserInfo-like), and `/oauth2/authorize`, which exists only to say that there is no
 //! interactive authorization here.
 
-use sha2::{Digest, Sha256};
-use warp::http::{header, HeaderValue, StatusCode};
+use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use crate::http::auth::bearer;
@@ -58,31 +57,14 @@ fn cacheable(body: &serde_json::Value) -> warp::reply::Response {
     responses((status = 200, description = "JSON Web Key Set (RFC 7517), with ETag", body = Object), (status = 304, description = "Not modified")))]
 pub(crate) fn jwks(if_none_match: Option<String>, state: AppState) -> warp::reply::Response {
     let body = state.keys().jwks(state.clock.now_ms()).to_string();
-    let etag = format!(
-        "\"{}\"",
-        &hex::encode(Sha256::digest(body.as_bytes()))[..32]
-    );
-    // If-None-Match uses the weak comparison (RFC 9110 §13.1.2): a `W/` prefix does not matter.
-    let matches = |t: &str| {
-        let t = t.trim();
-        t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag
-    };
-    let mut resp = if if_none_match
-        .as_deref()
-        .is_some_and(|v| v.split(',').any(matches))
-    {
-        warp::reply::with_status(warp::reply(), StatusCode::NOT_MODIFIED).into_response()
-    } else {
-        warp::reply::with_header(body, "content-type", "application/json").into_response()
-    };
-    let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&etag) {
-        h.insert(header::ETAG, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={CACHE_SECS}")) {
-        h.insert(header::CACHE_CONTROL, v);
-    }
-    resp
+    let r = crate::artifacts::Rendered::new(body.into_bytes());
+    crate::http::conditional(
+        r.body,
+        &r.etag,
+        "application/json",
+        if_none_match.as_deref(),
+        CACHE_SECS,
+    )
 }
 
 /// What both metadata documents say: exactly what is implemented.

@@ -1,0 +1,478 @@
+//! What the node publishes about itself and each agent, for anyone to fetch without credentials:
+//! DID documents (W3C DID Core 1.0, did:web), the A2A agent card (v1.0, JCS-canonicalized and
+//! signed with a detached JWS), the OASF record (schema 1.0.0) and the Agent Badge (a VCDM 2.0
+//! credential as a compact JWS).
+//!
+//! Only public-by-design fields appear: the agent's name, description, version, type,
+//! capabilities, owner, deployment environment, skills, domains, locators, endpoints and public
+//! keys. Never its email, metadata, scopes, credentials, organization id or last use.
+//!
+//! Rendering is cached per agent. An entry is used only while the store's identity generation
+//! (bumped by every committed change to an organization, agent or agent key, before the change
+//! is acknowledged) and the signing key ring are the ones it was rendered with, so a key added or
+//! removed, or an agent decommissioned, shows in the very next request. A DID document GET is
+//! then one map lookup and a copy of a reference-counted buffer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use bytes::Bytes;
+use did_method::{DidDocument, DidWeb};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use storage::{Agent, AgentKey, AgentStatus, OrgStatus, Store, StoreError};
+use uuid::Uuid;
+
+use crate::clock::rfc3339;
+use crate::keys::KeyRing;
+use crate::state::Settings;
+
+/// Entries kept at most; past it the cache starts over (it refills from the store).
+const MAX_ENTRIES: usize = 10_000;
+/// A2A protocol version our cards declare for the agents' interfaces.
+pub(crate) const A2A_PROTOCOL_VERSION: &str = "1.0";
+/// OASF record schema version we emit: the one every OASF tool accepts (0.7.0 to 1.0.0).
+pub(crate) const OASF_SCHEMA_VERSION: &str = "1.0.0";
+/// The OASF module that carries an A2A card, and its id in the OASF 1.0 module taxonomy
+/// (`integration` 2, `a2a` 3).
+const OASF_A2A_MODULE: (&str, u64) = ("integration/a2a", 203);
+/// VCDM 2.0 base context.
+pub(crate) const VC_CONTEXT: &str = "https://www.w3.org/ns/credentials/v2";
+/// How long a badge is valid.
+pub(crate) const BADGE_VALIDITY_MS: i64 = 24 * 3600 * 1000;
+/// A cached badge is re-issued once it is this old, so a served badge has at least 23 hours left.
+const BADGE_REISSUE_MS: i64 = 3600 * 1000;
+
+/// A rendered body and its strong ETag.
+#[derive(Debug, Clone)]
+pub(crate) struct Rendered {
+    pub(crate) body: Bytes,
+    pub(crate) etag: String,
+}
+
+impl Rendered {
+    pub(crate) fn new(body: Vec<u8>) -> Rendered {
+        let digest = Sha256::digest(&body);
+        let etag = format!("\"{}\"", hex::encode(&digest[..16]));
+        Rendered {
+            body: Bytes::from(body),
+            etag,
+        }
+    }
+}
+
+/// Why an artifact cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ArtifactError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("signing failed")]
+    Sign,
+    #[error("canonicalization failed: {0}")]
+    Jcs(String),
+}
+
+/// Everything published about one agent, rendered for one identity generation and key ring.
+pub(crate) struct AgentArtifacts {
+    generation: u64,
+    ring: Arc<KeyRing>,
+    pub(crate) agent: Agent,
+    /// The agent and its organization are both active.
+    pub(crate) active: bool,
+    pub(crate) keys: Vec<AgentKey>,
+    org_name: String,
+    pub(crate) did: DidWeb,
+    /// The DID document (DID Core JSON).
+    pub(crate) document: Rendered,
+    card: OnceLock<Result<(Value, Rendered), String>>,
+    oasf: OnceLock<Result<Rendered, String>>,
+    badge: Mutex<Option<(i64, Rendered)>>,
+}
+
+/// The per-agent cache.
+pub(crate) struct ArtifactCache {
+    store: Arc<Store>,
+    settings: Arc<Settings>,
+    entries: RwLock<HashMap<Uuid, Arc<AgentArtifacts>>>,
+}
+
+impl ArtifactCache {
+    pub(crate) fn new(store: Arc<Store>, settings: Arc<Settings>) -> Self {
+        ArtifactCache {
+            store,
+            settings,
+            entries: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The artifacts of agent `id` under `ring`, or `None` if there is no such agent.
+    pub(crate) fn get(
+        &self,
+        id: &Uuid,
+        ring: &Arc<KeyRing>,
+    ) -> Result<Option<Arc<AgentArtifacts>>, ArtifactError> {
+        let generation = self.store.identity_generation();
+        if let Ok(map) = self.entries.read() {
+            if let Some(e) = map
+                .get(id)
+                .filter(|e| e.generation == generation && Arc::ptr_eq(&e.ring, ring))
+            {
+                return Ok(Some(e.clone()));
+            }
+        }
+        // Read after taking the generation: a commit landing meanwhile leaves the entry labelled
+        // with the older generation, and it is read again next time.
+        let Some(agent) = self.store.get_agent(id)? else {
+            return Ok(None);
+        };
+        let org = self.store.get_org(&agent.org_id)?;
+        let keys = self.store.list_agent_keys(id)?;
+        let entry = Arc::new(self.render(generation, ring.clone(), agent, org, keys));
+        if let Ok(mut map) = self.entries.write() {
+            if map.len() >= MAX_ENTRIES {
+                map.clear();
+            }
+            map.insert(*id, entry.clone());
+        }
+        Ok(Some(entry))
+    }
+
+    fn render(
+        &self,
+        generation: u64,
+        ring: Arc<KeyRing>,
+        agent: Agent,
+        org: Option<storage::Organization>,
+        keys: Vec<AgentKey>,
+    ) -> AgentArtifacts {
+        let s = &self.settings;
+        let did = agent_did(s, &agent.id);
+        let org_active = org.as_ref().is_some_and(|o| o.status == OrgStatus::Active);
+        let active = org_active && agent.status == AgentStatus::Active;
+        let mut doc = DidDocument::new(&did, Some(&s.node_did));
+        for k in &keys {
+            doc.add_jwk(&k.kid, k.jwk.clone());
+        }
+        if active {
+            let base = agent_base_url(s, &agent.id);
+            doc.add_service(
+                "a2a",
+                "A2AAgentCard",
+                &format!("{base}/.well-known/agent-card.json"),
+            );
+            if !agent.skills.is_empty() {
+                doc.add_service("oasf", "OASFRecord", &format!("{base}/oasf.json"));
+            }
+            doc.add_service("badge", "AgentBadge", &format!("{base}/badge"));
+        }
+        doc.add_service(
+            "agentIdP",
+            "AgentIdP",
+            &format!("{}/api/v1/agents/{}", s.issuer, agent.id),
+        );
+        let document = Rendered::new(serde_json::to_vec(&doc).unwrap_or_default());
+        AgentArtifacts {
+            generation,
+            ring,
+            active,
+            keys,
+            org_name: org.map(|o| o.name).unwrap_or_default(),
+            did,
+            document,
+            agent,
+            card: OnceLock::new(),
+            oasf: OnceLock::new(),
+            badge: Mutex::new(None),
+        }
+    }
+}
+
+/// The did:web of agent `id`.
+pub(crate) fn agent_did(s: &Settings, id: &Uuid) -> DidWeb {
+    // A UUID is always a valid did:web path segment.
+    s.node_did
+        .child(&["agents", &id.to_string()])
+        .unwrap_or_else(|_| s.node_did.clone())
+}
+
+/// `{issuer}/agents/{id}`: where the agent's public artifacts live.
+pub(crate) fn agent_base_url(s: &Settings, id: &Uuid) -> String {
+    format!("{}/agents/{id}", s.issuer)
+}
+
+/// The node's own DID document: its signing keys in force and its services.
+pub(crate) fn node_document(s: &Settings, ring: &KeyRing, now_ms: i64) -> Rendered {
+    let mut doc = DidDocument::new(&s.node_did, Some(&s.node_did));
+    for (kid, jwk) in ring.public_keys(now_ms) {
+        doc.add_jwk(kid, jwk.clone());
+    }
+    doc.add_service("agentIdP", "AgentIdP", &format!("{}/api/v1", s.issuer));
+    doc.add_service(
+        "oauth",
+        "OAuth2AuthorizationServer",
+        &format!("{}/.well-known/oauth-authorization-server", s.issuer),
+    );
+    Rendered::new(serde_json::to_vec(&doc).unwrap_or_default())
+}
+
+impl AgentArtifacts {
+    /// The A2A card (v1.0), signed: the card without `signatures` is canonicalized with JCS
+    /// (RFC 8785) and signed as a detached JWS (RFC 7515 Appendix F) by the node's active key;
+    /// the protected header carries `alg`, `kid` (in the node's JWKS), `typ: JOSE` and `jku`.
+    pub(crate) fn card(&self, s: &Settings) -> Result<&(Value, Rendered), ArtifactError> {
+        self.card
+            .get_or_init(|| self.sign_card(s).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| ArtifactError::Jcs(e.clone()))
+    }
+
+    fn sign_card(&self, s: &Settings) -> Result<(Value, Rendered), ArtifactError> {
+        let mut card = card_value(s, &self.agent, &self.org_name);
+        let canonical =
+            did_method::jcs::canonicalize(&card).map_err(|e| ArtifactError::Jcs(e.to_string()))?;
+        let header = json!({
+            "alg": self.ring.active.alg,
+            "kid": self.ring.active.kid,
+            "typ": "JOSE",
+            "jku": format!("{}/.well-known/jwks.json", s.issuer),
+        });
+        let protected = URL_SAFE_NO_PAD.encode(header.to_string());
+        let signing_input = format!("{protected}.{}", URL_SAFE_NO_PAD.encode(canonical));
+        let sig = self
+            .ring
+            .active
+            .sign(signing_input.as_bytes())
+            .map_err(|_| ArtifactError::Sign)?;
+        if let Some(o) = card.as_object_mut() {
+            o.insert(
+                "signatures".into(),
+                json!([{ "protected": protected, "signature": URL_SAFE_NO_PAD.encode(sig) }]),
+            );
+        }
+        let rendered = Rendered::new(serde_json::to_vec(&card).unwrap_or_default());
+        Ok((card, rendered))
+    }
+
+    /// The OASF record, or `None` when the agent lists no skills (OASF requires at least one).
+    pub(crate) fn oasf(&self, s: &Settings) -> Result<Option<&Rendered>, ArtifactError> {
+        if self.agent.skills.is_empty() {
+            return Ok(None);
+        }
+        let r = self.oasf.get_or_init(|| {
+            let (card, _) = self.card(s).map_err(|e| e.to_string())?;
+            let record = oasf_value(s, &self.agent, &self.did, card);
+            Ok(Rendered::new(
+                serde_json::to_vec(&record).unwrap_or_default(),
+            ))
+        });
+        r.as_ref()
+            .map(Some)
+            .map_err(|e| ArtifactError::Jcs(e.clone()))
+    }
+
+    /// The Agent Badge as a compact JWS, re-issued when the cached one is an hour old.
+    pub(crate) fn badge(&self, s: &Settings, now_ms: i64) -> Result<Rendered, ArtifactError> {
+        let mut slot = match self.badge.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some((issued, r)) = slot.as_ref() {
+            if now_ms - *issued < BADGE_REISSUE_MS && now_ms >= *issued {
+                return Ok(r.clone());
+            }
+        }
+        let (_, card) = self.card(s)?;
+        let card_json = String::from_utf8_lossy(&card.body).into_owned();
+        let vc = json!({
+            "@context": [VC_CONTEXT],
+            "id": format!("urn:uuid:{}", Uuid::new_v4()),
+            "type": ["VerifiableCredential", "AgentBadge"],
+            "issuer": s.node_did.to_string(),
+            "validFrom": rfc3339_secs(now_ms),
+            "validUntil": rfc3339_secs(now_ms + BADGE_VALIDITY_MS),
+            "credentialSubject": { "id": self.did.to_string(), "badge": card_json },
+        });
+        let header = json!({
+            "alg": self.ring.active.alg,
+            "kid": format!("{}#{}", s.node_did, self.ring.active.kid),
+            "typ": "vc+jwt",
+            "cty": "vc",
+        });
+        let payload = serde_json::to_vec(&vc).unwrap_or_default();
+        let jws = self
+            .ring
+            .active
+            .sign_with_header(&header, &payload)
+            .map_err(|_| ArtifactError::Sign)?;
+        let r = Rendered::new(jws.into_bytes());
+        *slot = Some((now_ms, r.clone()));
+        Ok(r)
+    }
+}
+
+/// RFC 3339 at second precision (VCDM 2.0 `dateTimeStamp`).
+fn rfc3339_secs(ms: i64) -> String {
+    rfc3339(ms.div_euclid(1000) * 1000).replace(".000Z", "Z")
+}
+
+fn description(s: &Settings, a: &Agent) -> String {
+    a.description.clone().unwrap_or_else(|| {
+        format!(
+            "{} ({} agent) registered at {}",
+            a.name, a.agent_type, s.issuer
+        )
+    })
+}
+
+/// `natural_language_processing/text_summarization` -> `Text Summarization`.
+fn title_of(taxonomy_name: &str) -> String {
+    let last = taxonomy_name.rsplit('/').next().unwrap_or(taxonomy_name);
+    last.split('_')
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect::<String>())
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The unsigned A2A v1.0 card of an agent (`specification/a2a.proto`, `AgentCard`, in its
+/// proto3 JSON form).
+pub(crate) fn card_value(s: &Settings, a: &Agent, org_name: &str) -> Value {
+    let interfaces: Vec<Value> = a
+        .endpoints
+        .iter()
+        .map(|u| json!({ "url": u, "protocolBinding": "JSONRPC", "protocolVersion": A2A_PROTOCOL_VERSION }))
+        .collect();
+    let skills: Vec<Value> = a
+        .skills
+        .iter()
+        .map(|sk| {
+            json!({
+                "id": sk.name,
+                "name": title_of(&sk.name),
+                "description": format!("OASF skill {} ({})", sk.id, sk.name),
+                "tags": sk.name.split('/').collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let mut provider = json!({ "url": s.issuer });
+    if !org_name.is_empty() {
+        provider["organization"] = org_name.into();
+    }
+    json!({
+        "name": a.name,
+        "description": description(s, a),
+        "supportedInterfaces": interfaces,
+        "provider": provider,
+        "version": a.version,
+        "capabilities": { "streaming": false, "pushNotifications": false, "extendedAgentCard": false },
+        "securitySchemes": {
+            "agentidp": {
+                "oauth2SecurityScheme": {
+                    "description": "Access tokens (RFC 9068) from this agent's identity provider, client credentials grant.",
+                    "flows": { "clientCredentials": { "tokenUrl": format!("{}/api/v1/token", s.issuer), "scopes": {} } },
+                    "oauth2MetadataUrl": format!("{}/.well-known/oauth-authorization-server", s.issuer),
+                }
+            }
+        },
+        "securityRequirements": [ { "schemes": { "agentidp": { "list": [] } } } ],
+        "defaultInputModes": ["text/plain", "application/json"],
+        "defaultOutputModes": ["text/plain", "application/json"],
+        "skills": skills,
+    })
+}
+
+/// The OASF 1.0.0 record of an agent, with its signed A2A card in module `integration/a2a`.
+pub(crate) fn oasf_value(s: &Settings, a: &Agent, did: &DidWeb, signed_card: &Value) -> Value {
+    let refs = |v: &[storage::Skill]| -> Vec<Value> {
+        v.iter()
+            .map(|x| json!({ "id": x.id, "name": x.name }))
+            .collect()
+    };
+    let mut record = json!({
+        "name": a.name,
+        "version": a.version,
+        "schema_version": OASF_SCHEMA_VERSION,
+        "description": description(s, a),
+        "authors": [a.owner],
+        "created_at": rfc3339_secs(a.created_at),
+        "skills": refs(&a.skills),
+        "domains": refs(&a.domains),
+        "modules": [{
+            "name": OASF_A2A_MODULE.0,
+            "id": OASF_A2A_MODULE.1,
+            "data": { "card_data": signed_card, "card_schema_version": format!("v{A2A_PROTOCOL_VERSION}.0") },
+        }],
+        "annotations": { "agentidp.did": did.to_string(), "agentidp.agent_id": a.id.to_string() },
+    });
+    if !a.locators.is_empty() {
+        record["locators"] = a
+            .locators
+            .iter()
+            .map(|l| json!({ "type": l.kind, "urls": l.urls }))
+            .collect::<Vec<_>>()
+            .into();
+    }
+    record
+}
+
+/// The predecessor's AGNTCY card (`GET /api/v1/agents/{id}/did/card`).
+pub(crate) fn predecessor_card(s: &Settings, a: &Agent, did: &DidWeb, now_ms: i64) -> Value {
+    json!({
+        "did": did.to_string(),
+        "name": a.name,
+        "agentType": a.agent_type,
+        "capabilities": a.capabilities,
+        "owner": a.owner,
+        "version": a.version,
+        "deploymentEnv": a.deployment_env,
+        "identityProvider": s.issuer,
+        "issuedAt": rfc3339(now_ms),
+    })
+}
+
+/// The predecessor's per-agent DID document (`GET /api/v1/agents/{id}/did`): the DID document
+/// plus its `agntcy` extension.
+pub(crate) fn predecessor_document(x: &AgentArtifacts) -> Value {
+    let mut doc: Value = serde_json::from_slice(&x.document.body).unwrap_or(Value::Null);
+    let a = &x.agent;
+    if let Some(o) = doc.as_object_mut() {
+        o.insert(
+            "agntcy".into(),
+            json!({
+                "agentId": a.id, "agentType": a.agent_type, "capabilities": a.capabilities,
+                "deploymentEnv": a.deployment_env, "owner": a.owner, "version": a.version,
+            }),
+        );
+    }
+    doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_come_from_the_last_taxonomy_segment() {
+        assert_eq!(
+            title_of("natural_language_processing/text_summarization"),
+            "Text Summarization"
+        );
+        assert_eq!(title_of("x"), "X");
+    }
+
+    #[test]
+    fn rendered_etags_follow_the_body() {
+        let a = Rendered::new(b"{\"a\":1}".to_vec());
+        let b = Rendered::new(b"{\"a\":2}".to_vec());
+        assert_ne!(a.etag, b.etag);
+        assert_eq!(a.etag, Rendered::new(b"{\"a\":1}".to_vec()).etag);
+        assert!(a.etag.starts_with('"') && a.etag.ends_with('"'));
+    }
+}
