@@ -1,10 +1,12 @@
-//! Pure types for decentralized identifiers, with no I/O.
+//! Pure types for decentralized identifiers and agent cards, with no network access.
 //!
 //! `did:web` identifiers ([`DidWeb`]: parsing, building from the node's public URL, and the
 //! DID <-> document URL mapping of the did:web method specification), DID Core documents and W3C
-//! DID Resolution results ([`DidDocument`], [`ResolutionResult`]), and RFC 7638 JWK thumbprints
-//! ([`jwk_thumbprint`]), which the node uses as `kid`. The A2A card, OASF record and Agent Badge
-//! payloads land here with the DID issue's node work.
+//! DID Resolution results ([`DidDocument`], [`ResolutionResult`]), RFC 7638 JWK thumbprints
+//! ([`jwk_thumbprint`]), which the node uses as `kid`, the JSON Canonicalization Scheme
+//! ([`jcs`], RFC 8785) over which A2A cards are signed, and OASF records with their validation
+//! against the OASF skill and domain taxonomy ([`oasf`]; `Taxonomy::load_dir` is the one
+//! function that reads files: the OASF definition files of a schema folder).
 
 mod did_web;
 mod document;
