@@ -21,6 +21,8 @@ const T_AUDIT_BY_ORG: u8 = 0x41;
 const T_AGENT_KEY: u8 = 0x50;
 const T_REVOKED_TOKEN: u8 = 0x60;
 const T_ASSERTION_JTI: u8 = 0x61;
+const T_PARTNER: u8 = 0x70;
+const T_PARTNER_ISSUER: u8 = 0x71;
 
 fn key(table: u8, parts: &[&[u8]]) -> Vec<u8> {
     let len = 1 + parts.iter().map(|p| p.len()).sum::<usize>();
@@ -44,6 +46,21 @@ pub fn prefix_range(prefix: &[u8]) -> (Vec<u8>, Vec<u8>) {
     }
     // The prefix was all 0xff: nothing sorts after it within one byte of table space.
     (start, vec![0xff; prefix.len() + 1])
+}
+
+/// A federation partner by id.
+pub fn partner(id: &Uuid) -> Vec<u8> {
+    key(T_PARTNER, &[id.as_bytes()])
+}
+
+/// Prefix of [`partner`].
+pub fn partner_prefix() -> Vec<u8> {
+    vec![T_PARTNER]
+}
+
+/// Unique index: partner issuer (exact string) -> id.
+pub fn partner_issuer(issuer: &str) -> Vec<u8> {
+    key(T_PARTNER_ISSUER, &[issuer.as_bytes()])
 }
 
 /// A `meta` record (schema version, audit head, bootstrap marker).

@@ -28,7 +28,8 @@ pub use engine::{open_engine, Engine, EngineKind, KvPair};
 pub use error::StoreError;
 pub use records::{
     Agent, AgentKey, AgentStatus, AuditEntry, AuditHead, Credential, CredentialStatus, Expiring,
-    Locator, NewAuditEntry, OrgStatus, Organization, Outcome, PlanTier, SigningKey, Skill,
+    KeySourceKind, Locator, NewAuditEntry, OrgStatus, Organization, Outcome, Partner,
+    PartnerStatus, PlanTier, SigningKey, Skill,
 };
 pub use store::{AgentFilter, AuditFilter, CommitStats, Store, SCHEMA_VERSION};
 pub use tx::Tx;

@@ -388,6 +388,80 @@ impl Record for serde_json::Value {
     const VERSION: u8 = 1;
 }
 
+/// A federation partner's status as an operator set it (expiry is computed from `expires_at`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PartnerStatus {
+    /// Its tokens are verified.
+    Active,
+    /// Its tokens are refused; can be reactivated.
+    Suspended,
+}
+
+impl PartnerStatus {
+    /// The stored (and wire) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartnerStatus::Active => "active",
+            PartnerStatus::Suspended => "suspended",
+        }
+    }
+}
+
+/// Where a partner's keys come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeySourceKind {
+    /// A JWKS URL given at registration.
+    Jwks,
+    /// The `jwks_uri` of the issuer's OpenID / RFC 8414 discovery document.
+    Discovery,
+    /// The verification methods of the issuer's did:web document.
+    Did,
+}
+
+impl KeySourceKind {
+    /// The stored (and wire) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeySourceKind::Jwks => "jwks",
+            KeySourceKind::Discovery => "discovery",
+            KeySourceKind::Did => "did",
+        }
+    }
+}
+
+/// A partner identity provider whose tokens this node verifies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Partner {
+    /// Immutable id.
+    pub id: Uuid,
+    /// Display name.
+    pub name: String,
+    /// Exactly the `iss` of its tokens; unique and immutable.
+    pub issuer: String,
+    /// Where its keys come from.
+    pub source: KeySourceKind,
+    /// The JWKS URL (given, or found by discovery); `None` for a did:web issuer.
+    pub jwks_uri: Option<String>,
+    /// The `aud` its tokens must carry, when set.
+    pub audience: Option<String>,
+    /// `organization_id` values accepted from it; empty: all.
+    pub allowed_organizations: Vec<String>,
+    /// Operator status.
+    pub status: PartnerStatus,
+    /// Creation time, ms.
+    pub created_at: i64,
+    /// Last change, ms.
+    pub updated_at: i64,
+    /// After this time (ms) the partner is expired and verifies nothing.
+    pub expires_at: Option<i64>,
+}
+
+impl Record for Partner {
+    const VERSION: u8 = 1;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use crate::error::StoreError;
 use crate::keys;
 use crate::records::{
     decode, encode, Agent, AgentKey, AgentStatus, AuditEntry, AuditHead, Credential, Expiring,
-    OrgStatus, Organization, Record, SigningKey,
+    OrgStatus, Organization, Partner, Record, SigningKey,
 };
 use crate::tx::Tx;
 
@@ -343,6 +343,29 @@ impl Store {
             {
                 out.push(c);
             }
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// A federation partner by id.
+    pub fn get_partner(&self, id: &Uuid) -> Result<Option<Partner>, StoreError> {
+        self.get(&keys::partner(id))
+    }
+
+    /// The partner whose issuer is exactly `issuer`.
+    pub fn partner_by_issuer(&self, issuer: &str) -> Result<Option<Partner>, StoreError> {
+        match self.get::<Uuid>(&keys::partner_issuer(issuer))? {
+            Some(id) => self.get_partner(&id),
+            None => Ok(None),
+        }
+    }
+
+    /// Every federation partner.
+    pub fn list_partners(&self) -> Result<Vec<Partner>, StoreError> {
+        let mut out = Vec::new();
+        self.scan_all(&keys::partner_prefix(), false, |k, v| {
+            out.push(decode(k, v)?);
             Ok(true)
         })?;
         Ok(out)

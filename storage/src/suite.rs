@@ -287,6 +287,59 @@ pub(crate) fn replay_revocation_and_purge(kind: EngineKind) {
     assert!(store.expired(500, 100).unwrap().is_empty());
 }
 
+pub(crate) fn partners_by_id_and_issuer(kind: EngineKind) {
+    use crate::{KeySourceKind, Partner, PartnerStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let p = Partner {
+        id: Uuid::new_v4(),
+        name: "Acme".into(),
+        issuer: "https://idp.acme.example".into(),
+        source: KeySourceKind::Discovery,
+        jwks_uri: Some("https://idp.acme.example/jwks".into()),
+        audience: None,
+        allowed_organizations: vec!["org-1".into()],
+        status: PartnerStatus::Active,
+        created_at: 1,
+        updated_at: 1,
+        expires_at: Some(10),
+    };
+    {
+        let store = Store::open(dir.path(), kind).unwrap();
+        let before = store.identity_generation();
+        let q = p.clone();
+        rt().block_on(store.write(move |tx| {
+            tx.put_partner(&q);
+            Ok::<_, StoreError>(())
+        }))
+        .unwrap();
+        assert!(
+            store.identity_generation() > before,
+            "a partner change is an identity change"
+        );
+        store.close();
+    }
+    let store = Store::open(dir.path(), kind).unwrap();
+    assert_eq!(store.get_partner(&p.id).unwrap().as_ref(), Some(&p));
+    assert_eq!(
+        store.partner_by_issuer(&p.issuer).unwrap().as_ref(),
+        Some(&p)
+    );
+    assert!(store
+        .partner_by_issuer("https://idp.acme.example/")
+        .unwrap()
+        .is_none());
+    assert_eq!(store.list_partners().unwrap(), vec![p.clone()]);
+    let q = p.clone();
+    rt().block_on(store.write(move |tx| {
+        tx.delete_partner(&q);
+        Ok::<_, StoreError>(())
+    }))
+    .unwrap();
+    assert!(store.get_partner(&p.id).unwrap().is_none());
+    assert!(store.partner_by_issuer(&p.issuer).unwrap().is_none());
+    assert!(store.list_partners().unwrap().is_empty());
+}
+
 pub(crate) fn listing_pages_and_counts(kind: EngineKind) {
     use crate::records::{Agent, AgentStatus};
     use crate::store::AgentFilter;
@@ -369,6 +422,7 @@ macro_rules! engine_suite {
             #[test] fn wrong_engine_is_refused() { super::wrong_engine_is_refused($kind) }
             #[test] fn replay_revocation_and_purge() { super::replay_revocation_and_purge($kind) }
             #[test] fn listing_pages_and_counts() { super::listing_pages_and_counts($kind) }
+            #[test] fn partners_by_id_and_issuer() { super::partners_by_id_and_issuer($kind) }
         }
     )*};
 }

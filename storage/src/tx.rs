@@ -13,7 +13,7 @@ use crate::error::StoreError;
 use crate::keys;
 use crate::records::{
     decode, encode, Agent, AgentKey, AuditEntry, AuditHead, Credential, Expiring, NewAuditEntry,
-    Organization, Record, SigningKey,
+    Organization, Partner, Record, SigningKey,
 };
 
 pub(crate) type Overlay = HashMap<Vec<u8>, Option<Vec<u8>>>;
@@ -127,6 +127,30 @@ impl<'a> Tx<'a> {
         );
         self.put(keys::agent(&agent.id), agent);
         Ok(())
+    }
+
+    /// A federation partner by id.
+    pub fn get_partner(&self, id: &Uuid) -> Result<Option<Partner>, StoreError> {
+        self.get(&keys::partner(id))
+    }
+
+    /// The id of the partner with exactly this issuer.
+    pub fn partner_id_by_issuer(&self, issuer: &str) -> Result<Option<Uuid>, StoreError> {
+        self.get(&keys::partner_issuer(issuer))
+    }
+
+    /// Writes a partner and its issuer index (the issuer is immutable).
+    pub fn put_partner(&mut self, partner: &Partner) {
+        self.identity = true;
+        self.put(keys::partner_issuer(&partner.issuer), &partner.id);
+        self.put(keys::partner(&partner.id), partner);
+    }
+
+    /// Removes a partner and its issuer index.
+    pub fn delete_partner(&mut self, partner: &Partner) {
+        self.identity = true;
+        self.delete(keys::partner_issuer(&partner.issuer));
+        self.delete(keys::partner(&partner.id));
     }
 
     /// A credential by id.
