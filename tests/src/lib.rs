@@ -26,6 +26,26 @@ pub fn binary() -> PathBuf {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "--quiet", "-p", "node", "--bin", "agentidp"]);
+        // `cargo test` runs us with the variables it sets for the crate under test
+        // (CARGO_MANIFEST_DIR=.../tests, CARGO_PKG_NAME=tests, ...). Build scripts that watch
+        // them (ring's does) would see a change against a build from the shell, so every test
+        // run and every later `cargo build` would rebuild ring, rustls and the node.
+        for (name, _) in std::env::vars_os() {
+            let Some(name) = name.to_str() else { continue };
+            let per_crate = name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_BIN_")
+                || name.starts_with("CARGO_MANIFEST_")
+                || matches!(
+                    name,
+                    "CARGO_CRATE_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_TARGET_TMPDIR"
+                        | "CARGO_RUSTC_CURRENT_DIR"
+                );
+            if per_crate {
+                cmd.env_remove(name);
+            }
+        }
         if !cfg!(debug_assertions) {
             cmd.arg("--release");
         }
