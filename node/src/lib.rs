@@ -5,6 +5,7 @@
 //! the node's ES256 key), a hash-chained audit log, health, metrics and an OpenAPI document.
 //! This crate is the only one that knows HTTP.
 
+mod accept;
 pub mod cli;
 mod clients;
 mod clock;
@@ -18,7 +19,9 @@ mod ratelimit;
 mod secrets;
 mod server;
 mod state;
+mod tls;
 mod token;
 
 pub use clock::{Clock, SystemClock};
-pub use server::{run, ServeConfig};
+pub use server::{run, ServeConfig, StartError};
+pub use tls::{TlsError, TlsFiles};
