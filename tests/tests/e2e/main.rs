@@ -4,4 +4,5 @@
 mod durability;
 mod lifecycle;
 mod security;
+mod tls;
 mod tokens;
