@@ -98,9 +98,26 @@ struct ServeArgs {
     #[arg(long, env = "AGENTIDP_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Public base URL: the token issuer and the did:web host (e.g. https://idp.example.com).
-    /// Default: http://<listen address>.
+    /// Default: http://<listen address>, or https://<listen address> with --tls-cert.
     #[arg(long, env = "AGENTIDP_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Serve HTTPS (TLS 1.2/1.3) with this certificate chain: a PEM file, leaf certificate
+    /// first. Needs --tls-key. did:web resolvers fetch documents only over https.
+    #[arg(
+        long,
+        env = "AGENTIDP_TLS_CERT",
+        requires = "tls_key",
+        value_name = "PEM_FILE"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The private key of the --tls-cert certificate: a PEM file (PKCS#8, SEC1 or PKCS#1).
+    #[arg(
+        long,
+        env = "AGENTIDP_TLS_KEY",
+        requires = "tls_cert",
+        value_name = "PEM_FILE"
+    )]
+    tls_key: Option<PathBuf>,
     /// Directory of the store and the admin credential file; created if missing.
     #[arg(long, env = "AGENTIDP_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
@@ -204,6 +221,11 @@ fn serve(args: ServeArgs) -> ExitCode {
     let cfg = crate::ServeConfig {
         listen: args.listen,
         public_url: args.public_url,
+        tls: match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::TlsFiles { cert, key }),
+            // clap's `requires` refuses one without the other.
+            _ => None,
+        },
         data_dir: args.data_dir,
         store: args.store.kind(),
         token_ttl_secs: args.token_ttl,

@@ -1,10 +1,12 @@
 //! The agentidp identity node.
 //!
-//! `agentidp serve` runs a warp HTTP server over the embedded store: organizations, the agent
+//! `agentidp serve` runs a warp HTTP(S) server over the embedded store: organizations, the agent
 //! registry, credentials, OAuth 2.0 client_credentials access tokens (RFC 9068 JWTs signed with
-//! the node's ES256 key), a hash-chained audit log, health, metrics and an OpenAPI document.
+//! the node's ES256 key), did:web documents, A2A cards, OASF records and Agent Badges, a
+//! hash-chained audit log, health, metrics and an OpenAPI document.
 //! This crate is the only one that knows HTTP.
 
+mod accept;
 mod artifacts;
 pub mod cli;
 mod clients;
@@ -19,7 +21,9 @@ mod ratelimit;
 mod secrets;
 mod server;
 mod state;
+mod tls;
 mod token;
 
 pub use clock::{Clock, SystemClock};
-pub use server::{run, ServeConfig};
+pub use server::{run, ServeConfig, StartError};
+pub use tls::{TlsError, TlsFiles};

@@ -44,6 +44,7 @@ pub(crate) struct Metrics {
     pub(crate) audit_appends: Counter,
     pub(crate) auth_failures: Counter,
     pub(crate) auth_throttled: Counter,
+    pub(crate) tls_handshake_failures: Counter,
 }
 
 impl Metrics {
@@ -113,6 +114,11 @@ impl Metrics {
             "agentidp_auth_throttled_total",
             "Requests refused with 429 after too many failed bearer authentications from their address.",
             self.auth_throttled.get(),
+        );
+        counter(
+            "agentidp_tls_handshake_failures_total",
+            "TLS handshakes that failed or timed out (plain HTTP on the HTTPS port, untrusted certificate, silent client).",
+            self.tls_handshake_failures.get(),
         );
         let s = store.stats();
         counter(

@@ -20,8 +20,11 @@ use crate::state::{Actor, AppState, Settings};
 pub struct ServeConfig {
     /// Address to listen on (port 0 picks a free port).
     pub listen: SocketAddr,
-    /// Issuer and did:web base; derived from the bound address when absent.
+    /// Issuer and did:web base; derived from the bound address when absent
+    /// (`https://` when `tls` is given, else `http://`).
     pub public_url: Option<String>,
+    /// Serve HTTPS with this certificate and key instead of plain HTTP.
+    pub tls: Option<crate::tls::TlsFiles>,
     /// Where the store and the admin credential file live.
     pub data_dir: PathBuf,
     /// Storage engine.
@@ -44,6 +47,9 @@ pub enum StartError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The TLS certificate or key (`--tls-cert`, `--tls-key`) cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The listen address could not be bound.
     #[error(
         "cannot listen on {addr}: {source}; choose another --listen address or stop what uses it"
@@ -86,6 +92,14 @@ pub(crate) const ADMIN_FILE: &str = "admin-credentials.json";
 /// commits everything queued in the store, and returns.
 pub async fn run(cfg: ServeConfig) -> Result<(), StartError> {
     let started = Instant::now();
+    // Before anything else: a bad certificate must not leave a new data directory behind.
+    let tls = cfg
+        .tls
+        .as_ref()
+        .map(crate::tls::server_config)
+        .transpose()?
+        .map(tokio_rustls::TlsAcceptor::from);
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -98,7 +112,7 @@ pub async fn run(cfg: ServeConfig) -> Result<(), StartError> {
     })?;
     let issuer = match &cfg.public_url {
         Some(u) => u.trim_end_matches('/').to_string(),
-        None => format!("http://{local}"),
+        None => format!("{scheme}://{local}"),
     };
     let node_did = did_method::DidWeb::from_base_url(&issuer, &[])
         .map_err(|_| StartError::PublicUrl(issuer.clone()))?;
@@ -115,10 +129,12 @@ pub async fn run(cfg: ServeConfig) -> Result<(), StartError> {
     )
     .await?;
     let store = state.store.clone();
+    let metrics = state.metrics.clone();
     let shutdown = shutdown_signal().map_err(StartError::Signals)?;
     tokio::spawn(purge_expired(store.clone(), state.clock.clone()));
     tracing::info!(
         listen = %local,
+        tls = tls.is_some(),
         issuer = %issuer,
         store = cfg.store.as_str(),
         data_dir = %cfg.data_dir.display(),
@@ -127,13 +143,11 @@ pub async fn run(cfg: ServeConfig) -> Result<(), StartError> {
         "agentidp listening"
     );
     // One plain line on stdout for scripts and tests that started us on port 0.
-    println!("agentidp listening on http://{local}");
+    println!("agentidp listening on {scheme}://{local}");
 
-    warp::serve(crate::http::routes(state))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    let service =
+        hyper_util::service::TowerToHyperService::new(warp::service(crate::http::routes(state)));
+    crate::accept::serve(listener, tls, service, shutdown, metrics).await;
 
     tracing::info!("no more requests; committing queued writes");
     let s = store.clone();

@@ -1,5 +1,6 @@
 //! Harness for the end-to-end tests: starts real `agentidp` processes on `127.0.0.1:0` with
-//! real data directories, and talks to them over real HTTP.
+//! real data directories, and talks to them over real HTTP — or HTTPS, with certificates from a
+//! throwaway [`TestCa`].
 
 // A test harness: failing loudly on a broken environment is its job.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -26,6 +27,26 @@ pub fn binary() -> PathBuf {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "--quiet", "-p", "node", "--bin", "agentidp"]);
+        // `cargo test` runs us with the variables it sets for the crate under test
+        // (CARGO_MANIFEST_DIR=.../tests, CARGO_PKG_NAME=tests, ...). Build scripts that watch
+        // them (ring's does) would see a change against a build from the shell, so every test
+        // run and every later `cargo build` would rebuild ring, rustls and the node.
+        for (name, _) in std::env::vars_os() {
+            let Some(name) = name.to_str() else { continue };
+            let per_crate = name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_BIN_")
+                || name.starts_with("CARGO_MANIFEST_")
+                || matches!(
+                    name,
+                    "CARGO_CRATE_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_TARGET_TMPDIR"
+                        | "CARGO_RUSTC_CURRENT_DIR"
+                );
+            if per_crate {
+                cmd.env_remove(name);
+            }
+        }
         if !cfg!(debug_assertions) {
             cmd.arg("--release");
         }
@@ -41,7 +62,7 @@ pub fn binary() -> PathBuf {
 /// A running node.
 pub struct Node {
     child: Option<Child>,
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`, or `https://127.0.0.1:<port>` when started with TLS.
     pub base: String,
     /// Its data directory.
     pub data_dir: PathBuf,
@@ -105,6 +126,37 @@ impl Node {
                 panic!("agentidp did not start; its log:\n{log}");
             }
         }
+    }
+
+    /// Like [`Node::start_with`], serving HTTPS with the given PEM certificate chain and key
+    /// (see [`TestCa::write_leaf`]); `base` is then `https://127.0.0.1:<port>`.
+    pub fn start_tls(
+        data_dir: &Path,
+        store: &str,
+        cert: &Path,
+        key: &Path,
+        extra: &[&str],
+    ) -> Node {
+        let cert = cert.to_str().expect("certificate path is UTF-8");
+        let key = key.to_str().expect("key path is UTF-8");
+        let mut args = vec!["--tls-cert", cert, "--tls-key", key];
+        args.extend_from_slice(extra);
+        let node = Node::start_with(data_dir, store, &args);
+        assert!(
+            node.base.starts_with("https://"),
+            "a TLS node announced {}",
+            node.base
+        );
+        node
+    }
+
+    /// The port the node listens on.
+    pub fn port(&self) -> u16 {
+        self.base
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port in the base URL")
     }
 
     /// The node's process id, while it runs.
@@ -196,6 +248,15 @@ impl Api {
         Api {
             base: base.to_string(),
             http: reqwest::Client::new(),
+        }
+    }
+
+    /// A client for `base` (an `https://` URL) that trusts exactly one certificate authority,
+    /// given as PEM (e.g. [`TestCa::cert_pem`]): no built-in or system roots.
+    pub fn with_ca(base: &str, ca_pem: &str) -> Api {
+        Api {
+            base: base.to_string(),
+            http: https_client(ca_pem).build().expect("reqwest client"),
         }
     }
 
@@ -318,6 +379,93 @@ impl Api {
             .await;
         assert_eq!(r.status, 201, "register: {:?}", r.body);
         r.body
+    }
+}
+
+/// A reqwest client builder over rustls that trusts only `ca_pem` (no built-in or system roots)
+/// and gives up after 30 s; for tests that need more settings than [`Api::with_ca`].
+pub fn https_client(ca_pem: &str) -> reqwest::ClientBuilder {
+    let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA certificate PEM");
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .timeout(Duration::from_secs(30))
+}
+
+/// A throwaway certificate authority (ECDSA P-256) that issues server certificates, for HTTPS
+/// tests: clients trust it with [`Api::with_ca`], nodes serve its leaves with
+/// [`Node::start_tls`].
+pub struct TestCa {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    cert_pem: String,
+}
+
+impl Default for TestCa {
+    fn default() -> Self {
+        TestCa::new()
+    }
+}
+
+impl TestCa {
+    /// A new CA with a fresh key.
+    pub fn new() -> TestCa {
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "agentidp test CA");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert_pem = params.self_signed(&key).expect("CA certificate").pem();
+        TestCa {
+            params,
+            key,
+            cert_pem,
+        }
+    }
+
+    /// The CA certificate, PEM.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// A server certificate for `names` (DNS names or IP addresses, e.g. `localhost`,
+    /// `127.0.0.1`) with a fresh key: (certificate PEM, PKCS#8 private key PEM).
+    pub fn leaf(&self, names: &[&str]) -> (String, String) {
+        let key = rcgen::KeyPair::generate().expect("leaf key");
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("subject alternative names");
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            names.first().copied().unwrap_or("agentidp"),
+        );
+        params.is_ca = rcgen::IsCa::ExplicitNoCa;
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer).expect("leaf certificate");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// [`TestCa::leaf`] written to `<dir>/cert.pem` and `<dir>/key.pem` (`dir` is created);
+    /// returns their paths, for `--tls-cert` and `--tls-key`.
+    pub fn write_leaf(&self, dir: &Path, names: &[&str]) -> (PathBuf, PathBuf) {
+        std::fs::create_dir_all(dir).expect("create certificate dir");
+        let (cert, key) = self.leaf(names);
+        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert_path, cert).expect("write certificate");
+        std::fs::write(&key_path, key).expect("write key");
+        (cert_path, key_path)
     }
 }
 

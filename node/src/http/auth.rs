@@ -35,7 +35,8 @@ impl Caller {
     }
 }
 
-pub(crate) fn client_addr(addr: Option<SocketAddr>) -> Option<String> {
+/// The client's IP address as recorded in the audit log and used as a throttling key.
+pub(crate) fn client_ip(addr: Option<SocketAddr>) -> Option<String> {
     addr.map(|a| a.ip().to_string())
 }
 
@@ -44,11 +45,11 @@ pub(crate) fn bearer(
     state: AppState,
 ) -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
     warp::header::optional::<String>("authorization")
-        .and(warp::addr::remote())
+        .and(crate::http::client_addr())
         .and(with_state(state))
         .and_then(
             |header: Option<String>, addr: Option<SocketAddr>, state: AppState| async move {
-                let client = client_addr(addr);
+                let client = client_ip(addr);
                 // Failed bearer authentications are throttled per source address (checked
                 // before authenticating, charged on failure): each failure is audited, and this
                 // bounds how fast a flood of bad tokens can grow the audit log.

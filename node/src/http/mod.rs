@@ -14,6 +14,7 @@ mod tokens;
 mod wellknown;
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -101,6 +102,23 @@ pub(crate) fn route_label(method: &str, path: &str) -> &'static str {
         .iter()
         .find(|(m, template)| *m == method && matches(template))
         .map_or("unmatched", |(_, template)| template)
+}
+
+/// The peer address of a connection, put on each of its requests by the node's accept loop
+/// (`crate::accept`), because warp's own remote-address extension is private to warp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClientAddr(pub(crate) SocketAddr);
+
+/// The client's socket address, for per-address throttling and the audit log: warp's
+/// `remote()` when warp set it (`warp::test` requests), else the [`ClientAddr`] of our accept
+/// loop. Routes use this, never `warp::addr::remote()` alone, which is `None` in our loop.
+pub(crate) fn client_addr(
+) -> impl Filter<Extract = (Option<SocketAddr>,), Error = Infallible> + Clone {
+    warp::addr::remote()
+        .and(warp::ext::optional::<ClientAddr>())
+        .map(|warp_addr: Option<SocketAddr>, ours: Option<ClientAddr>| {
+            warp_addr.or(ours.map(|ClientAddr(a)| a))
+        })
 }
 
 /// Injects the application state.
@@ -281,6 +299,19 @@ pub(crate) fn routes(
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn client_addr_comes_from_warp_or_from_our_accept_loop() {
+        let filter = client_addr();
+        let warp_set: SocketAddr = "192.0.2.1:1000".parse().unwrap();
+        let ours: SocketAddr = "198.51.100.2:2000".parse().unwrap();
+        let mut req = warp::test::request().remote_addr(warp_set);
+        req = req.extension(ClientAddr(ours));
+        assert_eq!(req.filter(&filter).await.unwrap(), Some(warp_set));
+        let req = warp::test::request().extension(ClientAddr(ours));
+        assert_eq!(req.filter(&filter).await.unwrap(), Some(ours));
+        assert_eq!(warp::test::request().filter(&filter).await.unwrap(), None);
+    }
+
     #[test]
     fn route_labels_use_templates() {
         assert_eq!(
@@ -307,6 +338,7 @@ pub(crate) mod testing {
         let cfg = ServeConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             public_url: Some(ISSUER.into()),
+            tls: None,
             data_dir: dir.to_path_buf(),
             store: storage::EngineKind::Redb,
             token_ttl_secs: 3600,

@@ -17,9 +17,9 @@ use warp::http::{header, HeaderValue, StatusCode};
 use warp::{Filter, Rejection, Reply};
 
 use crate::error::OAuthError;
-use crate::http::auth::{check_token, client_addr};
+use crate::http::auth::{check_token, client_ip};
 use crate::http::client_auth::{authenticate, OAuthForm};
-use crate::http::{bounded_body, with_state};
+use crate::http::{bounded_body, client_addr, with_state};
 use crate::model::{OAuthErrorBody, TokenResponse};
 use crate::state::{Actor, AppState};
 use crate::token::{mint, AccessClaims, LEEWAY_SECS};
@@ -33,7 +33,7 @@ pub(crate) fn routes(
     let common = warp::post()
         .and(warp::header::optional::<String>("authorization"))
         .and(bounded_body())
-        .and(warp::addr::remote())
+        .and(client_addr())
         .and(with_state(state));
     let token = warp::path!("api" / "v1" / "token")
         .or(warp::path!("oauth2" / "token"))
@@ -92,7 +92,7 @@ pub(crate) async fn token(
         &state,
         authorization.as_deref(),
         &form,
-        client_addr(addr),
+        client_ip(addr),
         "token.issue",
     )
     .await?;
@@ -252,7 +252,7 @@ async fn token_request(
     action: &str,
 ) -> Result<(ResourceCaller, String), OAuthError> {
     let form = OAuthForm::parse(content_type, body)?;
-    let caller = resource_caller(state, authorization, &form, client_addr(addr), action).await?;
+    let caller = resource_caller(state, authorization, &form, client_ip(addr), action).await?;
     let token = form
         .token
         .ok_or_else(|| OAuthError::new("invalid_request", "token is required"))?;

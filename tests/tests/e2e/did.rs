@@ -941,3 +941,105 @@ async fn did_routes_isolate_tenants_and_reveal_no_private_fields() {
         }
     }
 }
+
+/// The same node and data, restarted with `--tls-cert/--tls-key`, serves the same documents over
+/// HTTPS at the URLs the did:web method maps its DIDs to, to a client that trusts only the test
+/// CA; a client without that CA is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_are_served_over_https_with_the_nodes_own_certificate() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let public = format!("https://localhost:{port}");
+    let flags = ["--listen", listen.as_str(), "--public-url", public.as_str()];
+
+    // First over plain HTTP (as behind a TLS-terminating proxy).
+    let mut node = Node::start_with(&data, "redb", &flags);
+    let api = Api::new(&node.base);
+    let admin = admin_token(&node, &api).await;
+    let (_, org_token) = tenant(&api, &admin, "did-tls").await;
+    let body = merged(agent_body("tls@did.example"), &card_fields());
+    let r = api
+        .call("POST", "/api/v1/agents", Some(&org_token), Some(body))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = s(&r.body["agentId"]);
+    let did: did_method::DidWeb = s(&r.body["did"]).parse().unwrap();
+    let node_did: did_method::DidWeb = format!("did:web:localhost%3A{port}").parse().unwrap();
+    let card_path = format!("/agents/{id}/.well-known/agent-card.json");
+    let node_doc = get(&api, "/.well-known/did.json", &[]).await;
+    let agent_doc = get(&api, &format!("/agents/{id}/did.json"), &[]).await;
+    let card = get(&api, &card_path, &[]).await;
+    assert_eq!(agent_doc.status, 200);
+    assert!(node.stop().success());
+
+    // Then serving HTTPS itself, with a certificate from a CA only the client below trusts.
+    let ca = tests::TestCa::new();
+    let (cert, key) = ca.write_leaf(&dir.path().join("tls"), &["localhost", "127.0.0.1"]);
+    let node = Node::start_tls(&data, "redb", &cert, &key, &flags);
+    assert_eq!(node.port(), port);
+    let https = Api::with_ca(&public, ca.cert_pem());
+    for (did, plain) in [(&node_did, &node_doc), (&did, &agent_doc)] {
+        // Exactly the URL a did:web resolver computes.
+        let url = did.document_url("https");
+        assert!(url.starts_with(&public), "{url}");
+        let r = https.http.get(&url).send().await.expect("HTTPS GET");
+        assert_eq!(r.status(), 200, "{url}");
+        assert_eq!(
+            r.headers()["content-type"].to_str().unwrap(),
+            "application/did+json"
+        );
+        assert_eq!(
+            r.headers()["access-control-allow-origin"].to_str().unwrap(),
+            "*"
+        );
+        let doc: Value = r.json().await.unwrap();
+        assert_eq!(&doc, &plain.body, "the same document over HTTPS");
+        assert_eq!(doc["id"], did.to_string());
+    }
+    // The card is re-signed (ECDSA signatures are randomized) but says the same, and verifies.
+    let c = get(&https, &card_path, &[]).await;
+    assert_eq!(c.status, 200);
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        v.as_object_mut().unwrap().remove("signatures");
+        v
+    };
+    assert_eq!(strip(&c.body), strip(&card.body));
+    let jwks = get(&https, "/.well-known/jwks.json", &[]).await;
+    let sig = &c.body["signatures"][0];
+    let protected = b64json(sig["protected"].as_str().unwrap());
+    let key = jwks.body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == protected["kid"])
+        .unwrap()
+        .clone();
+    let input = format!(
+        "{}.{}",
+        sig["protected"].as_str().unwrap(),
+        URL_SAFE_NO_PAD.encode(serde_jcs::to_string(&strip(&c.body)).unwrap())
+    );
+    verifier_for(&key)
+        .verify(
+            input.as_bytes(),
+            &URL_SAFE_NO_PAD
+                .decode(sig["signature"].as_str().unwrap())
+                .unwrap(),
+        )
+        .expect("the card signature verifies over HTTPS too");
+
+    // A client that does not trust the test CA gets no document.
+    let untrusted = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .build()
+        .unwrap();
+    assert!(untrusted
+        .get(did.document_url("https"))
+        .send()
+        .await
+        .is_err());
+}

@@ -5,4 +5,5 @@ mod did;
 mod durability;
 mod lifecycle;
 mod security;
+mod tls;
 mod tokens;
