@@ -1,4 +1,11 @@
-//! Federation with partner identity providers — lands with the federation issue: JOSE
-//! verification against partner key sets, the one guarded outbound HTTP client (SSRF-safe), JWKS
-//! fetching and caching, partners and trust anchors, and libp2p gossip of signed trust anchors
-//! (feature `gossip`). Empty until then, on purpose: the node does not fetch anything yet.
+//! Federation with partner identity providers: the one guarded outbound HTTP client
+//! ([`guard`]), through which the node fetches everything it fetches.
+
+pub mod guard;
+#[cfg(test)]
+mod testing;
+
+pub use guard::{
+    classify, FetchError, FetchPolicy, FetchStats, Fetched, Fetcher, Forbidden, Resolve,
+    SystemResolver,
+};
