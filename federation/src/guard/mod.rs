@@ -448,7 +448,7 @@ impl Fetcher {
         Fetcher::with_classifier(policy, resolver, classify)
     }
 
-    fn with_classifier(
+    pub(crate) fn with_classifier(
         policy: FetchPolicy,
         resolver: Arc<dyn Resolve>,
         classifier: Classifier,
