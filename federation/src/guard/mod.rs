@@ -159,10 +159,13 @@ pub enum FetchError {
         /// The HTTP status code.
         status: u16,
     },
+    /// The HTTP client could not be built (TLS set-up); only from [`Fetcher::new`].
+    #[error("cannot set up the HTTP client: {0}")]
+    Setup(String),
 }
 
 /// Every [`FetchError::code`], in [`FetchStats`] order.
-pub const FETCH_ERROR_CODES: [&str; 14] = [
+pub const FETCH_ERROR_CODES: [&str; 15] = [
     "BAD_URL",
     "HTTP_NOT_ALLOWED",
     "CREDENTIALS_IN_URL",
@@ -176,6 +179,7 @@ pub const FETCH_ERROR_CODES: [&str; 14] = [
     "TIMEOUT",
     "UNREACHABLE",
     "BAD_STATUS",
+    "FETCHER_SETUP",
     // Not an error: successful fetches, counted in the same table.
     "OK",
 ];
@@ -201,6 +205,7 @@ impl FetchError {
             FetchError::Timeout { .. } => 10,
             FetchError::Unreachable { .. } => 11,
             FetchError::BadStatus { .. } => 12,
+            FetchError::Setup(_) => 13,
         }
     }
 
@@ -213,6 +218,7 @@ impl FetchError {
                 | FetchError::Timeout { .. }
                 | FetchError::Unreachable { .. }
                 | FetchError::BadStatus { .. }
+                | FetchError::Setup(_)
         )
     }
 }
@@ -471,7 +477,7 @@ impl Fetcher {
             .connect_timeout(policy.connect_timeout)
             .user_agent(concat!("agentidp-federation/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| FetchError::BadUrl(format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| FetchError::Setup(e.to_string()))?;
         Ok(Fetcher {
             policy,
             client,

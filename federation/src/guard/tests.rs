@@ -32,6 +32,14 @@ fn hello() -> Reply {
 }
 
 #[test]
+fn codes_are_distinct() {
+    let codes: std::collections::HashSet<&str> = FETCH_ERROR_CODES.iter().copied().collect();
+    assert_eq!(codes.len(), FETCH_ERROR_CODES.len());
+    assert_eq!(FetchError::Setup("x".into()).code(), "FETCHER_SETUP");
+    assert_eq!(FetchError::BadStatus { status: 500 }.code(), "BAD_STATUS");
+}
+
+#[test]
 fn defaults_are_safe() {
     let p = FetchPolicy::default();
     assert!(!p.allow_http && !p.allow_private);
@@ -76,6 +84,13 @@ async fn loopback_in_every_spelling_is_refused() {
         (format!("http://2130706433:{p}/"), "127.0.0.1"),
         (format!("http://0x7f.1:{p}/"), "127.0.0.1"),
         (format!("http://0177.0.0.1:{p}/"), "127.0.0.1"),
+        (format!("http://017700000001:{p}/"), "127.0.0.1"),
+        (format!("http://127.1:{p}/"), "127.0.0.1"),
+        (format!("http://127.0.0.1.:{p}/"), "127.0.0.1"),
+        (
+            format!("http://[0:0:0:0:0:ffff:7f00:1]:{p}/"),
+            "::ffff:127.0.0.1",
+        ),
         (format!("http://localhost:{p}/"), "127.0.0.1"),
         (format!("https://127.0.0.1:{p}/"), "127.0.0.1"),
     ];
@@ -246,6 +261,7 @@ async fn url_rules() {
     for (url, code) in cases {
         let err = strict.get(url, "*/*").await.unwrap_err();
         assert_eq!(err.code(), code, "{url}: {err}");
+        assert_eq!(err.is_policy_refusal(), code != "UNRESOLVABLE", "{url}");
     }
     assert_eq!(strict.stats().count("BAD_URL"), 4);
     assert_eq!(strict.stats().count("HTTP_NOT_ALLOWED"), 1);
