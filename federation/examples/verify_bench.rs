@@ -124,8 +124,38 @@ fn main() {
         report(&format!("verify_jwt {alg}, 1 thread"), n, started.elapsed());
     }
 
-    // 2. KeyCache::verify with a warm cache, 1 thread and all cores.
+    // 1b. verify_jwt alone on every core: what the crypto allows, to compare the cache with.
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let keys = Arc::new(keys);
+    for (alg, toks) in &cases {
+        let started = Instant::now();
+        let n: u64 = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let keys = Arc::clone(&keys);
+                    let expected = &expected;
+                    s.spawn(move || {
+                        let mut n = 0u64;
+                        while started.elapsed() < run_for {
+                            for t in toks {
+                                verify_jwt(t, &keys, expected).unwrap();
+                            }
+                            n += toks.len() as u64;
+                        }
+                        n
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        report(
+            &format!("verify_jwt {alg}, {threads} threads"),
+            n,
+            started.elapsed(),
+        );
+    }
+
+    // 2. KeyCache::verify with a warm cache, 1 thread and all cores.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()
