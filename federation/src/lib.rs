@@ -1,4 +1,56 @@
-//! Federation with partner identity providers — lands with the federation issue: JOSE
-//! verification against partner key sets, the one guarded outbound HTTP client (SSRF-safe), JWKS
-//! fetching and caching, partners and trust anchors, and libp2p gossip of signed trust anchors
-//! (feature `gossip`). Empty until then, on purpose: the node does not fetch anything yet.
+//! Federation with partner identity providers: the node verifies tokens that other identity
+//! providers issued, strictly, quickly, through their key rotations, and without ever becoming
+//! a tool for reaching internal addresses.
+//!
+//! - [`guard`]: the one guarded outbound HTTP client. [`Fetcher::get`] refuses loopback,
+//!   private, link-local, CGNAT and metadata addresses ([`classify`]) unless the operator
+//!   allows private targets (metadata never), checks the address it connects to (no DNS
+//!   rebinding), requires https unless allowed otherwise, follows at most a few redirects and
+//!   only on the same host, caps the body and the total time, and counts every refusal
+//!   ([`FetchStats`]). Name resolution is a seam ([`Resolve`]; [`SystemResolver`] in
+//!   production).
+//! - [`source`]: where keys come from ([`KeySource`]): a JWKS URL, an issuer's OpenID
+//!   Connect / RFC 8414 discovery document, or a `did:web` DID document.
+//! - [`keys`]: JWKS parsing into a [`KeySet`] of ready verifiers; unusable entries are
+//!   skipped with a reason, not fatal.
+//! - [`cache`]: the per-partner [`KeyCache`]: `max-age` within bounds, one rate-limited
+//!   refetch on an unknown `kid`, stale keys bridging outages for a bounded time, single
+//!   flight, counters ([`CacheCounters`]).
+//! - [`verify`]: [`verify_jwt`], strict JWT verification: algorithm allowlist (no `none`, no
+//!   HMAC), key/algorithm match, `crit` refused, exact `iss`, `exp` required, `nbf`/`iat` and
+//!   `aud`, each failure a [`VerifyError`] with a stable code.
+//!
+//! Time comes from a [`Clock`], so that tests can move it.
+//!
+//! ```no_run
+//! # async fn demo(token: &str) -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use federation::*;
+//! let fetcher = Arc::new(Fetcher::new(FetchPolicy::default(), Arc::new(SystemResolver))?);
+//! let cache = KeyCache::new(fetcher, Arc::new(SystemClock), CacheConfig::default());
+//! let source = KeySource::Discovery("https://idp.example".to_string());
+//! let now = SystemClock.now_secs();
+//! let expected = Expectations::new("https://idp.example", now).with_audience("https://me.example");
+//! let verified = cache.verify("partner-42", &source, token, &expected).await?;
+//! println!("{}", verified.claims["sub"]);
+//! # Ok(()) }
+//! ```
+
+pub mod cache;
+mod clock;
+pub mod guard;
+pub mod keys;
+pub mod source;
+#[cfg(test)]
+mod testing;
+pub mod verify;
+
+pub use cache::{CacheConfig, CacheCounters, KeyCache};
+pub use clock::{Clock, SystemClock};
+pub use guard::{
+    classify, FetchError, FetchPolicy, FetchStats, Fetched, Fetcher, Forbidden, Resolve,
+    SystemResolver,
+};
+pub use keys::{Alg, KeySet, PartnerKey, Skipped};
+pub use source::{FetchedKeys, KeySource, SourceError};
+pub use verify::{verify_jwt, Expectations, VerifiedToken, VerifyError};
