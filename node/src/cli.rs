@@ -148,6 +148,14 @@ struct ServeArgs {
     /// skills and domains of registrations must be entries of its taxonomy (id and name).
     #[arg(long, env = "AGENTIDP_OASF_SCHEMA")]
     oasf_schema: Option<PathBuf>,
+    /// Let the outbound client (partner JWKS, discovery and DID documents) fetch loopback,
+    /// private, link-local and CGNAT addresses. Off by default: partner URLs must be public.
+    /// Cloud metadata addresses stay refused. For tests and closed networks only.
+    #[arg(long, env = "AGENTIDP_ALLOW_PRIVATE_FETCH")]
+    allow_private_fetch: bool,
+    /// Let the outbound client fetch plain http:// URLs (default: https only). Tests only.
+    #[arg(long, env = "AGENTIDP_ALLOW_HTTP_FETCH")]
+    allow_http_fetch: bool,
     /// Log format.
     #[arg(long, env = "AGENTIDP_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -233,6 +241,8 @@ fn serve(args: ServeArgs) -> ExitCode {
         key_grace_secs: args.key_grace,
         token_rate_limit: args.token_rate_limit,
         oasf_schema: args.oasf_schema,
+        allow_private_fetch: args.allow_private_fetch,
+        allow_http_fetch: args.allow_http_fetch,
     };
     let Some(runtime) = runtime() else {
         return ExitCode::FAILURE;

@@ -45,9 +45,61 @@ pub(crate) struct Metrics {
     pub(crate) auth_failures: Counter,
     pub(crate) auth_throttled: Counter,
     pub(crate) tls_handshake_failures: Counter,
+    federation_verified: Counter,
+    federation_refused: Counter,
 }
 
 impl Metrics {
+    /// Counts one partner token verification by its outcome.
+    pub(crate) fn federation_verify(&self, ok: bool) {
+        if ok {
+            self.federation_verified.inc();
+        } else {
+            self.federation_refused.inc();
+        }
+    }
+
+    /// The federation part: verifications by outcome, outbound fetches by result code, and the
+    /// partner key cache's counters.
+    pub(crate) fn render_federation(
+        &self,
+        fetches: &[(&'static str, u64)],
+        cache: &federation::CacheCounters,
+    ) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP agentidp_federation_verifications_total Partner token verifications by outcome.\n# TYPE agentidp_federation_verifications_total counter\n");
+        let _ = writeln!(
+            out,
+            "agentidp_federation_verifications_total{{outcome=\"valid\"}} {}\nagentidp_federation_verifications_total{{outcome=\"refused\"}} {}",
+            self.federation_verified.get(),
+            self.federation_refused.get()
+        );
+        out.push_str("# HELP agentidp_outbound_fetches_total Outbound fetches (partner keys, discovery, DID documents) by result; every code but OK is a refusal or failure.\n# TYPE agentidp_outbound_fetches_total counter\n");
+        for (code, n) in fetches {
+            let _ = writeln!(
+                out,
+                "agentidp_outbound_fetches_total{{result=\"{code}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP agentidp_partner_key_cache_total Partner key cache events.\n# TYPE agentidp_partner_key_cache_total counter\n");
+        for (event, n) in [
+            ("hit", cache.hits),
+            ("miss", cache.misses),
+            ("fetch", cache.fetches),
+            ("refetch", cache.refetches),
+            ("refetch_suppressed", cache.refetches_suppressed),
+            ("fetch_failure", cache.fetch_failures),
+            ("stale_serve", cache.stale_serves),
+            ("key_skipped", cache.keys_skipped),
+        ] {
+            let _ = writeln!(
+                out,
+                "agentidp_partner_key_cache_total{{event=\"{event}\"}} {n}"
+            );
+        }
+        out
+    }
+
     /// Records one finished request under its route template.
     pub(crate) fn observe(
         &self,

@@ -39,6 +39,11 @@ pub struct ServeConfig {
     pub token_rate_limit: u32,
     /// OASF schema directory whose skill and domain taxonomy registrations are checked against.
     pub oasf_schema: Option<PathBuf>,
+    /// Let the outbound client fetch loopback, private, link-local and CGNAT addresses (tests,
+    /// closed networks). Cloud metadata addresses stay refused.
+    pub allow_private_fetch: bool,
+    /// Let the outbound client fetch plain `http://` URLs (tests only).
+    pub allow_http_fetch: bool,
 }
 
 /// Why the node could not start.
@@ -236,7 +241,31 @@ pub(crate) async fn open_state(
         token_ttl_secs: cfg.token_ttl_secs,
         key_grace_ms: grace_ms,
         system_org,
+        allow_http_fetch: cfg.allow_http_fetch,
     });
+    let fetcher = Arc::new(
+        federation::Fetcher::new(
+            federation::FetchPolicy {
+                allow_http: cfg.allow_http_fetch,
+                allow_private: cfg.allow_private_fetch,
+                ..federation::FetchPolicy::default()
+            },
+            Arc::new(federation::SystemResolver),
+        )
+        .map_err(|e| StartError::Keys(format!("the outbound HTTP client: {e}")))?,
+    );
+    if cfg.allow_private_fetch || cfg.allow_http_fetch {
+        tracing::warn!(
+            allow_private_fetch = cfg.allow_private_fetch,
+            allow_http_fetch = cfg.allow_http_fetch,
+            "outbound fetch guard relaxed; never do this on a node that faces untrusted partners"
+        );
+    }
+    let key_cache = Arc::new(federation::KeyCache::new(
+        fetcher.clone(),
+        Arc::new(federation::SystemClock),
+        federation::CacheConfig::default(),
+    ));
     Ok(AppState(Arc::new(crate::state::StateInner {
         clients: Arc::new(crate::clients::ClientCache::new(store.clone())),
         artifacts: Arc::new(crate::artifacts::ArtifactCache::new(
@@ -244,6 +273,8 @@ pub(crate) async fn open_state(
             settings.clone(),
         )),
         taxonomy,
+        fetcher,
+        key_cache,
         store,
         keys: Arc::new(RwLock::new(ring)),
         clock,

@@ -23,6 +23,8 @@ pub(crate) struct Settings {
     pub(crate) key_grace_ms: i64,
     /// The node's own organization (instance admin; owner of anonymous audit entries).
     pub(crate) system_org: Uuid,
+    /// Partner URLs may be plain http (`--allow-http-fetch`).
+    pub(crate) allow_http_fetch: bool,
 }
 
 /// Who did something, for the audit log.
@@ -58,6 +60,10 @@ pub(crate) struct StateInner {
     pub(crate) clients: Arc<crate::clients::ClientCache>,
     /// Rendered DID documents and cards.
     pub(crate) artifacts: Arc<crate::artifacts::ArtifactCache>,
+    /// The one guarded outbound HTTP client.
+    pub(crate) fetcher: Arc<federation::Fetcher>,
+    /// Partner keys.
+    pub(crate) key_cache: Arc<federation::KeyCache>,
     /// The OASF skill and domain taxonomy (`--oasf-schema`), when given.
     pub(crate) taxonomy: Option<Arc<did_method::oasf::Taxonomy>>,
     pub(crate) started: Instant,

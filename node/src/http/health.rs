@@ -109,7 +109,11 @@ pub(crate) async fn detailed(state: AppState) -> Result<warp::reply::Response, R
 #[utoipa::path(get, path = "/metrics", tag = "Health",
     responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain")))]
 pub(crate) fn metrics(state: AppState) -> warp::reply::Response {
-    let body = state.metrics.render(&state.store);
+    let mut body = state.metrics.render(&state.store);
+    body.push_str(&state.metrics.render_federation(
+        &state.fetcher.stats().snapshot(),
+        &state.key_cache.counters(),
+    ));
     warp::reply::with_header(
         body,
         "content-type",

@@ -6,6 +6,7 @@ mod audit;
 mod auth;
 mod client_auth;
 mod did;
+mod federation;
 mod health;
 mod keys;
 mod openapi;
@@ -80,6 +81,12 @@ pub(crate) const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/agents/{agentId}/did/resolve"),
     ("GET", "/api/v1/agents/{agentId}/did/card"),
     ("POST", "/api/v1/badges/verify"),
+    ("POST", "/api/v1/federation/trust"),
+    ("GET", "/api/v1/federation/partners"),
+    ("GET", "/api/v1/federation/partners/{id}"),
+    ("PATCH", "/api/v1/federation/partners/{id}"),
+    ("DELETE", "/api/v1/federation/partners/{id}"),
+    ("POST", "/api/v1/federation/verify"),
     ("GET", "/api/v1/audit"),
     ("GET", "/api/v1/audit/verify"),
 ];
@@ -275,6 +282,7 @@ pub(crate) fn routes(
         .or(agents::routes(state.clone()))
         .or(keys::routes(state.clone()))
         .or(audit::routes(state.clone()))
+        .or(federation::routes(state.clone()))
         .or(openapi::routes());
     api.recover(crate::error::handle_rejection)
         .with(warp::log::custom(move |info| {
@@ -346,6 +354,8 @@ pub(crate) mod testing {
             key_grace_secs: None,
             token_rate_limit: 0,
             oasf_schema: None,
+            allow_private_fetch: false,
+            allow_http_fetch: false,
         };
         let did = did_method::DidWeb::from_base_url(ISSUER, &[]).unwrap();
         open_state(

@@ -3,6 +3,7 @@
 
 mod did;
 mod durability;
+mod federation;
 mod lifecycle;
 mod security;
 mod tls;

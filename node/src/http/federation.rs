@@ -1,0 +1,720 @@
+//! Federation partners (`/api/v1/federation/trust`, `/partners`, `/partners/{id}`; scope
+//! `admin:orgs`) and verification of partner tokens (`/api/v1/federation/verify`, any
+//! authenticated caller), with the predecessor's fields (snake_case) and error codes.
+//!
+//! A partner is an issuer whose keys come from a JWKS URL, from the issuer's discovery document
+//! (OpenID Connect Discovery, falling back to RFC 8414), or from a `did:web` document. The key
+//! source is probed before the partner is stored, through the one guarded outbound client
+//! (`federation::Fetcher`), so a partner whose keys cannot be read — or whose URLs point at
+//! loopback, private or metadata addresses — is refused with `422` and the precise reason.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use storage::{KeySourceKind, Outcome, Partner, PartnerStatus};
+use utoipa::ToSchema;
+use uuid::Uuid;
+use warp::http::StatusCode;
+use warp::{Filter, Rejection, Reply};
+
+use crate::clock::{parse_rfc3339, rfc3339};
+use crate::error::ApiError;
+use crate::http::auth::bearer;
+use crate::http::{json_body, parse_id, with_state, Caller};
+use crate::model::ErrorBody;
+use crate::state::AppState;
+
+/// Most partners a node keeps.
+const MAX_PARTNERS: usize = 1000;
+/// Longest partner token accepted.
+const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+pub(crate) fn routes(
+    state: AppState,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    let auth = bearer(state.clone());
+    let st = with_state(state);
+    let create = warp::path!("api" / "v1" / "federation" / "trust")
+        .and(warp::post())
+        .and(auth.clone())
+        .and(json_body())
+        .and(st.clone())
+        .and_then(create);
+    let list = warp::path!("api" / "v1" / "federation" / "partners")
+        .and(warp::get())
+        .and(auth.clone())
+        .and(st.clone())
+        .and_then(list);
+    let get = warp::path!("api" / "v1" / "federation" / "partners" / String)
+        .and(warp::get())
+        .and(auth.clone())
+        .and(st.clone())
+        .and_then(get);
+    let update = warp::path!("api" / "v1" / "federation" / "partners" / String)
+        .and(warp::patch())
+        .and(auth.clone())
+        .and(json_body())
+        .and(st.clone())
+        .and_then(update);
+    let delete = warp::path!("api" / "v1" / "federation" / "partners" / String)
+        .and(warp::delete())
+        .and(auth.clone())
+        .and(st.clone())
+        .and_then(delete);
+    let verify = warp::path!("api" / "v1" / "federation" / "verify")
+        .and(warp::post())
+        .and(auth)
+        .and(json_body())
+        .and(st)
+        .and_then(verify);
+    create.or(list).or(get).or(update).or(delete).or(verify)
+}
+
+/// A trusted partner identity provider.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PartnerView {
+    id: Uuid,
+    name: String,
+    /// Exactly the `iss` of its tokens.
+    issuer: String,
+    /// `jwks`, `discovery` or `did`.
+    key_source: &'static str,
+    /// The JWKS URL (given, or found by discovery); absent for a did:web issuer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jwks_uri: Option<String>,
+    /// The `aud` its tokens must carry, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audience: Option<String>,
+    /// `organization_id` values accepted from it; empty: all.
+    allowed_organizations: Vec<String>,
+    /// `active`, `suspended` or `expired`.
+    status: &'static str,
+    created_at: String,
+    updated_at: String,
+    expires_at: Option<String>,
+}
+
+/// `expired` once `expires_at` has passed, else the operator's status.
+fn effective_status(p: &Partner, now: i64) -> &'static str {
+    if p.expires_at.is_some_and(|t| t <= now) {
+        "expired"
+    } else {
+        p.status.as_str()
+    }
+}
+
+impl PartnerView {
+    fn new(p: &Partner, now: i64) -> Self {
+        PartnerView {
+            id: p.id,
+            name: p.name.clone(),
+            issuer: p.issuer.clone(),
+            key_source: p.source.as_str(),
+            jwks_uri: p.jwks_uri.clone(),
+            audience: p.audience.clone(),
+            allowed_organizations: p.allowed_organizations.clone(),
+            status: effective_status(p, now),
+            created_at: rfc3339(p.created_at),
+            updated_at: rfc3339(p.updated_at),
+            expires_at: p.expires_at.map(rfc3339),
+        }
+    }
+}
+
+/// Body of `POST /api/v1/federation/trust`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreatePartnerRequest {
+    /// 1 to 256 characters.
+    name: String,
+    /// An https URL (exactly the `iss` of its tokens), or a `did:web` DID.
+    issuer: String,
+    /// The JWKS URL. Without it, an URL issuer's discovery document gives it; a did:web issuer
+    /// needs none.
+    jwks_uri: Option<String>,
+    /// The `aud` its tokens must carry (e.g. this node's issuer).
+    audience: Option<String>,
+    #[serde(default)]
+    allowed_organizations: Vec<String>,
+    /// RFC 3339; after it the partner is `expired`.
+    expires_at: Option<String>,
+}
+
+/// `null` and absent told apart: `Some(None)` is an explicit `null`.
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Body of `PATCH /api/v1/federation/partners/{id}`: only the fields given change.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpdatePartnerRequest {
+    name: Option<String>,
+    /// A new JWKS URL: probed before it is stored; the key cache is dropped.
+    jwks_uri: Option<String>,
+    /// `null` removes the audience requirement.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    audience: Option<Option<String>>,
+    allowed_organizations: Option<Vec<String>>,
+    /// `active` or `suspended`.
+    status: Option<String>,
+    /// RFC 3339, or `null` to remove the expiry.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    expires_at: Option<Option<String>>,
+}
+
+/// Body of `POST /api/v1/federation/verify`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VerifyRequest {
+    /// The partner-issued JWT.
+    token: String,
+    /// When given, the token's `iss` must be exactly this.
+    expected_issuer: Option<String>,
+}
+
+/// A partner token that verified.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct VerifyResult {
+    valid: bool,
+    issuer: String,
+    subject: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    organization_id: Option<String>,
+    /// Every claim of the token.
+    #[schema(value_type = Object)]
+    claims: serde_json::Map<String, serde_json::Value>,
+}
+
+fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+}
+
+fn partner_not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "FEDERATION_PARTNER_NOT_FOUND",
+        "Federation partner with the specified ID was not found.",
+    )
+}
+
+fn check_name(v: &str) -> Result<(), ApiError> {
+    if v.trim().is_empty() || v.chars().count() > 256 || v.chars().any(char::is_control) {
+        return Err(ApiError::validation(
+            "name",
+            "must be 1 to 256 characters, no control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// An absolute URL the guarded client may fetch: https, or http when the operator allows it.
+fn check_url(state: &AppState, field: &str, v: &str) -> Result<url::Url, ApiError> {
+    let u =
+        url::Url::parse(v).map_err(|e| ApiError::validation(field, format!("not a URL: {e}")))?;
+    let http_ok = state.settings.allow_http_fetch;
+    let scheme_ok = u.scheme() == "https" || (http_ok && u.scheme() == "http");
+    if !scheme_ok {
+        let want = if http_ok {
+            "an http(s) URL"
+        } else {
+            "an https URL (plain http is allowed only with --allow-http-fetch)"
+        };
+        return Err(ApiError::validation(field, format!("must be {want}")));
+    }
+    if !u.username().is_empty()
+        || u.password().is_some()
+        || u.host_str().is_none()
+        || v.len() > 2048
+    {
+        return Err(ApiError::validation(
+            field,
+            "must be an absolute URL with a host and no credentials, at most 2048 characters",
+        ));
+    }
+    Ok(u)
+}
+
+fn check_orgs(v: &[String]) -> Result<(), ApiError> {
+    if v.len() > 1000
+        || v.iter()
+            .any(|o| o.is_empty() || o.len() > 256 || o.chars().any(char::is_control))
+    {
+        return Err(ApiError::validation(
+            "allowed_organizations",
+            "at most 1000 non-empty values of at most 256 characters",
+        ));
+    }
+    Ok(())
+}
+
+fn parse_time(field: &str, v: &str) -> Result<i64, ApiError> {
+    parse_rfc3339(v).ok_or_else(|| ApiError::validation(field, "must be an RFC 3339 date-time"))
+}
+
+/// The key source of a partner record.
+pub(crate) fn key_source(p: &Partner) -> Result<federation::KeySource, ApiError> {
+    let bad = || {
+        tracing::error!(partner = %p.id, "a stored partner has an unusable key source");
+        ApiError::internal()
+    };
+    Ok(match p.source {
+        KeySourceKind::Did => federation::KeySource::DidWeb(p.issuer.parse().map_err(|_| bad())?),
+        KeySourceKind::Discovery => federation::KeySource::Discovery(p.issuer.clone()),
+        KeySourceKind::Jwks => federation::KeySource::Jwks(
+            url::Url::parse(p.jwks_uri.as_deref().unwrap_or("")).map_err(|_| bad())?,
+        ),
+    })
+}
+
+/// Reads the keys of `source` through the guarded client: 422 with the precise reason if they
+/// cannot be read.
+async fn probe(
+    state: &AppState,
+    source: &federation::KeySource,
+) -> Result<federation::FetchedKeys, ApiError> {
+    source.fetch(&state.fetcher).await.map_err(|e| {
+        tracing::warn!(%source, error = %e, code = e.code(), "partner key source refused");
+        unprocessable(
+            "JWKS_UNREACHABLE",
+            format!("The partner's keys could not be read: {e}. Check the URL, and that it is a public https address."),
+        )
+        .with_details(serde_json::json!({ "reason": e.code(), "source": source.to_string() }))
+    })
+}
+
+/// Register a trusted federation partner: its key source is probed first.
+#[utoipa::path(post, path = "/api/v1/federation/trust", tag = "Federation", security(("bearer" = ["admin:orgs"])),
+    request_body = CreatePartnerRequest,
+    responses((status = 201, body = PartnerView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "FEDERATION_PARTNER_CONFLICT", body = ErrorBody),
+        (status = 422, description = "JWKS_UNREACHABLE (details.reason: PRIVATE_ADDRESS, HTTP_NOT_ALLOWED, TIMEOUT, RESPONSE_TOO_LARGE, REDIRECT_TO_OTHER_HOST, DISCOVERY_ISSUER_MISMATCH, NO_USABLE_KEYS, ...)", body = ErrorBody)))]
+pub(crate) async fn create(
+    caller: Caller,
+    req: CreatePartnerRequest,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    caller.require("admin:orgs")?;
+    check_name(&req.name)?;
+    check_orgs(&req.allowed_organizations)?;
+    if let Some(a) = &req.audience {
+        if a.is_empty() || a.len() > 2048 {
+            return Err(ApiError::validation("audience", "must be 1 to 2048 characters").into());
+        }
+    }
+    let expires_at = req
+        .expires_at
+        .as_deref()
+        .map(|v| parse_time("expires_at", v))
+        .transpose()?;
+    let (kind, source) = if req.issuer.starts_with("did:") {
+        let did: did_method::DidWeb = req
+            .issuer
+            .parse()
+            .map_err(|e| ApiError::validation("issuer", format!("not a usable did:web: {e}")))?;
+        if req.jwks_uri.is_some() {
+            return Err(ApiError::validation(
+                "jwks_uri",
+                "a did:web issuer's keys come from its DID document; give no jwks_uri",
+            )
+            .into());
+        }
+        (KeySourceKind::Did, federation::KeySource::DidWeb(did))
+    } else {
+        check_url(&state, "issuer", &req.issuer)?;
+        match &req.jwks_uri {
+            Some(u) => (
+                KeySourceKind::Jwks,
+                federation::KeySource::Jwks(check_url(&state, "jwks_uri", u)?),
+            ),
+            None => (
+                KeySourceKind::Discovery,
+                federation::KeySource::Discovery(req.issuer.clone()),
+            ),
+        }
+    };
+    if state
+        .store
+        .partner_by_issuer(&req.issuer)
+        .map_err(ApiError::from)?
+        .is_some()
+    {
+        return Err(conflict().into());
+    }
+    if state.store.list_partners().map_err(ApiError::from)?.len() >= MAX_PARTNERS {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "FEDERATION_PARTNER_LIMIT",
+            format!("This node keeps at most {MAX_PARTNERS} partners; remove one first."),
+        )
+        .into());
+    }
+    let fetched = probe(&state, &source).await?;
+    let now = state.clock.now_ms();
+    let partner = Partner {
+        id: Uuid::new_v4(),
+        name: req.name,
+        jwks_uri: match kind {
+            KeySourceKind::Did => None,
+            _ => Some(fetched.keys_url.clone()),
+        },
+        issuer: req.issuer,
+        source: kind,
+        audience: req.audience,
+        allowed_organizations: req.allowed_organizations,
+        status: PartnerStatus::Active,
+        created_at: now,
+        updated_at: now,
+        expires_at,
+    };
+    let entry = state.audit_entry(
+        &caller.actor,
+        "federation.partner.create",
+        partner.id.to_string(),
+        Outcome::Success,
+        serde_json::json!({ "issuer": partner.issuer, "keySource": kind.as_str(), "keysUrl": fetched.keys_url, "keys": fetched.keys.len() }),
+    );
+    let stored = partner.clone();
+    state
+        .store
+        .write(move |tx| {
+            if tx.partner_id_by_issuer(&stored.issuer)?.is_some() {
+                return Err(conflict());
+            }
+            tx.put_partner(&stored);
+            tx.audit(entry)?;
+            Ok::<_, ApiError>(())
+        })
+        .await?;
+    state.metrics.audit_appends.inc();
+    state
+        .key_cache
+        .seed(&partner.id.to_string(), &source, fetched);
+    Ok(warp::reply::with_status(
+        warp::reply::json(&PartnerView::new(&partner, now)),
+        StatusCode::CREATED,
+    )
+    .into_response())
+}
+
+fn conflict() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "FEDERATION_PARTNER_CONFLICT",
+        "A federation partner with this issuer is already registered.",
+    )
+}
+
+/// List every federation partner (expired ones say so).
+#[utoipa::path(get, path = "/api/v1/federation/partners", tag = "Federation", security(("bearer" = ["admin:orgs"])),
+    responses((status = 200, body = [PartnerView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(crate) async fn list(
+    caller: Caller,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    caller.require("admin:orgs")?;
+    let now = state.clock.now_ms();
+    let mut partners = state.store.list_partners().map_err(ApiError::from)?;
+    partners.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+    let views: Vec<PartnerView> = partners.iter().map(|p| PartnerView::new(p, now)).collect();
+    Ok(warp::reply::json(&views).into_response())
+}
+
+fn read_partner(state: &AppState, id: &str) -> Result<Partner, ApiError> {
+    let id = parse_id("id", id)?;
+    state.store.get_partner(&id)?.ok_or_else(partner_not_found)
+}
+
+/// Get one federation partner.
+#[utoipa::path(get, path = "/api/v1/federation/partners/{id}", tag = "Federation", security(("bearer" = ["admin:orgs"])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = PartnerView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn get(
+    id: String,
+    caller: Caller,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    caller.require("admin:orgs")?;
+    let p = read_partner(&state, &id)?;
+    Ok(warp::reply::json(&PartnerView::new(&p, state.clock.now_ms())).into_response())
+}
+
+/// Update a federation partner (only the fields given). A new `jwks_uri` is probed first.
+#[utoipa::path(patch, path = "/api/v1/federation/partners/{id}", tag = "Federation", security(("bearer" = ["admin:orgs"])),
+    params(("id" = Uuid, Path)), request_body = UpdatePartnerRequest,
+    responses((status = 200, body = PartnerView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(crate) async fn update(
+    id: String,
+    caller: Caller,
+    req: UpdatePartnerRequest,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    caller.require("admin:orgs")?;
+    let current = read_partner(&state, &id)?;
+    let mut changed: Vec<&'static str> = Vec::new();
+    if let Some(n) = &req.name {
+        check_name(n)?;
+        changed.push("name");
+    }
+    if let Some(o) = &req.allowed_organizations {
+        check_orgs(o)?;
+        changed.push("allowed_organizations");
+    }
+    let status = match req.status.as_deref() {
+        None => None,
+        Some("active") => Some(PartnerStatus::Active),
+        Some("suspended") => Some(PartnerStatus::Suspended),
+        Some(_) => {
+            return Err(ApiError::validation("status", "must be active or suspended").into())
+        }
+    };
+    if status.is_some() {
+        changed.push("status");
+    }
+    let expires_at = match &req.expires_at {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(v)) => Some(Some(parse_time("expires_at", v)?)),
+    };
+    if expires_at.is_some() {
+        changed.push("expires_at");
+    }
+    if req.audience.is_some() {
+        changed.push("audience");
+    }
+    let mut new_source = None;
+    if let Some(u) = &req.jwks_uri {
+        if current.source == KeySourceKind::Did {
+            return Err(ApiError::validation(
+                "jwks_uri",
+                "a did:web partner's keys come from its DID document",
+            )
+            .into());
+        }
+        let source = federation::KeySource::Jwks(check_url(&state, "jwks_uri", u)?);
+        let fetched = probe(&state, &source).await?;
+        new_source = Some((source, fetched));
+        changed.push("jwks_uri");
+    }
+    if changed.is_empty() {
+        return Err(ApiError::validation("body", "give at least one field to change").into());
+    }
+    let now = state.clock.now_ms();
+    let pid = current.id;
+    let entry = state.audit_entry(
+        &caller.actor,
+        "federation.partner.update",
+        pid.to_string(),
+        Outcome::Success,
+        serde_json::json!({ "fields": changed, "status": req.status }),
+    );
+    let jwks_uri = new_source.as_ref().map(|(_, f)| f.keys_url.clone());
+    let p = state
+        .store
+        .write(move |tx| {
+            let mut p = tx.get_partner(&pid)?.ok_or_else(partner_not_found)?;
+            if let Some(n) = req.name {
+                p.name = n;
+            }
+            if let Some(o) = req.allowed_organizations {
+                p.allowed_organizations = o;
+            }
+            if let Some(s) = status {
+                p.status = s;
+            }
+            if let Some(e) = expires_at {
+                p.expires_at = e;
+            }
+            if let Some(a) = req.audience {
+                p.audience = a;
+            }
+            if let Some(u) = jwks_uri {
+                p.jwks_uri = Some(u);
+                p.source = KeySourceKind::Jwks;
+            }
+            p.updated_at = now;
+            tx.put_partner(&p);
+            tx.audit(entry)?;
+            Ok::<_, ApiError>(p)
+        })
+        .await?;
+    state.metrics.audit_appends.inc();
+    let key = p.id.to_string();
+    state.key_cache.invalidate(&key);
+    if let Some((source, fetched)) = new_source {
+        state.key_cache.seed(&key, &source, fetched);
+    }
+    Ok(warp::reply::json(&PartnerView::new(&p, now)).into_response())
+}
+
+/// Remove a federation partner: its tokens are refused at once.
+#[utoipa::path(delete, path = "/api/v1/federation/partners/{id}", tag = "Federation", security(("bearer" = ["admin:orgs"])),
+    params(("id" = Uuid, Path)),
+    responses((status = 204, description = "Removed"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn delete(
+    id: String,
+    caller: Caller,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    caller.require("admin:orgs")?;
+    let current = read_partner(&state, &id)?;
+    let pid = current.id;
+    let entry = state.audit_entry(
+        &caller.actor,
+        "federation.partner.delete",
+        pid.to_string(),
+        Outcome::Success,
+        serde_json::json!({ "issuer": current.issuer }),
+    );
+    state
+        .store
+        .write(move |tx| {
+            let p = tx.get_partner(&pid)?.ok_or_else(partner_not_found)?;
+            tx.delete_partner(&p);
+            tx.audit(entry)?;
+            Ok::<_, ApiError>(())
+        })
+        .await?;
+    state.metrics.audit_appends.inc();
+    state.key_cache.invalidate(&pid.to_string());
+    Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
+}
+
+/// The unverified `iss` of a compact JWS, to find its partner; nothing else is trusted before
+/// the signature verifies.
+fn unverified_issuer(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("iss")?.as_str().map(str::to_string)
+}
+
+/// Verifies a partner-issued token: the partner is found by the token's exact `iss`, must be
+/// active and unexpired, and the token must verify strictly with the partner's keys and pass
+/// `allowed_organizations`.
+pub(crate) async fn verify_partner_token(
+    state: &AppState,
+    token: &str,
+    expected_issuer: Option<&str>,
+) -> Result<(Partner, federation::VerifiedToken), ApiError> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(unprocessable(
+            "TOKEN_MALFORMED",
+            format!("The token is longer than {MAX_TOKEN_LEN} bytes."),
+        ));
+    }
+    let iss = unverified_issuer(token).ok_or_else(|| {
+        unprocessable(
+            "TOKEN_MALFORMED",
+            "The token is not a JWT with a string iss claim.",
+        )
+    })?;
+    if expected_issuer.is_some_and(|e| e != iss) {
+        return Err(unprocessable(
+            "ISSUER_MISMATCH",
+            "The token's iss is not the expected issuer.",
+        ));
+    }
+    let partner = state
+        .store
+        .partner_by_issuer(&iss)
+        .map_err(ApiError::from)?
+        .ok_or_else(|| {
+            unprocessable(
+                "UNKNOWN_FEDERATION_ISSUER",
+                "The token's issuer is not a federation partner of this node.",
+            )
+        })?;
+    let now = state.clock.now_ms();
+    match effective_status(&partner, now) {
+        "suspended" => {
+            return Err(unprocessable(
+                "FEDERATION_PARTNER_SUSPENDED",
+                "The token's issuer is a suspended federation partner.",
+            ))
+        }
+        "expired" => {
+            return Err(unprocessable(
+                "FEDERATION_PARTNER_EXPIRED",
+                "The token's issuer is an expired federation partner.",
+            ))
+        }
+        _ => {}
+    }
+    let source = key_source(&partner)?;
+    let mut expected = federation::Expectations::new(&partner.issuer, now.div_euclid(1000));
+    if let Some(a) = partner.audience.as_deref() {
+        expected = expected.with_audience(a);
+    }
+    let verified = state
+        .key_cache
+        .verify(&partner.id.to_string(), &source, token, &expected)
+        .await
+        .map_err(|e| unprocessable(e.code(), format!("The token does not verify: {e}.")))?;
+    if !partner.allowed_organizations.is_empty() {
+        let org = verified
+            .claims
+            .get("organization_id")
+            .and_then(|v| v.as_str());
+        if !org.is_some_and(|o| partner.allowed_organizations.iter().any(|a| a == o)) {
+            return Err(unprocessable(
+                "FEDERATION_ORG_NOT_ALLOWED",
+                "The token's organization_id is not one this partner may speak for here.",
+            ));
+        }
+    }
+    Ok((partner, verified))
+}
+
+/// Verify a token issued by a federation partner.
+#[utoipa::path(post, path = "/api/v1/federation/verify", tag = "Federation", security(("bearer" = [])),
+    request_body = VerifyRequest,
+    responses((status = 200, body = VerifyResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 422, description = "UNKNOWN_FEDERATION_ISSUER, FEDERATION_PARTNER_SUSPENDED, FEDERATION_PARTNER_EXPIRED, FEDERATION_ORG_NOT_ALLOWED, ISSUER_MISMATCH, TOKEN_MALFORMED, ALG_NOT_ALLOWED, UNKNOWN_KID, SIGNATURE_INVALID, TOKEN_EXPIRED, TOKEN_NOT_YET_VALID, AUDIENCE_MISMATCH, CRIT_UNSUPPORTED, KEYS_UNAVAILABLE, ...", body = ErrorBody)))]
+pub(crate) async fn verify(
+    caller: Caller,
+    req: VerifyRequest,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    let result = verify_partner_token(&state, &req.token, req.expected_issuer.as_deref()).await;
+    let (outcome, details) = match &result {
+        Ok((p, v)) => (
+            Outcome::Success,
+            serde_json::json!({ "partner": p.id, "issuer": p.issuer, "subject": v.claims.get("sub") }),
+        ),
+        Err(e) => (Outcome::Failure, serde_json::json!({ "reason": e.code })),
+    };
+    state.metrics.federation_verify(result.is_ok());
+    let entry = state.audit_entry(&caller.actor, "federation.verify", "-", outcome, details);
+    state.metrics.audit_appends.inc();
+    state
+        .store
+        .write_detached(move |tx| tx.audit(entry).map(|_| ()))
+        .await;
+    let (partner, v) = result?;
+    let subject = v
+        .claims
+        .get("sub")
+        .and_then(|s| s.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let organization_id = v
+        .claims
+        .get("organization_id")
+        .and_then(|s| s.as_str())
+        .map(str::to_string);
+    Ok(warp::reply::json(&VerifyResult {
+        valid: true,
+        issuer: partner.issuer,
+        subject,
+        organization_id,
+        claims: v.claims,
+    })
+    .into_response())
+}
