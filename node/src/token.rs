@@ -41,6 +41,9 @@ pub(crate) struct AccessClaims {
     /// credential makes the token inactive.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) cid: Option<String>,
+    /// RFC 8693 §4.1: the external subject a token exchange acted for (`{sub, iss}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) act: Option<serde_json::Value>,
 }
 
 /// Why a token was refused. The message is safe to return to the caller.
@@ -278,6 +281,7 @@ mod tests {
             deployment_env: "development".into(),
             did: "did:web:x".into(),
             cid: None,
+            act: None,
         }
     }
 

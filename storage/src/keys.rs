@@ -23,6 +23,9 @@ const T_REVOKED_TOKEN: u8 = 0x60;
 const T_ASSERTION_JTI: u8 = 0x61;
 const T_PARTNER: u8 = 0x70;
 const T_PARTNER_ISSUER: u8 = 0x71;
+const T_POLICY: u8 = 0x72;
+const T_POLICY_BY_ORG: u8 = 0x73;
+const T_POLICY_BY_ISSUER: u8 = 0x74;
 
 fn key(table: u8, parts: &[&[u8]]) -> Vec<u8> {
     let len = 1 + parts.iter().map(|p| p.len()).sum::<usize>();
@@ -61,6 +64,34 @@ pub fn partner_prefix() -> Vec<u8> {
 /// Unique index: partner issuer (exact string) -> id.
 pub fn partner_issuer(issuer: &str) -> Vec<u8> {
     key(T_PARTNER_ISSUER, &[issuer.as_bytes()])
+}
+
+/// A trust policy by id.
+pub fn trust_policy(id: &Uuid) -> Vec<u8> {
+    key(T_POLICY, &[id.as_bytes()])
+}
+
+/// Index: an organization's trust policies.
+pub fn trust_policy_by_org(org: &Uuid, id: &Uuid) -> Vec<u8> {
+    key(T_POLICY_BY_ORG, &[org.as_bytes(), id.as_bytes()])
+}
+
+/// Prefix of [`trust_policy_by_org`].
+pub fn trust_policy_by_org_prefix(org: &Uuid) -> Vec<u8> {
+    key(T_POLICY_BY_ORG, &[org.as_bytes()])
+}
+
+/// Index: trust policies by subject-token issuer (the issuer, a NUL, the id).
+pub fn trust_policy_by_issuer(issuer: &str, id: &Uuid) -> Vec<u8> {
+    key(
+        T_POLICY_BY_ISSUER,
+        &[issuer.as_bytes(), &[0], id.as_bytes()],
+    )
+}
+
+/// Prefix of [`trust_policy_by_issuer`].
+pub fn trust_policy_by_issuer_prefix(issuer: &str) -> Vec<u8> {
+    key(T_POLICY_BY_ISSUER, &[issuer.as_bytes(), &[0]])
 }
 
 /// A `meta` record (schema version, audit head, bootstrap marker).

@@ -29,7 +29,7 @@ pub use error::StoreError;
 pub use records::{
     Agent, AgentKey, AgentStatus, AuditEntry, AuditHead, Credential, CredentialStatus, Expiring,
     KeySourceKind, Locator, NewAuditEntry, OrgStatus, Organization, Outcome, Partner,
-    PartnerStatus, PlanTier, SigningKey, Skill,
+    PartnerStatus, PlanTier, SigningKey, Skill, TrustPolicy,
 };
 pub use store::{AgentFilter, AuditFilter, CommitStats, Store, SCHEMA_VERSION};
 pub use tx::Tx;

@@ -462,6 +462,34 @@ impl Record for Partner {
     const VERSION: u8 = 1;
 }
 
+/// A tenant's trust policy: which external subjects (tokens of a federation partner or workload
+/// issuer) may be exchanged for access tokens of which of its agents (RFC 8693).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustPolicy {
+    /// Immutable id.
+    pub id: Uuid,
+    /// The organization whose agent it grants.
+    pub org_id: Uuid,
+    /// Exactly the `iss` of the subject tokens.
+    pub issuer: String,
+    /// `sub` pattern: exact, or with `*` matching any run of characters.
+    pub subject: String,
+    /// An `aud` the subject token must carry, when set.
+    pub audience: Option<String>,
+    /// Further claims that must equal these strings.
+    pub claims: std::collections::BTreeMap<String, String>,
+    /// The agent whose token is issued.
+    pub agent_id: Uuid,
+    /// Scopes the issued token may carry (a subset of the agent's).
+    pub scopes: Vec<String>,
+    /// Creation time, ms.
+    pub created_at: i64,
+}
+
+impl Record for TrustPolicy {
+    const VERSION: u8 = 1;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use crate::error::StoreError;
 use crate::keys;
 use crate::records::{
     decode, encode, Agent, AgentKey, AgentStatus, AuditEntry, AuditHead, Credential, Expiring,
-    OrgStatus, Organization, Partner, Record, SigningKey,
+    OrgStatus, Organization, Partner, Record, SigningKey, TrustPolicy,
 };
 use crate::tx::Tx;
 
@@ -368,6 +368,37 @@ impl Store {
             out.push(decode(k, v)?);
             Ok(true)
         })?;
+        Ok(out)
+    }
+
+    /// A trust policy by id.
+    pub fn get_trust_policy(&self, id: &Uuid) -> Result<Option<TrustPolicy>, StoreError> {
+        self.get(&keys::trust_policy(id))
+    }
+
+    /// An organization's trust policies, oldest first.
+    pub fn list_trust_policies(&self, org: &Uuid) -> Result<Vec<TrustPolicy>, StoreError> {
+        self.policies_under(&keys::trust_policy_by_org_prefix(org))
+    }
+
+    /// Every trust policy for subject tokens of `issuer` (any organization).
+    pub fn trust_policies_for_issuer(&self, issuer: &str) -> Result<Vec<TrustPolicy>, StoreError> {
+        self.policies_under(&keys::trust_policy_by_issuer_prefix(issuer))
+    }
+
+    fn policies_under(&self, prefix: &[u8]) -> Result<Vec<TrustPolicy>, StoreError> {
+        let mut ids: Vec<Uuid> = Vec::new();
+        self.scan_all(prefix, false, |k, v| {
+            ids.push(decode(k, v)?);
+            Ok(true)
+        })?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(p) = self.get_trust_policy(&id)? {
+                out.push(p);
+            }
+        }
+        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
         Ok(out)
     }
 

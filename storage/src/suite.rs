@@ -340,6 +340,63 @@ pub(crate) fn partners_by_id_and_issuer(kind: EngineKind) {
     assert!(store.list_partners().unwrap().is_empty());
 }
 
+pub(crate) fn trust_policies_by_org_and_issuer(kind: EngineKind) {
+    use crate::TrustPolicy;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), kind).unwrap();
+    let (org_a, org_b) = (Uuid::new_v4(), Uuid::new_v4());
+    let policy = |org: Uuid, issuer: &str, t: i64| TrustPolicy {
+        id: Uuid::new_v4(),
+        org_id: org,
+        issuer: issuer.into(),
+        subject: "repo:acme/app:*".into(),
+        audience: None,
+        claims: Default::default(),
+        agent_id: Uuid::new_v4(),
+        scopes: vec!["agents:read".into()],
+        created_at: t,
+    };
+    let ps = vec![
+        policy(org_a, "https://ci.example", 1),
+        policy(org_b, "https://ci.example", 2),
+        policy(org_a, "https://ci.example/other", 3),
+        // An issuer that is a prefix of another must not pick up the other's policies.
+        policy(org_a, "https://ci.exampl", 4),
+    ];
+    let all = ps.clone();
+    rt().block_on(store.write(move |tx| {
+        for p in &all {
+            tx.put_trust_policy(p);
+        }
+        Ok::<_, StoreError>(())
+    }))
+    .unwrap();
+    let ids = |v: Vec<TrustPolicy>| v.into_iter().map(|p| p.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store
+            .trust_policies_for_issuer("https://ci.example")
+            .unwrap()),
+        vec![ps[0].id, ps[1].id]
+    );
+    assert_eq!(
+        ids(store.list_trust_policies(&org_a).unwrap()),
+        vec![ps[0].id, ps[2].id, ps[3].id]
+    );
+    let gone = ps[0].clone();
+    rt().block_on(store.write(move |tx| {
+        tx.delete_trust_policy(&gone);
+        Ok::<_, StoreError>(())
+    }))
+    .unwrap();
+    assert_eq!(
+        ids(store
+            .trust_policies_for_issuer("https://ci.example")
+            .unwrap()),
+        vec![ps[1].id]
+    );
+    assert!(store.get_trust_policy(&ps[0].id).unwrap().is_none());
+}
+
 pub(crate) fn listing_pages_and_counts(kind: EngineKind) {
     use crate::records::{Agent, AgentStatus};
     use crate::store::AgentFilter;
@@ -423,6 +480,7 @@ macro_rules! engine_suite {
             #[test] fn replay_revocation_and_purge() { super::replay_revocation_and_purge($kind) }
             #[test] fn listing_pages_and_counts() { super::listing_pages_and_counts($kind) }
             #[test] fn partners_by_id_and_issuer() { super::partners_by_id_and_issuer($kind) }
+            #[test] fn trust_policies_by_org_and_issuer() { super::trust_policies_by_org_and_issuer($kind) }
         }
     )*};
 }

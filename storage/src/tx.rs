@@ -13,7 +13,7 @@ use crate::error::StoreError;
 use crate::keys;
 use crate::records::{
     decode, encode, Agent, AgentKey, AuditEntry, AuditHead, Credential, Expiring, NewAuditEntry,
-    Organization, Partner, Record, SigningKey,
+    Organization, Partner, Record, SigningKey, TrustPolicy,
 };
 
 pub(crate) type Overlay = HashMap<Vec<u8>, Option<Vec<u8>>>;
@@ -151,6 +151,27 @@ impl<'a> Tx<'a> {
         self.identity = true;
         self.delete(keys::partner_issuer(&partner.issuer));
         self.delete(keys::partner(&partner.id));
+    }
+
+    /// A trust policy by id.
+    pub fn get_trust_policy(&self, id: &Uuid) -> Result<Option<TrustPolicy>, StoreError> {
+        self.get(&keys::trust_policy(id))
+    }
+
+    /// Writes a trust policy and its indexes (organization, issuer; both immutable).
+    pub fn put_trust_policy(&mut self, p: &TrustPolicy) {
+        self.identity = true;
+        self.put(keys::trust_policy_by_org(&p.org_id, &p.id), &p.id);
+        self.put(keys::trust_policy_by_issuer(&p.issuer, &p.id), &p.id);
+        self.put(keys::trust_policy(&p.id), p);
+    }
+
+    /// Removes a trust policy and its indexes.
+    pub fn delete_trust_policy(&mut self, p: &TrustPolicy) {
+        self.identity = true;
+        self.delete(keys::trust_policy_by_org(&p.org_id, &p.id));
+        self.delete(keys::trust_policy_by_issuer(&p.issuer, &p.id));
+        self.delete(keys::trust_policy(&p.id));
     }
 
     /// A credential by id.

@@ -38,6 +38,13 @@ pub(crate) struct OAuthForm {
     /// Introspection and revocation: the token in question. (`token_type_hint` may be sent and
     /// is ignored: this node issues one type of token.)
     pub(crate) token: Option<String>,
+    /// Token exchange (RFC 8693 §2.1): the partner-issued token and its type.
+    pub(crate) subject_token: Option<String>,
+    pub(crate) subject_token_type: Option<String>,
+    /// Token exchange: must be the access token type when given.
+    pub(crate) requested_token_type: Option<String>,
+    /// Token exchange: the agent to act as (id or DID), when several trust policies match.
+    pub(crate) audience: Option<String>,
 }
 
 impl OAuthForm {

@@ -6,6 +6,7 @@ mod audit;
 mod auth;
 mod client_auth;
 mod did;
+mod exchange;
 mod federation;
 mod health;
 mod keys;
@@ -87,6 +88,11 @@ pub(crate) const ROUTES: &[(&str, &str)] = &[
     ("PATCH", "/api/v1/federation/partners/{id}"),
     ("DELETE", "/api/v1/federation/partners/{id}"),
     ("POST", "/api/v1/federation/verify"),
+    ("POST", "/api/v1/oidc/trust-policies"),
+    ("GET", "/api/v1/oidc/trust-policies"),
+    ("GET", "/api/v1/oidc/trust-policies/{id}"),
+    ("DELETE", "/api/v1/oidc/trust-policies/{id}"),
+    ("POST", "/api/v1/oidc/token"),
     ("GET", "/api/v1/audit"),
     ("GET", "/api/v1/audit/verify"),
 ];
@@ -283,6 +289,7 @@ pub(crate) fn routes(
         .or(keys::routes(state.clone()))
         .or(audit::routes(state.clone()))
         .or(federation::routes(state.clone()))
+        .or(exchange::routes(state.clone()))
         .or(openapi::routes());
     api.recover(crate::error::handle_rejection)
         .with(warp::log::custom(move |info| {

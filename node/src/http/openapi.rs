@@ -47,6 +47,7 @@ impl Modify for Finish {
         super::did::verify_badge,
         super::federation::create, super::federation::list, super::federation::get, super::federation::update,
         super::federation::delete, super::federation::verify,
+        super::exchange::create, super::exchange::list, super::exchange::get, super::exchange::delete, super::exchange::oidc_token,
     ),
     components(schemas(
         AgentView, AgentPage, RegisterAgentRequest, UpdateAgentRequest, SkillView, LocatorView,
@@ -54,6 +55,8 @@ impl Modify for Finish {
         super::did::VerifyBadgeRequest, super::did::VerifiedBadge,
         super::federation::PartnerView, super::federation::CreatePartnerRequest, super::federation::UpdatePartnerRequest,
         super::federation::VerifyRequest, super::federation::VerifyResult,
+        super::exchange::TrustPolicyView, super::exchange::TrustPolicyList, super::exchange::CreateTrustPolicyRequest,
+        super::exchange::ExchangeResponse, super::exchange::OidcTokenRequest,
         CredentialView, IssuedCredential, CredentialList, CreateCredentialRequest, RotateCredentialRequest,
         OrgView, OrgPage, CreateOrgRequest, UpdateOrgRequest, CreatedOrg, OrgAdmin,
         AuditView, AuditPage, AuditVerifyView, TokenResponse, ErrorBody, OAuthErrorBody,

@@ -80,10 +80,38 @@ pub(crate) async fn token(
     match form.grant_type.as_deref() {
         None => return Err(OAuthError::new("invalid_request", "grant_type is required").into()),
         Some("client_credentials") => {}
+        Some(crate::http::exchange::TOKEN_EXCHANGE) => {
+            crate::http::exchange::check_params(
+                form.subject_token_type.as_deref(),
+                form.requested_token_type.as_deref(),
+            )?;
+            let subject_token = form
+                .subject_token
+                .as_deref()
+                .ok_or_else(|| OAuthError::new("invalid_request", "subject_token is required"))?;
+            let r = crate::http::exchange::exchange(
+                &state,
+                crate::http::exchange::ExchangeRequest {
+                    subject_token,
+                    scope: form.scope.as_deref(),
+                    audience: form.audience.as_deref(),
+                    client: client_ip(addr),
+                },
+            )
+            .await
+            .map_err(crate::http::exchange::ExchangeFailure::into_oauth)?;
+            return Ok(no_store(
+                warp::reply::json(&crate::http::exchange::ExchangeResponse::from(r))
+                    .into_response(),
+            ));
+        }
         Some(other) => {
             return Err(OAuthError::new(
                 "unsupported_grant_type",
-                format!("grant_type {other:?} is not supported; use client_credentials"),
+                format!(
+                    "grant_type {other:?} is not supported; use client_credentials or {}",
+                    crate::http::exchange::TOKEN_EXCHANGE
+                ),
             )
             .into())
         }
@@ -121,24 +149,16 @@ pub(crate) async fn token(
 
     let s = &state.settings;
     let now_ms = state.clock.now_ms();
-    let now = now_ms.div_euclid(1000);
     let jti = Uuid::new_v4().to_string();
-    let claims = AccessClaims {
-        iss: s.issuer.clone(),
-        sub: agent.id.to_string(),
-        aud: s.issuer.clone(),
-        exp: now + s.token_ttl_secs,
-        iat: now,
-        nbf: now,
-        jti: jti.clone(),
-        client_id: agent.id.to_string(),
-        scope: scope.clone(),
-        organization_id: agent.org_id.to_string(),
-        agent_type: agent.agent_type.clone(),
-        deployment_env: agent.deployment_env.clone(),
-        did: state.agent_did(&agent.id),
-        cid: client.credential.map(|c| c.to_string()),
-    };
+    let claims = access_claims(
+        &state,
+        agent,
+        &scope,
+        &jti,
+        now_ms,
+        client.credential.map(|c| c.to_string()),
+        None,
+    );
     let keys = state.keys();
     let access_token = mint(&keys, &claims).map_err(|e| {
         tracing::error!(error = %e, "token signing failed");
@@ -183,6 +203,37 @@ pub(crate) async fn token(
         scope,
     };
     Ok(no_store(warp::reply::json(&body).into_response()))
+}
+
+/// The claims of an access token for `agent` issued now (DESIGN.md, Tokens).
+pub(crate) fn access_claims(
+    state: &AppState,
+    agent: &storage::Agent,
+    scope: &str,
+    jti: &str,
+    now_ms: i64,
+    cid: Option<String>,
+    act: Option<serde_json::Value>,
+) -> AccessClaims {
+    let s = &state.settings;
+    let now = now_ms.div_euclid(1000);
+    AccessClaims {
+        iss: s.issuer.clone(),
+        sub: agent.id.to_string(),
+        aud: s.issuer.clone(),
+        exp: now + s.token_ttl_secs,
+        iat: now,
+        nbf: now,
+        jti: jti.to_string(),
+        client_id: agent.id.to_string(),
+        scope: scope.to_string(),
+        organization_id: agent.org_id.to_string(),
+        agent_type: agent.agent_type.clone(),
+        deployment_env: agent.deployment_env.clone(),
+        did: state.agent_did(&agent.id),
+        cid,
+        act,
+    }
 }
 
 /// Who is asking, at the introspection and revocation endpoints: a client authenticating

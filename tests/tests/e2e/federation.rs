@@ -654,3 +654,351 @@ async fn the_outbound_client_cannot_be_turned_against_the_node() {
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
 }
+
+/// RFC 8693 token exchange: node A trusts node B; an agent of B exchanges its B token for an A
+/// token of the agent A's tenant mapped it to in a trust policy, with `act` naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_exchange_under_trust_policies() {
+    let (da, db) = (tempdir(), tempdir());
+    let a = Node::start_with(&da.path().join("data"), "redb", &RELAXED);
+    let b = Node::start_with(&db.path().join("data"), "redb", &[]);
+    let (api_a, api_b) = (Api::new(&a.base), Api::new(&b.base));
+    let admin_a = admin_token(&a, &api_a).await;
+    let admin_b = admin_token(&b, &api_b).await;
+    let r = api_a
+        .call(
+            "POST",
+            "/api/v1/federation/trust",
+            Some(&admin_a),
+            Some(json!({ "name": "B", "issuer": b.base })),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+
+    // On B: a workload agent W (and V, which no policy names); its B token is the subject token.
+    let (_, bid, bsecret) = api_b.create_org(&admin_b, "workloads").await;
+    let b_org = api_b.token(&bid, &bsecret).await;
+    let mut creds = Vec::new();
+    for email in ["w@workloads.example", "v@workloads.example"] {
+        let w = api_b.register_agent(&b_org, email).await;
+        let wid = s(&w["agentId"]);
+        let c = api_b
+            .call(
+                "POST",
+                &format!("/api/v1/agents/{wid}/credentials"),
+                Some(&b_org),
+                None,
+            )
+            .await;
+        assert_eq!(c.status, 201, "{:?}", c.body);
+        creds.push((wid, s(&c.body["clientSecret"])));
+    }
+    let (w_id, w_secret) = creds[0].clone();
+    let w_token = api_b.token(&w_id, &w_secret).await;
+    let v_token = api_b.token(&creds[1].0, &creds[1].1).await;
+
+    // On A: a tenant with agent X, and a policy mapping W to X.
+    let (a_org_id, aid, asecret) = api_a.create_org(&admin_a, "consumers").await;
+    let a_org = api_a.token(&aid, &asecret).await;
+    let mut body = tests::agent_body("x@consumers.example");
+    body["scopes"] = json!(["agents:read", "audit:read"]);
+    let x = api_a
+        .call("POST", "/api/v1/agents", Some(&a_org), Some(body))
+        .await;
+    assert_eq!(x.status, 201, "{:?}", x.body);
+    let x_id = s(&x.body["agentId"]);
+    let policy = |body: Value| {
+        let (api, tok) = (api_a.clone(), a_org.clone());
+        async move {
+            api.call(
+                "POST",
+                "/api/v1/oidc/trust-policies",
+                Some(&tok),
+                Some(body),
+            )
+            .await
+        }
+    };
+    let p = policy(
+        json!({ "issuer": b.base, "subject": w_id, "agentId": x_id, "scopes": ["agents:read"] }),
+    )
+    .await;
+    assert_eq!(p.status, 201, "{:?}", p.body);
+    let pid = s(&p.body["id"]);
+
+    let exchange = |token: String, extra: Vec<(&'static str, String)>| {
+        let api = api_a.clone();
+        async move {
+            let mut form = vec![
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:token-exchange".to_string(),
+                ),
+                ("subject_token", token),
+                (
+                    "subject_token_type",
+                    "urn:ietf:params:oauth:token-type:jwt".to_string(),
+                ),
+            ];
+            form.extend(extra);
+            let r = api
+                .http
+                .post(format!("{}/api/v1/token", api.base))
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, t) = exchange(w_token.clone(), vec![]).await;
+    assert_eq!(status, 200, "{t:?}");
+    assert_eq!(
+        t["issued_token_type"],
+        "urn:ietf:params:oauth:token-type:access_token"
+    );
+    assert_eq!(t["token_type"], "Bearer");
+    assert_eq!(t["scope"], "agents:read");
+    let issued = s(&t["access_token"]);
+    let claims = crate::lifecycle::jwt_part(&issued, 1);
+    assert_eq!(claims["iss"], a.base.as_str());
+    assert_eq!(claims["sub"], x_id.as_str());
+    assert_eq!(claims["act"], json!({ "sub": w_id, "iss": b.base }));
+    // It works as X's token on A, within its scopes.
+    let me = api_a
+        .call(
+            "GET",
+            &format!("/api/v1/agents/{x_id}"),
+            Some(&issued),
+            None,
+        )
+        .await;
+    assert_eq!(me.status, 200, "{:?}", me.body);
+    assert_eq!(
+        api_a
+            .call("GET", "/api/v1/audit", Some(&issued), None)
+            .await
+            .status,
+        403
+    );
+    // The predecessor's endpoint does the same.
+    let r = api_a
+        .call(
+            "POST",
+            "/api/v1/oidc/token",
+            None,
+            Some(json!({ "token": w_token })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        crate::lifecycle::jwt_part(&s(&r.body["access_token"]), 1)["sub"],
+        x_id.as_str()
+    );
+
+    // Refusals.
+    let (st, e) = exchange(w_token.clone(), vec![("scope", "audit:read".into())]).await;
+    assert_eq!((st, s(&e["error"])), (400, "invalid_scope".into()), "{e:?}");
+    let (st, e) = exchange(v_token.clone(), vec![]).await;
+    assert_eq!((st, s(&e["error"])), (400, "invalid_grant".into()), "{e:?}");
+    let r = api_a
+        .call(
+            "POST",
+            "/api/v1/oidc/token",
+            None,
+            Some(json!({ "token": v_token })),
+        )
+        .await;
+    assert_eq!(
+        (r.status, s(&r.body["code"])),
+        (401, "TRUST_POLICY_NOT_FOUND".into()),
+        "{:?}",
+        r.body
+    );
+    let (st, e) = exchange(admin_a.clone(), vec![]).await;
+    assert_eq!(
+        (st, s(&e["error"])),
+        (400, "invalid_grant".into()),
+        "A's own token is no partner's: {e:?}"
+    );
+    let mut tampered = w_token.clone().into_bytes();
+    let at = tampered.len() - 4;
+    tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+    let (st, e) = exchange(String::from_utf8(tampered).unwrap(), vec![]).await;
+    assert_eq!((st, s(&e["error"])), (400, "invalid_grant".into()), "{e:?}");
+    for (name, value) in [
+        ("subject_token_type", "urn:example:saml"),
+        (
+            "requested_token_type",
+            "urn:ietf:params:oauth:token-type:refresh_token",
+        ),
+    ] {
+        let (st, e) = exchange(w_token.clone(), vec![(name, value.to_string())]).await;
+        assert_eq!(
+            (st, s(&e["error"])),
+            (400, "invalid_request".into()),
+            "{name}: {e:?}"
+        );
+    }
+    let r = api_a
+        .http
+        .post(format!("{}/api/v1/token", a.base))
+        .form(&[
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // Conditions: a second policy for another agent with the same subject makes it ambiguous
+    // unless the request names the agent; audience and claim conditions must hold.
+    let y = api_a.register_agent(&a_org, "y@consumers.example").await;
+    let y_id = s(&y["agentId"]);
+    let b_org_id = s(&crate::lifecycle::jwt_part(&w_token, 1)["organization_id"]);
+    let p2 = policy(json!({ "issuer": b.base, "subject": "*", "claims": { "organization_id": b_org_id }, "agentId": y_id })).await;
+    assert_eq!(p2.status, 201, "{:?}", p2.body);
+    let (st, e) = exchange(w_token.clone(), vec![]).await;
+    assert_eq!(
+        (st, s(&e["error"])),
+        (400, "invalid_target".into()),
+        "{e:?}"
+    );
+    let (st, t) = exchange(w_token.clone(), vec![("audience", y_id.clone())]).await;
+    assert_eq!(st, 200, "{t:?}");
+    assert_eq!(
+        crate::lifecycle::jwt_part(&s(&t["access_token"]), 1)["sub"],
+        y_id.as_str()
+    );
+    let (st, t) = exchange(w_token.clone(), vec![("audience", x_id.clone())]).await;
+    assert_eq!(st, 200, "{t:?}");
+    let p3 = policy(json!({ "issuer": b.base, "subject": "*", "claims": { "organization_id": "someone-else" }, "agentId": y_id })).await;
+    assert_eq!(p3.status, 201);
+    let p4 = policy(json!({ "issuer": b.base, "subject": "*", "audience": "https://not-this.example", "agentId": y_id })).await;
+    assert_eq!(p4.status, 201);
+    // V matches neither p3 (claim) nor p4 (audience), but p2 (its organization) maps it to Y.
+    let (st, t) = exchange(v_token.clone(), vec![]).await;
+    assert_eq!(st, 200, "{t:?}");
+    assert_eq!(
+        crate::lifecycle::jwt_part(&s(&t["access_token"]), 1)["sub"],
+        y_id.as_str()
+    );
+
+    // Policy validation and tenant isolation.
+    for (bad, code) in [
+        (
+            json!({ "issuer": b.base, "subject": "*", "agentId": x_id }),
+            "POLICY_TOO_BROAD",
+        ),
+        (
+            json!({ "issuer": b.base, "subject": w_id, "agentId": x_id, "scopes": ["agents:write"] }),
+            "SCOPE_ESCALATION",
+        ),
+        (
+            json!({ "issuer": b.base, "agentId": x_id }),
+            "VALIDATION_ERROR",
+        ),
+        (
+            json!({ "issuer": b.base, "subject": w_id, "claims": { "sub": "x" }, "agentId": x_id }),
+            "VALIDATION_ERROR",
+        ),
+        (
+            json!({ "provider": "gitlab", "repository": "a/b", "agentId": x_id }),
+            "VALIDATION_ERROR",
+        ),
+        (
+            json!({ "issuer": b.base, "subject": w_id, "agentId": "0b0d1c5e-58f4-4a5e-9a34-8d2f0c1b2a3d" }),
+            "AGENT_NOT_FOUND",
+        ),
+    ] {
+        let r = policy(bad.clone()).await;
+        assert_eq!(r.body["code"], code, "{bad}: {:?}", r.body);
+    }
+    let gh = policy(json!({ "provider": "github", "repository": "acme/app", "branch": "main", "agentId": x_id })).await;
+    assert_eq!(gh.status, 201, "{:?}", gh.body);
+    assert_eq!(
+        gh.body["issuer"],
+        "https://token.actions.githubusercontent.com"
+    );
+    assert_eq!(gh.body["subject"], "repo:acme/app:ref:refs/heads/main");
+    let (_, oid, osecret) = api_a.create_org(&admin_a, "others").await;
+    let other = api_a.token(&oid, &osecret).await;
+    let path = format!("/api/v1/oidc/trust-policies/{pid}");
+    assert_eq!(
+        api_a.call("GET", &path, Some(&other), None).await.status,
+        404
+    );
+    assert_eq!(
+        api_a.call("DELETE", &path, Some(&other), None).await.status,
+        404
+    );
+    let r = api_a
+        .call(
+            "POST",
+            "/api/v1/oidc/trust-policies",
+            Some(&other),
+            Some(json!({ "issuer": b.base, "subject": w_id, "agentId": x_id })),
+        )
+        .await;
+    assert_eq!(
+        r.body["code"], "AGENT_NOT_FOUND",
+        "another tenant's agent: {:?}",
+        r.body
+    );
+    let mine = api_a
+        .call("GET", "/api/v1/oidc/trust-policies", Some(&a_org), None)
+        .await;
+    assert_eq!(mine.body["data"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        api_a
+            .call("GET", "/api/v1/oidc/trust-policies", Some(&other), None)
+            .await
+            .body["data"],
+        json!([])
+    );
+
+    // Exchanges are audited in the agent's organization.
+    let log = api_a
+        .call(
+            "GET",
+            "/api/v1/audit?action=token.exchange",
+            Some(&a_org),
+            None,
+        )
+        .await;
+    let entries = log.body["data"].as_array().unwrap();
+    assert!(entries.len() >= 4, "{:?}", log.body);
+    assert!(entries.iter().all(|e| e["outcome"] == "success"));
+    let _ = a_org_id;
+
+    // A suspended agent gets nothing; a deleted policy grants nothing.
+    let r = api_a
+        .call(
+            "PATCH",
+            &format!("/api/v1/agents/{x_id}"),
+            Some(&a_org),
+            Some(json!({ "status": "suspended" })),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let (st, e) = exchange(w_token.clone(), vec![("audience", x_id.clone())]).await;
+    assert_eq!((st, s(&e["error"])), (400, "invalid_grant".into()), "{e:?}");
+    assert_eq!(
+        api_a.call("DELETE", &path, Some(&a_org), None).await.status,
+        204
+    );
+    let r = api_a
+        .call(
+            "POST",
+            "/api/v1/oidc/token",
+            None,
+            Some(json!({ "token": w_token, "agentId": x_id })),
+        )
+        .await;
+    assert_eq!(r.body["code"], "TRUST_POLICY_NOT_FOUND", "{:?}", r.body);
+}

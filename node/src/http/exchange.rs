@@ -1,0 +1,808 @@
+//! Workload identity federation: tenants' trust policies (`/api/v1/oidc/trust-policies`) and
+//! token exchange (RFC 8693 at the token endpoint, and the predecessor's `POST /api/v1/oidc/token`).
+//!
+//! A subject token from a federation partner (another identity provider, or any OIDC workload
+//! issuer such as a CI system, registered as a partner) is verified strictly with the partner's
+//! keys; the trust policies for its issuer then decide which agent it may act as: exact issuer,
+//! `sub` matching the policy's pattern (`*` matches any run of characters), the policy's
+//! audience and claim conditions. The access token issued is the agent's, with scopes limited by
+//! the policy, and carries an `act` claim naming the external subject (RFC 8693 §4.1).
+//!
+//! The predecessor's policies were GitHub-only (`provider: github`, `repository`, `branch`);
+//! that shape is still accepted and becomes the general one (issuer
+//! `https://token.actions.githubusercontent.com`, subject `repo:<repository>:ref:refs/heads/<branch>`,
+//! or `repo:<repository>:*` without a branch).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use storage::{AgentStatus, Outcome, TrustPolicy};
+use utoipa::ToSchema;
+use uuid::Uuid;
+use warp::http::StatusCode;
+use warp::{Filter, Rejection, Reply};
+
+use crate::clock::rfc3339;
+use crate::error::{ApiError, OAuthError};
+use crate::http::auth::bearer;
+use crate::http::federation::verify_partner_token;
+use crate::http::{json_body, parse_id, with_state, Caller};
+use crate::model::{ErrorBody, TokenResponse};
+use crate::state::{Actor, AppState};
+use crate::token::mint;
+
+/// RFC 8693 §2.1 `grant_type`.
+pub(crate) const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// Subject token types accepted (RFC 8693 §3): JWTs all.
+const SUBJECT_TOKEN_TYPES: &[&str] = &[
+    "urn:ietf:params:oauth:token-type:jwt",
+    "urn:ietf:params:oauth:token-type:id_token",
+    "urn:ietf:params:oauth:token-type:access_token",
+];
+/// RFC 8693 §3: what we issue.
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// GitHub Actions' OIDC issuer, for the predecessor's `provider: github` policies.
+const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
+/// Most trust policies per organization.
+const MAX_POLICIES_PER_ORG: usize = 200;
+
+pub(crate) fn routes(
+    state: AppState,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    let auth = bearer(state.clone());
+    let st = with_state(state);
+    let create = warp::path!("api" / "v1" / "oidc" / "trust-policies")
+        .and(warp::post())
+        .and(auth.clone())
+        .and(json_body())
+        .and(st.clone())
+        .and_then(create);
+    let list = warp::path!("api" / "v1" / "oidc" / "trust-policies")
+        .and(warp::get())
+        .and(auth.clone())
+        .and(st.clone())
+        .and_then(list);
+    let get = warp::path!("api" / "v1" / "oidc" / "trust-policies" / String)
+        .and(warp::get())
+        .and(auth.clone())
+        .and(st.clone())
+        .and_then(get);
+    let delete = warp::path!("api" / "v1" / "oidc" / "trust-policies" / String)
+        .and(warp::delete())
+        .and(auth)
+        .and(st.clone())
+        .and_then(delete);
+    let token = warp::path!("api" / "v1" / "oidc" / "token")
+        .and(warp::post())
+        .and(json_body())
+        .and(crate::http::client_addr())
+        .and(st)
+        .and_then(oidc_token);
+    create.or(list).or(get).or(delete).or(token)
+}
+
+/// A trust policy.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct TrustPolicyView {
+    id: Uuid,
+    /// Exactly the `iss` of the subject tokens (a federation partner).
+    issuer: String,
+    /// `sub` pattern; `*` matches any run of characters.
+    subject: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audience: Option<String>,
+    /// Claims that must equal these strings.
+    claims: BTreeMap<String, String>,
+    agent_id: Uuid,
+    /// Scopes an exchanged token may carry.
+    scopes: Vec<String>,
+    created_at: String,
+}
+
+impl TrustPolicyView {
+    fn new(p: &TrustPolicy) -> Self {
+        TrustPolicyView {
+            id: p.id,
+            issuer: p.issuer.clone(),
+            subject: p.subject.clone(),
+            audience: p.audience.clone(),
+            claims: p.claims.clone(),
+            agent_id: p.agent_id,
+            scopes: p.scopes.clone(),
+            created_at: rfc3339(p.created_at),
+        }
+    }
+}
+
+/// A list of trust policies.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct TrustPolicyList {
+    data: Vec<TrustPolicyView>,
+}
+
+/// Body of `POST /api/v1/oidc/trust-policies`: `issuer` + `subject`, or the predecessor's
+/// `provider: github` + `repository` (+ `branch`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct CreateTrustPolicyRequest {
+    /// `github` (the predecessor's shape).
+    provider: Option<String>,
+    /// `org/repo` (with `provider: github`).
+    repository: Option<String>,
+    /// A branch name (with `provider: github`); without it any ref of the repository.
+    branch: Option<String>,
+    issuer: Option<String>,
+    /// `sub` pattern, e.g. `repo:acme/app:ref:refs/heads/main` or `repo:acme/app:*`.
+    subject: Option<String>,
+    audience: Option<String>,
+    #[serde(default)]
+    claims: BTreeMap<String, String>,
+    /// An agent of the caller's organization.
+    agent_id: Uuid,
+    /// Defaults to the agent's scopes; must be a subset of them.
+    scopes: Option<Vec<String>>,
+}
+
+fn policy_not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "TRUST_POLICY_NOT_FOUND",
+        "Trust policy with the specified ID was not found.",
+    )
+}
+
+fn check_field(field: &str, v: &str, max: usize) -> Result<(), ApiError> {
+    if v.is_empty() || v.len() > max || v.chars().any(char::is_control) {
+        return Err(ApiError::validation(
+            field,
+            format!("must be 1 to {max} characters, no control characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// `*` matches any run of characters (also none); everything else matches itself.
+pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] != '*' && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// Create a trust policy for one of the caller's organization's agents.
+#[utoipa::path(post, path = "/api/v1/oidc/trust-policies", tag = "Token exchange", security(("bearer" = ["agents:write"])),
+    request_body = CreateTrustPolicyRequest,
+    responses((status = 201, body = TrustPolicyView),
+        (status = 400, description = "VALIDATION_ERROR, POLICY_TOO_BROAD", body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "AUTHORIZATION_ERROR, SCOPE_ESCALATION, AGENT_DECOMMISSIONED", body = ErrorBody),
+        (status = 404, description = "AGENT_NOT_FOUND", body = ErrorBody), (status = 409, description = "TRUST_POLICY_LIMIT", body = ErrorBody)))]
+pub(crate) async fn create(
+    caller: Caller,
+    req: CreateTrustPolicyRequest,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    caller.require("agents:write")?;
+    let (issuer, subject) = match req.provider.as_deref() {
+        Some("github") => {
+            if req.issuer.is_some() || req.subject.is_some() {
+                return Err(ApiError::validation(
+                    "provider",
+                    "give either provider + repository, or issuer + subject",
+                )
+                .into());
+            }
+            let repo = req.repository.as_deref().unwrap_or("");
+            let repo_ok = repo.split_once('/').is_some_and(|(o, r)| {
+                let ok = |s: &str| {
+                    !s.is_empty()
+                        && s.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                };
+                ok(o) && ok(r)
+            });
+            if !repo_ok {
+                return Err(ApiError::validation("repository", "must be org/repo").into());
+            }
+            let subject = match req.branch.as_deref() {
+                Some(b) => {
+                    check_field("branch", b, 255)?;
+                    if b.contains('*') {
+                        return Err(ApiError::validation(
+                            "branch",
+                            "must be a branch name, not a pattern",
+                        )
+                        .into());
+                    }
+                    format!("repo:{repo}:ref:refs/heads/{b}")
+                }
+                None => format!("repo:{repo}:*"),
+            };
+            (GITHUB_ISSUER.to_string(), subject)
+        }
+        Some(_) => {
+            return Err(ApiError::validation(
+                "provider",
+                "must be github (or give issuer and subject instead)",
+            )
+            .into())
+        }
+        None => {
+            if req.repository.is_some() || req.branch.is_some() {
+                return Err(
+                    ApiError::validation("repository", "only with provider: github").into(),
+                );
+            }
+            let (Some(i), Some(s)) = (req.issuer, req.subject) else {
+                return Err(ApiError::validation(
+                    "issuer",
+                    "give issuer and subject (or provider: github and repository)",
+                )
+                .into());
+            };
+            (i, s)
+        }
+    };
+    check_field("issuer", &issuer, 2048)?;
+    check_field("subject", &subject, 512)?;
+    if let Some(a) = &req.audience {
+        check_field("audience", a, 2048)?;
+    }
+    if req.claims.len() > 20 {
+        return Err(ApiError::validation("claims", "at most 20 conditions").into());
+    }
+    for (k, v) in &req.claims {
+        check_field("claims", k, 128)?;
+        check_field("claims", v, 512)?;
+        if matches!(k.as_str(), "iss" | "sub" | "aud" | "exp" | "nbf" | "iat") {
+            return Err(ApiError::validation("claims", format!("{k} is checked by issuer, subject and audience; it cannot be a claim condition")).into());
+        }
+    }
+    // A pattern that matches every subject trusts the whole issuer: only with another condition.
+    if subject.chars().all(|c| c == '*') && req.claims.is_empty() && req.audience.is_none() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "POLICY_TOO_BROAD",
+            "A subject pattern that matches every subject needs an audience or claim condition.",
+        )
+        .into());
+    }
+    let agent = crate::http::agents::read_own_agent(&state, &caller, &req.agent_id)?;
+    if agent.status == AgentStatus::Decommissioned {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "AGENT_DECOMMISSIONED",
+            "The agent has been decommissioned.",
+        )
+        .into());
+    }
+    let mut scopes = req.scopes.unwrap_or_else(|| agent.scopes.clone());
+    scopes.sort();
+    scopes.dedup();
+    if let Some(bad) = scopes.iter().find(|s| !agent.scopes.contains(s)) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "SCOPE_ESCALATION",
+            format!("Scope {bad} is not one the agent may request."),
+        )
+        .into());
+    }
+    if state
+        .store
+        .list_trust_policies(&caller.org_id)
+        .map_err(ApiError::from)?
+        .len()
+        >= MAX_POLICIES_PER_ORG
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "TRUST_POLICY_LIMIT",
+            format!("An organization may keep at most {MAX_POLICIES_PER_ORG} trust policies."),
+        )
+        .into());
+    }
+    let policy = TrustPolicy {
+        id: Uuid::new_v4(),
+        org_id: caller.org_id,
+        issuer,
+        subject,
+        audience: req.audience,
+        claims: req.claims,
+        agent_id: agent.id,
+        scopes,
+        created_at: state.clock.now_ms(),
+    };
+    let entry = state.audit_entry(
+        &caller.actor,
+        "oidc.trust_policy.create",
+        policy.id.to_string(),
+        Outcome::Success,
+        serde_json::json!({ "issuer": policy.issuer, "subject": policy.subject, "agentId": policy.agent_id, "scopes": policy.scopes }),
+    );
+    let stored = policy.clone();
+    state
+        .store
+        .write(move |tx| {
+            tx.put_trust_policy(&stored);
+            tx.audit(entry)?;
+            Ok::<_, ApiError>(())
+        })
+        .await?;
+    state.metrics.audit_appends.inc();
+    Ok(warp::reply::with_status(
+        warp::reply::json(&TrustPolicyView::new(&policy)),
+        StatusCode::CREATED,
+    )
+    .into_response())
+}
+
+/// The caller's organization's trust policies.
+#[utoipa::path(get, path = "/api/v1/oidc/trust-policies", tag = "Token exchange", security(("bearer" = ["agents:read"])),
+    responses((status = 200, body = TrustPolicyList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(crate) async fn list(
+    caller: Caller,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    caller.require("agents:read")?;
+    let data = state
+        .store
+        .list_trust_policies(&caller.org_id)
+        .map_err(ApiError::from)?
+        .iter()
+        .map(TrustPolicyView::new)
+        .collect();
+    Ok(warp::reply::json(&TrustPolicyList { data }).into_response())
+}
+
+fn own_policy(state: &AppState, caller: &Caller, id: &str) -> Result<TrustPolicy, ApiError> {
+    let id = parse_id("id", id)?;
+    state
+        .store
+        .get_trust_policy(&id)?
+        .filter(|p| p.org_id == caller.org_id)
+        .ok_or_else(policy_not_found)
+}
+
+/// One of the caller's organization's trust policies.
+#[utoipa::path(get, path = "/api/v1/oidc/trust-policies/{id}", tag = "Token exchange", security(("bearer" = ["agents:read"])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = TrustPolicyView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn get(
+    id: String,
+    caller: Caller,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    caller.require("agents:read")?;
+    let p = own_policy(&state, &caller, &id)?;
+    Ok(warp::reply::json(&TrustPolicyView::new(&p)).into_response())
+}
+
+/// Delete a trust policy: exchanges under it stop at once.
+#[utoipa::path(delete, path = "/api/v1/oidc/trust-policies/{id}", tag = "Token exchange", security(("bearer" = ["agents:write"])),
+    params(("id" = Uuid, Path)),
+    responses((status = 204, description = "Deleted"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn delete(
+    id: String,
+    caller: Caller,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    caller.require("agents:write")?;
+    let p = own_policy(&state, &caller, &id)?;
+    let entry = state.audit_entry(
+        &caller.actor,
+        "oidc.trust_policy.delete",
+        p.id.to_string(),
+        Outcome::Success,
+        serde_json::json!({ "issuer": p.issuer, "subject": p.subject }),
+    );
+    state
+        .store
+        .write(move |tx| {
+            tx.delete_trust_policy(&p);
+            tx.audit(entry)?;
+            Ok::<_, ApiError>(())
+        })
+        .await?;
+    state.metrics.audit_appends.inc();
+    Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
+}
+
+/// An exchange request, from either endpoint.
+pub(crate) struct ExchangeRequest<'a> {
+    pub(crate) subject_token: &'a str,
+    pub(crate) scope: Option<&'a str>,
+    /// The agent to act as (id or DID), when several policies match.
+    pub(crate) audience: Option<&'a str>,
+    pub(crate) client: Option<String>,
+}
+
+/// Why an exchange failed: the OAuth error (RFC 8693 §2.2.2) and the predecessor's code.
+pub(crate) struct ExchangeFailure {
+    oauth: &'static str,
+    code: &'static str,
+    message: String,
+}
+
+impl ExchangeFailure {
+    fn new(oauth: &'static str, code: &'static str, message: impl Into<String>) -> Self {
+        ExchangeFailure {
+            oauth,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn into_oauth(self) -> OAuthError {
+        let mut e = OAuthError::new(self.oauth, self.message);
+        if self.oauth == "server_error" {
+            e.status = StatusCode::INTERNAL_SERVER_ERROR;
+        }
+        e
+    }
+
+    fn into_api(self) -> ApiError {
+        let status = match self.oauth {
+            "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
+            "invalid_grant" | "invalid_target" => StatusCode::UNAUTHORIZED,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, self.code, self.message)
+    }
+}
+
+/// The subject token's claim `name` as a string for a policy condition (strings as they are,
+/// other JSON values in their compact JSON form).
+fn claim_string(claims: &serde_json::Map<String, serde_json::Value>, name: &str) -> Option<String> {
+    match claims.get(name)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+fn matches(p: &TrustPolicy, claims: &serde_json::Map<String, serde_json::Value>) -> bool {
+    let sub = claims.get("sub").and_then(|v| v.as_str()).unwrap_or("");
+    if sub.is_empty() || !glob_match(&p.subject, sub) {
+        return false;
+    }
+    if let Some(a) = &p.audience {
+        let ok = match claims.get("aud") {
+            Some(serde_json::Value::String(s)) => s == a,
+            Some(serde_json::Value::Array(v)) => v.iter().any(|x| x.as_str() == Some(a)),
+            _ => false,
+        };
+        if !ok {
+            return false;
+        }
+    }
+    p.claims
+        .iter()
+        .all(|(k, v)| claim_string(claims, k).as_deref() == Some(v.as_str()))
+}
+
+/// Exchanges a partner-issued subject token for an access token of the agent a trust policy
+/// maps it to.
+pub(crate) async fn exchange(
+    state: &AppState,
+    req: ExchangeRequest<'_>,
+) -> Result<TokenResponse, ExchangeFailure> {
+    let (partner, verified) = match verify_partner_token(state, req.subject_token, None).await {
+        Ok(v) => v,
+        Err(e) => {
+            state.metrics.federation_verify(false);
+            let actor = Actor {
+                id: "anonymous".into(),
+                org: state.settings.system_org,
+                client: req.client.clone(),
+            };
+            let entry = state.audit_entry(
+                &actor,
+                "token.exchange",
+                "-",
+                Outcome::Failure,
+                serde_json::json!({ "reason": e.code }),
+            );
+            state.metrics.audit_appends.inc();
+            state
+                .store
+                .write_detached(move |tx| tx.audit(entry).map(|_| ()))
+                .await;
+            return Err(ExchangeFailure::new(
+                "invalid_grant",
+                e.code,
+                format!("The subject token was refused: {}", e.message),
+            ));
+        }
+    };
+    state.metrics.federation_verify(true);
+    let claims = &verified.claims;
+    let ext_sub = claims
+        .get("sub")
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_string();
+    let policies = state
+        .store
+        .trust_policies_for_issuer(&partner.issuer)
+        .map_err(|e| {
+            tracing::error!(error = %e, "reading trust policies failed");
+            ExchangeFailure::new(
+                "server_error",
+                "INTERNAL_SERVER_ERROR",
+                "An unexpected error occurred.",
+            )
+        })?;
+    let mut candidates: Vec<&TrustPolicy> =
+        policies.iter().filter(|p| matches(p, claims)).collect();
+    if let Some(target) = req.audience {
+        candidates
+            .retain(|p| p.agent_id.to_string() == target || state.agent_did(&p.agent_id) == target);
+    }
+    let mut agents: Vec<Uuid> = candidates.iter().map(|p| p.agent_id).collect();
+    agents.sort();
+    agents.dedup();
+    let audit_failure = |reason: &'static str| {
+        let actor = Actor {
+            id: format!("{}|{}", partner.issuer, ext_sub),
+            org: state.settings.system_org,
+            client: req.client.clone(),
+        };
+        state.audit_entry(
+            &actor,
+            "token.exchange",
+            "-",
+            Outcome::Failure,
+            serde_json::json!({ "reason": reason, "partner": partner.id }),
+        )
+    };
+    let policy = match (candidates.as_slice(), agents.len()) {
+        ([], _) => {
+            let entry = audit_failure("TRUST_POLICY_NOT_FOUND");
+            state.metrics.audit_appends.inc();
+            state
+                .store
+                .write_detached(move |tx| tx.audit(entry).map(|_| ()))
+                .await;
+            return Err(ExchangeFailure::new(
+                "invalid_grant",
+                "TRUST_POLICY_NOT_FOUND",
+                "No trust policy matches the subject token's issuer, subject and claims.",
+            ));
+        }
+        (_, 1) => {
+            // Several policies for the same agent: their scopes add up.
+            candidates[0]
+        }
+        _ => {
+            return Err(ExchangeFailure::new("invalid_target", "AMBIGUOUS_TRUST_POLICY", "Several agents' trust policies match; name the agent with audience (its id or DID)."));
+        }
+    };
+    let mut allowed: Vec<String> = candidates
+        .iter()
+        .flat_map(|p| p.scopes.iter().cloned())
+        .collect();
+    allowed.sort();
+    allowed.dedup();
+    let agent_id = policy.agent_id;
+    let entry = state.clients.get(&agent_id).map_err(|e| {
+        tracing::error!(error = %e, "reading the agent failed");
+        ExchangeFailure::new(
+            "server_error",
+            "INTERNAL_SERVER_ERROR",
+            "An unexpected error occurred.",
+        )
+    })?;
+    let Some(entry) = entry.filter(|e| {
+        e.org_active && e.agent.status == AgentStatus::Active && e.agent.org_id == policy.org_id
+    }) else {
+        return Err(ExchangeFailure::new(
+            "invalid_grant",
+            "AGENT_NOT_ACTIVE",
+            "The trust policy's agent (or its organization) is not active.",
+        ));
+    };
+    let agent = &entry.agent;
+    // The agent's current scopes bound the policy's.
+    allowed.retain(|s| agent.scopes.contains(s));
+    let requested: Vec<String> = req
+        .scope
+        .unwrap_or("")
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let granted = if requested.is_empty() {
+        allowed
+    } else {
+        if let Some(bad) = requested.iter().find(|s| !allowed.contains(s)) {
+            return Err(ExchangeFailure::new(
+                "invalid_scope",
+                "INVALID_SCOPE",
+                format!("scope {bad:?} is not allowed by the trust policy"),
+            ));
+        }
+        requested
+    };
+    let scope = granted.join(" ");
+    let now_ms = state.clock.now_ms();
+    let jti = Uuid::new_v4().to_string();
+    let act = serde_json::json!({ "sub": ext_sub, "iss": partner.issuer });
+    let claims =
+        crate::http::tokens::access_claims(state, agent, &scope, &jti, now_ms, None, Some(act));
+    let keys = state.keys();
+    let access_token = mint(&keys, &claims).map_err(|e| {
+        tracing::error!(error = %e, "token signing failed");
+        ExchangeFailure::new(
+            "server_error",
+            "INTERNAL_SERVER_ERROR",
+            "The token could not be signed.",
+        )
+    })?;
+    let actor = Actor {
+        id: format!("{}|{}", partner.issuer, ext_sub),
+        org: agent.org_id,
+        client: req.client.clone(),
+    };
+    let entry = state.audit_entry(
+        &actor,
+        "token.exchange",
+        agent.id.to_string(),
+        Outcome::Success,
+        serde_json::json!({ "jti": jti, "scope": scope, "partner": partner.id, "issuer": partner.issuer, "subject": ext_sub, "policy": policy.id, "exp": claims.exp, "kid": keys.active.kid }),
+    );
+    state.metrics.tokens_issued.inc();
+    state.metrics.audit_appends.inc();
+    state
+        .store
+        .write_detached(move |tx| tx.audit(entry).map(|_| ()))
+        .await;
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: state.settings.token_ttl_secs,
+        scope,
+    })
+}
+
+/// Checks the RFC 8693 parameters of a token-endpoint exchange.
+pub(crate) fn check_params(
+    subject_token_type: Option<&str>,
+    requested: Option<&str>,
+) -> Result<(), OAuthError> {
+    match subject_token_type {
+        None => {
+            return Err(OAuthError::new(
+                "invalid_request",
+                "subject_token_type is required",
+            ))
+        }
+        Some(t) if !SUBJECT_TOKEN_TYPES.contains(&t) => {
+            return Err(OAuthError::new(
+                "invalid_request",
+                format!(
+                    "subject_token_type {t:?} is not supported; send a JWT ({})",
+                    SUBJECT_TOKEN_TYPES.join(", ")
+                ),
+            ))
+        }
+        _ => {}
+    }
+    if requested.is_some_and(|r| r != ACCESS_TOKEN_TYPE) {
+        return Err(OAuthError::new(
+            "invalid_request",
+            format!("requested_token_type must be {ACCESS_TOKEN_TYPE}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The RFC 8693 response members (§2.2.1).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ExchangeResponse {
+    pub(crate) access_token: String,
+    /// `urn:ietf:params:oauth:token-type:access_token`.
+    pub(crate) issued_token_type: &'static str,
+    pub(crate) token_type: &'static str,
+    pub(crate) expires_in: i64,
+    pub(crate) scope: String,
+}
+
+impl From<TokenResponse> for ExchangeResponse {
+    fn from(t: TokenResponse) -> Self {
+        ExchangeResponse {
+            access_token: t.access_token,
+            issued_token_type: ACCESS_TOKEN_TYPE,
+            token_type: t.token_type,
+            expires_in: t.expires_in,
+            scope: t.scope,
+        }
+    }
+}
+
+/// Body of the predecessor's `POST /api/v1/oidc/token`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct OidcTokenRequest {
+    /// The workload's OIDC JWT (e.g. GitHub Actions' ID token).
+    token: String,
+    /// The agent to act as, when several trust policies match.
+    agent_id: Option<String>,
+    /// Space-separated scopes (default: all the policy allows).
+    scope: Option<String>,
+}
+
+/// Exchange a workload's OIDC JWT for an agent's access token (the predecessor's endpoint; the
+/// same as RFC 8693 token exchange at `/api/v1/token`).
+#[utoipa::path(post, path = "/api/v1/oidc/token", tag = "Token exchange",
+    request_body = OidcTokenRequest,
+    responses((status = 200, body = ExchangeResponse), (status = 400, body = ErrorBody),
+        (status = 401, description = "TRUST_POLICY_NOT_FOUND, AMBIGUOUS_TRUST_POLICY, AGENT_NOT_ACTIVE, UNKNOWN_FEDERATION_ISSUER, SIGNATURE_INVALID, TOKEN_EXPIRED, ...", body = ErrorBody)))]
+pub(crate) async fn oidc_token(
+    req: OidcTokenRequest,
+    addr: Option<std::net::SocketAddr>,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    let r = exchange(
+        &state,
+        ExchangeRequest {
+            subject_token: &req.token,
+            scope: req.scope.as_deref(),
+            audience: req.agent_id.as_deref(),
+            client: crate::http::auth::client_ip(addr),
+        },
+    )
+    .await
+    .map_err(ExchangeFailure::into_api)?;
+    let mut resp = warp::reply::json(&ExchangeResponse::from(r)).into_response();
+    resp.headers_mut().insert(
+        warp::http::header::CACHE_CONTROL,
+        warp::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_patterns() {
+        for (p, t, want) in [
+            (
+                "repo:acme/app:ref:refs/heads/main",
+                "repo:acme/app:ref:refs/heads/main",
+                true,
+            ),
+            (
+                "repo:acme/app:ref:refs/heads/main",
+                "repo:acme/app:ref:refs/heads/main2",
+                false,
+            ),
+            ("repo:acme/app:*", "repo:acme/app:ref:refs/heads/x", true),
+            ("repo:acme/app:*", "repo:acme/app2:ref:refs/heads/x", false),
+            ("repo:*/app:*", "repo:evil/app:pull_request", true),
+            ("*", "", true),
+            ("a*b*c", "abc", true),
+            ("a*b*c", "aXbYc", true),
+            ("a*b*c", "aXbY", false),
+            ("", "", true),
+            ("", "x", false),
+        ] {
+            assert_eq!(glob_match(p, t), want, "{p} vs {t}");
+        }
+    }
+}
