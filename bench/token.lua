@@ -10,6 +10,13 @@
 
 -- BENCH_METHOD=GET sends plain GETs instead (bench/run did), with no body.
 
+-- BENCH_AUTH="Bearer ..." adds an Authorization header; BENCH_CONTENT_TYPE overrides the body's
+-- content type (bench/run federation posts JSON).
+
+if os.getenv("BENCH_AUTH") ~= nil and os.getenv("BENCH_AUTH") ~= "" then
+  wrk.headers["Authorization"] = os.getenv("BENCH_AUTH")
+end
+
 if os.getenv("BENCH_METHOD") == "GET" then
   wrk.method = "GET"
   wrk.headers["Accept"] = "application/did+json"
@@ -21,7 +28,7 @@ else
   end
   wrk.method = "POST"
   wrk.body = body
-  wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+  wrk.headers["Content-Type"] = os.getenv("BENCH_CONTENT_TYPE") or "application/x-www-form-urlencoded"
   wrk.headers["Accept"] = "application/json"
 end
 

@@ -58,6 +58,8 @@ pub(crate) struct StateInner {
     pub(crate) settings: Arc<Settings>,
     pub(crate) rate_limiter: Arc<crate::ratelimit::RateLimiter>,
     pub(crate) clients: Arc<crate::clients::ClientCache>,
+    /// Access tokens whose signature already verified.
+    pub(crate) verified_tokens: Arc<crate::token::VerifiedTokens>,
     /// Rendered DID documents and cards.
     pub(crate) artifacts: Arc<crate::artifacts::ArtifactCache>,
     /// The one guarded outbound HTTP client.

@@ -83,6 +83,54 @@ pub(crate) struct Verified {
     pub(crate) exp: i64,
     pub(crate) iat: Option<i64>,
     pub(crate) nbf: Option<i64>,
+    /// The key that signed it.
+    pub(crate) kid: String,
+}
+
+/// Tokens that already verified, so that a client repeating its bearer token does not pay for
+/// the signature check on every request. An entry is used only for exactly the same token
+/// string, only while the token is within its lifetime and its key is still in force; every
+/// other check (revocation, credential, agent, organization) runs on every request.
+pub(crate) struct VerifiedTokens {
+    map: std::sync::RwLock<std::collections::HashMap<String, Verified>>,
+}
+
+/// Entries kept at most; past it the cache starts over.
+const MAX_VERIFIED: usize = 4096;
+
+impl VerifiedTokens {
+    pub(crate) fn new() -> Self {
+        VerifiedTokens {
+            map: std::sync::RwLock::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// [`verify`], remembering the result.
+    pub(crate) fn verify(
+        &self,
+        token: &str,
+        keys: &KeyRing,
+        issuer: &str,
+        audience: &str,
+        now_ms: i64,
+    ) -> Result<Verified, TokenError> {
+        let now = now_ms.div_euclid(1000);
+        if let Ok(map) = self.map.read() {
+            if let Some(v) = map.get(token) {
+                if v.exp + LEEWAY_SECS > now && keys.verifier(&v.kid, now_ms).is_some() {
+                    return Ok(v.clone());
+                }
+            }
+        }
+        let v = verify(token, keys, issuer, audience, now_ms)?;
+        if let Ok(mut map) = self.map.write() {
+            if map.len() >= MAX_VERIFIED {
+                map.clear();
+            }
+            map.insert(token.to_string(), v.clone());
+        }
+        Ok(v)
+    }
 }
 
 /// The JOSE header members we look at (RFC 7515 §4.1).
@@ -225,6 +273,7 @@ pub(crate) fn verify(
         Some(v) => Some(v.parse::<Uuid>().map_err(|_| TokenError::Malformed)?),
     };
     Ok(Verified {
+        kid: kid.to_string(),
         agent_id,
         org_id,
         scopes: c
@@ -398,4 +447,32 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn remembered_tokens_still_expire_and_lose_their_key() {
+        let keys = ring();
+        let now = 1_000_000;
+        let t = mint(&keys, &claims(now)).unwrap();
+        let cache = VerifiedTokens::new();
+        assert!(cache.verify(&t, &keys, ISS, ISS, now * 1000).is_ok());
+        // The second time comes from the cache, and is the same answer.
+        assert_eq!(
+            cache.verify(&t, &keys, ISS, ISS, now * 1000).unwrap().jti,
+            "j"
+        );
+        let late = (now + 600 + LEEWAY_SECS) * 1000;
+        assert_eq!(
+            cache.verify(&t, &keys, ISS, ISS, late).unwrap_err(),
+            TokenError::Expired
+        );
+        // A ring that no longer holds the key refuses the remembered token.
+        assert!(cache.verify(&t, &ring(), ISS, ISS, now * 1000).is_err());
+        // Another string (one byte changed) is verified afresh, and fails.
+        let mut forged = t.clone().into_bytes();
+        let last = forged.len() - 2;
+        forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        assert!(cache.verify(&forged, &keys, ISS, ISS, now * 1000).is_err());
+    }
+
 }

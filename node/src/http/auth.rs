@@ -124,7 +124,9 @@ pub(crate) fn check_token(
 ) -> Result<ActiveToken, (Option<Uuid>, String)> {
     let s = &state.settings;
     let now_ms = state.clock.now_ms();
-    let v = crate::token::verify(token, &state.keys(), &s.issuer, &s.issuer, now_ms)
+    let v = state
+        .verified_tokens
+        .verify(token, &state.keys(), &s.issuer, &s.issuer, now_ms)
         .map_err(|e| (None, e.to_string()))?;
     let org = Some(v.org_id);
     let store_err = |_| (org, "the node could not check the token".to_string());

@@ -21,6 +21,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use warp::http::StatusCode;
+use warp::filters::BoxedFilter;
 use warp::{Filter, Rejection, Reply};
 
 use crate::error::ApiError;
@@ -280,17 +281,36 @@ pub(crate) fn routes(
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let metrics = state.metrics.clone();
     // Public documents first: they are the most requested routes.
-    let api = did::routes(state.clone())
-        .or(health::routes(state.clone()))
-        .or(wellknown::routes(state.clone()))
-        .or(tokens::routes(state.clone()))
-        .or(orgs::routes(state.clone()))
-        .or(agents::routes(state.clone()))
-        .or(keys::routes(state.clone()))
-        .or(audit::routes(state.clone()))
-        .or(federation::routes(state.clone()))
-        .or(exchange::routes(state.clone()))
-        .or(openapi::routes());
+    // Each module's routes are boxed: one dynamic call per module instead of a filter type so
+    // deep that the compiler's recursion limit (and build time) suffer.
+    fn boxed<F, R>(f: F) -> BoxedFilter<(warp::reply::Response,)>
+    where
+        F: Filter<Extract = (R,), Error = Rejection> + Clone + Send + Sync + 'static,
+        R: Reply,
+    {
+        f.map(|r: R| r.into_response()).boxed()
+    }
+    let api = boxed(did::routes(state.clone()))
+        .or(boxed(health::routes(state.clone())))
+        .unify()
+        .or(boxed(wellknown::routes(state.clone())))
+        .unify()
+        .or(boxed(tokens::routes(state.clone())))
+        .unify()
+        .or(boxed(orgs::routes(state.clone())))
+        .unify()
+        .or(boxed(agents::routes(state.clone())))
+        .unify()
+        .or(boxed(keys::routes(state.clone())))
+        .unify()
+        .or(boxed(audit::routes(state.clone())))
+        .unify()
+        .or(boxed(federation::routes(state.clone())))
+        .unify()
+        .or(boxed(exchange::routes(state.clone())))
+        .unify()
+        .or(boxed(openapi::routes()))
+        .unify();
     api.recover(crate::error::handle_rejection)
         .with(warp::log::custom(move |info| {
             let route = route_label(info.method().as_str(), info.path());
