@@ -10,7 +10,7 @@
 // are not persisted by oidc-provider (only opaque ones are written to the adapter), so the
 // in-memory adapter holds nothing per token; this is the provider's fastest configuration.
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 const port = Number(process.argv[2] ?? process.env.PORT ?? 3000);
 if (!Number.isInteger(port) || port <= 0 || port > 65535) {
@@ -53,7 +53,8 @@ const provider = new Provider(issuer, {
       defaultResource: async () => resource,
       getResourceServerInfo: async (_ctx, indicator) => {
         if (indicator !== resource) {
-          throw new Provider.errors.InvalidTarget();
+          // oidc-provider 9 exports the error classes by name (`Provider.errors` is undefined).
+          throw new errors.InvalidTarget();
         }
         return {
           scope: 'api',

@@ -5,6 +5,7 @@ mod did;
 mod durability;
 mod federation;
 mod lifecycle;
+mod oidc_provider;
 mod security;
 mod tls;
 mod tokens;
