@@ -474,5 +474,4 @@ mod tests {
         let forged = String::from_utf8(forged).unwrap();
         assert!(cache.verify(&forged, &keys, ISS, ISS, now * 1000).is_err());
     }
-
 }

@@ -20,8 +20,8 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
-use warp::http::StatusCode;
 use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use crate::error::ApiError;
