@@ -276,6 +276,7 @@ pub(crate) async fn open_state(
         taxonomy,
         fetcher,
         key_cache,
+        partners: Arc::new(crate::http::PartnerCache::new()),
         store,
         keys: Arc::new(RwLock::new(ring)),
         clock,

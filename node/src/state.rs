@@ -64,6 +64,8 @@ pub(crate) struct StateInner {
     pub(crate) artifacts: Arc<crate::artifacts::ArtifactCache>,
     /// The one guarded outbound HTTP client.
     pub(crate) fetcher: Arc<federation::Fetcher>,
+    /// Partners by issuer.
+    pub(crate) partners: Arc<crate::http::PartnerCache>,
     /// Partner keys.
     pub(crate) key_cache: Arc<federation::KeyCache>,
     /// The OASF skill and domain taxonomy (`--oasf-schema`), when given.

@@ -254,6 +254,50 @@ fn parse_time(field: &str, v: &str) -> Result<i64, ApiError> {
     parse_rfc3339(v).ok_or_else(|| ApiError::validation(field, "must be an RFC 3339 date-time"))
 }
 
+/// Partners by issuer, read once per identity generation (which every partner change bumps
+/// before it is acknowledged): a verification does not read the store for its partner.
+pub(crate) struct PartnerCache {
+    map: std::sync::RwLock<PartnerMap>,
+}
+
+type PartnerMap = (
+    u64,
+    std::collections::HashMap<String, Option<std::sync::Arc<Partner>>>,
+);
+
+impl PartnerCache {
+    pub(crate) fn new() -> Self {
+        PartnerCache {
+            map: std::sync::RwLock::new((u64::MAX, std::collections::HashMap::new())),
+        }
+    }
+
+    fn by_issuer(
+        &self,
+        store: &storage::Store,
+        issuer: &str,
+    ) -> Result<Option<std::sync::Arc<Partner>>, storage::StoreError> {
+        let generation = store.identity_generation();
+        if let Ok(m) = self.map.read() {
+            if m.0 == generation {
+                if let Some(p) = m.1.get(issuer) {
+                    return Ok(p.clone());
+                }
+            }
+        }
+        // Read after taking the generation: a change landing meanwhile leaves the entry under
+        // the older generation, and it is read again next time.
+        let p = store.partner_by_issuer(issuer)?.map(std::sync::Arc::new);
+        if let Ok(mut m) = self.map.write() {
+            if m.0 != generation || m.1.len() >= 1024 {
+                *m = (generation, std::collections::HashMap::new());
+            }
+            m.1.insert(issuer.to_string(), p.clone());
+        }
+        Ok(p)
+    }
+}
+
 /// The key source of a partner record.
 pub(crate) fn key_source(p: &Partner) -> Result<federation::KeySource, ApiError> {
     let bad = || {
@@ -602,7 +646,7 @@ pub(crate) async fn verify_partner_token(
     state: &AppState,
     token: &str,
     expected_issuer: Option<&str>,
-) -> Result<(Partner, federation::VerifiedToken), ApiError> {
+) -> Result<(std::sync::Arc<Partner>, federation::VerifiedToken), ApiError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(unprocessable(
             "TOKEN_MALFORMED",
@@ -622,8 +666,8 @@ pub(crate) async fn verify_partner_token(
         ));
     }
     let partner = state
-        .store
-        .partner_by_issuer(&iss)
+        .partners
+        .by_issuer(&state.store, &iss)
         .map_err(ApiError::from)?
         .ok_or_else(|| {
             unprocessable(
@@ -711,7 +755,7 @@ pub(crate) async fn verify(
         .map(str::to_string);
     Ok(warp::reply::json(&VerifyResult {
         valid: true,
-        issuer: partner.issuer,
+        issuer: partner.issuer.clone(),
         subject,
         organization_id,
         claims: v.claims,

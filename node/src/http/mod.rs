@@ -28,6 +28,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub(crate) use auth::Caller;
+pub(crate) use federation::PartnerCache;
 
 /// Largest request body any route accepts.
 pub(crate) const MAX_BODY: u64 = 64 * 1024;
