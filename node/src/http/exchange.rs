@@ -436,6 +436,8 @@ pub(crate) struct ExchangeFailure {
     oauth: &'static str,
     code: &'static str,
     message: String,
+    /// Throttled: seconds to wait.
+    retry_after: Option<u64>,
 }
 
 impl ExchangeFailure {
@@ -444,6 +446,7 @@ impl ExchangeFailure {
             oauth,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -452,10 +455,17 @@ impl ExchangeFailure {
         if self.oauth == "server_error" {
             e.status = StatusCode::INTERNAL_SERVER_ERROR;
         }
+        if let Some(wait) = self.retry_after {
+            e.status = StatusCode::TOO_MANY_REQUESTS;
+            e.retry_after = Some(wait);
+        }
         e
     }
 
     fn into_api(self) -> ApiError {
+        if let Some(wait) = self.retry_after {
+            return ApiError::too_many("failed token exchanges", wait);
+        }
         let status = match self.oauth {
             "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
             "invalid_grant" | "invalid_target" => StatusCode::UNAUTHORIZED,
@@ -497,6 +507,33 @@ fn matches(p: &TrustPolicy, claims: &serde_json::Map<String, serde_json::Value>)
 /// Exchanges a partner-issued subject token for an access token of the agent a trust policy
 /// maps it to.
 pub(crate) async fn exchange(
+    state: &AppState,
+    req: ExchangeRequest<'_>,
+) -> Result<TokenResponse, ExchangeFailure> {
+    // The endpoint is unauthenticated and every failure is audited: failures are throttled per
+    // source address (checked first, charged on failure), as failed bearer authentications are,
+    // so a flood of junk subject tokens cannot grow the audit log at will.
+    let failure_key = format!("exchange|{}", req.client.as_deref().unwrap_or("-"));
+    let now_ms = state.clock.now_ms();
+    if let Err(wait) = state.rate_limiter.peek(&failure_key, now_ms) {
+        state.metrics.auth_throttled.inc();
+        return Err(ExchangeFailure {
+            retry_after: Some(wait),
+            ..ExchangeFailure::new(
+                "temporarily_unavailable",
+                "RATE_LIMITED",
+                format!("Too many failed token exchanges from this address; retry in {wait} s."),
+            )
+        });
+    }
+    let r = exchange_once(state, req).await;
+    if r.as_ref().is_err_and(|e| e.oauth != "server_error") {
+        let _ = state.rate_limiter.check(&failure_key, now_ms);
+    }
+    r
+}
+
+async fn exchange_once(
     state: &AppState,
     req: ExchangeRequest<'_>,
 ) -> Result<TokenResponse, ExchangeFailure> {

@@ -1002,3 +1002,72 @@ async fn token_exchange_under_trust_policies() {
         .await;
     assert_eq!(r.body["code"], "TRUST_POLICY_NOT_FOUND", "{:?}", r.body);
 }
+
+/// The exchange endpoints are unauthenticated and audit every failure: failures are throttled
+/// per source address, so junk subject tokens cannot grow the audit log at will.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_token_exchanges_are_throttled_per_address() {
+    let dir = tempdir();
+    let node = Node::start_with(
+        &dir.path().join("data"),
+        "redb",
+        &["--token-rate-limit", "5"],
+    );
+    let api = Api::new(&node.base);
+    let admin = admin_token(&node, &api).await;
+    let mut throttled = None;
+    for i in 0..40 {
+        let r = api
+            .http
+            .post(format!("{}/api/v1/token", api.base))
+            .form(&[
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:token-exchange",
+                ),
+                ("subject_token", &format!("junk.{i}.junk")),
+                ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["error"], "temporarily_unavailable");
+            throttled = Some(i);
+            break;
+        }
+        assert_eq!(r.status(), 400, "junk is refused");
+    }
+    let first = throttled.expect("a flood of failed exchanges is throttled");
+    assert!(
+        first <= 12,
+        "throttled after {first} failures (burst of 10)"
+    );
+    // The predecessor's endpoint shares the throttle.
+    let r = api
+        .call(
+            "POST",
+            "/api/v1/oidc/token",
+            None,
+            Some(json!({ "token": "junk" })),
+        )
+        .await;
+    assert_eq!((r.status, s(&r.body["code"])), (429, "RATE_LIMITED".into()));
+    // The audit log holds only the failures that were processed.
+    let log = api
+        .call(
+            "GET",
+            "/api/v1/audit?action=token.exchange&limit=100",
+            Some(&admin),
+            None,
+        )
+        .await;
+    let n = log.body["data"].as_array().unwrap().len();
+    assert!(
+        (1..=12).contains(&n),
+        "{n} audited failures: {:?}",
+        log.body
+    );
+}
