@@ -163,7 +163,7 @@ impl Ctx {
         let mut resp = req
             .send()
             .await
-            .map_err(|e| format!("{url}: request failed: {e}"))?;
+            .map_err(|e| format!("{url}: request failed: {}", chain(&e)))?;
         let status = resp.status().as_u16();
         let mut headers = HashMap::new();
         for (name, value) in resp.headers() {
@@ -177,7 +177,7 @@ impl Ctx {
         while let Some(chunk) = resp
             .chunk()
             .await
-            .map_err(|e| format!("{url}: reading the body failed: {e}"))?
+            .map_err(|e| format!("{url}: reading the body failed: {}", chain(&e)))?
         {
             if body.len() + chunk.len() > MAX_BODY {
                 return Err(format!("{url}: body larger than {MAX_BODY} bytes"));
@@ -191,4 +191,16 @@ impl Ctx {
             body,
         })
     }
+}
+
+/// An error with its sources (reqwest's own message omits the cause: refused, timed out, TLS).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }

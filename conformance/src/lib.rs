@@ -20,3 +20,6 @@ pub use runner::{run, CheckResult};
 
 #[cfg(test)]
 mod testkey;
+
+#[cfg(test)]
+mod fake;
