@@ -123,7 +123,8 @@ pub(crate) fn check_credential(
     let badge = str_member(subject, "badge")?;
     serde_json::from_str::<Value>(badge)
         .map_err(|e| format!("credentialSubject.badge is not a JSON string: {e}"))?;
-    Ok(format!("valid until {until}"))
+    let shown = until.format(&Rfc3339).unwrap_or_else(|_| until.to_string());
+    Ok(format!("valid until {shown}"))
 }
 
 #[cfg(test)]
