@@ -73,8 +73,9 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// A context for `target` (http or https), trusting `ca_cert_pem` (when given) as the only
-    /// extra root besides none: targets over https need `--ca-cert` for their CA.
+    /// A context for `target` (http or https). The client trusts no built-in roots, only the
+    /// certificates of `ca_cert_pem` (one CA or a bundle such as the system's), so an https
+    /// target needs `--ca-cert`.
     pub fn new(target: &str, ca_cert_pem: Option<&[u8]>, opts: Options) -> Result<Ctx, String> {
         let target = target.trim_end_matches('/').to_string();
         if !(target.starts_with("https://") || target.starts_with("http://")) {
@@ -85,9 +86,14 @@ impl Ctx {
             .timeout(Duration::from_secs(15))
             .redirect(reqwest::redirect::Policy::none());
         if let Some(pem) = ca_cert_pem {
-            let cert = reqwest::Certificate::from_pem(pem)
-                .map_err(|e| format!("--ca-cert is not a PEM certificate: {e}"))?;
-            builder = builder.add_root_certificate(cert);
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| format!("--ca-cert is not PEM certificates: {e}"))?;
+            if certs.is_empty() {
+                return Err("--ca-cert holds no certificate".to_string());
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
         }
         let client = builder
             .build()
@@ -104,6 +110,12 @@ impl Ctx {
     pub fn node_did(&self) -> Result<DidWeb, String> {
         DidWeb::from_base_url(&self.target, &[])
             .map_err(|e| format!("no did:web DID for {}: {e}", self.target))
+    }
+
+    /// The URL of the node's DID document (did:web §3.3): `/.well-known/did.json` under a bare
+    /// host, `<path>/did.json` under a target with a path.
+    pub fn node_document_url(&self) -> Result<String, String> {
+        Ok(self.node_did()?.document_url(self.scheme()))
     }
 
     /// The URL scheme of the target.

@@ -62,7 +62,8 @@ struct RunArgs {
     /// An agent (uuid) expected to be deactivated: its DID document must answer 410 (repeatable).
     #[arg(long = "deactivated-agent")]
     deactivated_agents: Vec<Uuid>,
-    /// PEM certificate of a CA to trust for an https target (the only root trusted).
+    /// PEM certificate(s) to trust for an https target: the target's CA, or a bundle such as
+    /// /etc/ssl/certs/ca-certificates.crt (no other root is trusted).
     #[arg(long)]
     ca_cert: Option<PathBuf>,
     /// Folder of OASF definition files (e.g. schema-v1.0.4): also check skill and domain ids

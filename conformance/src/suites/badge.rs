@@ -24,7 +24,7 @@ async fn badge(c: &Ctx, agent: Uuid) -> Result<String, String> {
 pub(crate) async fn signature(c: &Ctx, agent: Uuid) -> Outcome {
     async {
         let jws = badge(c, agent).await?;
-        let doc = c.get("/.well-known/did.json").await?.ok_json()?;
+        let doc = c.get(&c.node_document_url()?).await?.ok_json()?;
         check_signature(&jws, &doc)
     }
     .await

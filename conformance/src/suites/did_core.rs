@@ -10,7 +10,7 @@ use crate::{Ctx, Outcome};
 
 pub(crate) async fn node_document(c: &Ctx) -> Outcome {
     async {
-        let doc = c.get("/.well-known/did.json").await?.ok_json()?;
+        let doc = c.get(&c.node_document_url()?).await?.ok_json()?;
         check_structure(&doc)
     }
     .await
@@ -19,7 +19,7 @@ pub(crate) async fn node_document(c: &Ctx) -> Outcome {
 
 pub(crate) async fn node_public_jwks(c: &Ctx) -> Outcome {
     async {
-        let doc = c.get("/.well-known/did.json").await?.ok_json()?;
+        let doc = c.get(&c.node_document_url()?).await?.ok_json()?;
         check_public_jwks(&doc)
     }
     .await

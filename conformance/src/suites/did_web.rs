@@ -10,9 +10,15 @@ use crate::{Ctx, Fetched, Outcome};
 /// The node's DID document URL under the target, checking the mapping both ways.
 fn node_url(c: &Ctx) -> Result<(DidWeb, String), String> {
     let did = c.node_did()?;
-    let url = did.document_url(c.scheme());
-    ensure(url == format!("{}/.well-known/did.json", c.target), || {
-        format!("{did} maps to {url}, not to the target's /.well-known/did.json")
+    let url = c.node_document_url()?;
+    // did:web §3.3: a bare host's document is under /.well-known, a path's under that path.
+    let expected = if did.path().is_empty() {
+        format!("{}/.well-known/did.json", c.target)
+    } else {
+        format!("{}/did.json", c.target)
+    };
+    ensure(url == expected, || {
+        format!("{did} maps to {url}, not to {expected}")
     })?;
     let back = DidWeb::from_document_url(&url).map_err(|e| e.to_string())?;
     ensure(back == did, || {
