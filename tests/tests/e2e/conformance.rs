@@ -108,3 +108,57 @@ async fn the_full_conformance_run_passes_against_our_node() {
         results.len()
     );
 }
+
+/// Over HTTPS the runner trusts exactly the `--ca-cert` roots: with the node's CA the node
+/// suites pass; without it every fetch is refused and the run fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_https_the_runner_trusts_only_the_given_ca() {
+    let dir = tempdir();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let public = format!("https://localhost:{port}");
+    let ca = tests::TestCa::new();
+    let (cert, key) = ca.write_leaf(&dir.path().join("tls"), &["localhost", "127.0.0.1"]);
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.cert_pem()).unwrap();
+    let _node = Node::start_tls(
+        &dir.path().join("data"),
+        "redb",
+        &cert,
+        &key,
+        &["--listen", &listen, "--public-url", &public],
+    );
+    let run = |with_ca: bool| {
+        let mut cmd = tokio::process::Command::new(conformance_binary());
+        cmd.args(["run", "--target", &public, "--format", "json"])
+            .args([
+                "--suite", "did-web", "--suite", "did-core", "--suite", "oidc",
+            ]);
+        if with_ca {
+            cmd.arg("--ca-cert").arg(&ca_file);
+        }
+        cmd.output()
+    };
+
+    let out = run(true).await.unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success(), "{v:#}");
+    assert_eq!(v["summary"]["failed"], 0, "{v:#}");
+    // No --agent and no --deactivated-agent: those checks are skipped, which is not a failure.
+    assert_eq!(v["summary"]["skipped"], 3, "{v:#}");
+
+    let out = run(false).await.unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{v:#}");
+    assert_eq!(v["summary"]["passed"], 0, "{v:#}");
+    assert_eq!(v["summary"]["skipped"], 3, "{v:#}");
+    for r in v["results"].as_array().unwrap() {
+        if r["result"] != "skip" {
+            assert_eq!(r["result"], "fail", "{r}");
+            assert!(
+                r["detail"].as_str().unwrap().contains("request failed"),
+                "{r}"
+            );
+        }
+    }
+}
