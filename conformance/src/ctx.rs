@@ -140,6 +140,13 @@ impl Ctx {
         r
     }
 
+    /// GET `url_or_path` with a bearer token (not cached).
+    pub async fn get_bearer(&self, url_or_path: &str, token: &str) -> Result<Fetched, String> {
+        let url = self.url(url_or_path);
+        self.send(self.client.get(&url).bearer_auth(token), &url)
+            .await
+    }
+
     /// POST a form to `url_or_path`; `cache_key` names responses several checks share.
     pub async fn post_form(
         &self,

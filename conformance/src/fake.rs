@@ -151,6 +151,19 @@ impl World {
                 format!("/agents/{a}/did.json"),
                 did_json(&doc, broken && i == 0),
             );
+            let rr = json!({"didDocument": serde_json::to_value(&doc).unwrap(),
+                "didDocumentMetadata": {"created": "2026-01-01T00:00:00Z", "updated": "2026-01-01T00:00:00Z", "deactivated": false},
+                "didResolutionMetadata": {"contentType": "application/did+ld+json"}});
+            // did-core: a resolution result served as plain JSON.
+            let rct = if broken && i == 1 {
+                "application/json"
+            } else {
+                did_method::RESOLUTION_CONTENT_TYPE
+            };
+            routes.insert(
+                format!("/api/v1/agents/{a}/did/resolve"),
+                json_resp(200, rct, &rr, &[]),
+            );
 
             let mut c = card(&format!("agent {i}"), &target);
             if broken && i == 0 {
@@ -212,6 +225,15 @@ impl World {
                 },
             );
         }
+        let gone_did = node.child(&["agents", &deactivated.to_string()]).unwrap();
+        // did-core: a deactivated DID that resolves as active.
+        let rr = json!({"didDocument": serde_json::to_value(DidDocument::new(&gone_did, Some(&node))).unwrap(),
+            "didDocumentMetadata": {"created": "2026-01-01T00:00:00Z", "updated": "2026-01-01T00:00:00Z", "deactivated": !broken},
+            "didResolutionMetadata": {"contentType": "application/did+ld+json"}});
+        routes.insert(
+            format!("/api/v1/agents/{deactivated}/did/resolve"),
+            json_resp(200, did_method::RESOLUTION_CONTENT_TYPE, &rr, &[]),
+        );
         let gone = if broken { 404 } else { 410 };
         routes.insert(
             format!("/agents/{deactivated}/did.json"),
@@ -279,9 +301,17 @@ impl World {
         )
     }
 
-    fn respond(&self, method: &str, path: &str, body: &str) -> Resp {
+    fn respond(&self, method: &str, path: &str, bearer: bool, body: &str) -> Resp {
         if method == "POST" && path == "/oauth2/token" {
             return self.token(body);
+        }
+        if path.starts_with("/api/") && !bearer {
+            return json_resp(
+                401,
+                "application/json",
+                &json!({"code": "UNAUTHORIZED"}),
+                &[],
+            );
         }
         match self.routes.get(path) {
             Some(r) if method == "GET" => Resp {
@@ -328,7 +358,10 @@ async fn serve(listener: TcpListener, world: Arc<World>) {
             let method = first.next().unwrap_or_default();
             let path = first.next().unwrap_or_default();
             let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
-            let r = world.respond(method, path, &body);
+            let bearer = head
+                .to_ascii_lowercase()
+                .contains("\r\nauthorization: bearer ");
+            let r = world.respond(method, path, bearer, &body);
             let mut out = format!(
                 "HTTP/1.1 {} X\r\ncontent-length: {}\r\nconnection: close\r\n",
                 r.status,
@@ -409,6 +442,8 @@ async fn a_broken_node_fails_exactly_the_broken_checks() {
         "did-web.deactivated".into(),
         format!("did-web.agent-document[{a0}]"),
         "did-core.node-document".into(),
+        format!("did-core.resolution-result[{a1}]"),
+        "did-core.resolution-deactivated".into(),
         "oidc.rfc8414-consistent".into(),
         "oidc.jwks-no-private".into(),
         "oauth.token-claims".into(),
@@ -429,17 +464,17 @@ async fn a_broken_node_fails_exactly_the_broken_checks() {
 async fn the_reports_carry_every_result() {
     let (results, _, target) = results_against(true).await;
     let (p, f, k) = crate::report::counts(&results);
-    assert_eq!((f, k), (14, 0));
+    assert_eq!((f, k), (16, 0));
     let text = crate::report::text(&target, &results);
-    assert!(text.contains(&format!("{p} passed, 14 failed, 0 skipped")));
+    assert!(text.contains(&format!("{p} passed, 16 failed, 0 skipped")));
     assert!(text.lines().any(|l| l.starts_with("oidc.jwks-no-private ")
         && l.contains("FAIL")
         && l.contains("private members")));
     let json: Value = serde_json::from_str(&crate::report::json(&target, &results)).unwrap();
-    assert_eq!(json["summary"]["failed"], 14);
+    assert_eq!(json["summary"]["failed"], 16);
     assert_eq!(json["results"].as_array().unwrap().len(), results.len());
     let junit = crate::report::junit(&target, &results);
     assert_eq!(junit.matches("<testcase ").count(), results.len());
-    assert_eq!(junit.matches("<failure ").count(), 14);
+    assert_eq!(junit.matches("<failure ").count(), 16);
     assert!(junit.contains("<testsuite name=\"oauth\" tests=\"6\" failures=\"2\""));
 }

@@ -1,6 +1,6 @@
 //! Suite `did-core`: W3C DID Core 1.0 document structure (<https://www.w3.org/TR/did-core/>).
 
-use did_method::DidDocument;
+use did_method::{DidDocument, ResolutionResult};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -43,6 +43,99 @@ pub(crate) async fn agent_document(c: &Ctx, agent: Uuid) -> Outcome {
     }
     .await
     .into()
+}
+
+/// The node's resolution endpoint (agentidp API, bearer scope `agents:read`).
+fn resolve_path(agent: Uuid) -> String {
+    format!("/api/v1/agents/{agent}/did/resolve")
+}
+
+pub(crate) async fn resolution_result(c: &Ctx, agent: Uuid) -> Outcome {
+    let (id, secret) = match super::oauth::creds(c) {
+        Ok(x) => x,
+        Err(skip) => return skip,
+    };
+    async {
+        let token = super::oauth::access_token(c, id, secret).await?;
+        let f = c.get_bearer(&resolve_path(agent), &token).await?;
+        let did = c
+            .node_did()?
+            .child(&["agents", &agent.to_string()])
+            .map_err(|e| e.to_string())?;
+        check_resolution(&f, &did.to_string(), false)
+    }
+    .await
+    .into()
+}
+
+pub(crate) async fn resolution_deactivated(c: &Ctx) -> Outcome {
+    let (id, secret) = match super::oauth::creds(c) {
+        Ok(x) => x,
+        Err(skip) => return skip,
+    };
+    if c.opts.deactivated_agents.is_empty() {
+        return Outcome::Skip("no --deactivated-agent given".to_string());
+    }
+    async {
+        let token = super::oauth::access_token(c, id, secret).await?;
+        for a in &c.opts.deactivated_agents {
+            let f = c.get_bearer(&resolve_path(*a), &token).await?;
+            let did = c
+                .node_did()?
+                .child(&["agents", &a.to_string()])
+                .map_err(|e| e.to_string())?;
+            check_resolution(&f, &did.to_string(), true)?;
+        }
+        Ok(format!(
+            "{} agent(s) resolve as deactivated",
+            c.opts.deactivated_agents.len()
+        ))
+    }
+    .await
+    .into()
+}
+
+/// A DID Resolution result: its media type, its shape, the document's `id` and structure, and
+/// `deactivated` as expected.
+pub(crate) fn check_resolution(
+    f: &crate::Fetched,
+    did: &str,
+    deactivated: bool,
+) -> Result<String, String> {
+    let body = f.ok_json()?;
+    let ct = f.header("content-type").unwrap_or_default();
+    let essence = ct.split(';').next().unwrap_or_default().trim();
+    ensure(
+        essence == "application/ld+json" && ct.contains("https://w3id.org/did-resolution"),
+        || {
+            format!(
+                "Content-Type is {ct:?}, not {}",
+                did_method::RESOLUTION_CONTENT_TYPE
+            )
+        },
+    )?;
+    let r: ResolutionResult = serde_json::from_value(body.clone())
+        .map_err(|e| format!("not a DID Resolution result: {e}"))?;
+    let doc = r
+        .did_document
+        .ok_or_else(|| "didDocument is missing".to_string())?;
+    ensure(doc.id == did, || {
+        format!("didDocument.id is {}, not {did}", doc.id)
+    })?;
+    check_structure(&body["didDocument"])?;
+    let got = r.did_document_metadata.deactivated;
+    ensure(got == deactivated, || {
+        format!("didDocumentMetadata.deactivated is {got}, not {deactivated}")
+    })?;
+    let dct = r.did_resolution_metadata.content_type;
+    ensure(
+        matches!(
+            dct.as_str(),
+            "application/did+json" | "application/did+ld+json"
+        ),
+        || format!("didResolutionMetadata.contentType is {dct:?}"),
+    )?;
+    Ok(format!("resolved, deactivated: {got}"))
 }
 
 /// Parses as a DID document and passes [`DidDocument::check`]; every method is `JsonWebKey2020`

@@ -9,7 +9,7 @@ use crate::jose::{header, key_by_kid, verify_compact};
 use crate::{Ctx, Fetched, Outcome};
 
 /// The credentials, or a skip.
-fn creds(c: &Ctx) -> Result<(&str, &str), Outcome> {
+pub(crate) fn creds(c: &Ctx) -> Result<(&str, &str), Outcome> {
     match (&c.opts.client_id, &c.opts.client_secret) {
         (Some(id), Some(secret)) => Ok((id, secret)),
         _ => Err(Outcome::Skip(
@@ -37,7 +37,8 @@ async fn token_response(c: &Ctx, id: &str, secret: &str) -> Result<Fetched, Stri
     .await
 }
 
-async fn access_token(c: &Ctx, id: &str, secret: &str) -> Result<String, String> {
+/// The access token for our credentials.
+pub(crate) async fn access_token(c: &Ctx, id: &str, secret: &str) -> Result<String, String> {
     let body = check_token_response(&token_response(c, id, secret).await?)?;
     Ok(str_member(&body, "access_token")?.to_string())
 }

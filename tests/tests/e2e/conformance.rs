@@ -144,14 +144,14 @@ async fn over_https_the_runner_trusts_only_the_given_ca() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(out.status.success(), "{v:#}");
     assert_eq!(v["summary"]["failed"], 0, "{v:#}");
-    // No --agent and no --deactivated-agent: those checks are skipped, which is not a failure.
-    assert_eq!(v["summary"]["skipped"], 3, "{v:#}");
+    // No --agent, --deactivated-agent or credentials: those checks are skipped, not failed.
+    assert_eq!(v["summary"]["skipped"], 5, "{v:#}");
 
     let out = run(false).await.unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(1), "{v:#}");
     assert_eq!(v["summary"]["passed"], 0, "{v:#}");
-    assert_eq!(v["summary"]["skipped"], 3, "{v:#}");
+    assert_eq!(v["summary"]["skipped"], 5, "{v:#}");
     for r in v["results"].as_array().unwrap() {
         if r["result"] != "skip" {
             assert_eq!(r["result"], "fail", "{r}");
