@@ -74,16 +74,17 @@ async fn the_full_conformance_run_passes_against_our_node() {
         .await;
     assert_eq!(r.status, 204, "{:?}", r.body);
 
+    let run = |format: &'static str, out: std::path::PathBuf| {
+        tokio::process::Command::new(conformance_binary())
+            .args(["run", "--target", &public, "--client-id", &client_id])
+            .args(["--client-secret", &secret, "--agent", &agent])
+            .args(["--deactivated-agent", &gone, "--oasf-schema", &schema])
+            .args(["--format", format, "--out"])
+            .arg(out)
+            .output()
+    };
     let report = dir.path().join("report.json");
-    let out = tokio::process::Command::new(conformance_binary())
-        .args(["run", "--target", &public, "--client-id", &client_id])
-        .args(["--client-secret", &secret, "--agent", &agent])
-        .args(["--deactivated-agent", &gone, "--oasf-schema", &schema])
-        .args(["--format", "json", "--out"])
-        .arg(&report)
-        .output()
-        .await
-        .unwrap();
+    let out = run("json", report.clone()).await.unwrap();
     let progress = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
@@ -103,6 +104,16 @@ async fn the_full_conformance_run_passes_against_our_node() {
             "{suite} did not run"
         );
     }
+    // The text report, kept under the target directory for CI to attach.
+    let text = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("conformance-report.txt");
+    let out = run("text", text.clone()).await.unwrap();
+    assert!(out.status.success());
+    let table = std::fs::read_to_string(&text).unwrap();
+    assert!(
+        table.ends_with(&format!("{} passed, 0 failed, 0 skipped\n", results.len())),
+        "{table}"
+    );
+    eprintln!("conformance report: {}", text.display());
     assert_eq!(
         progress.lines().filter(|l| l.starts_with("[pass]")).count(),
         results.len()
