@@ -16,47 +16,56 @@ use serde_json::Value;
 /// Path of the `agentidp` binary of this build profile, built once per test run.
 pub fn binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        // target/<profile>/deps/e2e-<hash> or target/<profile>/agentidp-load
-        //   -> target/<profile>/agentidp
-        let exe = std::env::current_exe().expect("current_exe");
-        let mut dir = exe.parent().expect("exe dir").to_path_buf();
-        if dir.ends_with("deps") {
-            dir.pop();
+    BIN.get_or_init(|| build_bin("node", "agentidp")).clone()
+}
+
+/// Path of the `agentidp-conformance` binary of this build profile, built once per test run.
+pub fn conformance_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| build_bin("conformance", "agentidp-conformance"))
+        .clone()
+}
+
+/// Builds binary `bin` of workspace package `package` in this build profile; returns its path.
+fn build_bin(package: &str, bin: &str) -> PathBuf {
+    // target/<profile>/deps/e2e-<hash> or target/<profile>/agentidp-load
+    //   -> target/<profile>/<bin>
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", package, "--bin", bin]);
+    // `cargo test` runs us with the variables it sets for the crate under test
+    // (CARGO_MANIFEST_DIR=.../tests, CARGO_PKG_NAME=tests, ...). Build scripts that watch
+    // them (ring's does) would see a change against a build from the shell, so every test
+    // run and every later `cargo build` would rebuild ring, rustls and the node.
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        let per_crate = name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_BIN_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                name,
+                "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+            );
+        if per_crate {
+            cmd.env_remove(name);
         }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "node", "--bin", "agentidp"]);
-        // `cargo test` runs us with the variables it sets for the crate under test
-        // (CARGO_MANIFEST_DIR=.../tests, CARGO_PKG_NAME=tests, ...). Build scripts that watch
-        // them (ring's does) would see a change against a build from the shell, so every test
-        // run and every later `cargo build` would rebuild ring, rustls and the node.
-        for (name, _) in std::env::vars_os() {
-            let Some(name) = name.to_str() else { continue };
-            let per_crate = name.starts_with("CARGO_PKG_")
-                || name.starts_with("CARGO_BIN_")
-                || name.starts_with("CARGO_MANIFEST_")
-                || matches!(
-                    name,
-                    "CARGO_CRATE_NAME"
-                        | "CARGO_PRIMARY_PACKAGE"
-                        | "CARGO_TARGET_TMPDIR"
-                        | "CARGO_RUSTC_CURRENT_DIR"
-                );
-            if per_crate {
-                cmd.env_remove(name);
-            }
-        }
-        if !cfg!(debug_assertions) {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo build");
-        assert!(status.success(), "cargo build of agentidp failed");
-        let bin = dir.join("agentidp");
-        assert!(bin.exists(), "{} missing after build", bin.display());
-        bin
-    })
-    .clone()
+    }
+    if !cfg!(debug_assertions) {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("run cargo build");
+    assert!(status.success(), "cargo build of {bin} failed");
+    let path = dir.join(bin);
+    assert!(path.exists(), "{} missing after build", path.display());
+    path
 }
 
 /// A running node.

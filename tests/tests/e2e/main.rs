@@ -1,6 +1,7 @@
 //! End-to-end tests: real `agentidp` processes, real data directories, real HTTP on 127.0.0.1.
 //! One test binary (one link step) for the whole suite.
 
+mod conformance;
 mod did;
 mod durability;
 mod federation;

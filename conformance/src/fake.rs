@@ -1,0 +1,480 @@
+//! Tests of the whole runner against a local node double: a tiny HTTP/1.1 server (tokio) that
+//! serves either conforming documents or deliberately broken ones, so that each suite is seen
+//! to fail for the right reason, and only there.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use did_method::{DidDocument, DidWeb};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+use crate::jose::b64;
+use crate::testkey::{compact, es256, Sign};
+use crate::{Ctx, Options};
+
+const CLIENT_ID: &str = "conformance-client";
+const CLIENT_SECRET: &str = "s3cret";
+
+struct Resp {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+}
+
+fn json_resp(status: u16, ct: &str, v: &Value, extra: &[(&'static str, &str)]) -> Resp {
+    let mut headers = vec![("content-type", ct.to_string())];
+    headers.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    Resp {
+        status,
+        headers,
+        body: v.to_string().into_bytes(),
+    }
+}
+
+/// What the double serves.
+struct World {
+    target: String,
+    broken: bool,
+    agents: [Uuid; 2],
+    deactivated: Uuid,
+    routes: HashMap<String, Resp>,
+    sign: Sign,
+}
+
+fn did_json(doc: &DidDocument, broken_cors: bool) -> Resp {
+    let v = serde_json::to_value(doc).unwrap();
+    let cors = if broken_cors {
+        "https://only.example"
+    } else {
+        "*"
+    };
+    json_resp(
+        200,
+        "application/did+json",
+        &v,
+        &[("access-control-allow-origin", cors)],
+    )
+}
+
+fn signed_card(card: &Value, sign: &Sign) -> Value {
+    let canonical = did_method::jcs::canonicalize(card).unwrap();
+    let protected = b64(json!({"alg": "ES256", "kid": "k1", "typ": "JOSE"})
+        .to_string()
+        .as_bytes());
+    let input = format!("{protected}.{}", b64(canonical.as_bytes()));
+    let mut out = card.clone();
+    out["signatures"] =
+        json!([{"protected": protected, "signature": b64(&sign(input.as_bytes()))}]);
+    out
+}
+
+fn card(name: &str, target: &str) -> Value {
+    json!({"name": name, "description": "an agent", "version": "1.0.0",
+        "supportedInterfaces": [{"url": format!("{target}/a2a"), "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}],
+        "capabilities": {"streaming": false}, "defaultInputModes": ["text/plain"], "defaultOutputModes": ["text/plain"],
+        "skills": [{"id": "s1", "name": "Summarize", "description": "summarizes text", "tags": ["nlp"]}]})
+}
+
+fn oasf_fixture(name: &str) -> Value {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors/oasf");
+    serde_json::from_str(&std::fs::read_to_string(format!("{dir}/{name}")).unwrap()).unwrap()
+}
+
+impl World {
+    fn new(port: u16, broken: bool) -> World {
+        let target = format!("http://127.0.0.1:{port}");
+        let (jwks, sign) = es256();
+        let (_, other_sign) = es256();
+        let public = jwks["keys"][0].clone();
+        let node = DidWeb::from_base_url(&target, &[]).unwrap();
+        let agents = [Uuid::new_v4(), Uuid::new_v4()];
+        let deactivated = Uuid::new_v4();
+        let mut routes = HashMap::new();
+
+        let mut node_doc = DidDocument::new(&node, None);
+        let mut doc_jwk = public.clone();
+        doc_jwk.as_object_mut().map(|o| o.remove("kid"));
+        node_doc.add_jwk("k1", doc_jwk.clone());
+        if broken {
+            // did-web: the document names another DID.
+            node_doc.id = "did:web:elsewhere.example".to_string();
+        }
+        routes.insert(
+            "/.well-known/did.json".to_string(),
+            did_json(&node_doc, false),
+        );
+
+        let mut disco = json!({"issuer": target, "jwks_uri": format!("{target}/.well-known/jwks.json"),
+            "token_endpoint": format!("{target}/oauth2/token"), "response_types_supported": [],
+            "subject_types_supported": ["public"], "id_token_signing_alg_values_supported": ["ES256"],
+            "grant_types_supported": ["client_credentials"]});
+        routes.insert(
+            "/.well-known/openid-configuration".into(),
+            json_resp(200, "application/json", &disco, &[]),
+        );
+        if broken {
+            // oidc: the RFC 8414 document points elsewhere.
+            disco["jwks_uri"] = json!(format!("{target}/other-jwks.json"));
+        }
+        routes.insert(
+            "/.well-known/oauth-authorization-server".into(),
+            json_resp(200, "application/json", &disco, &[]),
+        );
+        let mut served_jwks = jwks.clone();
+        if broken {
+            // oidc: a private member in the published key.
+            served_jwks["keys"][0]["d"] = json!("jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI");
+        }
+        routes.insert(
+            "/.well-known/jwks.json".into(),
+            json_resp(
+                200,
+                "application/json",
+                &served_jwks,
+                &[("cache-control", "public, max-age=300")],
+            ),
+        );
+
+        for (i, a) in agents.iter().enumerate() {
+            let did = node.child(&["agents", &a.to_string()]).unwrap();
+            let mut doc = DidDocument::new(&did, Some(&node));
+            doc.add_jwk("a1", doc_jwk.clone());
+            doc.add_service(
+                "a2a",
+                "A2AAgentCard",
+                &format!("{target}/agents/{a}/.well-known/agent-card.json"),
+            );
+            routes.insert(
+                format!("/agents/{a}/did.json"),
+                did_json(&doc, broken && i == 0),
+            );
+            let rr = json!({"didDocument": serde_json::to_value(&doc).unwrap(),
+                "didDocumentMetadata": {"created": "2026-01-01T00:00:00Z", "updated": "2026-01-01T00:00:00Z", "deactivated": false},
+                "didResolutionMetadata": {"contentType": "application/did+ld+json"}});
+            // did-core: a resolution result served as plain JSON.
+            let rct = if broken && i == 1 {
+                "application/json"
+            } else {
+                did_method::RESOLUTION_CONTENT_TYPE
+            };
+            routes.insert(
+                format!("/api/v1/agents/{a}/did/resolve"),
+                json_resp(200, rct, &rr, &[]),
+            );
+
+            let mut c = card(&format!("agent {i}"), &target);
+            if broken && i == 0 {
+                // a2a-card: a required field missing (the card is still signed correctly).
+                c.as_object_mut().map(|o| o.remove("defaultOutputModes"));
+            }
+            let mut signed = signed_card(&c, &sign);
+            if broken && i == 1 {
+                // a2a-card: the card changed after signing.
+                signed["description"] = json!("changed after signing");
+            }
+            let etag = if broken && i == 1 {
+                vec![]
+            } else {
+                vec![("etag", "\"v1\"")]
+            };
+            let mut hdrs = etag;
+            hdrs.push(("cache-control", "public, max-age=60"));
+            routes.insert(
+                format!("/agents/{a}/.well-known/agent-card.json"),
+                json_resp(200, "application/json", &signed, &hdrs),
+            );
+
+            let record = if broken && i == 1 {
+                oasf_fixture("invalid_1.0.0_record.json")
+            } else {
+                oasf_fixture("valid_1.0.0_record.json")
+            };
+            routes.insert(
+                format!("/agents/{a}/oasf.json"),
+                json_resp(200, "application/json", &record, &[]),
+            );
+
+            let now = time::OffsetDateTime::now_utc();
+            let fmt = |t: time::OffsetDateTime| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .unwrap()
+            };
+            let subject = if broken && i == 1 {
+                node.child(&["agents", &agents[0].to_string()]).unwrap()
+            } else {
+                did.clone()
+            };
+            let vc = json!({"@context": ["https://www.w3.org/ns/credentials/v2"], "type": ["VerifiableCredential", "AgentBadge"],
+                "issuer": node.to_string(), "validFrom": fmt(now), "validUntil": fmt(now + time::Duration::hours(24)),
+                "credentialSubject": {"id": subject.to_string(), "badge": signed.to_string()}});
+            let badge_signer = if broken && i == 0 { &other_sign } else { &sign };
+            let badge = compact(
+                &json!({"alg": "ES256", "kid": format!("{node}#k1"), "typ": "vc+jwt"}),
+                &vc,
+                badge_signer,
+            );
+            routes.insert(
+                format!("/agents/{a}/badge"),
+                Resp {
+                    status: 200,
+                    headers: vec![("content-type", "application/vc+jwt".into())],
+                    body: badge.into_bytes(),
+                },
+            );
+        }
+        let gone_did = node.child(&["agents", &deactivated.to_string()]).unwrap();
+        // did-core: a deactivated DID that resolves as active.
+        let rr = json!({"didDocument": serde_json::to_value(DidDocument::new(&gone_did, Some(&node))).unwrap(),
+            "didDocumentMetadata": {"created": "2026-01-01T00:00:00Z", "updated": "2026-01-01T00:00:00Z", "deactivated": !broken},
+            "didResolutionMetadata": {"contentType": "application/did+ld+json"}});
+        routes.insert(
+            format!("/api/v1/agents/{deactivated}/did/resolve"),
+            json_resp(200, did_method::RESOLUTION_CONTENT_TYPE, &rr, &[]),
+        );
+        let gone = if broken { 404 } else { 410 };
+        routes.insert(
+            format!("/agents/{deactivated}/did.json"),
+            json_resp(
+                gone,
+                "application/json",
+                &json!({"code": "AGENT_DECOMMISSIONED", "message": "the DID is deactivated"}),
+                &[],
+            ),
+        );
+        World {
+            target,
+            broken,
+            agents,
+            deactivated,
+            routes,
+            sign,
+        }
+    }
+
+    fn token(&self, body: &str) -> Resp {
+        let pairs: HashMap<&str, &str> =
+            body.split('&').filter_map(|p| p.split_once('=')).collect();
+        let err = |status, e: &str| {
+            json_resp(
+                status,
+                "application/json",
+                &json!({"error": e, "error_description": "no"}),
+                &[],
+            )
+        };
+        if pairs.get("grant_type") != Some(&"client_credentials") {
+            return err(400, "unsupported_grant_type");
+        }
+        if pairs.get("client_id") != Some(&CLIENT_ID)
+            || pairs.get("client_secret") != Some(&CLIENT_SECRET)
+        {
+            return err(401, "invalid_client");
+        }
+        if pairs.contains_key("scope") {
+            // oauth: the wrong error code for an unknown scope.
+            return err(
+                400,
+                if self.broken {
+                    "invalid_request"
+                } else {
+                    "invalid_scope"
+                },
+            );
+        }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let typ = if self.broken { "JWT" } else { "at+jwt" };
+        let claims = json!({"iss": self.target, "sub": "agent", "aud": self.target, "exp": now + 300, "iat": now,
+            "jti": Uuid::new_v4().to_string(), "client_id": CLIENT_ID});
+        let token = compact(
+            &json!({"alg": "ES256", "kid": "k1", "typ": typ}),
+            &claims,
+            &self.sign,
+        );
+        json_resp(
+            200,
+            "application/json",
+            &json!({"access_token": token, "token_type": "Bearer", "expires_in": 300}),
+            &[("cache-control", "no-store")],
+        )
+    }
+
+    fn respond(&self, method: &str, path: &str, bearer: bool, body: &str) -> Resp {
+        if method == "POST" && path == "/oauth2/token" {
+            return self.token(body);
+        }
+        if path.starts_with("/api/") && !bearer {
+            return json_resp(
+                401,
+                "application/json",
+                &json!({"code": "UNAUTHORIZED"}),
+                &[],
+            );
+        }
+        match self.routes.get(path) {
+            Some(r) if method == "GET" => Resp {
+                status: r.status,
+                headers: r.headers.clone(),
+                body: r.body.clone(),
+            },
+            _ => json_resp(404, "application/json", &json!({"code": "NOT_FOUND"}), &[]),
+        }
+    }
+}
+
+async fn serve(listener: TcpListener, world: Arc<World>) {
+    while let Ok((mut sock, _)) = listener.accept().await {
+        let world = world.clone();
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let (head_end, len) = loop {
+                let n = sock.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    return;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    break (i + 4, len);
+                }
+            };
+            while buf.len() < head_end + len {
+                let n = sock.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+            let mut first = head.lines().next().unwrap_or_default().split(' ');
+            let method = first.next().unwrap_or_default();
+            let path = first.next().unwrap_or_default();
+            let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
+            let bearer = head
+                .to_ascii_lowercase()
+                .contains("\r\nauthorization: bearer ");
+            let r = world.respond(method, path, bearer, &body);
+            let mut out = format!(
+                "HTTP/1.1 {} X\r\ncontent-length: {}\r\nconnection: close\r\n",
+                r.status,
+                r.body.len()
+            );
+            for (k, v) in &r.headers {
+                out.push_str(&format!("{k}: {v}\r\n"));
+            }
+            out.push_str("\r\n");
+            let _ = sock.write_all(out.as_bytes()).await;
+            let _ = sock.write_all(&r.body).await;
+            let _ = sock.shutdown().await;
+        });
+    }
+}
+
+/// Starts a double and runs every suite against it.
+async fn results_against(broken: bool) -> (Vec<crate::CheckResult>, [Uuid; 2], String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let world = Arc::new(World::new(port, broken));
+    let agents = world.agents;
+    let opts = Options {
+        client_id: Some(CLIENT_ID.into()),
+        client_secret: Some(CLIENT_SECRET.into()),
+        agents: agents.to_vec(),
+        deactivated_agents: vec![world.deactivated],
+        taxonomy: None,
+    };
+    let ctx = Ctx::new(&world.target, None, opts).unwrap();
+    tokio::spawn(serve(listener, world));
+    let results = crate::run(&ctx, &[], |_| {}).await;
+    (results, agents, ctx.target.clone())
+}
+
+/// Starts a double and runs every suite against it; returns (failed, passed, skipped) names.
+async fn run_against(
+    broken: bool,
+) -> (
+    BTreeSet<String>,
+    BTreeSet<String>,
+    BTreeSet<String>,
+    [Uuid; 2],
+) {
+    let (results, agents, _) = results_against(broken).await;
+    let pick = |l: &str| {
+        results
+            .iter()
+            .filter(|r| r.outcome.label() == l)
+            .map(|r| r.name())
+            .collect::<BTreeSet<_>>()
+    };
+    for r in &results {
+        eprintln!("{} {} {}", r.outcome.label(), r.name(), r.outcome.detail());
+    }
+    (pick("fail"), pick("pass"), pick("skip"), agents)
+}
+
+#[tokio::test]
+async fn a_conforming_node_passes_every_check() {
+    let (failed, passed, skipped, _) = run_against(false).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(skipped.is_empty(), "{skipped:?}");
+    let node_checks = crate::CHECKS
+        .iter()
+        .filter(|c| matches!(c.scope, crate::Scope::Node(_)))
+        .count();
+    let agent_checks = crate::CHECKS.len() - node_checks;
+    assert_eq!(passed.len(), node_checks + 2 * agent_checks);
+}
+
+#[tokio::test]
+async fn a_broken_node_fails_exactly_the_broken_checks() {
+    let (failed, _, skipped, [a0, a1]) = run_against(true).await;
+    assert!(skipped.is_empty(), "{skipped:?}");
+    let expected: BTreeSet<String> = [
+        "did-web.node-id".to_string(),
+        "did-web.deactivated".into(),
+        format!("did-web.agent-document[{a0}]"),
+        "did-core.node-document".into(),
+        format!("did-core.resolution-result[{a1}]"),
+        "did-core.resolution-deactivated".into(),
+        "oidc.rfc8414-consistent".into(),
+        "oidc.jwks-no-private".into(),
+        "oauth.token-claims".into(),
+        "oauth.error-bad-scope".into(),
+        format!("a2a-card.fields[{a0}]"),
+        format!("a2a-card.signature[{a1}]"),
+        format!("a2a-card.caching[{a1}]"),
+        format!("oasf.record[{a1}]"),
+        format!("badge.signature[{a0}]"),
+        format!("badge.credential[{a1}]"),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(failed, expected);
+}
+
+#[tokio::test]
+async fn the_reports_carry_every_result() {
+    let (results, _, target) = results_against(true).await;
+    let (p, f, k) = crate::report::counts(&results);
+    assert_eq!((f, k), (16, 0));
+    let text = crate::report::text(&target, &results);
+    assert!(text.contains(&format!("{p} passed, 16 failed, 0 skipped")));
+    assert!(text.lines().any(|l| l.starts_with("oidc.jwks-no-private ")
+        && l.contains("FAIL")
+        && l.contains("private members")));
+    let json: Value = serde_json::from_str(&crate::report::json(&target, &results)).unwrap();
+    assert_eq!(json["summary"]["failed"], 16);
+    assert_eq!(json["results"].as_array().unwrap().len(), results.len());
+    let junit = crate::report::junit(&target, &results);
+    assert_eq!(junit.matches("<testcase ").count(), results.len());
+    assert_eq!(junit.matches("<failure ").count(), 16);
+    assert!(junit.contains("<testsuite name=\"oauth\" tests=\"6\" failures=\"2\""));
+}
