@@ -51,6 +51,12 @@ pub(crate) fn routes(
         .and(inm)
         .and(st.clone())
         .map(node_document);
+    let node_doc_at_path = warp::path!("did.json")
+        .and(warp::get())
+        .and(accept)
+        .and(inm)
+        .and(st.clone())
+        .map(node_document_at_path);
     let agent_doc = warp::path!("agents" / String / "did.json")
         .and(warp::get())
         .and(accept)
@@ -92,6 +98,7 @@ pub(crate) fn routes(
         .and_then(verify_badge);
     agent_doc
         .or(node_doc)
+        .or(node_doc_at_path)
         .or(card)
         .or(oasf)
         .or(badge)
@@ -194,6 +201,28 @@ pub(crate) fn node_document(
     resp.headers_mut()
         .insert(header::VARY, HeaderValue::from_static("Accept"));
     resp
+}
+
+/// The node's DID document where did:web puts it when `--public-url` has a path
+/// (`https://h/base` is `did:web:h:base`, whose document is `https://h/base/did.json`; the proxy
+/// in front of the node strips `/base`). Without a path the DID's document is at
+/// `/.well-known/did.json` only, and this answers 404.
+#[utoipa::path(get, path = "/did.json", tag = "DIDs",
+    responses((status = 200, description = "DID document of the node, when its public URL has a path", body = Object),
+        (status = 304, description = "Not modified"), (status = 404, description = "DID_DOCUMENT_NOT_HERE", body = ErrorBody)))]
+pub(crate) fn node_document_at_path(
+    accept: Option<String>,
+    inm: Option<String>,
+    state: AppState,
+) -> warp::reply::Response {
+    if state.settings.node_did.path().is_empty() {
+        return public_error(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "DID_DOCUMENT_NOT_HERE",
+            "This node's DID has no path: its document is at /.well-known/did.json.",
+        ));
+    }
+    node_document(accept, inm, state)
 }
 
 /// An agent's DID document (`did:web:<host>:agents:<uuid>`).

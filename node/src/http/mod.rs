@@ -45,6 +45,7 @@ pub(crate) const ROUTES: &[(&str, &str)] = &[
     ("GET", "/.well-known/openid-configuration"),
     ("GET", "/.well-known/oauth-authorization-server"),
     ("GET", "/.well-known/did.json"),
+    ("GET", "/did.json"),
     ("GET", "/agents/{agentId}/did.json"),
     ("GET", "/agents/{agentId}/.well-known/agent-card.json"),
     ("GET", "/agents/{agentId}/oasf.json"),

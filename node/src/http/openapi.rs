@@ -42,7 +42,7 @@ impl Modify for Finish {
         super::agents::register, super::agents::list, super::agents::get, super::agents::update, super::agents::decommission,
         super::agents::create_credential, super::agents::list_credentials, super::agents::rotate_credential, super::agents::revoke_credential,
         super::audit::list, super::audit::verify,
-        super::did::node_document, super::did::agent_document, super::did::agent_card, super::did::oasf_record,
+        super::did::node_document, super::did::node_document_at_path, super::did::agent_document, super::did::agent_card, super::did::oasf_record,
         super::did::agent_badge, super::did::legacy_document, super::did::resolve, super::did::legacy_card,
         super::did::verify_badge,
         super::federation::create, super::federation::list, super::federation::get, super::federation::update,

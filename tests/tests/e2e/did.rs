@@ -786,6 +786,12 @@ async fn registration_refuses_bad_card_fields_and_keys() {
         (404, "AGENT_NOT_FOUND".into())
     );
     assert_eq!(header(&missing, "access-control-allow-origin"), "*");
+    // This node's DID has no path, so its document is not at /did.json.
+    let r = get(&api, "/did.json", &[]).await;
+    assert_eq!(
+        (r.status, s(&r.body["code"])),
+        (404, "DID_DOCUMENT_NOT_HERE".into())
+    );
     // An agent without skills has no OASF record (OASF requires one), and says why.
     let plain = api.register_agent(&org_token, "plain@did.example").await;
     let r = get(
@@ -1042,4 +1048,39 @@ async fn documents_are_served_over_https_with_the_nodes_own_certificate() {
         .send()
         .await
         .is_err());
+}
+
+/// With a path in `--public-url` the node's DID has that path, and its document is served where
+/// the did:web method maps it (`<base>/did.json`, behind a proxy that strips the base path).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_url_with_a_path_puts_the_node_document_at_did_json() {
+    let dir = tempdir();
+    let node = Node::start_with(
+        &dir.path().join("data"),
+        "redb",
+        &["--public-url", "https://idp.agentidp.test/tenant-a"],
+    );
+    let api = Api::new(&node.base);
+    let did: did_method::DidWeb = "did:web:idp.agentidp.test:tenant-a".parse().unwrap();
+    assert_eq!(
+        did.document_url("https"),
+        "https://idp.agentidp.test/tenant-a/did.json"
+    );
+    let r = get(&api, "/did.json", &[]).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(header(&r, "content-type"), "application/did+json");
+    assert_eq!(r.body["id"], did.to_string());
+    let admin = admin_token(&node, &api).await;
+    let a = api.register_agent(&admin, "path@did.example").await;
+    let id = s(&a["agentId"]);
+    let agent_did = format!("{did}:agents:{id}");
+    assert_eq!(a["did"], agent_did.as_str());
+    let parsed: did_method::DidWeb = agent_did.parse().unwrap();
+    assert_eq!(
+        parsed.document_url("https"),
+        format!("https://idp.agentidp.test/tenant-a/agents/{id}/did.json")
+    );
+    let d = get(&api, &format!("/agents/{id}/did.json"), &[]).await;
+    assert_eq!(d.body["id"], agent_did.as_str());
+    assert_eq!(d.body["controller"], did.to_string());
 }
