@@ -133,6 +133,12 @@ impl AppState {
             Outcome::Failure,
             serde_json::json!({ "reason": reason }),
         );
+        self.audit_detached(entry).await;
+    }
+
+    /// Appends an audit entry without holding the response: group-committed within the
+    /// committer's bounded window (token issuance, verifications, failures).
+    pub(crate) async fn audit_detached(&self, entry: NewAuditEntry) {
         self.metrics.audit_appends.inc();
         self.store
             .write_detached(move |tx| tx.audit(entry).map(|_| ()))

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use storage::{AgentStatus, Outcome, TrustPolicy};
+use storage::{AgentStatus, Outcome, Partner, TrustPolicy};
 use utoipa::ToSchema;
 use uuid::Uuid;
 use warp::http::StatusCode;
@@ -438,6 +438,8 @@ pub(crate) struct ExchangeFailure {
     message: String,
     /// Throttled: seconds to wait.
     retry_after: Option<u64>,
+    /// `issuer|sub` of the subject token, once it verified (the audit entry's actor).
+    subject: Option<String>,
 }
 
 impl ExchangeFailure {
@@ -447,6 +449,7 @@ impl ExchangeFailure {
             code,
             message: message.into(),
             retry_after: None,
+            subject: None,
         }
     }
 
@@ -526,9 +529,26 @@ pub(crate) async fn exchange(
             )
         });
     }
+    let client = req.client.clone();
     let r = exchange_once(state, req).await;
-    if r.as_ref().is_err_and(|e| e.oauth != "server_error") {
-        let _ = state.rate_limiter.check(&failure_key, now_ms);
+    if let Err(e) = &r {
+        if e.oauth != "server_error" {
+            let _ = state.rate_limiter.check(&failure_key, now_ms);
+        }
+        // Every failed exchange is audited here, whichever step refused it.
+        let actor = Actor {
+            id: e.subject.clone().unwrap_or_else(|| "anonymous".into()),
+            org: state.settings.system_org,
+            client,
+        };
+        let entry = state.audit_entry(
+            &actor,
+            "token.exchange",
+            "-",
+            Outcome::Failure,
+            serde_json::json!({ "reason": e.code }),
+        );
+        state.audit_detached(entry).await;
     }
     r
 }
@@ -541,23 +561,6 @@ async fn exchange_once(
         Ok(v) => v,
         Err(e) => {
             state.metrics.federation_verify(false);
-            let actor = Actor {
-                id: "anonymous".into(),
-                org: state.settings.system_org,
-                client: req.client.clone(),
-            };
-            let entry = state.audit_entry(
-                &actor,
-                "token.exchange",
-                "-",
-                Outcome::Failure,
-                serde_json::json!({ "reason": e.code }),
-            );
-            state.metrics.audit_appends.inc();
-            state
-                .store
-                .write_detached(move |tx| tx.audit(entry).map(|_| ()))
-                .await;
             return Err(ExchangeFailure::new(
                 "invalid_grant",
                 e.code,
@@ -566,12 +569,29 @@ async fn exchange_once(
         }
     };
     state.metrics.federation_verify(true);
-    let claims = &verified.claims;
-    let ext_sub = claims
+    let ext_sub = verified
+        .claims
         .get("sub")
         .and_then(|v| v.as_str())
         .unwrap_or("")
         .to_string();
+    let subject = format!("{}|{}", partner.issuer, ext_sub);
+    grant(state, &req, &partner, &verified.claims, ext_sub)
+        .await
+        .map_err(|e| ExchangeFailure {
+            subject: Some(subject),
+            ..e
+        })
+}
+
+/// The access token a verified subject token earns under the trust policies of its issuer.
+async fn grant(
+    state: &AppState,
+    req: &ExchangeRequest<'_>,
+    partner: &Partner,
+    claims: &serde_json::Map<String, serde_json::Value>,
+    ext_sub: String,
+) -> Result<TokenResponse, ExchangeFailure> {
     let policies = state
         .store
         .trust_policies_for_issuer(&partner.issuer)
@@ -592,28 +612,8 @@ async fn exchange_once(
     let mut agents: Vec<Uuid> = candidates.iter().map(|p| p.agent_id).collect();
     agents.sort();
     agents.dedup();
-    let audit_failure = |reason: &'static str| {
-        let actor = Actor {
-            id: format!("{}|{}", partner.issuer, ext_sub),
-            org: state.settings.system_org,
-            client: req.client.clone(),
-        };
-        state.audit_entry(
-            &actor,
-            "token.exchange",
-            "-",
-            Outcome::Failure,
-            serde_json::json!({ "reason": reason, "partner": partner.id }),
-        )
-    };
     let policy = match (candidates.as_slice(), agents.len()) {
         ([], _) => {
-            let entry = audit_failure("TRUST_POLICY_NOT_FOUND");
-            state.metrics.audit_appends.inc();
-            state
-                .store
-                .write_detached(move |tx| tx.audit(entry).map(|_| ()))
-                .await;
             return Err(ExchangeFailure::new(
                 "invalid_grant",
                 "TRUST_POLICY_NOT_FOUND",
@@ -702,11 +702,7 @@ async fn exchange_once(
         serde_json::json!({ "jti": jti, "scope": scope, "partner": partner.id, "issuer": partner.issuer, "subject": ext_sub, "policy": policy.id, "exp": claims.exp, "kid": keys.active.kid }),
     );
     state.metrics.tokens_issued.inc();
-    state.metrics.audit_appends.inc();
-    state
-        .store
-        .write_detached(move |tx| tx.audit(entry).map(|_| ()))
-        .await;
+    state.audit_detached(entry).await;
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer",

@@ -736,11 +736,7 @@ pub(crate) async fn verify(
     };
     state.metrics.federation_verify(result.is_ok());
     let entry = state.audit_entry(&caller.actor, "federation.verify", "-", outcome, details);
-    state.metrics.audit_appends.inc();
-    state
-        .store
-        .write_detached(move |tx| tx.audit(entry).map(|_| ()))
-        .await;
+    state.audit_detached(entry).await;
     let (partner, v) = result?;
     let subject = v
         .claims

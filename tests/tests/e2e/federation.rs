@@ -975,6 +975,31 @@ async fn token_exchange_under_trust_policies() {
     assert!(entries.len() >= 4, "{:?}", log.body);
     assert!(entries.iter().all(|e| e["outcome"] == "success"));
     let _ = a_org_id;
+    // Refused exchanges are audited too (in the node's own organization), whichever step
+    // refused them, with the external subject once its token verified.
+    let failures = crate::lifecycle::audit_all(&api_a, &admin_a, "action=token.exchange").await;
+    let reasons: Vec<String> = failures
+        .iter()
+        .map(|e| s(&e["details"]["reason"]))
+        .collect();
+    for reason in [
+        "INVALID_SCOPE",
+        "TRUST_POLICY_NOT_FOUND",
+        "AMBIGUOUS_TRUST_POLICY",
+        "UNKNOWN_FEDERATION_ISSUER",
+        "SIGNATURE_INVALID",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r == reason),
+            "{reason} not audited: {reasons:?}"
+        );
+    }
+    assert!(
+        failures
+            .iter()
+            .any(|e| e["actor"] == format!("{}|{}", b.base, w_id).as_str()),
+        "the verified subject is the actor: {failures:?}"
+    );
 
     // A suspended agent gets nothing; a deleted policy grants nothing.
     let r = api_a
