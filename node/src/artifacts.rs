@@ -72,6 +72,9 @@ pub(crate) enum ArtifactError {
     Sign,
     #[error("canonicalization failed: {0}")]
     Jcs(String),
+    /// A failure remembered by the card or record cache, as its message.
+    #[error("rendering failed earlier: {0}")]
+    Cached(String),
 }
 
 /// Everything published about one agent, rendered for one identity generation and key ring.
@@ -225,7 +228,7 @@ impl AgentArtifacts {
         self.card
             .get_or_init(|| self.sign_card(s).map_err(|e| e.to_string()))
             .as_ref()
-            .map_err(|e| ArtifactError::Jcs(e.clone()))
+            .map_err(|e| ArtifactError::Cached(e.clone()))
     }
 
     fn sign_card(&self, s: &Settings) -> Result<(Value, Rendered), ArtifactError> {
@@ -269,7 +272,7 @@ impl AgentArtifacts {
         });
         r.as_ref()
             .map(Some)
-            .map_err(|e| ArtifactError::Jcs(e.clone()))
+            .map_err(|e| ArtifactError::Cached(e.clone()))
     }
 
     /// The Agent Badge as a compact JWS, re-issued when the cached one is an hour old.

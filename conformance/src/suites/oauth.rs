@@ -85,68 +85,46 @@ pub(crate) async fn token_claims(c: &Ctx) -> Outcome {
     .into()
 }
 
-pub(crate) async fn error_bad_secret(c: &Ctx) -> Outcome {
-    let (id, _) = with_creds!(c);
+/// Posts `form` to the token endpoint and expects an RFC 6749 §5.2 error `error` with `status`.
+async fn expect_token_error(c: &Ctx, form: &[(&str, &str)], status: u16, error: &str) -> Outcome {
     async {
         let ep = token_endpoint(c).await?;
-        let f = c
-            .post_form(
-                &ep,
-                &[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", id),
-                    ("client_secret", "agentidp-conformance-wrong-secret"),
-                ],
-                None,
-            )
-            .await?;
-        check_error(&f, 401, "invalid_client")
+        let f = c.post_form(&ep, form, None).await?;
+        check_error(&f, status, error)
     }
     .await
     .into()
+}
+
+pub(crate) async fn error_bad_secret(c: &Ctx) -> Outcome {
+    let (id, _) = with_creds!(c);
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", id),
+        ("client_secret", "agentidp-conformance-wrong-secret"),
+    ];
+    expect_token_error(c, &form, 401, "invalid_client").await
 }
 
 pub(crate) async fn error_bad_grant(c: &Ctx) -> Outcome {
     let (id, secret) = with_creds!(c);
-    async {
-        let ep = token_endpoint(c).await?;
-        let f = c
-            .post_form(
-                &ep,
-                &[
-                    ("grant_type", "urn:agentidp:conformance:no-such-grant"),
-                    ("client_id", id),
-                    ("client_secret", secret),
-                ],
-                None,
-            )
-            .await?;
-        check_error(&f, 400, "unsupported_grant_type")
-    }
-    .await
-    .into()
+    let form = [
+        ("grant_type", "urn:agentidp:conformance:no-such-grant"),
+        ("client_id", id),
+        ("client_secret", secret),
+    ];
+    expect_token_error(c, &form, 400, "unsupported_grant_type").await
 }
 
 pub(crate) async fn error_bad_scope(c: &Ctx) -> Outcome {
     let (id, secret) = with_creds!(c);
-    async {
-        let ep = token_endpoint(c).await?;
-        let f = c
-            .post_form(
-                &ep,
-                &[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", id),
-                    ("client_secret", secret),
-                    ("scope", "conformance:no-such-scope"),
-                ],
-                None,
-            )
-            .await?;
-        check_error(&f, 400, "invalid_scope")
-    }
-    .await
-    .into()
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", id),
+        ("client_secret", secret),
+        ("scope", "conformance:no-such-scope"),
+    ];
+    expect_token_error(c, &form, 400, "invalid_scope").await
 }
 
 fn now() -> i64 {
