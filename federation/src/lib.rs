@@ -19,6 +19,9 @@
 //! - [`verify`]: [`verify_jwt`], strict JWT verification: algorithm allowlist (no `none`, no
 //!   HMAC), key/algorithm match, `crit` refused, exact `iss`, `exp` required, `nbf`/`iat` and
 //!   `aud`, each failure a [`VerifyError`] with a stable code.
+//! - `gossip` (feature `gossip`): the trust-anchor gossip transport over libp2p: signed
+//!   gossipsub push, request-response anti-entropy, peer bans; the application judges each
+//!   payload through `gossip::AnchorHandler`.
 //!
 //! Time comes from a [`Clock`], so that tests can move it.
 //!
@@ -38,6 +41,8 @@
 
 pub mod cache;
 mod clock;
+#[cfg(feature = "gossip")]
+pub mod gossip;
 pub mod guard;
 pub mod keys;
 pub mod source;
