@@ -20,7 +20,7 @@ pub struct Cli {
 enum Command {
     /// Run the node. The first start creates the signing key and writes the instance admin
     /// credential to <data-dir>/admin-credentials.json.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage the node's signing keys offline (the node must be stopped).
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -156,6 +156,20 @@ struct ServeArgs {
     /// Let the outbound client fetch plain http:// URLs (default: https only). Tests only.
     #[arg(long, env = "AGENTIDP_ALLOW_HTTP_FETCH")]
     allow_http_fetch: bool,
+    /// Join the trust-anchor gossip network: a libp2p multiaddr to listen on, e.g.
+    /// /ip4/0.0.0.0/tcp/4001 (repeatable). Needs a binary built with the `gossip` feature.
+    #[arg(long, value_name = "MULTIADDR")]
+    gossip_listen: Vec<String>,
+    /// A gossip peer to dial and keep dialling, e.g. /ip4/10.0.0.2/tcp/4001 (repeatable).
+    #[arg(long, value_name = "MULTIADDR")]
+    gossip_peer: Vec<String>,
+    /// The DID of a node whose trust anchors this node applies (repeatable; the first listed
+    /// wins when two vouch for one issuer). Anchors of any other origin are refused.
+    #[arg(long, value_name = "DID")]
+    gossip_trust: Vec<String>,
+    /// Share this node's own partners with the gossip network as signed trust anchors.
+    #[arg(long)]
+    gossip_publish: bool,
     /// Log format.
     #[arg(long, env = "AGENTIDP_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -168,7 +182,7 @@ struct ServeArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Keys(KeysCommand::Rotate(args)) => rotate(args),
     }
 }
@@ -243,6 +257,12 @@ fn serve(args: ServeArgs) -> ExitCode {
         oasf_schema: args.oasf_schema,
         allow_private_fetch: args.allow_private_fetch,
         allow_http_fetch: args.allow_http_fetch,
+        gossip: crate::GossipOptions {
+            listen: args.gossip_listen,
+            peers: args.gossip_peer,
+            trust: args.gossip_trust,
+            publish: args.gossip_publish,
+        },
     };
     let Some(runtime) = runtime() else {
         return ExitCode::FAILURE;

@@ -12,6 +12,7 @@ pub mod cli;
 mod clients;
 mod clock;
 mod error;
+mod gossip;
 mod http;
 mod jwk;
 mod keys;
@@ -25,5 +26,6 @@ mod tls;
 mod token;
 
 pub use clock::{Clock, SystemClock};
+pub use gossip::GossipOptions;
 pub use server::{run, ServeConfig, StartError};
 pub use tls::{TlsError, TlsFiles};

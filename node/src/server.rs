@@ -44,6 +44,8 @@ pub struct ServeConfig {
     pub allow_private_fetch: bool,
     /// Let the outbound client fetch plain `http://` URLs (tests only).
     pub allow_http_fetch: bool,
+    /// Trust-anchor gossip (`--gossip-*`); off when empty.
+    pub gossip: crate::gossip::GossipOptions,
 }
 
 /// Why the node could not start.
@@ -77,6 +79,9 @@ pub enum StartError {
     /// The OASF schema directory could not be read.
     #[error("--oasf-schema {0}: {1}; point it at the OASF schema folder (the one holding skills/ and domains/)")]
     OasfSchema(PathBuf, String),
+    /// The gossip flags are unusable, or the gossip network could not be joined.
+    #[error("gossip: {0}")]
+    Gossip(String),
     /// The signal handlers could not be installed.
     #[error("cannot install the SIGINT/SIGTERM handlers: {0}")]
     Signals(std::io::Error),
@@ -135,6 +140,7 @@ pub async fn run(cfg: ServeConfig) -> Result<(), StartError> {
     .await?;
     let store = state.store.clone();
     let metrics = state.metrics.clone();
+    crate::gossip::start(&state, &cfg.gossip, &cfg.data_dir).await?;
     let shutdown = shutdown_signal().map_err(StartError::Signals)?;
     tokio::spawn(purge_expired(store.clone(), state.clock.clone()));
     tracing::info!(
@@ -150,9 +156,11 @@ pub async fn run(cfg: ServeConfig) -> Result<(), StartError> {
     // One plain line on stdout for scripts and tests that started us on port 0.
     println!("agentidp listening on {scheme}://{local}");
 
+    let kept = state.clone();
     let service =
         hyper_util::service::TowerToHyperService::new(warp::service(crate::http::routes(state)));
     crate::accept::serve(listener, tls, service, shutdown, metrics).await;
+    kept.gossip.shutdown().await;
 
     tracing::info!("no more requests; committing queued writes");
     let s = store.clone();
@@ -274,6 +282,7 @@ pub(crate) async fn open_state(
             settings.clone(),
         )),
         taxonomy,
+        gossip: crate::gossip::GossipHub::default(),
         fetcher,
         key_cache,
         partners: Arc::new(crate::http::PartnerCache::new()),

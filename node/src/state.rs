@@ -70,6 +70,8 @@ pub(crate) struct StateInner {
     pub(crate) key_cache: Arc<federation::KeyCache>,
     /// The OASF skill and domain taxonomy (`--oasf-schema`), when given.
     pub(crate) taxonomy: Option<Arc<did_method::oasf::Taxonomy>>,
+    /// Trust-anchor gossip, when it runs.
+    pub(crate) gossip: crate::gossip::GossipHub,
     pub(crate) started: Instant,
 }
 

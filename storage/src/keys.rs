@@ -26,6 +26,7 @@ const T_PARTNER_ISSUER: u8 = 0x71;
 const T_POLICY: u8 = 0x72;
 const T_POLICY_BY_ORG: u8 = 0x73;
 const T_POLICY_BY_ISSUER: u8 = 0x74;
+const T_ANCHOR: u8 = 0x75;
 
 fn key(table: u8, parts: &[&[u8]]) -> Vec<u8> {
     let len = 1 + parts.iter().map(|p| p.len()).sum::<usize>();
@@ -54,6 +55,16 @@ pub fn prefix_range(prefix: &[u8]) -> (Vec<u8>, Vec<u8>) {
 /// A federation partner by id.
 pub fn partner(id: &Uuid) -> Vec<u8> {
     key(T_PARTNER, &[id.as_bytes()])
+}
+
+/// The trust anchor of `origin` about `issuer` (a DID holds no NUL byte).
+pub fn trust_anchor(origin: &str, issuer: &str) -> Vec<u8> {
+    key(T_ANCHOR, &[origin.as_bytes(), b"\0", issuer.as_bytes()])
+}
+
+/// Prefix of every [`trust_anchor`].
+pub fn trust_anchor_prefix() -> Vec<u8> {
+    key(T_ANCHOR, &[])
 }
 
 /// Prefix of [`partner`].

@@ -27,9 +27,10 @@ pub use audit::{canonical_json, chain_hash, ChainReport, GENESIS_HASH};
 pub use engine::{open_engine, Engine, EngineKind, KvPair};
 pub use error::StoreError;
 pub use records::{
-    Agent, AgentKey, AgentStatus, AuditEntry, AuditHead, Credential, CredentialStatus, Expiring,
-    KeySourceKind, Locator, NewAuditEntry, OrgStatus, Organization, Outcome, Partner,
-    PartnerStatus, PlanTier, SigningKey, Skill, TrustPolicy,
+    Agent, AgentKey, AgentStatus, AnchorStatus, AuditEntry, AuditHead, Credential,
+    CredentialStatus, Expiring, GossipSource, KeySourceKind, Locator, NewAuditEntry, OrgStatus,
+    Organization, Outcome, Partner, PartnerStatus, PlanTier, SigningKey, Skill, TrustAnchor,
+    TrustPolicy,
 };
 pub use store::{AgentFilter, AuditFilter, CommitStats, Store, SCHEMA_VERSION};
 pub use tx::Tx;

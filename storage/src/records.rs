@@ -456,9 +456,87 @@ pub struct Partner {
     pub updated_at: i64,
     /// After this time (ms) the partner is expired and verifies nothing.
     pub expires_at: Option<i64>,
+    /// `None`: an operator of this node registered it. `Some`: applied from a gossiped trust
+    /// anchor of that origin node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gossip: Option<GossipSource>,
+}
+
+/// Where a gossip-applied partner came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GossipSource {
+    /// The DID of the node that signed the anchor.
+    pub origin: String,
+    /// The anchor's per-origin sequence number.
+    pub seq: u64,
+    /// RFC 7638 thumbprints of the keys the origin saw at its key source.
+    #[serde(default)]
+    pub key_thumbprints: Vec<String>,
 }
 
 impl Record for Partner {
+    const VERSION: u8 = 1;
+}
+
+/// The status a trust anchor gives its issuer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnchorStatus {
+    /// Trust the issuer.
+    Active,
+    /// Keep it, but verify nothing from it.
+    Suspended,
+    /// The origin no longer vouches for the issuer.
+    Revoked,
+}
+
+impl AnchorStatus {
+    /// The stored (and wire) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnchorStatus::Active => "active",
+            AnchorStatus::Suspended => "suspended",
+            AnchorStatus::Revoked => "revoked",
+        }
+    }
+
+    /// The status named `s`.
+    pub fn parse(s: &str) -> Option<AnchorStatus> {
+        match s {
+            "active" => Some(AnchorStatus::Active),
+            "suspended" => Some(AnchorStatus::Suspended),
+            "revoked" => Some(AnchorStatus::Revoked),
+            _ => None,
+        }
+    }
+}
+
+/// The latest trust anchor this node holds for one (origin node, issuer): its own (published
+/// with `--gossip-publish`) or one received from a trusted origin. Kept after revocation, as a
+/// tombstone that an older sequence number cannot undo.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustAnchor {
+    /// The DID of the node that signed it.
+    pub origin: String,
+    /// The issuer it is about.
+    pub issuer: String,
+    /// The origin's sequence number (per origin, increasing).
+    pub seq: u64,
+    /// Its status.
+    pub status: AnchorStatus,
+    /// Not valid after this time, ms.
+    pub expires_at: i64,
+    /// The signed anchor itself (compact JWS), exactly as the origin signed it.
+    pub jws: String,
+    /// When this node stored it, ms.
+    pub received_at: i64,
+    /// An operator of this node deleted the partner it produced: not applied again until the
+    /// origin signs a newer anchor for the issuer.
+    #[serde(default)]
+    pub dismissed: bool,
+}
+
+impl Record for TrustAnchor {
     const VERSION: u8 = 1;
 }
 
@@ -507,5 +585,19 @@ mod tests {
         assert!(a.domains.is_empty() && a.locators.is_empty());
         let back: Agent = decode(b"k", &encode(&a)).unwrap();
         assert_eq!(back, a);
+    }
+
+    /// Partners stored before gossip existed decode as local partners, and a local partner is
+    /// stored without a `gossip` member.
+    #[test]
+    fn partners_written_before_gossip_decode_as_local() {
+        let old = br#"{"id":"0b0d1c5e-58f4-4a5e-9a34-8d2f0c1b2a3d","name":"p","issuer":"https://i",
+            "source":"jwks","jwks_uri":"https://i/jwks","audience":null,"allowed_organizations":[],
+            "status":"active","created_at":1,"updated_at":1,"expires_at":null}"#;
+        let mut bytes = vec![Partner::VERSION];
+        bytes.extend_from_slice(old);
+        let p: Partner = decode(b"k", &bytes).unwrap();
+        assert!(p.gossip.is_none());
+        assert!(!String::from_utf8_lossy(&encode(&p)).contains("gossip"));
     }
 }

@@ -14,7 +14,7 @@ use crate::error::StoreError;
 use crate::keys;
 use crate::records::{
     decode, encode, Agent, AgentKey, AgentStatus, AuditEntry, AuditHead, Credential, Expiring,
-    OrgStatus, Organization, Partner, Record, SigningKey, TrustPolicy,
+    OrgStatus, Organization, Partner, Record, SigningKey, TrustAnchor, TrustPolicy,
 };
 use crate::tx::Tx;
 
@@ -365,6 +365,25 @@ impl Store {
     pub fn list_partners(&self) -> Result<Vec<Partner>, StoreError> {
         let mut out = Vec::new();
         self.scan_all(&keys::partner_prefix(), false, |k, v| {
+            out.push(decode(k, v)?);
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// The trust anchor of `origin` about `issuer`.
+    pub fn get_trust_anchor(
+        &self,
+        origin: &str,
+        issuer: &str,
+    ) -> Result<Option<TrustAnchor>, StoreError> {
+        self.get(&keys::trust_anchor(origin, issuer))
+    }
+
+    /// Every trust anchor held, ordered by origin then issuer.
+    pub fn list_trust_anchors(&self) -> Result<Vec<TrustAnchor>, StoreError> {
+        let mut out = Vec::new();
+        self.scan_all(&keys::trust_anchor_prefix(), false, |k, v| {
             out.push(decode(k, v)?);
             Ok(true)
         })?;

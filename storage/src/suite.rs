@@ -302,6 +302,11 @@ pub(crate) fn partners_by_id_and_issuer(kind: EngineKind) {
         created_at: 1,
         updated_at: 1,
         expires_at: Some(10),
+        gossip: Some(crate::GossipSource {
+            origin: "did:web:node-1.example".into(),
+            seq: 7,
+            key_thumbprints: vec!["tp".into()],
+        }),
     };
     {
         let store = Store::open(dir.path(), kind).unwrap();
@@ -338,6 +343,64 @@ pub(crate) fn partners_by_id_and_issuer(kind: EngineKind) {
     assert!(store.get_partner(&p.id).unwrap().is_none());
     assert!(store.partner_by_issuer(&p.issuer).unwrap().is_none());
     assert!(store.list_partners().unwrap().is_empty());
+}
+
+pub(crate) fn trust_anchors_by_origin_and_issuer(kind: EngineKind) {
+    use crate::{AnchorStatus, TrustAnchor};
+    let dir = tempfile::tempdir().unwrap();
+    let anchor = |origin: &str, issuer: &str, seq: u64| TrustAnchor {
+        origin: origin.into(),
+        issuer: issuer.into(),
+        seq,
+        status: AnchorStatus::Active,
+        expires_at: 1000,
+        jws: format!("h.{seq}.s"),
+        received_at: 5,
+        dismissed: false,
+    };
+    let a = anchor("did:web:a.example", "https://idp.one", 1);
+    // An origin that is a prefix of another must not see the other's anchors.
+    let b = anchor("did:web:a.example:x", "https://idp.one", 2);
+    let c = anchor("did:web:a.example", "https://idp.two", 3);
+    {
+        let store = Store::open(dir.path(), kind).unwrap();
+        let (a2, b2, c2) = (a.clone(), b.clone(), c.clone());
+        rt().block_on(store.write(move |tx| {
+            tx.put_trust_anchor(&a2);
+            tx.put_trust_anchor(&b2);
+            tx.put_trust_anchor(&c2);
+            Ok::<_, StoreError>(())
+        }))
+        .unwrap();
+        store.close();
+    }
+    let store = Store::open(dir.path(), kind).unwrap();
+    assert_eq!(
+        store.list_trust_anchors().unwrap(),
+        vec![a.clone(), c.clone(), b.clone()]
+    );
+    let mut revoked = a.clone();
+    revoked.seq = 4;
+    revoked.status = AnchorStatus::Revoked;
+    let r = revoked.clone();
+    rt().block_on(store.write(move |tx| {
+        assert_eq!(
+            tx.get_trust_anchor("did:web:a.example", "https://idp.one")
+                .unwrap()
+                .map(|x| x.seq),
+            Some(1)
+        );
+        tx.put_trust_anchor(&r);
+        Ok::<_, StoreError>(())
+    }))
+    .unwrap();
+    assert_eq!(
+        store
+            .get_trust_anchor("did:web:a.example", "https://idp.one")
+            .unwrap(),
+        Some(revoked)
+    );
+    assert_eq!(store.list_trust_anchors().unwrap().len(), 3);
 }
 
 pub(crate) fn trust_policies_by_org_and_issuer(kind: EngineKind) {
@@ -480,6 +543,7 @@ macro_rules! engine_suite {
             #[test] fn replay_revocation_and_purge() { super::replay_revocation_and_purge($kind) }
             #[test] fn listing_pages_and_counts() { super::listing_pages_and_counts($kind) }
             #[test] fn partners_by_id_and_issuer() { super::partners_by_id_and_issuer($kind) }
+            #[test] fn trust_anchors_by_origin_and_issuer() { super::trust_anchors_by_origin_and_issuer($kind) }
             #[test] fn trust_policies_by_org_and_issuer() { super::trust_policies_by_org_and_issuer($kind) }
         }
     )*};

@@ -13,7 +13,7 @@ use crate::error::StoreError;
 use crate::keys;
 use crate::records::{
     decode, encode, Agent, AgentKey, AuditEntry, AuditHead, Credential, Expiring, NewAuditEntry,
-    Organization, Partner, Record, SigningKey, TrustPolicy,
+    Organization, Partner, Record, SigningKey, TrustAnchor, TrustPolicy,
 };
 
 pub(crate) type Overlay = HashMap<Vec<u8>, Option<Vec<u8>>>;
@@ -151,6 +151,20 @@ impl<'a> Tx<'a> {
         self.identity = true;
         self.delete(keys::partner_issuer(&partner.issuer));
         self.delete(keys::partner(&partner.id));
+    }
+
+    /// The trust anchor of `origin` about `issuer`.
+    pub fn get_trust_anchor(
+        &self,
+        origin: &str,
+        issuer: &str,
+    ) -> Result<Option<TrustAnchor>, StoreError> {
+        self.get(&keys::trust_anchor(origin, issuer))
+    }
+
+    /// Writes a trust anchor (replacing the one of the same origin and issuer).
+    pub fn put_trust_anchor(&mut self, anchor: &TrustAnchor) {
+        self.put(keys::trust_anchor(&anchor.origin, &anchor.issuer), anchor);
     }
 
     /// A trust policy by id.

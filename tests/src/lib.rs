@@ -19,6 +19,13 @@ pub fn binary() -> PathBuf {
     BIN.get_or_init(|| build_bin("node", "agentidp")).clone()
 }
 
+/// Whether the `agentidp` under test is built with its `gossip` feature (the default). With
+/// `AGENTIDP_E2E_NO_GOSSIP=1`, the suite builds and tests the binary without it: everything
+/// but gossip must behave exactly the same.
+pub fn gossip_built() -> bool {
+    std::env::var_os("AGENTIDP_E2E_NO_GOSSIP").is_none_or(|v| v.is_empty() || v == "0")
+}
+
 /// Path of the `agentidp-conformance` binary of this build profile, built once per test run.
 pub fn conformance_binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -60,6 +67,9 @@ fn build_bin(package: &str, bin: &str) -> PathBuf {
     }
     if !cfg!(debug_assertions) {
         cmd.arg("--release");
+    }
+    if package == "node" && !gossip_built() {
+        cmd.arg("--no-default-features");
     }
     let status = cmd.status().expect("run cargo build");
     assert!(status.success(), "cargo build of {bin} failed");

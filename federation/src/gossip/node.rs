@@ -146,16 +146,6 @@ fn later(now: Instant, d: Duration) -> Instant {
         .unwrap_or(now)
 }
 
-/// The message id: sha256 of the payload, so that the same anchor published by different
-/// nodes (or re-published after a sync) is one message.
-fn content_id(message: &gossipsub::Message) -> MessageId {
-    MessageId::from(
-        ring::digest::digest(&ring::digest::SHA256, &message.data)
-            .as_ref()
-            .to_vec(),
-    )
-}
-
 /// Bytes `s` takes as a JSON string (serde_json's escaping), quotes included.
 fn json_string_len(s: &str) -> usize {
     2 + s
@@ -218,7 +208,9 @@ fn gossipsub_behaviour(keypair: &Keypair, cfg: &GossipConfig) -> Result<Gossipsu
         .history_gossip(3)
         .validation_mode(ValidationMode::Strict)
         .validate_messages()
-        .message_id_fn(content_id)
+        // The default message id (author and sequence number): one publication is delivered
+        // once however many paths it takes, while the same bytes published again (a replayed
+        // anchor, or a re-publish after a sync) reach the handler, which counts and drops them.
         .max_transmit_size(frame_limit)
         .max_transmit_size_for_topic(topic_limit, topic.hash())
         .flood_publish(true)

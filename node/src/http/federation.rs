@@ -61,11 +61,22 @@ pub(crate) fn routes(
         .and_then(delete);
     let verify = warp::path!("api" / "v1" / "federation" / "verify")
         .and(warp::post())
-        .and(auth)
+        .and(auth.clone())
         .and(json_body())
-        .and(st)
+        .and(st.clone())
         .and_then(verify);
-    create.or(list).or(get).or(update).or(delete).or(verify)
+    let gossip = warp::path!("api" / "v1" / "federation" / "gossip")
+        .and(warp::get())
+        .and(auth)
+        .and(st)
+        .and_then(gossip);
+    create
+        .or(list)
+        .or(get)
+        .or(update)
+        .or(delete)
+        .or(verify)
+        .or(gossip)
 }
 
 /// A trusted partner identity provider.
@@ -87,6 +98,18 @@ pub(crate) struct PartnerView {
     allowed_organizations: Vec<String>,
     /// `active`, `suspended` or `expired`.
     status: &'static str,
+    /// `local`: registered by an operator of this node; `gossip`: applied from a trust anchor
+    /// of `origin`.
+    source: &'static str,
+    /// The DID of the node whose signed anchor created this partner (gossip only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    origin: Option<String>,
+    /// The sequence number of that anchor (gossip only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    anchor_sequence: Option<u64>,
+    /// RFC 7638 thumbprints of the keys the origin saw when it signed the anchor (gossip only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_thumbprints: Option<Vec<String>>,
     created_at: String,
     updated_at: String,
     expires_at: Option<String>,
@@ -112,6 +135,14 @@ impl PartnerView {
             audience: p.audience.clone(),
             allowed_organizations: p.allowed_organizations.clone(),
             status: effective_status(p, now),
+            source: if p.gossip.is_some() {
+                "gossip"
+            } else {
+                "local"
+            },
+            origin: p.gossip.as_ref().map(|g| g.origin.clone()),
+            anchor_sequence: p.gossip.as_ref().map(|g| g.seq),
+            key_thumbprints: p.gossip.as_ref().map(|g| g.key_thumbprints.clone()),
             created_at: rfc3339(p.created_at),
             updated_at: rfc3339(p.updated_at),
             expires_at: p.expires_at.map(rfc3339),
@@ -412,6 +443,7 @@ pub(crate) async fn create(
         created_at: now,
         updated_at: now,
         expires_at,
+        gossip: None,
     };
     let entry = state.audit_entry(
         &caller.actor,
@@ -436,6 +468,7 @@ pub(crate) async fn create(
     state
         .key_cache
         .seed(&partner.id.to_string(), &source, fetched);
+    state.gossip.local_partner_changed(&partner.issuer);
     Ok(warp::reply::with_status(
         warp::reply::json(&PartnerView::new(&partner, now)),
         StatusCode::CREATED,
@@ -485,7 +518,9 @@ pub(crate) async fn get(
     Ok(warp::reply::json(&PartnerView::new(&p, state.clock.now_ms())).into_response())
 }
 
-/// Update a federation partner (only the fields given). A new `jwks_uri` is probed first.
+/// Update a federation partner (only the fields given). A new `jwks_uri` is probed first. A
+/// partner that came from gossip becomes this node's own (`source: local`): an operator's
+/// decision always wins over gossip.
 #[utoipa::path(patch, path = "/api/v1/federation/partners/{id}", tag = "Federation", security(("bearer" = ["admin:orgs"])),
     params(("id" = Uuid, Path)), request_body = UpdatePartnerRequest,
     responses((status = 200, body = PartnerView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -553,7 +588,7 @@ pub(crate) async fn update(
         "federation.partner.update",
         pid.to_string(),
         Outcome::Success,
-        serde_json::json!({ "fields": changed, "status": req.status }),
+        serde_json::json!({ "fields": changed, "status": req.status, "from_gossip": current.gossip.as_ref().map(|g| g.origin.clone()) }),
     );
     let jwks_uri = new_source.as_ref().map(|(_, f)| f.keys_url.clone());
     let p = state
@@ -579,6 +614,7 @@ pub(crate) async fn update(
                 p.jwks_uri = Some(u);
                 p.source = KeySourceKind::Jwks;
             }
+            p.gossip = None;
             p.updated_at = now;
             tx.put_partner(&p);
             tx.audit(entry)?;
@@ -591,10 +627,13 @@ pub(crate) async fn update(
     if let Some((source, fetched)) = new_source {
         state.key_cache.seed(&key, &source, fetched);
     }
+    state.gossip.local_partner_changed(&p.issuer);
     Ok(warp::reply::json(&PartnerView::new(&p, now)).into_response())
 }
 
-/// Remove a federation partner: its tokens are refused at once.
+/// Remove a federation partner: its tokens are refused at once. A partner that came from gossip
+/// stays removed until its origin signs a newer anchor for the issuer (to keep it out for good,
+/// suspend it instead: a suspension is a local decision, which gossip never overrides).
 #[utoipa::path(delete, path = "/api/v1/federation/partners/{id}", tag = "Federation", security(("bearer" = ["admin:orgs"])),
     params(("id" = Uuid, Path)),
     responses((status = 204, description = "Removed"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -611,12 +650,18 @@ pub(crate) async fn delete(
         "federation.partner.delete",
         pid.to_string(),
         Outcome::Success,
-        serde_json::json!({ "issuer": current.issuer }),
+        serde_json::json!({ "issuer": current.issuer, "from_gossip": current.gossip.as_ref().map(|g| g.origin.clone()) }),
     );
     state
         .store
         .write(move |tx| {
             let p = tx.get_partner(&pid)?.ok_or_else(partner_not_found)?;
+            if let Some(g) = &p.gossip {
+                if let Some(mut a) = tx.get_trust_anchor(&g.origin, &p.issuer)? {
+                    a.dismissed = true;
+                    tx.put_trust_anchor(&a);
+                }
+            }
             tx.delete_partner(&p);
             tx.audit(entry)?;
             Ok::<_, ApiError>(())
@@ -624,6 +669,7 @@ pub(crate) async fn delete(
         .await?;
     state.metrics.audit_appends.inc();
     state.key_cache.invalidate(&pid.to_string());
+    state.gossip.local_partner_changed(&current.issuer);
     Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
 }
 
@@ -757,4 +803,18 @@ pub(crate) async fn verify(
         claims: v.claims,
     })
     .into_response())
+}
+
+/// The gossip network as this node sees it: peers, anchors by origin with the last sequence
+/// of each, refused payloads by reason, and the transport's counters. `{"enabled": false}`
+/// when gossip does not run.
+#[utoipa::path(get, path = "/api/v1/federation/gossip", tag = "Federation", security(("bearer" = ["admin:orgs"])),
+    responses((status = 200, description = "The gossip state", body = Object), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(crate) async fn gossip(
+    caller: Caller,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    caller.require("admin:orgs")?;
+    let view = state.gossip.view(&state).await?;
+    Ok(warp::reply::json(&view).into_response())
 }

@@ -114,6 +114,7 @@ pub(crate) fn metrics(state: AppState) -> warp::reply::Response {
         &state.fetcher.stats().snapshot(),
         &state.key_cache.counters(),
     ));
+    body.push_str(&state.gossip.render_metrics());
     warp::reply::with_header(
         body,
         "content-type",

@@ -28,6 +28,8 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub(crate) use auth::Caller;
+#[cfg(feature = "gossip")]
+pub(crate) use federation::key_source as partner_key_source;
 pub(crate) use federation::PartnerCache;
 
 /// Largest request body any route accepts.
@@ -91,6 +93,7 @@ pub(crate) const ROUTES: &[(&str, &str)] = &[
     ("PATCH", "/api/v1/federation/partners/{id}"),
     ("DELETE", "/api/v1/federation/partners/{id}"),
     ("POST", "/api/v1/federation/verify"),
+    ("GET", "/api/v1/federation/gossip"),
     ("POST", "/api/v1/oidc/trust-policies"),
     ("GET", "/api/v1/oidc/trust-policies"),
     ("GET", "/api/v1/oidc/trust-policies/{id}"),
@@ -385,6 +388,7 @@ pub(crate) mod testing {
             oasf_schema: None,
             allow_private_fetch: false,
             allow_http_fetch: false,
+            gossip: Default::default(),
         };
         let did = did_method::DidWeb::from_base_url(ISSUER, &[]).unwrap();
         open_state(

@@ -46,7 +46,7 @@ impl Modify for Finish {
         super::did::agent_badge, super::did::legacy_document, super::did::resolve, super::did::legacy_card,
         super::did::verify_badge,
         super::federation::create, super::federation::list, super::federation::get, super::federation::update,
-        super::federation::delete, super::federation::verify,
+        super::federation::delete, super::federation::verify, super::federation::gossip,
         super::exchange::create, super::exchange::list, super::exchange::get, super::exchange::delete, super::exchange::oidc_token,
     ),
     components(schemas(

@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 
 use crate::lifecycle::admin_token;
 
-const RELAXED: [&str; 2] = ["--allow-private-fetch", "--allow-http-fetch"];
+pub(crate) const RELAXED: [&str; 2] = ["--allow-private-fetch", "--allow-http-fetch"];
 
 fn s(v: &Value) -> String {
     v.as_str()
@@ -118,15 +118,15 @@ async fn serve(reply: Reply) -> u16 {
 }
 
 /// A partner whose keys the test holds: its JWKS on a loopback server, tokens minted here.
-struct TestIssuer {
-    issuer: String,
+pub(crate) struct TestIssuer {
+    pub(crate) issuer: String,
     pair: EcKeyPair,
     kid: String,
     port: u16,
 }
 
 impl TestIssuer {
-    async fn start(issuer: &str) -> TestIssuer {
+    pub(crate) async fn start(issuer: &str) -> TestIssuer {
         let pair = EcKeyPair::generate(EcCurve::P256).unwrap();
         let mut jwk = pair.to_jwk_public_key();
         let kid = "test-key-1".to_string();
@@ -145,12 +145,12 @@ impl TestIssuer {
         }
     }
 
-    fn jwks_uri(&self) -> String {
+    pub(crate) fn jwks_uri(&self) -> String {
         format!("http://127.0.0.1:{}/jwks.json", self.port)
     }
 
     /// A token with these claims over the defaults (iss, sub, iat, exp in 5 minutes).
-    fn token(&self, claims: Value) -> String {
+    pub(crate) fn token(&self, claims: Value) -> String {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -182,7 +182,7 @@ fn now_secs() -> i64 {
         .as_secs() as i64
 }
 
-async fn verify(api: &Api, token: &str, caller: &str) -> tests::Resp {
+pub(crate) async fn verify(api: &Api, token: &str, caller: &str) -> tests::Resp {
     api.call(
         "POST",
         "/api/v1/federation/verify",

@@ -5,6 +5,7 @@ mod conformance;
 mod did;
 mod durability;
 mod federation;
+mod gossip;
 mod lifecycle;
 mod oidc_provider;
 mod security;

@@ -1,0 +1,376 @@
+//! Trust-anchor gossip between nodes (cargo feature `gossip`, on in the released binary).
+//!
+//! With `--gossip-listen`/`--gossip-peer`, the node joins a libp2p network
+//! (`federation::gossip`: tcp + noise + yamux, signed gossipsub, identify, and a
+//! request-response protocol for anti-entropy). With `--gossip-publish`, every change an
+//! operator makes to this node's partners becomes a *trust anchor*: a compact JWS signed with the
+//! node's instance key (a verification method of its did:web document) saying what the node
+//! trusts about that issuer, with a per-origin sequence number. Nodes apply the anchors of the
+//! origins named by `--gossip-trust` whose signature verifies and whose sequence is newer; the
+//! resulting partners carry `source: gossip` and their origin. Local operator decisions always
+//! win. Without the feature, the flags are refused with an explanation and nothing else
+//! changes.
+
+#[cfg(feature = "gossip")]
+mod anchor;
+#[cfg(feature = "gossip")]
+mod service;
+
+use std::path::Path;
+
+use crate::server::StartError;
+use crate::state::AppState;
+
+/// The `--gossip-*` flags.
+#[derive(Debug, Clone, Default)]
+pub struct GossipOptions {
+    /// `--gossip-listen`: multiaddrs to listen on.
+    pub listen: Vec<String>,
+    /// `--gossip-peer`: multiaddrs of peers to dial (and redial).
+    pub peers: Vec<String>,
+    /// `--gossip-trust`: DIDs of the nodes whose anchors this node applies, most preferred first.
+    pub trust: Vec<String>,
+    /// `--gossip-publish`: share this node's own partners.
+    pub publish: bool,
+}
+
+impl GossipOptions {
+    /// Whether any gossip flag was given.
+    pub fn any(&self) -> bool {
+        !self.listen.is_empty() || !self.peers.is_empty() || !self.trust.is_empty() || self.publish
+    }
+}
+
+/// The node's handle on gossip: empty unless gossip runs.
+#[derive(Default)]
+pub(crate) struct GossipHub {
+    #[cfg(feature = "gossip")]
+    service: std::sync::OnceLock<std::sync::Arc<service::Service>>,
+    #[cfg(feature = "gossip")]
+    peers: std::sync::atomic::AtomicU64,
+}
+
+impl GossipHub {
+    /// An operator created, changed or removed the partner of `issuer`: publish what this node
+    /// now says about it (in the background; start-up catches up after a crash).
+    pub(crate) fn local_partner_changed(&self, issuer: &str) {
+        #[cfg(feature = "gossip")]
+        if let Some(s) = self.service.get() {
+            let s = s.clone();
+            let issuer = issuer.to_string();
+            tokio::spawn(async move {
+                if let Err(e) = s.publish_issuer(&issuer).await {
+                    tracing::error!(issuer, error = %e.message, "gossip: cannot publish the anchor");
+                }
+            });
+        }
+        #[cfg(not(feature = "gossip"))]
+        let _ = issuer;
+    }
+
+    /// The admin view (`GET /api/v1/federation/gossip`).
+    pub(crate) async fn view(
+        &self,
+        state: &AppState,
+    ) -> Result<serde_json::Value, crate::error::ApiError> {
+        #[cfg(feature = "gossip")]
+        if let Some(s) = self.service.get() {
+            return view(s, state).await;
+        }
+        let _ = state;
+        Ok(serde_json::json!({ "enabled": false, "compiled": cfg!(feature = "gossip") }))
+    }
+
+    /// The gossip part of `/metrics` (empty when gossip does not run).
+    pub(crate) fn render_metrics(&self) -> String {
+        #[cfg(feature = "gossip")]
+        if let Some(s) = self.service.get() {
+            return render_metrics(s, self.peers.load(std::sync::atomic::Ordering::Relaxed));
+        }
+        String::new()
+    }
+
+    /// Leaves the gossip network (at shutdown).
+    pub(crate) async fn shutdown(&self) {
+        #[cfg(feature = "gossip")]
+        if let Some(net) = self.service.get().and_then(|s| s.net()) {
+            net.shutdown().await;
+        }
+    }
+}
+
+/// Joins the gossip network when the flags ask for it; refuses them, explaining why, when
+/// this binary was built without the `gossip` feature.
+pub(crate) async fn start(
+    state: &AppState,
+    opts: &GossipOptions,
+    data_dir: &Path,
+) -> Result<(), StartError> {
+    if !opts.any() {
+        return Ok(());
+    }
+    if opts.listen.is_empty() && opts.peers.is_empty() {
+        return Err(StartError::Gossip(
+            "--gossip-trust and --gossip-publish need --gossip-listen or --gossip-peer (e.g. --gossip-listen /ip4/0.0.0.0/tcp/4001)".into(),
+        ));
+    }
+    #[cfg(feature = "gossip")]
+    {
+        run(state, opts, data_dir).await
+    }
+    #[cfg(not(feature = "gossip"))]
+    {
+        let _ = (state, data_dir);
+        Err(StartError::Gossip(
+            "this agentidp was built without the `gossip` feature; rebuild it with `cargo build --release -p node --features gossip` (on by default) or drop the --gossip-* flags".into(),
+        ))
+    }
+}
+
+/// File in the data directory holding the node's libp2p identity (its peer id).
+#[cfg(feature = "gossip")]
+const KEY_FILE: &str = "gossip-key";
+
+#[cfg(feature = "gossip")]
+fn load_or_create_identity(data_dir: &Path) -> Result<federation::gossip::Keypair, StartError> {
+    use federation::gossip::Keypair;
+    use std::io::Write as _;
+    let path = data_dir.join(KEY_FILE);
+    let bad = |what: String| StartError::Gossip(format!("{}: {what}", path.display()));
+    match std::fs::read(&path) {
+        Ok(bytes) => Keypair::from_protobuf_encoding(&bytes).map_err(|e| {
+            bad(format!(
+                "not a libp2p identity key ({e}); remove it to get a new peer id"
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = Keypair::generate_ed25519();
+            let bytes = key
+                .to_protobuf_encoding()
+                .map_err(|e| bad(format!("cannot encode the key: {e}")))?;
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt as _;
+                opts.mode(0o600);
+            }
+            let mut f = opts.open(&path).map_err(|e| bad(e.to_string()))?;
+            f.write_all(&bytes).map_err(|e| bad(e.to_string()))?;
+            f.sync_all().map_err(|e| bad(e.to_string()))?;
+            Ok(key)
+        }
+        Err(e) => Err(bad(e.to_string())),
+    }
+}
+
+#[cfg(feature = "gossip")]
+async fn run(state: &AppState, opts: &GossipOptions, data_dir: &Path) -> Result<(), StartError> {
+    use federation::gossip::{Gossip, GossipConfig, Multiaddr};
+    use std::sync::Arc;
+
+    let addrs = |flag: &str, v: &[String]| -> Result<Vec<Multiaddr>, StartError> {
+        v.iter()
+            .map(|a| {
+                a.parse::<Multiaddr>().map_err(|e| {
+                    StartError::Gossip(format!(
+                        "{flag} {a:?} is not a multiaddr ({e}); write e.g. /ip4/127.0.0.1/tcp/4001"
+                    ))
+                })
+            })
+            .collect()
+    };
+    let listen = addrs("--gossip-listen", &opts.listen)?;
+    let peers = addrs("--gossip-peer", &opts.peers)?;
+    let mut trusted = Vec::new();
+    for t in &opts.trust {
+        let did: did_method::DidWeb = t.parse().map_err(|e| {
+            StartError::Gossip(format!(
+                "--gossip-trust {t:?} is not a usable did:web ({e}); give the origin node's DID, as its /.well-known/did.json says"
+            ))
+        })?;
+        let did = did.to_string();
+        if did == state.settings.node_did.to_string() {
+            return Err(StartError::Gossip(format!(
+                "--gossip-trust {t}: that is this node's own DID"
+            )));
+        }
+        if !trusted.contains(&did) {
+            trusted.push(did);
+        }
+    }
+    let key = load_or_create_identity(data_dir)?;
+    let service = Arc::new(service::Service::new(state.clone(), trusted, opts.publish));
+    let net = Gossip::start(
+        key,
+        GossipConfig {
+            listen,
+            peers,
+            ..GossipConfig::default()
+        },
+        Arc::new(service::Handler(service.clone())),
+    )
+    .await
+    .map_err(|e| StartError::Gossip(e.to_string()))?;
+    service.set_net(net.clone());
+    let hub = &state.gossip;
+    let _ = hub.service.set(service.clone());
+    let status = net
+        .status()
+        .await
+        .map_err(|e| StartError::Gossip(e.to_string()))?;
+    for a in &status.listen_addrs {
+        // One plain line per address on stdout, for scripts and tests.
+        println!("agentidp gossip on {a}/p2p/{}", status.peer_id);
+    }
+    tracing::info!(
+        peer_id = %status.peer_id,
+        listen = ?status.listen_addrs,
+        peers = ?opts.peers,
+        trusted = ?service.trusted(),
+        publish = opts.publish,
+        "gossip started"
+    );
+    if let Err(e) = service.reconcile_all().await {
+        tracing::error!(error = %e.message, "gossip: start-up reconciliation failed");
+    }
+    let s = service.clone();
+    let st = state.clone();
+    tokio::spawn(async move {
+        // Own anchors: published at start (a change acknowledged just before a crash), then
+        // refreshed every 10 minutes (each is re-signed a day before it expires); the peer
+        // gauge follows the transport within a second.
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        let mut n: u64 = 0;
+        loop {
+            tick.tick().await;
+            if n.is_multiple_of(600) {
+                if let Err(e) = s.publish_all().await {
+                    tracing::error!(error = %e.message, "gossip: cannot publish own anchors");
+                }
+            }
+            n += 1;
+            let Some(net) = s.net() else { return };
+            match net.status().await {
+                Ok(status) => st.gossip.peers.store(
+                    status.peers.len() as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                ),
+                Err(federation::gossip::GossipError::Stopped) => return,
+                Err(e) => tracing::warn!(error = %e, "gossip: no transport status"),
+            }
+        }
+    });
+    Ok(())
+}
+
+#[cfg(feature = "gossip")]
+async fn view(
+    s: &service::Service,
+    state: &AppState,
+) -> Result<serde_json::Value, crate::error::ApiError> {
+    use std::collections::BTreeMap;
+    let net = match s.net() {
+        Some(n) => n.status().await.ok(),
+        None => None,
+    };
+    let anchors = state.store.list_trust_anchors()?;
+    let partners = state.store.list_partners()?;
+    let mut origins: BTreeMap<&str, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
+    for a in &anchors {
+        let o = origins.entry(a.origin.as_str()).or_default();
+        let bump = |o: &mut serde_json::Map<String, serde_json::Value>, k: &str, by: u64| {
+            let v = o.get(k).and_then(|v| v.as_u64()).unwrap_or(0) + by;
+            o.insert(k.to_string(), v.into());
+        };
+        bump(o, "anchors", 1);
+        bump(o, a.status.as_str(), 1);
+        if a.dismissed {
+            bump(o, "dismissed", 1);
+        }
+        let last = o.get("last_sequence").and_then(|v| v.as_u64()).unwrap_or(0);
+        o.insert("last_sequence".into(), last.max(a.seq).into());
+    }
+    let origins: Vec<serde_json::Value> = origins
+        .into_iter()
+        .map(|(origin, mut m)| {
+            for k in ["active", "suspended", "revoked", "dismissed"] {
+                m.entry(k.to_string()).or_insert(0.into());
+            }
+            let applied = partners
+                .iter()
+                .filter(|p| p.gossip.as_ref().is_some_and(|g| g.origin == origin))
+                .count();
+            m.insert("origin".into(), origin.into());
+            m.insert("own".into(), (origin == s.own()).into());
+            m.insert(
+                "trusted".into(),
+                s.trusted().iter().any(|t| t == origin).into(),
+            );
+            m.insert("applied_partners".into(), applied.into());
+            serde_json::Value::Object(m)
+        })
+        .collect();
+    let c = match s.counters.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    Ok(serde_json::json!({
+        "enabled": true,
+        "node_did": s.own(),
+        "publish": s.publishes(),
+        "trusted_origins": s.trusted(),
+        "peer_id": net.as_ref().map(|n| n.peer_id.clone()),
+        "listen_addrs": net.as_ref().map(|n| n.listen_addrs.clone()),
+        "peers": net.as_ref().map(|n| n.peers.clone()),
+        "banned": net.as_ref().map(|n| n.banned.clone()),
+        "origins": origins,
+        "anchors": {
+            "accepted": c.accepted,
+            "duplicates": c.duplicates,
+            "rejected": c.rejected,
+            "published": c.published,
+            "publish_failures": c.publish_failures,
+        },
+        "partners": {
+            "applied": c.applied,
+            "removed": c.removed,
+            "shadowed_by_local": c.shadowed_by_local,
+        },
+        "transport": net.as_ref().map(|n| n.counters.clone()),
+    }))
+}
+
+#[cfg(feature = "gossip")]
+fn render_metrics(s: &service::Service, peers: u64) -> String {
+    use std::fmt::Write as _;
+    let c = match s.counters.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    let mut out = String::new();
+    out.push_str("# HELP agentidp_gossip_peers Connected gossip peers.\n# TYPE agentidp_gossip_peers gauge\n");
+    let _ = writeln!(out, "agentidp_gossip_peers {peers}");
+    out.push_str("# HELP agentidp_gossip_anchors_total Trust anchors received and applied, or already held.\n# TYPE agentidp_gossip_anchors_total counter\n");
+    let _ = writeln!(
+        out,
+        "agentidp_gossip_anchors_total{{result=\"accepted\"}} {}\nagentidp_gossip_anchors_total{{result=\"duplicate\"}} {}",
+        c.accepted, c.duplicates
+    );
+    out.push_str("# HELP agentidp_gossip_rejected_total Gossip payloads refused, by reason.\n# TYPE agentidp_gossip_rejected_total counter\n");
+    for (reason, n) in &c.rejected {
+        let _ = writeln!(
+            out,
+            "agentidp_gossip_rejected_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
+    out.push_str("# HELP agentidp_gossip_published_total Own trust anchors signed and published.\n# TYPE agentidp_gossip_published_total counter\n");
+    let _ = writeln!(out, "agentidp_gossip_published_total {}", c.published);
+    out.push_str("# HELP agentidp_gossip_partner_changes_total Partners created, updated or removed by gossip.\n# TYPE agentidp_gossip_partner_changes_total counter\n");
+    let _ = writeln!(
+        out,
+        "agentidp_gossip_partner_changes_total{{change=\"applied\"}} {}\nagentidp_gossip_partner_changes_total{{change=\"removed\"}} {}\nagentidp_gossip_partner_changes_total{{change=\"shadowed_by_local\"}} {}",
+        c.applied, c.removed, c.shadowed_by_local
+    );
+    out
+}
