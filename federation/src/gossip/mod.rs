@@ -2,7 +2,7 @@
 //!
 //! Nodes share signed trust anchors (opaque bytes here) two ways:
 //!
-//! - **push**: signed gossipsub on [`TOPIC`] (strict validation, content-hash message ids, peer
+//! - **push**: signed gossipsub on [`TOPIC`] (strict validation, author-and-sequence message ids, peer
 //!   scoring). Every received payload is judged by the application's [`AnchorHandler::check`]
 //!   on a spawned task (at most [`GossipConfig::max_inflight_checks`] at once) and reported to
 //!   gossipsub: [`Verdict::Accept`] relays it, [`Verdict::Ignore`] drops it quietly,

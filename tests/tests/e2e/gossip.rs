@@ -137,6 +137,24 @@ impl Peer {
         r.body
     }
 
+    /// `PATCH` of one of this node's partners; the response.
+    async fn patch_partner(&self, id: &Value, body: Value) -> tests::Resp {
+        let path = format!("/api/v1/federation/partners/{}", id.as_str().unwrap());
+        self.api
+            .call("PATCH", &path, Some(&self.admin), Some(body))
+            .await
+    }
+
+    /// `DELETE` of one of this node's partners, which must succeed.
+    async fn delete_partner(&self, id: &Value) {
+        let path = format!("/api/v1/federation/partners/{}", id.as_str().unwrap());
+        let r = self
+            .api
+            .call("DELETE", &path, Some(&self.admin), None)
+            .await;
+        assert_eq!(r.status, 204, "{:?}", r.body);
+    }
+
     async fn rejected(&self, reason: &str) -> u64 {
         self.view().await["anchors"]["rejected"][reason]
             .as_u64()
@@ -319,20 +337,8 @@ async fn five_nodes_in_a_line_converge_and_catch_up_after_restart() {
     n3.node.stop();
     let idp2 = TestIssuer::start("https://idp-two.example").await;
     line[0].add_partner(&idp2, "IdP two").await;
-    let id1 = line[0].partner(&idp1.issuer).await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let r = line[0]
-        .api
-        .call(
-            "DELETE",
-            &format!("/api/v1/federation/partners/{id1}"),
-            Some(&line[0].admin),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 204);
+    let p1 = line[0].partner(&idp1.issuer).await.unwrap();
+    line[0].delete_partner(&p1["id"]).await;
     let n2 = &line[1];
     within(30, "node 2 learns both changes", || async {
         has_gossip_partner(n2, &idp2.issuer, &origin).await
@@ -438,12 +444,9 @@ async fn gossip_refuses_untrusted_forged_replayed_oversized_and_garbage_anchors(
     })
     .await;
     let r = a
-        .api
-        .call(
-            "PATCH",
-            &format!("/api/v1/federation/partners/{}", pa["id"].as_str().unwrap()),
-            Some(&a.admin),
-            Some(json!({ "name": "A's IdP, renamed", "allowed_organizations": ["org-a"] })),
+        .patch_partner(
+            &pa["id"],
+            json!({ "name": "A's IdP, renamed", "allowed_organizations": ["org-a"] }),
         )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
@@ -607,13 +610,7 @@ async fn local_decisions_win_over_gossip() {
     // b's operator suspends the first: it becomes b's own.
     let b1 = b.partner(&i1.issuer).await.unwrap();
     let r = b
-        .api
-        .call(
-            "PATCH",
-            &format!("/api/v1/federation/partners/{}", b1["id"].as_str().unwrap()),
-            Some(&b.admin),
-            Some(json!({ "status": "suspended" })),
-        )
+        .patch_partner(&b1["id"], json!({ "status": "suspended" }))
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(
@@ -622,28 +619,10 @@ async fn local_decisions_win_over_gossip() {
     );
     // b's operator deletes the second.
     let b2 = b.partner(&i2.issuer).await.unwrap();
-    let r = b
-        .api
-        .call(
-            "DELETE",
-            &format!("/api/v1/federation/partners/{}", b2["id"].as_str().unwrap()),
-            Some(&b.admin),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 204);
+    b.delete_partner(&b2["id"]).await;
 
     // a revokes the first: b keeps its own suspended partner.
-    let r = a
-        .api
-        .call(
-            "DELETE",
-            &format!("/api/v1/federation/partners/{}", p1["id"].as_str().unwrap()),
-            Some(&a.admin),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 204);
+    a.delete_partner(&p1["id"]).await;
     within(20, "b sees the revocation", || async {
         b.view().await["origins"]
             .as_array()
@@ -668,13 +647,7 @@ async fn local_decisions_win_over_gossip() {
     assert!(b.partner(&i2.issuer).await.is_none());
     // ... until a signs something new about that issuer.
     let r = a
-        .api
-        .call(
-            "PATCH",
-            &format!("/api/v1/federation/partners/{}", p2["id"].as_str().unwrap()),
-            Some(&a.admin),
-            Some(json!({ "name": "dropped, then renamed" })),
-        )
+        .patch_partner(&p2["id"], json!({ "name": "dropped, then renamed" }))
         .await;
     assert_eq!(r.status, 200);
     within(20, "b applies a's newer anchor", || async {
