@@ -510,6 +510,44 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `serve` arguments of a gossip node on fixed ports (so that it keeps its DID and address
+/// across restarts): HTTP on `http`, gossip on `gossip`, dialling `peers` (gossip ports),
+/// applying the anchors of `trust`, publishing its own partners when `publish`; the outbound
+/// guard relaxed for loopback partners.
+pub fn gossip_args(
+    http: u16,
+    gossip: u16,
+    peers: &[u16],
+    trust: &[String],
+    publish: bool,
+) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "--listen".into(),
+        format!("127.0.0.1:{http}"),
+        "--gossip-listen".into(),
+        format!("/ip4/127.0.0.1/tcp/{gossip}"),
+        "--allow-private-fetch".into(),
+        "--allow-http-fetch".into(),
+    ];
+    for p in peers {
+        args.push("--gossip-peer".into());
+        args.push(format!("/ip4/127.0.0.1/tcp/{p}"));
+    }
+    for t in trust {
+        args.push("--gossip-trust".into());
+        args.push(t.clone());
+    }
+    if publish {
+        args.push("--gossip-publish".into());
+    }
+    args
+}
+
+/// The did:web of a node serving plain HTTP on 127.0.0.1:`port` without `--public-url`.
+pub fn loopback_did(port: u16) -> String {
+    format!("did:web:127.0.0.1%3A{port}")
+}
+
 /// A fresh temporary directory.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")

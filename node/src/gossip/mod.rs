@@ -328,6 +328,7 @@ async fn view(
         "anchors": {
             "accepted": c.accepted,
             "duplicates": c.duplicates,
+            "sync_skipped": c.sync_skipped,
             "rejected": c.rejected,
             "published": c.published,
             "publish_failures": c.publish_failures,
@@ -354,8 +355,8 @@ fn render_metrics(s: &service::Service, peers: u64) -> String {
     out.push_str("# HELP agentidp_gossip_anchors_total Trust anchors received and applied, or already held.\n# TYPE agentidp_gossip_anchors_total counter\n");
     let _ = writeln!(
         out,
-        "agentidp_gossip_anchors_total{{result=\"accepted\"}} {}\nagentidp_gossip_anchors_total{{result=\"duplicate\"}} {}",
-        c.accepted, c.duplicates
+        "agentidp_gossip_anchors_total{{result=\"accepted\"}} {}\nagentidp_gossip_anchors_total{{result=\"duplicate\"}} {}\nagentidp_gossip_anchors_total{{result=\"sync_skipped\"}} {}",
+        c.accepted, c.duplicates, c.sync_skipped
     );
     out.push_str("# HELP agentidp_gossip_rejected_total Gossip payloads refused, by reason.\n# TYPE agentidp_gossip_rejected_total counter\n");
     for (reason, n) in &c.rejected {

@@ -34,6 +34,10 @@ const META_SEQ: &str = "gossip_seq";
 pub(crate) struct Counters {
     pub(crate) accepted: u64,
     pub(crate) duplicates: u64,
+    /// Harmless anchors a peer's anti-entropy answer carried that this node does not take
+    /// (origins it does not trust, sequences it has passed): a peer with another trust list
+    /// sends them every time the two sets differ, so they are not counted as refusals.
+    pub(crate) sync_skipped: u64,
     /// Refused payloads by reason (the reasons are a fixed set of codes).
     pub(crate) rejected: BTreeMap<&'static str, u64>,
     pub(crate) published: u64,
@@ -116,6 +120,7 @@ impl Service {
         match &verdict {
             Verdict::Accept => self.counters().accepted += 1,
             Verdict::Ignore("duplicate") => self.counters().duplicates += 1,
+            Verdict::Ignore(_) if via == Via::Sync => self.counters().sync_skipped += 1,
             _ => {
                 *self.counters().rejected.entry(reason).or_default() += 1;
                 tracing::info!(peer = %from, ?via, reason, bytes = data.len(), "gossip anchor refused");

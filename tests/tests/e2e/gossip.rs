@@ -23,7 +23,7 @@ use josekit::jws::ES256;
 use serde_json::{json, Value};
 use tests::{free_port, gossip_built, tempdir, Api, Node};
 
-use crate::federation::{verify, TestIssuer, RELAXED};
+use crate::federation::{verify, TestIssuer};
 use crate::lifecycle::admin_token;
 
 /// A node of a gossip test: fixed HTTP and gossip ports, so that it keeps its DID and address
@@ -40,7 +40,7 @@ struct Peer {
 
 impl Peer {
     fn did(&self) -> String {
-        format!("did:web:127.0.0.1%3A{}", self.http)
+        tests::loopback_did(self.http)
     }
 
     fn addr(&self) -> String {
@@ -49,24 +49,7 @@ impl Peer {
 
     async fn start(dir: &Path, peers: &[u16], trust: &[String], publish: bool) -> Peer {
         let (http, gossip) = (free_port(), free_port());
-        let mut args: Vec<String> = vec![
-            "--listen".into(),
-            format!("127.0.0.1:{http}"),
-            "--gossip-listen".into(),
-            format!("/ip4/127.0.0.1/tcp/{gossip}"),
-        ];
-        for p in peers {
-            args.push("--gossip-peer".into());
-            args.push(format!("/ip4/127.0.0.1/tcp/{p}"));
-        }
-        for t in trust {
-            args.push("--gossip-trust".into());
-            args.push(t.clone());
-        }
-        if publish {
-            args.push("--gossip-publish".into());
-        }
-        args.extend(RELAXED.iter().map(|s| s.to_string()));
+        let args = tests::gossip_args(http, gossip, peers, trust, publish);
         Peer::launch(dir.to_path_buf(), http, gossip, args).await
     }
 
@@ -726,4 +709,43 @@ async fn gossip_flags_are_refused_without_the_feature() {
         .output()
         .expect("run agentidp");
     assert!(!out.status.success());
+}
+
+/// Acknowledged is durable on both ends: the origin is killed (-9) right after answering the
+/// partner's creation and still publishes the anchor once it is back; the receiver is killed
+/// right after applying it and still has the partner at restart, with no peer to learn it from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anchors_survive_kill_9_on_both_ends() {
+    if !gossip_built() {
+        return;
+    }
+    let (da, db) = (tempdir(), tempdir());
+    let mut a = Peer::start(&da.path().join("data"), &[], &[], true).await;
+    let a_did = a.did();
+    let mut b = Peer::start(&db.path().join("data"), &[a.gossip], &[a.did()], false).await;
+    within(30, "b connects", || async {
+        b.view().await["peers"].as_array().map_or(0, |x| x.len()) >= 1
+    })
+    .await;
+    let idp = TestIssuer::start("https://idp-durable.example").await;
+    a.add_partner(&idp, "durable").await;
+    a.node.kill9();
+    let a = Peer::launch(a.dir.clone(), a.http, a.gossip, a.args.clone()).await;
+    within(30, "b applies the anchor of the restarted origin", || {
+        has_gossip_partner(&b, &idp.issuer, &a_did)
+    })
+    .await;
+    b.node.kill9();
+    drop(a);
+    let b = Peer::launch(b.dir.clone(), b.http, b.gossip, b.args.clone()).await;
+    let p = b
+        .partner(&idp.issuer)
+        .await
+        .expect("the applied partner survived kill -9");
+    assert_eq!(
+        (p["source"].as_str(), p["origin"].as_str()),
+        (Some("gossip"), Some(a_did.as_str()))
+    );
+    let v = verify(&b.api, &idp.token(json!({})), &b.admin).await;
+    assert_eq!(v.body["valid"], true, "{:?}", v.body);
 }
