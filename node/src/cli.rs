@@ -158,17 +158,32 @@ struct ServeArgs {
     allow_http_fetch: bool,
     /// Join the trust-anchor gossip network: a libp2p multiaddr to listen on, e.g.
     /// /ip4/0.0.0.0/tcp/4001 (repeatable). Needs a binary built with the `gossip` feature.
-    #[arg(long, value_name = "MULTIADDR")]
+    #[arg(
+        long,
+        env = "AGENTIDP_GOSSIP_LISTEN",
+        value_name = "MULTIADDR",
+        value_delimiter = ','
+    )]
     gossip_listen: Vec<String>,
     /// A gossip peer to dial and keep dialling, e.g. /ip4/10.0.0.2/tcp/4001 (repeatable).
-    #[arg(long, value_name = "MULTIADDR")]
+    #[arg(
+        long,
+        env = "AGENTIDP_GOSSIP_PEER",
+        value_name = "MULTIADDR",
+        value_delimiter = ','
+    )]
     gossip_peer: Vec<String>,
     /// The DID of a node whose trust anchors this node applies (repeatable; the first listed
     /// wins when two vouch for one issuer). Anchors of any other origin are refused.
-    #[arg(long, value_name = "DID")]
+    #[arg(
+        long,
+        env = "AGENTIDP_GOSSIP_TRUST",
+        value_name = "DID",
+        value_delimiter = ','
+    )]
     gossip_trust: Vec<String>,
     /// Share this node's own partners with the gossip network as signed trust anchors.
-    #[arg(long)]
+    #[arg(long, env = "AGENTIDP_GOSSIP_PUBLISH")]
     gossip_publish: bool,
     /// Log format.
     #[arg(long, env = "AGENTIDP_LOG_FORMAT", value_enum, default_value = "text")]

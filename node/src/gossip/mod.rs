@@ -41,6 +41,100 @@ impl GossipOptions {
     }
 }
 
+/// `GET /api/v1/federation/gossip`: the gossip network as this node sees it.
+#[derive(Debug, Default, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct GossipView {
+    /// Whether this node gossips.
+    enabled: bool,
+    /// Whether this binary was built with the `gossip` feature (only when `enabled` is false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    compiled: Option<bool>,
+    /// This node's DID: the origin of the anchors it signs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node_did: Option<String>,
+    /// Whether it publishes its own partners (`--gossip-publish`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    publish: Option<bool>,
+    /// `--gossip-trust`, most preferred first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trusted_origins: Option<Vec<String>>,
+    /// Its libp2p peer id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen_addrs: Option<Vec<String>>,
+    /// Connected peers: `peer_id`, `address`, `connected_since` (unix seconds),
+    /// `agent_version`, gossipsub `score`, and the `accepted`/`ignored`/`rejected` payloads
+    /// each sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    peers: Option<serde_json::Value>,
+    /// Banned peers: `peer_id`, `until` (unix seconds), `reason`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    banned: Option<serde_json::Value>,
+    /// Anchors held, by origin.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    origins: Option<Vec<OriginView>>,
+    /// Received anchors by outcome.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    anchors: Option<AnchorCounts>,
+    /// Partner changes made by gossip.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partners: Option<PartnerChanges>,
+    /// The transport's counters (published, received, sync requests, bans, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    transport: Option<serde_json::Value>,
+}
+
+/// The anchors held of one origin.
+#[derive(Debug, Default, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct OriginView {
+    /// The origin node's DID.
+    origin: String,
+    /// Whether it is this node.
+    own: bool,
+    /// Whether it is in `--gossip-trust`.
+    trusted: bool,
+    /// Anchors held (one per issuer).
+    anchors: u64,
+    active: u64,
+    suspended: u64,
+    revoked: u64,
+    /// Anchors whose partner an operator of this node deleted.
+    dismissed: u64,
+    /// The highest sequence number held.
+    last_sequence: u64,
+    /// Partners on this node that came from its anchors.
+    applied_partners: u64,
+}
+
+/// Received anchors by outcome.
+#[derive(Debug, Default, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct AnchorCounts {
+    accepted: u64,
+    duplicates: u64,
+    /// Harmless anchors of a peer's anti-entropy answer not taken (untrusted origin, passed
+    /// sequence).
+    sync_skipped: u64,
+    /// Refused payloads by reason.
+    rejected: std::collections::BTreeMap<&'static str, u64>,
+    /// Own anchors signed and published.
+    published: u64,
+    /// Own anchors stored but not published (peers get them by anti-entropy).
+    publish_failures: u64,
+}
+
+/// Partner changes made by gossip.
+#[derive(Debug, Default, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct PartnerChanges {
+    applied: u64,
+    removed: u64,
+    /// Anchors about an issuer an operator of this node owns: stored, not applied.
+    shadowed_by_local: u64,
+}
+
 /// The node's handle on gossip: empty unless gossip runs.
 #[derive(Default)]
 pub(crate) struct GossipHub {
@@ -72,13 +166,16 @@ impl GossipHub {
     pub(crate) async fn view(
         &self,
         state: &AppState,
-    ) -> Result<serde_json::Value, crate::error::ApiError> {
+    ) -> Result<GossipView, crate::error::ApiError> {
         #[cfg(feature = "gossip")]
         if let Some(s) = self.service.get() {
             return view(s, state).await;
         }
         let _ = state;
-        Ok(serde_json::json!({ "enabled": false, "compiled": cfg!(feature = "gossip") }))
+        Ok(GossipView {
+            compiled: Some(cfg!(feature = "gossip")),
+            ..GossipView::default()
+        })
     }
 
     /// The gossip part of `/metrics` (empty when gossip does not run).
@@ -268,78 +365,72 @@ async fn run(state: &AppState, opts: &GossipOptions, data_dir: &Path) -> Result<
 async fn view(
     s: &service::Service,
     state: &AppState,
-) -> Result<serde_json::Value, crate::error::ApiError> {
+) -> Result<GossipView, crate::error::ApiError> {
     use std::collections::BTreeMap;
     let net = match s.net() {
         Some(n) => n.status().await.ok(),
         None => None,
     };
-    let anchors = state.store.list_trust_anchors()?;
     let partners = state.store.list_partners()?;
-    let mut origins: BTreeMap<&str, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
-    for a in &anchors {
-        let o = origins.entry(a.origin.as_str()).or_default();
-        let bump = |o: &mut serde_json::Map<String, serde_json::Value>, k: &str, by: u64| {
-            let v = o.get(k).and_then(|v| v.as_u64()).unwrap_or(0) + by;
-            o.insert(k.to_string(), v.into());
-        };
-        bump(o, "anchors", 1);
-        bump(o, a.status.as_str(), 1);
-        if a.dismissed {
-            bump(o, "dismissed", 1);
+    let mut origins: BTreeMap<String, OriginView> = BTreeMap::new();
+    for a in state.store.list_trust_anchors()? {
+        let o = origins
+            .entry(a.origin.clone())
+            .or_insert_with(|| OriginView {
+                own: a.origin == s.own(),
+                trusted: s.trusted().contains(&a.origin),
+                applied_partners: partners
+                    .iter()
+                    .filter(|p| p.gossip.as_ref().is_some_and(|g| g.origin == a.origin))
+                    .count() as u64,
+                origin: a.origin.clone(),
+                ..OriginView::default()
+            });
+        o.anchors += 1;
+        match a.status {
+            storage::AnchorStatus::Active => o.active += 1,
+            storage::AnchorStatus::Suspended => o.suspended += 1,
+            storage::AnchorStatus::Revoked => o.revoked += 1,
         }
-        let last = o.get("last_sequence").and_then(|v| v.as_u64()).unwrap_or(0);
-        o.insert("last_sequence".into(), last.max(a.seq).into());
+        o.dismissed += u64::from(a.dismissed);
+        o.last_sequence = o.last_sequence.max(a.seq);
     }
-    let origins: Vec<serde_json::Value> = origins
-        .into_iter()
-        .map(|(origin, mut m)| {
-            for k in ["active", "suspended", "revoked", "dismissed"] {
-                m.entry(k.to_string()).or_insert(0.into());
-            }
-            let applied = partners
-                .iter()
-                .filter(|p| p.gossip.as_ref().is_some_and(|g| g.origin == origin))
-                .count();
-            m.insert("origin".into(), origin.into());
-            m.insert("own".into(), (origin == s.own()).into());
-            m.insert(
-                "trusted".into(),
-                s.trusted().iter().any(|t| t == origin).into(),
-            );
-            m.insert("applied_partners".into(), applied.into());
-            serde_json::Value::Object(m)
-        })
-        .collect();
     let c = match s.counters.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
     };
-    Ok(serde_json::json!({
-        "enabled": true,
-        "node_did": s.own(),
-        "publish": s.publishes(),
-        "trusted_origins": s.trusted(),
-        "peer_id": net.as_ref().map(|n| n.peer_id.clone()),
-        "listen_addrs": net.as_ref().map(|n| n.listen_addrs.clone()),
-        "peers": net.as_ref().map(|n| n.peers.clone()),
-        "banned": net.as_ref().map(|n| n.banned.clone()),
-        "origins": origins,
-        "anchors": {
-            "accepted": c.accepted,
-            "duplicates": c.duplicates,
-            "sync_skipped": c.sync_skipped,
-            "rejected": c.rejected,
-            "published": c.published,
-            "publish_failures": c.publish_failures,
-        },
-        "partners": {
-            "applied": c.applied,
-            "removed": c.removed,
-            "shadowed_by_local": c.shadowed_by_local,
-        },
-        "transport": net.as_ref().map(|n| n.counters.clone()),
-    }))
+    Ok(GossipView {
+        enabled: true,
+        compiled: None,
+        node_did: Some(s.own().to_string()),
+        publish: Some(s.publishes()),
+        trusted_origins: Some(s.trusted().to_vec()),
+        peer_id: net.as_ref().map(|n| n.peer_id.clone()),
+        listen_addrs: net.as_ref().map(|n| n.listen_addrs.clone()),
+        peers: net
+            .as_ref()
+            .and_then(|n| serde_json::to_value(&n.peers).ok()),
+        banned: net
+            .as_ref()
+            .and_then(|n| serde_json::to_value(&n.banned).ok()),
+        origins: Some(origins.into_values().collect()),
+        anchors: Some(AnchorCounts {
+            accepted: c.accepted,
+            duplicates: c.duplicates,
+            sync_skipped: c.sync_skipped,
+            rejected: c.rejected.clone(),
+            published: c.published,
+            publish_failures: c.publish_failures,
+        }),
+        partners: Some(PartnerChanges {
+            applied: c.applied,
+            removed: c.removed,
+            shadowed_by_local: c.shadowed_by_local,
+        }),
+        transport: net
+            .as_ref()
+            .and_then(|n| serde_json::to_value(&n.counters).ok()),
+    })
 }
 
 #[cfg(feature = "gossip")]

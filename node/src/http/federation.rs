@@ -809,7 +809,7 @@ pub(crate) async fn verify(
 /// of each, refused payloads by reason, and the transport's counters. `{"enabled": false}`
 /// when gossip does not run.
 #[utoipa::path(get, path = "/api/v1/federation/gossip", tag = "Federation", security(("bearer" = ["admin:orgs"])),
-    responses((status = 200, description = "The gossip state", body = Object), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = crate::gossip::GossipView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn gossip(
     caller: Caller,
     state: AppState,

@@ -55,6 +55,7 @@ impl Modify for Finish {
         super::did::VerifyBadgeRequest, super::did::VerifiedBadge,
         super::federation::PartnerView, super::federation::CreatePartnerRequest, super::federation::UpdatePartnerRequest,
         super::federation::VerifyRequest, super::federation::VerifyResult,
+        crate::gossip::GossipView, crate::gossip::OriginView, crate::gossip::AnchorCounts, crate::gossip::PartnerChanges,
         super::exchange::TrustPolicyView, super::exchange::TrustPolicyList, super::exchange::CreateTrustPolicyRequest,
         super::exchange::ExchangeResponse, super::exchange::OidcTokenRequest,
         CredentialView, IssuedCredential, CredentialList, CreateCredentialRequest, RotateCredentialRequest,
