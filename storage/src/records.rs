@@ -472,6 +472,10 @@ pub struct GossipSource {
     /// RFC 7638 thumbprints of the keys the origin saw at its key source.
     #[serde(default)]
     pub key_thumbprints: Vec<String>,
+    /// The expiry the origin's operator gave the partner (ms), when set: what the partner keeps
+    /// if an operator of this node takes it over.
+    #[serde(default)]
+    pub partner_expires_at: Option<i64>,
 }
 
 impl Record for Partner {

@@ -306,6 +306,7 @@ pub(crate) fn partners_by_id_and_issuer(kind: EngineKind) {
             origin: "did:web:node-1.example".into(),
             seq: 7,
             key_thumbprints: vec!["tp".into()],
+            partner_expires_at: Some(10),
         }),
     };
     {
@@ -401,6 +402,16 @@ pub(crate) fn trust_anchors_by_origin_and_issuer(kind: EngineKind) {
         Some(revoked)
     );
     assert_eq!(store.list_trust_anchors().unwrap().len(), 3);
+    rt().block_on(store.write(move |tx| {
+        tx.delete_trust_anchor("did:web:a.example:x", "https://idp.one");
+        Ok::<_, StoreError>(())
+    }))
+    .unwrap();
+    assert_eq!(store.list_trust_anchors().unwrap().len(), 2);
+    assert!(store
+        .get_trust_anchor("did:web:a.example:x", "https://idp.one")
+        .unwrap()
+        .is_none());
 }
 
 pub(crate) fn trust_policies_by_org_and_issuer(kind: EngineKind) {

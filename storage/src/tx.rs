@@ -167,6 +167,11 @@ impl<'a> Tx<'a> {
         self.put(keys::trust_anchor(&anchor.origin, &anchor.issuer), anchor);
     }
 
+    /// Forgets the trust anchor of `origin` about `issuer`.
+    pub fn delete_trust_anchor(&mut self, origin: &str, issuer: &str) {
+        self.delete(keys::trust_anchor(origin, issuer));
+    }
+
     /// A trust policy by id.
     pub fn get_trust_policy(&self, id: &Uuid) -> Result<Option<TrustPolicy>, StoreError> {
         self.get(&keys::trust_policy(id))

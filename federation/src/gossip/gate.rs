@@ -115,14 +115,18 @@ impl Gate {
         ConnectionDenied::new(why)
     }
 
-    fn admit(&mut self, peer: &PeerId) -> Result<(), ConnectionDenied> {
+    /// `outbound`: a connection this node dialled, i.e. to a configured peer. Those are never
+    /// refused for a full table, so that a flood of inbound connections from made-up peer ids
+    /// cannot cut a node off from the peers its operator chose (the table then holds at most
+    /// `max_peers` plus the configured peers).
+    fn admit(&mut self, peer: &PeerId, outbound: bool) -> Result<(), ConnectionDenied> {
         if self.is_banned(peer) {
             return Err(self.deny(Refused::Banned));
         }
         match self.connected.get(peer) {
             Some(n) if *n >= MAX_CONNECTIONS_PER_PEER => Err(self.deny(Refused::PerPeer)),
             Some(_) => Ok(()),
-            None if self.connected.len() >= self.max_peers => {
+            None if !outbound && self.connected.len() >= self.max_peers => {
                 let max = self.max_peers;
                 Err(self.deny(Refused::Full(max)))
             }
@@ -156,7 +160,7 @@ impl NetworkBehaviour for Gate {
         _remote: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
         self.pending_inbound.remove(&connection_id);
-        self.admit(&peer)?;
+        self.admit(&peer, false)?;
         Ok(dummy::ConnectionHandler)
     }
 
@@ -181,7 +185,7 @@ impl NetworkBehaviour for Gate {
         _role: Endpoint,
         _port_use: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        self.admit(&peer)?;
+        self.admit(&peer, true)?;
         Ok(dummy::ConnectionHandler)
     }
 

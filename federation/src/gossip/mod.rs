@@ -125,8 +125,9 @@ pub enum Verdict {
 pub struct Snapshot {
     /// Any string that changes when the set changes; equal digests mean nothing to send.
     pub digest: String,
-    /// The anchors (compact JWS strings as bytes).
-    pub anchors: Vec<Vec<u8>>,
+    /// The anchors (compact JWS strings as bytes), shared: a snapshot is handed out on every
+    /// connection and sync tick, and copying thousands of anchors each time would be waste.
+    pub anchors: Arc<Vec<Vec<u8>>>,
 }
 
 /// A boxed future returned by [`AnchorHandler::check`].

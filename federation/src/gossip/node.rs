@@ -39,6 +39,12 @@ const SYNC_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_SYNC_REQUEST_BYTES: u64 = 16 * 1024;
 /// At most one sync request served per peer this often.
 const SYNC_SERVE_INTERVAL: Duration = Duration::from_secs(1);
+/// A full anti-entropy answer (the whole anchor set, up to 8 MiB) goes to one peer at most
+/// this often: a tiny request must not buy a large answer every second.
+const FULL_SYNC_INTERVAL: Duration = Duration::from_secs(10);
+/// Full answers served per second to all peers together (bounds the bandwidth a crowd of
+/// made-up peer ids can pull).
+const FULL_SYNCS_PER_SECOND: u32 = 4;
 /// Sync responses being checked at once; a response beyond is dropped (the next sync
 /// interval tries again).
 const SYNC_BATCHES: usize = 4;
@@ -102,6 +108,8 @@ struct PeerEntry {
     /// Rejections counting towards the ban threshold.
     strikes: u32,
     last_served: Option<Instant>,
+    /// When this peer last got the whole anchor set.
+    last_full: Option<Instant>,
     sync_in_flight: Option<OutboundRequestId>,
 }
 
@@ -130,6 +138,8 @@ pub(super) struct Node {
     dials: Vec<Dial>,
     counters: NetCounters,
     startup_events: Vec<SwarmEvent<BehaviourEvent>>,
+    /// Full sync answers served in the current second (start of the second, count).
+    full_syncs: (Instant, u32),
 }
 
 fn unix_now() -> i64 {
@@ -160,22 +170,22 @@ fn json_string_len(s: &str) -> usize {
 
 /// The anchors of a sync response: UTF-8 ones only, at most `max_count`, at most `budget`
 /// bytes of JSON.
-fn response_anchors(anchors: Vec<Vec<u8>>, max_count: usize, budget: usize) -> Vec<String> {
+fn response_anchors(anchors: &[Vec<u8>], max_count: usize, budget: usize) -> Vec<String> {
     let mut out = Vec::new();
     let mut used = 0usize;
     for anchor in anchors {
         if out.len() >= max_count {
             break;
         }
-        let Ok(s) = String::from_utf8(anchor) else {
+        let Ok(s) = std::str::from_utf8(anchor) else {
             continue;
         };
-        let cost = json_string_len(&s).saturating_add(1);
+        let cost = json_string_len(s).saturating_add(1);
         if used.saturating_add(cost) > budget {
             continue;
         }
         used += cost;
-        out.push(s);
+        out.push(s.to_string());
     }
     out
 }
@@ -352,6 +362,7 @@ impl Node {
             dials,
             counters: NetCounters::default(),
             startup_events: Vec::new(),
+            full_syncs: (Instant::now(), 0),
             cfg,
         };
         node.listen().await?;
@@ -622,6 +633,7 @@ impl Node {
                         rejected: 0,
                         strikes,
                         last_served: None,
+                        last_full: None,
                         sync_in_flight: None,
                     },
                 );
@@ -962,31 +974,60 @@ impl Node {
             }
             None => false,
         };
-        let response = if allowed {
-            self.counters.sync_requests_served += 1;
-            let snapshot = self.handler.snapshot();
-            if snapshot.digest == request.digest {
-                SyncResponse {
-                    digest: snapshot.digest,
-                    anchors: Vec::new(),
-                }
-            } else {
-                let budget = MAX_SYNC_RESPONSE_BYTES
-                    .saturating_sub(json_string_len(&snapshot.digest))
-                    .saturating_sub(64);
-                let anchors = response_anchors(snapshot.anchors, self.cfg.max_sync_anchors, budget);
-                tracing::debug!(%peer, anchors = anchors.len(), "serving sync request");
-                SyncResponse {
-                    digest: snapshot.digest,
-                    anchors,
+        let snapshot = if allowed {
+            Some(self.handler.snapshot())
+        } else {
+            None
+        };
+        // A full answer is rationed per peer and for all peers together.
+        let full_allowed = |node: &mut Self| -> bool {
+            if now.saturating_duration_since(node.full_syncs.0) >= Duration::from_secs(1) {
+                node.full_syncs = (now, 0);
+            }
+            let Some(e) = node.peers.get_mut(&peer) else {
+                return false;
+            };
+            let ok = node.full_syncs.1 < FULL_SYNCS_PER_SECOND
+                && e.last_full
+                    .is_none_or(|t| now.saturating_duration_since(t) >= FULL_SYNC_INTERVAL);
+            if ok {
+                e.last_full = Some(now);
+                node.full_syncs.1 += 1;
+            }
+            ok
+        };
+        let allowed = match &snapshot {
+            Some(s) => s.digest == request.digest || full_allowed(self),
+            None => false,
+        };
+        let response = match snapshot {
+            Some(snapshot) if allowed => {
+                self.counters.sync_requests_served += 1;
+                if snapshot.digest == request.digest {
+                    SyncResponse {
+                        digest: snapshot.digest,
+                        anchors: Vec::new(),
+                    }
+                } else {
+                    let budget = MAX_SYNC_RESPONSE_BYTES
+                        .saturating_sub(json_string_len(&snapshot.digest))
+                        .saturating_sub(64);
+                    let anchors =
+                        response_anchors(&snapshot.anchors, self.cfg.max_sync_anchors, budget);
+                    tracing::debug!(%peer, anchors = anchors.len(), "serving sync request");
+                    SyncResponse {
+                        digest: snapshot.digest,
+                        anchors,
+                    }
                 }
             }
-        } else {
-            self.counters.sync_requests_refused += 1;
-            tracing::debug!(%peer, "sync request refused (rate limit)");
-            SyncResponse {
-                digest: String::new(),
-                anchors: Vec::new(),
+            _ => {
+                self.counters.sync_requests_refused += 1;
+                tracing::debug!(%peer, "sync request refused (rate limit)");
+                SyncResponse {
+                    digest: String::new(),
+                    anchors: Vec::new(),
+                }
             }
         };
         if self
@@ -1080,11 +1121,11 @@ mod unit {
             b"cccc".to_vec(),
         ];
         assert_eq!(
-            response_anchors(anchors.clone(), 2, 1000),
+            response_anchors(&anchors, 2, 1000),
             vec!["aaaa".to_string(), "bbbb".to_string()]
         );
         // Each costs 4 + 2 quotes + 1 comma.
-        assert_eq!(response_anchors(anchors, 10, 14).len(), 2);
+        assert_eq!(response_anchors(&anchors, 10, 14).len(), 2);
     }
 
     #[test]

@@ -70,7 +70,7 @@ impl AnchorHandler for TestHandler {
         let digest = ring::digest::digest(&ring::digest::SHA256, &all);
         Snapshot {
             digest: format!("{}:{:02x?}", anchors.len(), &digest.as_ref()[..8]),
-            anchors,
+            anchors: Arc::new(anchors),
         }
     }
 }
@@ -203,7 +203,7 @@ async fn gossip_line_relays_to_the_far_end_once() {
         .as_deref()
         .is_some_and(|v| v.starts_with("agentidp/")));
     assert!(from_a.score.is_some());
-    assert_eq!(hc.snapshot().anchors, vec![b"ok-1".to_vec()]);
+    assert_eq!(*hc.snapshot().anchors, vec![b"ok-1".to_vec()]);
     for g in [&a, &b, &c] {
         g.shutdown().await;
     }
@@ -248,8 +248,8 @@ async fn sync_pulls_missing_anchors_and_republishes_them() {
     assert!(sb.counters.sync_requests_sent >= 2);
     assert_eq!(sb.counters.sync_anchors_received, 1);
     assert_eq!(sb.counters.accepted, 1);
-    assert_eq!(hb.snapshot().anchors, vec![b"ok-x".to_vec()]);
-    assert_eq!(hc.snapshot().anchors, vec![b"ok-x".to_vec()]);
+    assert_eq!(*hb.snapshot().anchors, vec![b"ok-x".to_vec()]);
+    assert_eq!(*hc.snapshot().anchors, vec![b"ok-x".to_vec()]);
     for g in [&a, &b, &c] {
         g.shutdown().await;
     }

@@ -7,13 +7,16 @@
 //! sequence newer), and only then resolve the origin's DID document (cached) to verify the
 //! signature: an untrusted origin never makes this node fetch anything.
 
+// Without the transport only the reading of stored anchors and `reconcile` are used.
+#![cfg_attr(not(feature = "gossip"), allow(dead_code))]
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use storage::{AnchorStatus, KeySourceKind, Partner, PartnerStatus};
 
 /// The JOSE `typ` of a trust anchor.
-pub(crate) const TYP: &str = "agentidp-trust-anchor+jwt";
+pub(crate) const TYP: &str = super::ANCHOR_TYP;
 /// Largest anchor accepted, in bytes (the gossip frame cap is larger, so that an oversized
 /// anchor is seen, counted and its sender penalized, rather than lost in the transport).
 pub(crate) const MAX_ANCHOR_BYTES: usize = 16 * 1024;
@@ -22,6 +25,10 @@ pub(crate) const MAX_ANCHOR_BYTES: usize = 16 * 1024;
 pub(crate) const ANCHOR_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
 /// Clock skew tolerated on `nbf` and `exp`, seconds.
 const LEEWAY_SECS: i64 = 60;
+/// Past this age (seconds since `iat`), an anchor and every older one of its origin and issuer
+/// have expired (anchors live at most [`ANCHOR_TTL_MS`]): it can be forgotten, and a replay of
+/// any of them is refused as expired.
+pub(crate) const MAX_AGE_SECS: i64 = ANCHOR_TTL_MS / 1000 + 2 * LEEWAY_SECS;
 /// Most allowed organizations an anchor may name (as many as a partner may have).
 const MAX_ORGS: usize = 100;
 /// Most key thumbprints an anchor may carry.
@@ -216,48 +223,79 @@ fn b64json<T: for<'de> Deserialize<'de>>(part: &str) -> Option<T> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// `header.payload` of a compact JWS: what its signature covers. Two anchors with the same
+/// signing input say exactly the same thing, whatever their signature bytes (ECDSA signatures
+/// are malleable).
+pub(crate) fn signing_input(jws: &str) -> &str {
+    jws.rsplit_once('.').map_or(jws, |(input, _)| input)
+}
+
+/// A URL a partner record may hold: http(s), a host, no credentials, at most 2048 bytes.
+fn usable_url(u: &str) -> bool {
+    u.len() <= 2048
+        && url::Url::parse(u).is_ok_and(|u| {
+            matches!(u.scheme(), "https" | "http")
+                && u.host().is_some()
+                && u.username().is_empty()
+                && u.password().is_none()
+        })
+}
+
+/// Printable text of 1 to `max` characters.
+fn text_ok(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.chars().count() <= max && !s.chars().any(char::is_control)
+}
+
 /// The checks on claims that do not depend on the signature's key: times, and a statement a
-/// partner record can hold. `Err` is a stable reason code.
-pub(crate) fn check_claims(c: &AnchorClaims, now_secs: i64) -> Result<(), &'static str> {
-    if c.nbf > now_secs + LEEWAY_SECS || c.iat > now_secs + LEEWAY_SECS || c.exp < c.nbf {
+/// partner record can hold, about an issuer other than this node (`own`: its DID and issuer).
+/// `Err` is a stable reason code.
+pub(crate) fn check_claims(
+    c: &AnchorClaims,
+    now_secs: i64,
+    own: &[&str],
+) -> Result<(), &'static str> {
+    // An anchor lives at most ANCHOR_TTL after it was signed: receivers may then forget it
+    // (every older anchor of its origin and issuer has expired by then too).
+    if c.exp < c.nbf || c.exp.saturating_sub(c.iat) > ANCHOR_TTL_MS / 1000 + LEEWAY_SECS {
+        return Err("invalid_claims");
+    }
+    if c.nbf > now_secs.saturating_add(LEEWAY_SECS) || c.iat > now_secs.saturating_add(LEEWAY_SECS)
+    {
         return Err("not_yet_valid");
     }
-    if c.exp + LEEWAY_SECS < now_secs {
+    if c.exp.saturating_add(LEEWAY_SECS) < now_secs {
         return Err("expired");
+    }
+    let issuer_ok = c.sub.len() <= 2048
+        && if c.sub.starts_with("did:") {
+            c.sub.parse::<did_method::DidWeb>().is_ok()
+        } else {
+            usable_url(&c.sub)
+        };
+    if !issuer_ok {
+        return Err("invalid_claims");
+    }
+    if own.contains(&c.sub.as_str()) {
+        return Err("own_issuer");
     }
     let status = AnchorStatus::parse(&c.status).ok_or("invalid_claims")?;
     if status == AnchorStatus::Revoked {
         return Ok(());
     }
-    let issuer_ok = if c.sub.starts_with("did:") {
-        c.sub.parse::<did_method::DidWeb>().is_ok()
-    } else {
-        url::Url::parse(&c.sub).is_ok_and(|u| matches!(u.scheme(), "https" | "http"))
-    };
     let source_ok = match c.key_source.kind.as_str() {
         "did" => c.sub.starts_with("did:") && c.key_source.jwks_uri.is_none(),
         "jwks" | "discovery" => {
-            !c.sub.starts_with("did:")
-                && c.key_source.jwks_uri.as_deref().is_some_and(|u| {
-                    u.len() <= 2048
-                        && url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "https" | "http"))
-                })
+            !c.sub.starts_with("did:") && c.key_source.jwks_uri.as_deref().is_some_and(usable_url)
         }
         _ => false,
     };
-    let sizes_ok = c.sub.len() <= 2048
-        && !c.name.is_empty()
-        && c.name.chars().count() <= 256
+    let sizes_ok = text_ok(&c.name, 256)
         && c.allowed_organizations.len() <= MAX_ORGS
-        && c.allowed_organizations
-            .iter()
-            .all(|o| !o.is_empty() && o.len() <= 256)
+        && c.allowed_organizations.iter().all(|o| text_ok(o, 256))
         && c.key_thumbprints.len() <= MAX_THUMBPRINTS
-        && c.key_thumbprints.iter().all(|t| t.len() <= 128)
-        && c.audience
-            .as_deref()
-            .is_none_or(|a| !a.is_empty() && a.len() <= 2048);
-    if issuer_ok && source_ok && sizes_ok {
+        && c.key_thumbprints.iter().all(|t| text_ok(t, 128))
+        && c.audience.as_deref().is_none_or(|a| text_ok(a, 2048));
+    if source_ok && sizes_ok {
         Ok(())
     } else {
         Err("invalid_claims")
@@ -307,6 +345,8 @@ mod tests {
         let claims = serde_json::to_value(&c).unwrap();
         let good = serde_json::json!({"alg":"ES256","typ":TYP,"kid":"did:web:a.example#k1"});
         assert_eq!(parse_unverified(&jws(good.clone(), &claims)).unwrap().1, c);
+        let text = String::from_utf8(jws(good.clone(), &claims)).unwrap();
+        assert_eq!(signing_input(&text), &text[..text.len() - ".c2ln".len()]);
         assert_eq!(
             parse_unverified(&vec![b'a'; MAX_ANCHOR_BYTES + 1]),
             Err(Shape::Oversized)
@@ -349,25 +389,47 @@ mod tests {
             1,
             now * 1000,
         );
-        assert_eq!(check_claims(&c, now), Ok(()));
+        assert_eq!(check_claims(&c, now, &[]), Ok(()));
         assert_eq!(c.exp, now + ANCHOR_TTL_MS / 1000);
-        assert_eq!(check_claims(&c, c.exp + 61), Err("expired"));
-        assert_eq!(check_claims(&c, now - 61), Err("not_yet_valid"));
+        assert_eq!(check_claims(&c, c.exp + 61, &[]), Err("expired"));
+        assert_eq!(check_claims(&c, now - 61, &[]), Err("not_yet_valid"));
         let mut x = c.clone();
         x.status = "trusted".into();
-        assert_eq!(check_claims(&x, now), Err("invalid_claims"));
+        assert_eq!(check_claims(&x, now, &[]), Err("invalid_claims"));
         let mut x = c.clone();
         x.key_source.jwks_uri = Some("file:///etc/passwd".into());
-        assert_eq!(check_claims(&x, now), Err("invalid_claims"));
+        assert_eq!(check_claims(&x, now, &[]), Err("invalid_claims"));
         let mut x = c.clone();
         x.key_source.kind = "did".into();
-        assert_eq!(check_claims(&x, now), Err("invalid_claims"));
+        assert_eq!(check_claims(&x, now, &[]), Err("invalid_claims"));
         let mut x = c.clone();
         x.name = String::new();
-        assert_eq!(check_claims(&x, now), Err("invalid_claims"));
+        assert_eq!(check_claims(&x, now, &[]), Err("invalid_claims"));
+        let mut x = c.clone();
+        x.name = "a\u{0}b".into();
+        assert_eq!(check_claims(&x, now, &[]), Err("invalid_claims"));
+        let mut x = c.clone();
+        x.key_source.jwks_uri = Some("https://user:pw@idp.acme.example/jwks".into());
+        assert_eq!(check_claims(&x, now, &[]), Err("invalid_claims"));
+        // Longer-lived than any anchor may be, or ending before it starts.
+        let mut x = c.clone();
+        x.exp = x.iat + ANCHOR_TTL_MS / 1000 + 61;
+        assert_eq!(check_claims(&x, now, &[]), Err("invalid_claims"));
+        let mut x = c.clone();
+        x.exp = x.nbf - 1;
+        assert_eq!(check_claims(&x, now, &[]), Err("invalid_claims"));
+        // Attacker-chosen extremes neither overflow nor pass.
+        let mut x = c.clone();
+        (x.iat, x.nbf, x.exp) = (i64::MIN, i64::MIN, i64::MAX);
+        assert_eq!(check_claims(&x, now, &[]), Err("invalid_claims"));
+        // Nobody makes this node its own partner.
+        assert_eq!(
+            check_claims(&c, now, &[p.issuer.as_str()]),
+            Err("own_issuer")
+        );
         let revoked =
             AnchorClaims::describe("did:web:a.example", &p.issuer, None, vec![], 2, now * 1000);
-        assert_eq!(check_claims(&revoked, now), Ok(()));
+        assert_eq!(check_claims(&revoked, now, &[]), Ok(()));
         assert_eq!(revoked.anchor_status(), AnchorStatus::Revoked);
         assert!(!revoked.same_statement(&c));
         let mut later = c.clone();

@@ -11,12 +11,15 @@
 //! win. Without the feature, the flags are refused with an explanation and nothing else
 //! changes.
 
-#[cfg(feature = "gossip")]
 mod anchor;
+mod apply;
 #[cfg(feature = "gossip")]
 mod service;
 
 use std::path::Path;
+
+/// The JOSE `typ` of a trust anchor (never accepted as a token).
+pub(crate) const ANCHOR_TYP: &str = "agentidp-trust-anchor+jwt";
 
 use crate::server::StartError;
 use crate::state::AppState;
@@ -204,6 +207,9 @@ pub(crate) async fn start(
     data_dir: &Path,
 ) -> Result<(), StartError> {
     if !opts.any() {
+        if let Err(e) = apply::drop_gossip_partners(state).await {
+            tracing::error!(error = %e.message, "cannot remove the partners gossip gave this node");
+        }
         return Ok(());
     }
     if opts.listen.is_empty() && opts.peers.is_empty() {
@@ -328,15 +334,17 @@ async fn run(state: &AppState, opts: &GossipOptions, data_dir: &Path) -> Result<
         publish = opts.publish,
         "gossip started"
     );
-    if let Err(e) = service.reconcile_all().await {
+    if let Err(e) = service.maintain("gossip (start-up)").await {
         tracing::error!(error = %e.message, "gossip: start-up reconciliation failed");
     }
     let s = service.clone();
     let st = state.clone();
     tokio::spawn(async move {
         // Own anchors: published at start (a change acknowledged just before a crash), then
-        // refreshed every 10 minutes (each is re-signed a day before it expires); the peer
-        // gauge follows the transport within a second.
+        // refreshed every 10 minutes (each is re-signed a day before it expires); every minute
+        // old anchors are forgotten and partners re-derived (an applied anchor may expire
+        // while another origin's is live); the peer gauge follows the transport within a
+        // second.
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         let mut n: u64 = 0;
         loop {
@@ -344,6 +352,11 @@ async fn run(state: &AppState, opts: &GossipOptions, data_dir: &Path) -> Result<
             if n.is_multiple_of(600) {
                 if let Err(e) = s.publish_all().await {
                     tracing::error!(error = %e.message, "gossip: cannot publish own anchors");
+                }
+            }
+            if n > 0 && n.is_multiple_of(60) {
+                if let Err(e) = s.maintain("gossip (maintenance)").await {
+                    tracing::error!(error = %e.message, "gossip: maintenance failed");
                 }
             }
             n += 1;

@@ -1,7 +1,7 @@
 //! The gossip service: judges and applies anchors received over libp2p, signs and publishes
 //! this node's own, and answers anti-entropy requests with the anchors it holds.
 //!
-//! Applying is a pure function of the stored anchors ([`reconcile`]): for one issuer, the
+//! Applying is a pure function of the stored anchors (`apply::reconcile`): for one issuer, the
 //! partner is whatever the preferred trusted origin's live anchor says, unless an operator of
 //! this node owns a partner with that issuer (local decisions always win).
 
@@ -11,19 +11,15 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use federation::gossip::{AnchorHandler, Gossip, PeerId, Snapshot, Verdict, Via};
 use sha2::{Digest, Sha256};
-use storage::{
-    AnchorStatus, GossipSource, Outcome, Partner, PartnerStatus, StoreError, TrustAnchor, Tx,
-};
-use uuid::Uuid;
+use storage::{Partner, StoreError, TrustAnchor};
 
 use super::anchor::{self, AnchorClaims};
+use super::apply::{audit_change, reconcile, Change, MAX_PARTNERS};
 use crate::error::ApiError;
 use crate::state::{Actor, AppState};
 
 /// Most anchors a node holds (its own and those of trusted origins).
 pub(crate) const MAX_ANCHORS: usize = 4096;
-/// Most partners a node keeps (shared with the REST API's limit).
-const MAX_PARTNERS: usize = 1000;
 /// An own anchor is signed again when it has less than this left, seconds.
 const REFRESH_BEFORE_SECS: i64 = 24 * 3600;
 /// The meta record holding this node's last anchor sequence number.
@@ -60,6 +56,8 @@ pub(crate) struct Service {
     /// Bumped on every anchor write; the cached snapshot is valid for one generation.
     generation: AtomicU64,
     snapshot: Mutex<Option<(u64, Snapshot)>>,
+    /// Anchors in the store (own and received), for the bound.
+    anchors_held: std::sync::atomic::AtomicUsize,
 }
 
 /// How one payload was judged: the verdict for the transport and the reason code counted.
@@ -73,6 +71,7 @@ fn refuse(reason: &'static str, penalize: bool) -> (Verdict, &'static str) {
 
 impl Service {
     pub(crate) fn new(state: AppState, trusted: Vec<String>, publish: bool) -> Service {
+        let held = state.store.list_trust_anchors().map_or(0, |a| a.len());
         Service {
             own: state.settings.node_did.to_string(),
             state,
@@ -83,6 +82,7 @@ impl Service {
             publish_lock: tokio::sync::Mutex::new(()),
             generation: AtomicU64::new(0),
             snapshot: Mutex::new(None),
+            anchors_held: std::sync::atomic::AtomicUsize::new(held),
         }
     }
 
@@ -120,10 +120,18 @@ impl Service {
         match &verdict {
             Verdict::Accept => self.counters().accepted += 1,
             Verdict::Ignore("duplicate") => self.counters().duplicates += 1,
-            Verdict::Ignore(_) if via == Via::Sync => self.counters().sync_skipped += 1,
-            _ => {
+            Verdict::Ignore("untrusted_origin" | "stale_sequence") if via == Via::Sync => {
+                self.counters().sync_skipped += 1
+            }
+            Verdict::Ignore(_) => {
                 *self.counters().rejected.entry(reason).or_default() += 1;
-                tracing::info!(peer = %from, ?via, reason, bytes = data.len(), "gossip anchor refused");
+                // Not the sender's fault, and free to send: logged at debug only, so that
+                // nobody controls this node's log volume.
+                tracing::debug!(peer = %from, ?via, reason, bytes = data.len(), "gossip anchor dropped");
+            }
+            Verdict::Reject(_) => {
+                *self.counters().rejected.entry(reason).or_default() += 1;
+                tracing::info!(peer = %from, ?via, reason, bytes = data.len(), "gossip anchor refused; the peer is penalized");
             }
         }
         verdict
@@ -152,14 +160,18 @@ impl Service {
             if claims.seq < p.seq {
                 return refuse("stale_sequence", false);
             }
-            if claims.seq == p.seq && p.jws == jws {
+            // The same statement, possibly with another encoding of the same signature (ECDSA
+            // signatures are malleable: (r, n-s) verifies too): a duplicate, never a conflict.
+            if claims.seq == p.seq && anchor::signing_input(&p.jws) == anchor::signing_input(&jws) {
                 return (Verdict::Ignore("duplicate"), "duplicate");
             }
         }
         let now_ms = self.state.clock.now_ms();
         let now = now_ms.div_euclid(1000);
-        if let Err(reason) = anchor::check_claims(&claims, now) {
-            return refuse(reason, reason != "expired");
+        if let Err(reason) = anchor::check_claims(&claims, now, &self.own_names()) {
+            // Times depend on the receiver's clock too: not the relaying peer's fault.
+            let penalize = !matches!(reason, "expired" | "not_yet_valid" | "own_issuer");
+            return refuse(reason, penalize);
         }
         let Ok(did) = claims.iss.parse::<did_method::DidWeb>() else {
             return refuse("malformed", true);
@@ -185,14 +197,22 @@ impl Service {
             // Signed with a key the origin no longer publishes (rotated out): not the relaying
             // peer's fault.
             Err(federation::VerifyError::UnknownKid(_)) => return refuse("unknown_key", false),
+            // Time checks depend on this node's clock.
+            Err(
+                federation::VerifyError::Expired
+                | federation::VerifyError::NotYetValid
+                | federation::VerifyError::IssuedInFuture,
+            ) => return refuse("expired", false),
             Err(e) => {
                 tracing::warn!(origin = %claims.iss, code = e.code(), "gossip: anchor signature refused");
                 return refuse("bad_signature", true);
             }
         }
         if prior.as_ref().is_some_and(|p| p.seq == claims.seq) {
-            // Two different statements signed by the origin under one sequence number.
-            return refuse("equivocation", true);
+            // Two different statements the origin signed under one sequence number: the
+            // origin's fault, not the relaying peer's. The first one held stays.
+            tracing::warn!(origin = %claims.iss, issuer = %claims.sub, seq = claims.seq, "gossip: the origin signed two different anchors with one sequence number");
+            return refuse("equivocation", false);
         }
         if prior.is_none() && self.anchor_count() >= MAX_ANCHORS {
             return refuse("anchor_limit", false);
@@ -208,7 +228,12 @@ impl Service {
     }
 
     fn anchor_count(&self) -> usize {
-        self.snapshot_now().anchors.len()
+        self.anchors_held.load(Ordering::Relaxed)
+    }
+
+    /// What an anchor received here may not be about: this node's own issuer and DID.
+    fn own_names(&self) -> [&str; 2] {
+        [&self.own, &self.state.settings.issuer]
     }
 
     /// Stores a verified anchor and reconciles its issuer, in one durable write. `false`: a
@@ -219,7 +244,7 @@ impl Service {
         claims: AnchorClaims,
         now_ms: i64,
     ) -> Result<bool, ApiError> {
-        let record = TrustAnchor {
+        let mut record = TrustAnchor {
             origin: claims.iss.clone(),
             issuer: claims.sub.clone(),
             seq: claims.seq,
@@ -237,22 +262,30 @@ impl Service {
             .state
             .store
             .write(move |tx| {
-                if tx
-                    .get_trust_anchor(&record.origin, &record.issuer)?
-                    .is_some_and(|p| p.seq >= record.seq)
-                {
+                let prior = tx.get_trust_anchor(&record.origin, &record.issuer)?;
+                if prior.as_ref().is_some_and(|p| p.seq >= record.seq) {
                     return Ok::<_, ApiError>(None);
                 }
+                // An operator's deletion holds until the origin says something new: a re-signed
+                // copy of the same statement stays dismissed.
+                record.dismissed = prior.as_ref().is_some_and(|p| {
+                    p.dismissed
+                        && anchor::parse_unverified(p.jws.as_bytes())
+                            .is_ok_and(|(_, c)| c.same_statement(&claims))
+                });
                 tx.put_trust_anchor(&record);
                 let change = reconcile(tx, &record.issuer, &trusted, now_ms, partner_room)?;
                 audit_change(&state, tx, &actor, &change)?;
-                Ok(Some(change))
+                Ok(Some((prior.is_none(), change)))
             })
             .await?;
         self.generation.fetch_add(1, Ordering::Relaxed);
-        let Some(change) = change else {
+        let Some((new, change)) = change else {
             return Ok(false);
         };
+        if new {
+            self.anchors_held.fetch_add(1, Ordering::Relaxed);
+        }
         self.after_change(&change);
         Ok(true)
     }
@@ -283,47 +316,18 @@ impl Service {
         }
     }
 
-    /// Re-derives every gossip-applied partner from the stored anchors (at start-up: the
-    /// operator may have changed `--gossip-trust`).
-    pub(crate) async fn reconcile_all(&self) -> Result<(), ApiError> {
-        let issuers: Vec<String> = self
-            .state
-            .store
-            .list_partners()?
-            .into_iter()
-            .filter(|p| p.gossip.is_some())
-            .map(|p| p.issuer)
-            .chain(
-                self.state
-                    .store
-                    .list_trust_anchors()?
-                    .into_iter()
-                    .filter(|a| a.origin != self.own)
-                    .map(|a| a.issuer),
-            )
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let now_ms = self.state.clock.now_ms();
-        for issuer in issuers {
-            let trusted = self.trusted.clone();
-            let state = self.state.clone();
-            let actor = Actor {
-                id: "gossip (start-up)".into(),
-                org: self.state.settings.system_org,
-                client: None,
-            };
-            let room = self.state.store.list_partners()?.len() < MAX_PARTNERS;
-            let change = self
-                .state
-                .store
-                .write(move |tx| {
-                    let change = reconcile(tx, &issuer, &trusted, now_ms, room)?;
-                    audit_change(&state, tx, &actor, &change)?;
-                    Ok::<_, ApiError>(change)
-                })
-                .await?;
-            self.after_change(&change);
+    /// Forgets old anchors and re-derives every gossip partner from the stored ones (at
+    /// start-up, where the operator may have changed `--gossip-trust`, then every minute).
+    pub(crate) async fn maintain(&self, actor: &str) -> Result<(), ApiError> {
+        let done = super::apply::maintain(&self.state, &self.own, &self.trusted, actor).await?;
+        if done.forgotten > 0 {
+            tracing::info!(forgotten = done.forgotten, "gossip: old anchors forgotten");
+            let held = self.state.store.list_trust_anchors()?.len();
+            self.anchors_held.store(held, Ordering::Relaxed);
+            self.generation.fetch_add(1, Ordering::Relaxed);
+        }
+        for change in &done.changes {
+            self.after_change(change);
         }
         Ok(())
     }
@@ -348,10 +352,13 @@ impl Service {
         let draft = AnchorClaims::describe(&self.own, issuer, partner.as_ref(), vec![], 0, now_ms);
         match &prior_claims {
             None if partner.is_none() => return Ok(()),
+            // Nothing new to say, and what was said lasts: a revocation, an anchor with more
+            // than a day left, or one that already lasts as long as the partner itself.
             Some(pc)
                 if pc.same_statement(&draft)
                     && (pc.status == "revoked"
-                        || pc.exp - now_ms.div_euclid(1000) > REFRESH_BEFORE_SECS) =>
+                        || pc.exp - now_ms.div_euclid(1000) > REFRESH_BEFORE_SECS
+                        || pc.partner_expires_at.is_some_and(|e| pc.exp >= e)) =>
             {
                 return Ok(())
             }
@@ -361,11 +368,11 @@ impl Service {
             Some(p) => self.thumbprints(p).await,
             None => Vec::new(),
         };
-        let seq = store
-            .get_meta::<u64>(META_SEQ)?
-            .unwrap_or(0)
-            .max(prior.as_ref().map_or(0, |a| a.seq))
-            + 1;
+        // Sequence numbers follow the clock (milliseconds) as well as the counter, so that a
+        // store restored from a backup never signs below what receivers already hold.
+        let seq = (store.get_meta::<u64>(META_SEQ)?.unwrap_or(0) + 1)
+            .max(prior.as_ref().map_or(0, |a| a.seq) + 1)
+            .max(u64::try_from(now_ms).unwrap_or(0));
         let claims = AnchorClaims::describe(
             &self.own,
             issuer,
@@ -500,7 +507,9 @@ impl Service {
         let mut out = Vec::new();
         for a in anchors
             .into_iter()
-            .filter(|a| a.origin == self.own || self.trusted.contains(&a.origin))
+            // Own anchors only while this node publishes: a node that stopped sharing does not
+            // keep handing out what it once said.
+            .filter(|a| (a.origin == self.own && self.publish) || self.trusted.contains(&a.origin))
             .take(MAX_ANCHORS)
         {
             hash.update(a.origin.as_bytes());
@@ -512,7 +521,7 @@ impl Service {
         }
         let snap = Snapshot {
             digest: hex::encode(hash.finalize()),
-            anchors: out,
+            anchors: Arc::new(out),
         };
         *slot = Some((generation, snap.clone()));
         snap
@@ -536,127 +545,4 @@ impl AnchorHandler for Handler {
     fn snapshot(&self) -> Snapshot {
         self.0.snapshot_now()
     }
-}
-
-/// What [`reconcile`] did to the partner of one issuer.
-#[derive(Debug)]
-pub(crate) enum Change {
-    /// Created or updated from an anchor.
-    Applied(Partner),
-    /// No live anchor of a trusted origin vouches for it any more.
-    Removed(Partner),
-    /// An operator of this node owns the issuer: gossip does not touch it.
-    Shadowed,
-    /// Nothing to do.
-    None,
-}
-
-/// Makes the partner of `issuer` what the stored anchors say: the live (not revoked, not
-/// expired, not dismissed) anchor of the origin that already provides it, else of the first
-/// origin in `trusted` that has one; none: the gossip partner goes. A local partner is never
-/// touched.
-pub(crate) fn reconcile(
-    tx: &mut Tx<'_>,
-    issuer: &str,
-    trusted: &[String],
-    now_ms: i64,
-    partner_room: bool,
-) -> Result<Change, StoreError> {
-    let existing = match tx.partner_id_by_issuer(issuer)? {
-        Some(id) => tx.get_partner(&id)?,
-        None => None,
-    };
-    if existing.as_ref().is_some_and(|p| p.gossip.is_none()) {
-        return Ok(Change::Shadowed);
-    }
-    let mut live = Vec::new();
-    for origin in trusted {
-        if let Some(a) = tx.get_trust_anchor(origin, issuer)? {
-            if !a.dismissed && a.status != AnchorStatus::Revoked && a.expires_at > now_ms {
-                live.push(a);
-            }
-        }
-    }
-    let owner = existing
-        .as_ref()
-        .and_then(|p| p.gossip.as_ref())
-        .map(|g| g.origin.clone());
-    let chosen = live
-        .iter()
-        .find(|a| Some(&a.origin) == owner.as_ref())
-        .or(live.first());
-    let claims = chosen.and_then(|a| {
-        anchor::parse_unverified(a.jws.as_bytes())
-            .ok()
-            .map(|(_, c)| (a, c))
-    });
-    match (claims, existing) {
-        (None, None) => Ok(Change::None),
-        (None, Some(p)) => {
-            tx.delete_partner(&p);
-            Ok(Change::Removed(p))
-        }
-        (Some(_), None) if !partner_room => Ok(Change::None),
-        (Some((a, c)), existing) => {
-            let p = Partner {
-                id: existing.as_ref().map_or_else(Uuid::new_v4, |p| p.id),
-                name: c.name.clone(),
-                issuer: issuer.to_string(),
-                source: c.source_kind(),
-                jwks_uri: c.key_source.jwks_uri.clone(),
-                audience: c.audience.clone(),
-                allowed_organizations: c.allowed_organizations.clone(),
-                status: if a.status == AnchorStatus::Suspended {
-                    PartnerStatus::Suspended
-                } else {
-                    PartnerStatus::Active
-                },
-                created_at: existing.as_ref().map_or(now_ms, |p| p.created_at),
-                updated_at: now_ms,
-                expires_at: Some(a.expires_at),
-                gossip: Some(GossipSource {
-                    origin: a.origin.clone(),
-                    seq: a.seq,
-                    key_thumbprints: c.key_thumbprints.clone(),
-                }),
-            };
-            if let Some(old) = &existing {
-                let mut same = p.clone();
-                same.updated_at = old.updated_at;
-                if same == *old {
-                    return Ok(Change::None);
-                }
-            }
-            tx.put_partner(&p);
-            Ok(Change::Applied(p))
-        }
-    }
-}
-
-/// Audits a partner change made by gossip, in the same write (origin and sequence: of the
-/// anchor applied, or of the one the removed partner came from).
-fn audit_change(
-    state: &AppState,
-    tx: &mut Tx<'_>,
-    actor: &Actor,
-    change: &Change,
-) -> Result<(), StoreError> {
-    let (action, p) = match change {
-        Change::Applied(p) => ("federation.partner.gossip_apply", p),
-        Change::Removed(p) => ("federation.partner.gossip_remove", p),
-        Change::Shadowed | Change::None => return Ok(()),
-    };
-    let entry = state.audit_entry(
-        actor,
-        action,
-        p.id.to_string(),
-        Outcome::Success,
-        serde_json::json!({
-            "issuer": p.issuer,
-            "origin": p.gossip.as_ref().map(|g| g.origin.as_str()),
-            "seq": p.gossip.as_ref().map(|g| g.seq),
-            "status": p.status.as_str(),
-        }),
-    );
-    tx.audit(entry).map(|_| ())
 }

@@ -606,6 +606,10 @@ pub(crate) async fn update(
             }
             if let Some(e) = expires_at {
                 p.expires_at = e;
+            } else if let Some(g) = &p.gossip {
+                // Taken over from gossip: the origin's expiry for the partner, not the
+                // anchor's (which gossip would have renewed).
+                p.expires_at = g.partner_expires_at;
             }
             if let Some(a) = req.audience {
                 p.audience = a;
@@ -631,9 +635,9 @@ pub(crate) async fn update(
     Ok(warp::reply::json(&PartnerView::new(&p, now)).into_response())
 }
 
-/// Remove a federation partner: its tokens are refused at once. A partner that came from gossip
-/// stays removed until its origin signs a newer anchor for the issuer (to keep it out for good,
-/// suspend it instead: a suspension is a local decision, which gossip never overrides).
+/// Remove a federation partner: its tokens are refused at once. Gossip does not bring it back
+/// until a trusted origin signs a different statement about the issuer (to keep it out for
+/// good, suspend it instead: a suspension is a local decision, which gossip never overrides).
 #[utoipa::path(delete, path = "/api/v1/federation/partners/{id}", tag = "Federation", security(("bearer" = ["admin:orgs"])),
     params(("id" = Uuid, Path)),
     responses((status = 204, description = "Removed"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -652,12 +656,23 @@ pub(crate) async fn delete(
         Outcome::Success,
         serde_json::json!({ "issuer": current.issuer, "from_gossip": current.gossip.as_ref().map(|g| g.origin.clone()) }),
     );
+    // Every other node's anchor about this issuer is dismissed with it: gossip does not bring
+    // back what an operator removed until an origin says something new about it.
+    let own = state.settings.node_did.to_string();
+    let origins: Vec<String> = state
+        .store
+        .list_trust_anchors()
+        .map_err(ApiError::from)?
+        .into_iter()
+        .filter(|a| a.issuer == current.issuer && a.origin != own)
+        .map(|a| a.origin)
+        .collect();
     state
         .store
         .write(move |tx| {
             let p = tx.get_partner(&pid)?.ok_or_else(partner_not_found)?;
-            if let Some(g) = &p.gossip {
-                if let Some(mut a) = tx.get_trust_anchor(&g.origin, &p.issuer)? {
+            for origin in &origins {
+                if let Some(mut a) = tx.get_trust_anchor(origin, &p.issuer)? {
                     a.dismissed = true;
                     tx.put_trust_anchor(&a);
                 }
@@ -747,6 +762,14 @@ pub(crate) async fn verify_partner_token(
         .verify(&partner.id.to_string(), &source, token, &expected)
         .await
         .map_err(|e| unprocessable(e.code(), format!("The token does not verify: {e}.")))?;
+    // Explicit typing (RFC 8725 §3.11): a trust anchor a node gossips is signed with the same
+    // key as its tokens, but is never one.
+    if verified.header.get("typ").and_then(|t| t.as_str()) == Some(crate::gossip::ANCHOR_TYP) {
+        return Err(unprocessable(
+            "WRONG_TOKEN_TYPE",
+            "This is a gossiped trust anchor, not a token.",
+        ));
+    }
     if !partner.allowed_organizations.is_empty() {
         let org = verified
             .claims

@@ -457,6 +457,26 @@ async fn gossip_refuses_untrusted_forged_replayed_oversized_and_garbage_anchors(
         .cloned()
         .unwrap();
 
+    // An anchor is signed with a's token key but is never a token: not even where a is a
+    // did:web partner with no audience or organization restrictions.
+    let r = b
+        .api
+        .call(
+            "POST",
+            "/api/v1/federation/trust",
+            Some(&b.admin),
+            Some(json!({ "name": "node a", "issuer": a.did() })),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let v = verify(&b.api, std::str::from_utf8(&old).unwrap(), &b.admin).await;
+    assert_eq!(
+        (v.status, v.body["code"].as_str()),
+        (422, Some("WRONG_TOKEN_TYPE")),
+        "{:?}",
+        v.body
+    );
+
     // Replay of a's genuine, older anchor.
     rogue.send(old.clone()).await;
     within(20, "the replay is counted", || async {
@@ -476,7 +496,8 @@ async fn gossip_refuses_untrusted_forged_replayed_oversized_and_garbage_anchors(
         .unwrap()
         .to_string();
     let mut forged_claims = claims_of(&old);
-    forged_claims["seq"] = json!(1000);
+    let newer = forged_claims["seq"].as_u64().unwrap() * 2;
+    forged_claims["seq"] = json!(newer);
     forged_claims["allowed_organizations"] = json!([]);
     forged_claims["name"] = json!("forged");
     let header = json!({ "alg": "ES256", "kid": kid, "typ": "agentidp-trust-anchor+jwt" });
