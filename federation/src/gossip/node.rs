@@ -45,6 +45,10 @@ const FULL_SYNC_INTERVAL: Duration = Duration::from_secs(10);
 /// Full answers served per second to all peers together (bounds the bandwidth a crowd of
 /// made-up peer ids can pull).
 const FULL_SYNCS_PER_SECOND: u32 = 4;
+/// Ignored gossip pushes one peer may send per minute. Anchors are rare; beyond this, every
+/// further ignored push counts as a rejection (reason `flooding`): a peer cannot occupy the
+/// checks with payloads that cost it nothing.
+pub(super) const IGNORED_PUSHES_PER_MINUTE: u32 = 256;
 /// Sync responses being checked at once; a response beyond is dropped (the next sync
 /// interval tries again).
 const SYNC_BATCHES: usize = 4;
@@ -110,6 +114,8 @@ struct PeerEntry {
     last_served: Option<Instant>,
     /// When this peer last got the whole anchor set.
     last_full: Option<Instant>,
+    /// Ignored gossip pushes in the current minute (its start, count).
+    ignored_window: (Instant, u32),
     sync_in_flight: Option<OutboundRequestId>,
 }
 
@@ -634,6 +640,7 @@ impl Node {
                         strikes,
                         last_served: None,
                         last_full: None,
+                        ignored_window: (Instant::now(), 0),
                         sync_in_flight: None,
                     },
                 );
@@ -745,6 +752,12 @@ impl Node {
                             &propagation_source,
                             MessageAcceptance::Ignore,
                         );
+                    // Counts towards the sender's allowance of ignored pushes.
+                    self.tally(
+                        propagation_source,
+                        &Verdict::Ignore("overloaded"),
+                        Via::Gossip,
+                    );
                     return;
                 };
                 let handler = Arc::clone(&self.handler);
@@ -823,10 +836,24 @@ impl Node {
             }
             Verdict::Ignore(reason) => {
                 self.counters.ignored += 1;
+                let mut flooding = false;
                 if let Some(e) = self.peers.get_mut(&from) {
                     e.ignored += 1;
+                    if via == Via::Gossip {
+                        let now = Instant::now();
+                        if now.saturating_duration_since(e.ignored_window.0)
+                            >= Duration::from_secs(60)
+                        {
+                            e.ignored_window = (now, 0);
+                        }
+                        e.ignored_window.1 = e.ignored_window.1.saturating_add(1);
+                        flooding = e.ignored_window.1 > IGNORED_PUSHES_PER_MINUTE;
+                    }
                 }
                 tracing::debug!(peer = %from, ?via, reason, "payload ignored");
+                if flooding {
+                    self.tally(from, &Verdict::Reject("flooding"), via);
+                }
             }
             Verdict::Reject(reason) => {
                 self.counters.rejected += 1;

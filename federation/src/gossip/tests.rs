@@ -448,3 +448,36 @@ async fn start_errors_and_shutdown_is_idempotent() {
     ));
     assert!(matches!(g.status().await, Err(GossipError::Stopped)));
 }
+
+/// Payloads that cost the sender nothing (here: the same anchor again and again, each a new
+/// publication) are free only up to a rate: past it, each one is a strike, and the peer is
+/// banned like one that sends invalid payloads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_flooding_ignored_payloads_is_banned() {
+    let (ha, hm) = (TestHandler::with(&[]), TestHandler::with(&[]));
+    let mut cfg_a = test_config(vec![]);
+    cfg_a.reject_ban_threshold = 3;
+    let a = start(cfg_a, ha.clone()).await;
+    let m = start(test_config(vec![addr(&a).await]), hm.clone()).await;
+    wait_connected(&a, &m).await;
+    let m_id = m.peer_id().to_string();
+    publish_reaching(&m, b"ok-again").await;
+    for _ in 0..(super::node::IGNORED_PUSHES_PER_MINUTE + 10) {
+        m.publish(b"ok-again".to_vec()).await.unwrap();
+    }
+    eventually("M banned for flooding", Duration::from_secs(20), || async {
+        a.status()
+            .await
+            .unwrap()
+            .banned
+            .iter()
+            .any(|p| p.peer_id == m_id && p.reason.contains("flooding"))
+    })
+    .await;
+    let sa = a.status().await.unwrap();
+    assert!(
+        sa.counters.ignored >= u64::from(super::node::IGNORED_PUSHES_PER_MINUTE),
+        "{:?}",
+        sa.counters
+    );
+}

@@ -261,6 +261,10 @@ fn load_or_create_identity(data_dir: &Path) -> Result<federation::gossip::Keypai
             let mut f = opts.open(&path).map_err(|e| bad(e.to_string()))?;
             f.write_all(&bytes).map_err(|e| bad(e.to_string()))?;
             f.sync_all().map_err(|e| bad(e.to_string()))?;
+            // The file's directory entry too: the peer id must not change after a power cut.
+            std::fs::File::open(data_dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| bad(e.to_string()))?;
             Ok(key)
         }
         Err(e) => Err(bad(e.to_string())),
