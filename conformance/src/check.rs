@@ -110,6 +110,7 @@ pub static CHECKS: &[Check] = &[
     node!("did-web.node-id", "did-web", "DID Core §5.1.1", "the node document's `id` equals the node DID", did_web::node_id),
     node!("did-web.content-type", "did-web", "did:web §3.3, DID Core §6.2", "the node document is served as application/did+json (or application/json)", did_web::content_type),
     node!("did-web.cors", "did-web", "did:web §3.3 (browser resolvers)", "the node document is served with Access-Control-Allow-Origin: *", did_web::cors),
+    node!("did-web.conditional-get", "did-web", "RFC 9110 §8.8.3, §13.1.2, §15.4.5", "the node document carries an ETag, and a GET with If-None-Match: <that ETag> answers 304 Not Modified without a body (resolvers revalidate cheaply)", did_web::conditional_get),
     node!("did-web.absolute-urls", "did-web", "DID Core §3.2, §5.4", "every DID URL in the node document is absolute (the document's DID + fragment), service endpoints are absolute URLs", did_web::absolute_urls),
     agent!("did-web.agent-document", "did-web", "did:web §3.2, §3.3, DID Core §5.1.1", "did:web:<host>:agents:<uuid> maps to /agents/<uuid>/did.json and back; it is served with the right id, content type, CORS and absolute DID URLs", did_web::agent_document),
     node!("did-web.unknown-agent", "did-web", "did:web §3.3 (Read)", "the document of an unknown agent (random uuid) is 404", did_web::unknown_agent),

@@ -140,6 +140,18 @@ impl Ctx {
         r
     }
 
+    /// A conditional GET of `url_or_path` (RFC 9110 §13.1.2): `If-None-Match: etag` (not
+    /// cached).
+    pub async fn get_if_none_match(
+        &self,
+        url_or_path: &str,
+        etag: &str,
+    ) -> Result<Fetched, String> {
+        let url = self.url(url_or_path);
+        self.send(self.client.get(&url).header("if-none-match", etag), &url)
+            .await
+    }
+
     /// GET `url_or_path` with a bearer token (not cached).
     pub async fn get_bearer(&self, url_or_path: &str, token: &str) -> Result<Fetched, String> {
         let url = self.url(url_or_path);

@@ -102,10 +102,11 @@ impl World {
             // did-web: the document names another DID.
             node_doc.id = "did:web:elsewhere.example".to_string();
         }
-        routes.insert(
-            "/.well-known/did.json".to_string(),
-            did_json(&node_doc, false),
-        );
+        routes.insert("/.well-known/did.json".to_string(), {
+            let mut r = did_json(&node_doc, false);
+            r.headers.push(("etag", "\"n1\"".to_string()));
+            r
+        });
 
         let mut disco = json!({"issuer": target, "jwks_uri": format!("{target}/.well-known/jwks.json"),
             "token_endpoint": format!("{target}/oauth2/token"), "response_types_supported": [],
@@ -301,7 +302,14 @@ impl World {
         )
     }
 
-    fn respond(&self, method: &str, path: &str, bearer: bool, body: &str) -> Resp {
+    fn respond(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: bool,
+        body: &str,
+        if_none_match: Option<&str>,
+    ) -> Resp {
         if method == "POST" && path == "/oauth2/token" {
             return self.token(body);
         }
@@ -313,7 +321,22 @@ impl World {
                 &[],
             );
         }
+        // did-web: the broken double ignores If-None-Match on its DID document.
+        let conditional = !(self.broken && path == "/.well-known/did.json");
         match self.routes.get(path) {
+            Some(r)
+                if method == "GET"
+                    && conditional
+                    && if_none_match.is_some_and(|tag| {
+                        r.headers.iter().any(|(k, v)| *k == "etag" && v == tag)
+                    }) =>
+            {
+                Resp {
+                    status: 304,
+                    headers: r.headers.clone(),
+                    body: Vec::new(),
+                }
+            }
             Some(r) if method == "GET" => Resp {
                 status: r.status,
                 headers: r.headers.clone(),
@@ -361,7 +384,13 @@ async fn serve(listener: TcpListener, world: Arc<World>) {
             let bearer = head
                 .to_ascii_lowercase()
                 .contains("\r\nauthorization: bearer ");
-            let r = world.respond(method, path, bearer, &body);
+            let if_none_match = head.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case("if-none-match")
+                    .then(|| v.trim().to_string())
+            });
+            let r = world.respond(method, path, bearer, &body, if_none_match.as_deref());
             let mut out = format!(
                 "HTTP/1.1 {} X\r\ncontent-length: {}\r\nconnection: close\r\n",
                 r.status,
@@ -439,6 +468,7 @@ async fn a_broken_node_fails_exactly_the_broken_checks() {
     assert!(skipped.is_empty(), "{skipped:?}");
     let expected: BTreeSet<String> = [
         "did-web.node-id".to_string(),
+        "did-web.conditional-get".into(),
         "did-web.deactivated".into(),
         format!("did-web.agent-document[{a0}]"),
         "did-core.node-document".into(),
@@ -464,17 +494,17 @@ async fn a_broken_node_fails_exactly_the_broken_checks() {
 async fn the_reports_carry_every_result() {
     let (results, _, target) = results_against(true).await;
     let (p, f, k) = crate::report::counts(&results);
-    assert_eq!((f, k), (16, 0));
+    assert_eq!((f, k), (17, 0));
     let text = crate::report::text(&target, &results);
-    assert!(text.contains(&format!("{p} passed, 16 failed, 0 skipped")));
+    assert!(text.contains(&format!("{p} passed, 17 failed, 0 skipped")));
     assert!(text.lines().any(|l| l.starts_with("oidc.jwks-no-private ")
         && l.contains("FAIL")
         && l.contains("private members")));
     let json: Value = serde_json::from_str(&crate::report::json(&target, &results)).unwrap();
-    assert_eq!(json["summary"]["failed"], 16);
+    assert_eq!(json["summary"]["failed"], 17);
     assert_eq!(json["results"].as_array().unwrap().len(), results.len());
     let junit = crate::report::junit(&target, &results);
     assert_eq!(junit.matches("<testcase ").count(), results.len());
-    assert_eq!(junit.matches("<failure ").count(), 16);
+    assert_eq!(junit.matches("<failure ").count(), 17);
     assert!(junit.contains("<testsuite name=\"oauth\" tests=\"6\" failures=\"2\""));
 }

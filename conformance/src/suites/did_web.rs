@@ -64,6 +64,25 @@ pub(crate) async fn cors(c: &Ctx) -> Outcome {
     .into()
 }
 
+pub(crate) async fn conditional_get(c: &Ctx) -> Outcome {
+    async {
+        let (_, url) = node_url(c)?;
+        let f = c.get(&url).await?;
+        let etag = f.header("etag").unwrap_or_default();
+        ensure(!etag.is_empty(), || format!("{url} has no ETag"))?;
+        let again = c.get_if_none_match(&url, etag).await?;
+        ensure(again.status == 304, || {
+            format!("If-None-Match: {etag} answered {}, not 304", again.status)
+        })?;
+        ensure(again.body.is_empty(), || {
+            format!("the 304 carries a {}-byte body", again.body.len())
+        })?;
+        Ok(format!("ETag {etag} -> 304"))
+    }
+    .await
+    .into()
+}
+
 pub(crate) async fn absolute_urls(c: &Ctx) -> Outcome {
     async {
         let (did, url) = node_url(c)?;
