@@ -124,6 +124,29 @@ impl AppState {
         }
     }
 
+    /// Runs the state change `f` and appends `entry` to the audit log in the same durable write
+    /// (both or neither), and counts the append. Returns once the write is on disk.
+    pub(crate) async fn write_audited<T, F>(
+        &self,
+        entry: NewAuditEntry,
+        f: F,
+    ) -> Result<T, crate::error::ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut storage::Tx<'_>) -> Result<T, crate::error::ApiError> + Send + 'static,
+    {
+        let out = self
+            .store
+            .write(move |tx| {
+                let out = f(tx)?;
+                tx.audit(entry)?;
+                Ok::<_, crate::error::ApiError>(out)
+            })
+            .await?;
+        self.metrics.audit_appends.inc();
+        Ok(out)
+    }
+
     /// Records a failed authentication (never holds the response: it is group-committed within
     /// the committer's bounded window).
     pub(crate) async fn audit_auth_failure(&self, actor: &Actor, action: &str, reason: &str) {

@@ -16,7 +16,7 @@ use crate::clock::parse_rfc3339;
 use crate::error::ApiError;
 use crate::http::auth::bearer;
 use crate::http::keys::{jwk_error, MAX_KEYS_PER_AGENT};
-use crate::http::{json_body, optional_json_body, parse_id, with_state, Caller};
+use crate::http::{created, json_body, optional_json_body, parse_id, with_state, Caller};
 use crate::jwk::{generate_p256, validate_public_jwk};
 use crate::model::*;
 use crate::secrets::{hash_secret, new_secret};
@@ -313,10 +313,6 @@ fn agent_decommissioned() -> ApiError {
     )
 }
 
-fn created<T: serde::Serialize>(body: &T) -> warp::reply::Response {
-    warp::reply::with_status(warp::reply::json(body), StatusCode::CREATED).into_response()
-}
-
 /// A registration's answer: the agent, and the private half of the key the node generated when
 /// the registration supplied none (shown this once; the node keeps only the public key).
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -431,18 +427,15 @@ pub(crate) async fn register(
         }),
     );
     let agent = state
-        .store
-        .write(move |tx| {
+        .write_audited(entry, move |tx| {
             insert_agent(tx, &agent)?;
             for k in &records {
                 tx.put_agent_key(k);
             }
-            tx.audit(entry)?;
-            Ok::<_, ApiError>(agent)
+            Ok(agent)
         })
         .await?;
     state.metrics.agents_registered.inc();
-    state.metrics.audit_appends.inc();
     let mut resp = created(&RegisteredAgent {
         agent: AgentView::new(&agent, state.agent_did(&agent.id)),
         generated_key,
@@ -602,8 +595,7 @@ pub(crate) async fn update(
         serde_json::json!({ "fields": changed }),
     );
     let agent = state
-        .store
-        .write(move |tx| {
+        .write_audited(entry, move |tx| {
             let mut a = own_agent(tx, &id, &org)?;
             if a.status == AgentStatus::Decommissioned {
                 return Err(agent_decommissioned());
@@ -669,11 +661,9 @@ pub(crate) async fn update(
             }
             a.updated_at = now;
             tx.put_agent(&a)?;
-            tx.audit(entry)?;
-            Ok::<_, ApiError>(a)
+            Ok(a)
         })
         .await?;
-    state.metrics.audit_appends.inc();
     Ok(warp::reply::json(&AgentView::new(&agent, state.agent_did(&agent.id))).into_response())
 }
 
@@ -699,8 +689,7 @@ pub(crate) async fn decommission(
         serde_json::json!({}),
     );
     state
-        .store
-        .write(move |tx| {
+        .write_audited(entry, move |tx| {
             let mut a = own_agent(tx, &id, &org)?;
             if a.status == AgentStatus::Decommissioned {
                 return Err(ApiError::new(
@@ -714,11 +703,9 @@ pub(crate) async fn decommission(
             tx.put_agent(&a)?;
             let n = tx.org_agent_count(&org)?;
             tx.set_org_agent_count(&org, n.saturating_sub(1));
-            tx.audit(entry)?;
-            Ok::<_, ApiError>(())
+            Ok(())
         })
         .await?;
-    state.metrics.audit_appends.inc();
     Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
 }
 
@@ -889,8 +876,7 @@ pub(crate) async fn revoke_credential(
         serde_json::json!({ "credentialId": cred_id }),
     );
     state
-        .store
-        .write(move |tx| {
+        .write_audited(entry, move |tx| {
             let a = own_agent(tx, &id, &org)?;
             let mut c = tx
                 .get_credential(&cred_id)?
@@ -906,10 +892,8 @@ pub(crate) async fn revoke_credential(
             c.status = CredentialStatus::Revoked;
             c.revoked_at = Some(now);
             tx.put_credential(&c);
-            tx.audit(entry)?;
-            Ok::<_, ApiError>(())
+            Ok(())
         })
         .await?;
-    state.metrics.audit_appends.inc();
     Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
 }

@@ -26,7 +26,7 @@ use crate::clock::rfc3339;
 use crate::error::{ApiError, OAuthError};
 use crate::http::auth::bearer;
 use crate::http::federation::verify_partner_token;
-use crate::http::{json_body, parse_id, with_state, Caller};
+use crate::http::{created, json_body, parse_id, with_state, Caller};
 use crate::model::{ErrorBody, TokenResponse};
 use crate::state::{Actor, AppState};
 use crate::token::mint;
@@ -336,19 +336,12 @@ pub(crate) async fn create(
     );
     let stored = policy.clone();
     state
-        .store
-        .write(move |tx| {
+        .write_audited(entry, move |tx| {
             tx.put_trust_policy(&stored);
-            tx.audit(entry)?;
-            Ok::<_, ApiError>(())
+            Ok(())
         })
         .await?;
-    state.metrics.audit_appends.inc();
-    Ok(warp::reply::with_status(
-        warp::reply::json(&TrustPolicyView::new(&policy)),
-        StatusCode::CREATED,
-    )
-    .into_response())
+    Ok(created(&TrustPolicyView::new(&policy)))
 }
 
 /// The caller's organization's trust policies.
@@ -411,14 +404,11 @@ pub(crate) async fn delete(
         serde_json::json!({ "issuer": p.issuer, "subject": p.subject }),
     );
     state
-        .store
-        .write(move |tx| {
+        .write_audited(entry, move |tx| {
             tx.delete_trust_policy(&p);
-            tx.audit(entry)?;
-            Ok::<_, ApiError>(())
+            Ok(())
         })
         .await?;
-    state.metrics.audit_appends.inc();
     Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
 }
 

@@ -18,7 +18,7 @@ use warp::{Filter, Rejection, Reply};
 use crate::clock::{parse_rfc3339, rfc3339};
 use crate::error::ApiError;
 use crate::http::auth::bearer;
-use crate::http::{json_body, parse_id, with_state, Caller};
+use crate::http::{created, json_body, parse_id, with_state, Caller};
 use crate::model::ErrorBody;
 use crate::state::AppState;
 
@@ -454,26 +454,19 @@ pub(crate) async fn create(
     );
     let stored = partner.clone();
     state
-        .store
-        .write(move |tx| {
+        .write_audited(entry, move |tx| {
             if tx.partner_id_by_issuer(&stored.issuer)?.is_some() {
                 return Err(conflict());
             }
             tx.put_partner(&stored);
-            tx.audit(entry)?;
-            Ok::<_, ApiError>(())
+            Ok(())
         })
         .await?;
-    state.metrics.audit_appends.inc();
     state
         .key_cache
         .seed(&partner.id.to_string(), &source, fetched);
     state.gossip.local_partner_changed(&partner.issuer);
-    Ok(warp::reply::with_status(
-        warp::reply::json(&PartnerView::new(&partner, now)),
-        StatusCode::CREATED,
-    )
-    .into_response())
+    Ok(created(&PartnerView::new(&partner, now)))
 }
 
 fn conflict() -> ApiError {
@@ -592,8 +585,7 @@ pub(crate) async fn update(
     );
     let jwks_uri = new_source.as_ref().map(|(_, f)| f.keys_url.clone());
     let p = state
-        .store
-        .write(move |tx| {
+        .write_audited(entry, move |tx| {
             let mut p = tx.get_partner(&pid)?.ok_or_else(partner_not_found)?;
             if let Some(n) = req.name {
                 p.name = n;
@@ -621,11 +613,9 @@ pub(crate) async fn update(
             p.gossip = None;
             p.updated_at = now;
             tx.put_partner(&p);
-            tx.audit(entry)?;
-            Ok::<_, ApiError>(p)
+            Ok(p)
         })
         .await?;
-    state.metrics.audit_appends.inc();
     let key = p.id.to_string();
     state.key_cache.invalidate(&key);
     if let Some((source, fetched)) = new_source {
@@ -668,8 +658,7 @@ pub(crate) async fn delete(
         .map(|a| a.origin)
         .collect();
     state
-        .store
-        .write(move |tx| {
+        .write_audited(entry, move |tx| {
             let p = tx.get_partner(&pid)?.ok_or_else(partner_not_found)?;
             for origin in &origins {
                 if let Some(mut a) = tx.get_trust_anchor(origin, &p.issuer)? {
@@ -678,11 +667,9 @@ pub(crate) async fn delete(
                 }
             }
             tx.delete_partner(&p);
-            tx.audit(entry)?;
-            Ok::<_, ApiError>(())
+            Ok(())
         })
         .await?;
-    state.metrics.audit_appends.inc();
     state.key_cache.invalidate(&pid.to_string());
     state.gossip.local_partner_changed(&current.issuer);
     Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())

@@ -12,7 +12,7 @@ use crate::clock::rfc3339;
 use crate::error::ApiError;
 use crate::http::agents::read_own_agent;
 use crate::http::auth::bearer;
-use crate::http::{json_body, optional_json_body, parse_id, with_state, Caller};
+use crate::http::{created, json_body, optional_json_body, parse_id, with_state, Caller};
 use crate::jwk::{validate_public_jwk, JwkError};
 use crate::model::ErrorBody;
 use crate::state::AppState;
@@ -161,8 +161,7 @@ pub(crate) async fn add_key(
         serde_json::json!({ "kid": record.kid, "alg": record.alg }),
     );
     let record = state
-        .store
-        .write(move |tx| {
+        .write_audited(entry, move |tx| {
             if tx.get_agent_key(&id, &record.kid)?.is_some() {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
@@ -172,16 +171,10 @@ pub(crate) async fn add_key(
                 .with_details(serde_json::json!({ "kid": record.kid })));
             }
             tx.put_agent_key(&record);
-            tx.audit(entry)?;
-            Ok::<_, ApiError>(record)
+            Ok(record)
         })
         .await?;
-    state.metrics.audit_appends.inc();
-    Ok(warp::reply::with_status(
-        warp::reply::json(&AgentKeyView::new(&record)),
-        StatusCode::CREATED,
-    )
-    .into_response())
+    Ok(created(&AgentKeyView::new(&record)))
 }
 
 /// List an agent's public keys.
@@ -226,18 +219,15 @@ pub(crate) async fn remove_key(
         serde_json::json!({ "kid": kid }),
     );
     state
-        .store
-        .write(move |tx| {
+        .write_audited(entry, move |tx| {
             tx.get_agent(&id)?
                 .filter(|a| a.org_id == org)
                 .ok_or_else(ApiError::agent_not_found)?;
             tx.get_agent_key(&id, &kid)?.ok_or_else(key_not_found)?;
             tx.delete_agent_key(&id, &kid);
-            tx.audit(entry)?;
-            Ok::<_, ApiError>(())
+            Ok(())
         })
         .await?;
-    state.metrics.audit_appends.inc();
     Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
 }
 
@@ -354,5 +344,5 @@ pub(crate) async fn rotate(
         retired_kid: retired,
         retired_key_published_until: rfc3339(started + state.settings.key_grace_ms),
     };
-    Ok(warp::reply::with_status(warp::reply::json(&body), StatusCode::CREATED).into_response())
+    Ok(created(&body))
 }

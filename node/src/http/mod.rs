@@ -32,6 +32,12 @@ pub(crate) use auth::Caller;
 pub(crate) use federation::key_source as partner_key_source;
 pub(crate) use federation::PartnerCache;
 
+/// `201 Created` with a JSON body.
+pub(crate) fn created<T: serde::Serialize>(body: &T) -> warp::reply::Response {
+    warp::reply::with_status(warp::reply::json(body), warp::http::StatusCode::CREATED)
+        .into_response()
+}
+
 /// Largest request body any route accepts.
 pub(crate) const MAX_BODY: u64 = 64 * 1024;
 

@@ -11,7 +11,7 @@ use warp::{Filter, Rejection, Reply};
 use crate::error::ApiError;
 use crate::http::agents::{admin_agent, insert_agent, new_credential, page_params};
 use crate::http::auth::bearer;
-use crate::http::{json_body, parse_id, with_state, Caller};
+use crate::http::{created, json_body, parse_id, with_state, Caller};
 use crate::model::*;
 use crate::state::AppState;
 
@@ -185,7 +185,7 @@ pub(crate) async fn create(
             },
         },
     };
-    Ok(warp::reply::with_status(warp::reply::json(&body), StatusCode::CREATED).into_response())
+    Ok(created(&body))
 }
 
 /// List organizations, newest first.
@@ -298,8 +298,7 @@ pub(crate) async fn update(
         serde_json::json!({ "status": req.status, "planTier": req.plan_tier, "name": req.name }),
     );
     let org = state
-        .store
-        .write(move |tx| {
+        .write_audited(entry, move |tx| {
             let mut o = tx.get_org(&id)?.ok_or_else(ApiError::org_not_found)?;
             if o.status == OrgStatus::Deleted {
                 return Err(ApiError::new(
@@ -328,11 +327,9 @@ pub(crate) async fn update(
             }
             o.updated_at = now;
             tx.put_org(&o);
-            tx.audit(entry)?;
-            Ok::<_, ApiError>(o)
+            Ok(o)
         })
         .await?;
-    state.metrics.audit_appends.inc();
     Ok(warp::reply::json(&OrgView::new(&org)).into_response())
 }
 
@@ -357,8 +354,7 @@ pub(crate) async fn delete(
         serde_json::json!({}),
     );
     state
-        .store
-        .write(move |tx| {
+        .write_audited(entry, move |tx| {
             let mut o = tx.get_org(&id)?.ok_or_else(ApiError::org_not_found)?;
             if o.system {
                 return Err(protected());
@@ -373,10 +369,8 @@ pub(crate) async fn delete(
             o.status = OrgStatus::Deleted;
             o.updated_at = now;
             tx.put_org(&o);
-            tx.audit(entry)?;
-            Ok::<_, ApiError>(())
+            Ok(())
         })
         .await?;
-    state.metrics.audit_appends.inc();
     Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
 }
