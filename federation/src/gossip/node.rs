@@ -597,6 +597,16 @@ impl Node {
 
     // ----- swarm events -----
 
+    /// The configured peer whose dial `connection` was, now settled (connected or failed).
+    fn dial_ended(&mut self, connection: ConnectionId) -> Option<&mut Dial> {
+        let dial = self
+            .dials
+            .iter_mut()
+            .find(|d| d.in_flight == Some(connection))?;
+        dial.in_flight = None;
+        Some(dial)
+    }
+
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => self.on_gossipsub(e),
@@ -610,19 +620,12 @@ impl Node {
                 num_established,
                 ..
             } => {
-                for dial in &mut self.dials {
-                    if dial.in_flight == Some(connection_id) {
-                        dial.in_flight = None;
-                        dial.peer = Some(peer_id);
-                    }
+                if let Some(dial) = self.dial_ended(connection_id) {
+                    dial.peer = Some(peer_id);
                 }
+                // The gate bounds this table: `max_peers` peers that dialled in, plus the
+                // configured peers this node dialled.
                 if num_established.get() != 1 {
-                    return;
-                }
-                if self.peers.len() >= self.cfg.max_peers {
-                    // The gate refuses these already; kept as a last line.
-                    self.counters.connections_refused += 1;
-                    let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
                 let address = endpoint.get_remote_address().to_string();
@@ -672,11 +675,7 @@ impl Node {
                 peer_id,
                 error,
             } => {
-                for dial in &mut self.dials {
-                    if dial.in_flight == Some(connection_id) {
-                        dial.in_flight = None;
-                    }
-                }
+                self.dial_ended(connection_id);
                 tracing::debug!(peer = ?peer_id, error = %error, "outgoing connection failed");
             }
             SwarmEvent::IncomingConnectionError {

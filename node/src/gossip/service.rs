@@ -60,12 +60,12 @@ pub(crate) struct Service {
     anchors_held: std::sync::atomic::AtomicUsize,
 }
 
-/// How one payload was judged: the verdict for the transport and the reason code counted.
-fn refuse(reason: &'static str, penalize: bool) -> (Verdict, &'static str) {
+/// A refusal: `Reject` (the sending peer is penalized) or `Ignore`, with its reason code.
+fn refuse(reason: &'static str, penalize: bool) -> Verdict {
     if penalize {
-        (Verdict::Reject(reason), reason)
+        Verdict::Reject(reason)
     } else {
-        (Verdict::Ignore(reason), reason)
+        Verdict::Ignore(reason)
     }
 }
 
@@ -116,20 +116,20 @@ impl Service {
     /// Judges one payload and, when it is a valid new anchor of a trusted origin, stores and
     /// applies it.
     pub(crate) async fn judge(&self, data: Vec<u8>, from: PeerId, via: Via) -> Verdict {
-        let (verdict, reason) = self.judge_inner(&data).await;
+        let verdict = self.judge_inner(&data).await;
         match &verdict {
             Verdict::Accept => self.counters().accepted += 1,
             Verdict::Ignore("duplicate") => self.counters().duplicates += 1,
             Verdict::Ignore("untrusted_origin" | "stale_sequence") if via == Via::Sync => {
                 self.counters().sync_skipped += 1
             }
-            Verdict::Ignore(_) => {
+            Verdict::Ignore(reason) => {
                 *self.counters().rejected.entry(reason).or_default() += 1;
                 // Not the sender's fault, and free to send: logged at debug only, so that
                 // nobody controls this node's log volume.
                 tracing::debug!(peer = %from, ?via, reason, bytes = data.len(), "gossip anchor dropped");
             }
-            Verdict::Reject(_) => {
+            Verdict::Reject(reason) => {
                 *self.counters().rejected.entry(reason).or_default() += 1;
                 tracing::info!(peer = %from, ?via, reason, bytes = data.len(), "gossip anchor refused; the peer is penalized");
             }
@@ -137,13 +137,13 @@ impl Service {
         verdict
     }
 
-    async fn judge_inner(&self, data: &[u8]) -> (Verdict, &'static str) {
+    async fn judge_inner(&self, data: &[u8]) -> Verdict {
         let (jws, claims) = match anchor::parse_unverified(data) {
             Ok(x) => x,
             Err(shape) => return refuse(shape.code(), true),
         };
         if claims.iss == self.own {
-            return (Verdict::Ignore("duplicate"), "duplicate");
+            return Verdict::Ignore("duplicate");
         }
         // Before anything that costs: an untrusted origin never makes this node fetch.
         if !self.trusted.contains(&claims.iss) {
@@ -163,7 +163,7 @@ impl Service {
             // The same statement, possibly with another encoding of the same signature (ECDSA
             // signatures are malleable: (r, n-s) verifies too): a duplicate, never a conflict.
             if claims.seq == p.seq && anchor::signing_input(&p.jws) == anchor::signing_input(&jws) {
-                return (Verdict::Ignore("duplicate"), "duplicate");
+                return Verdict::Ignore("duplicate");
             }
         }
         let now_ms = self.state.clock.now_ms();
@@ -218,7 +218,7 @@ impl Service {
             return refuse("anchor_limit", false);
         }
         match self.store_and_apply(jws, claims, now_ms).await {
-            Ok(true) => (Verdict::Accept, "accepted"),
+            Ok(true) => Verdict::Accept,
             Ok(false) => refuse("stale_sequence", false),
             Err(e) => {
                 tracing::error!(error = %e.message, "gossip: cannot store an anchor");

@@ -730,6 +730,8 @@ async fn gossip_flags_are_refused_without_the_feature() {
         .output()
         .expect("run agentidp");
     assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("built without the `gossip` feature"), "{err}");
 }
 
 /// Acknowledged is durable on both ends: the origin is killed (-9) right after answering the
