@@ -111,6 +111,11 @@ pub struct Organization {
     pub created_at: i64,
     /// Last update, milliseconds since the epoch.
     pub updated_at: i64,
+    /// Tokens issued (iat) before this second are no longer active: set when the organization
+    /// is suspended, so that reactivation does not revive them. Seconds since the epoch; absent
+    /// in records written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_valid_after: Option<i64>,
 }
 
 impl Record for Organization {
@@ -206,6 +211,11 @@ pub struct Agent {
     pub updated_at: i64,
     /// Last successful token issuance, ms since the epoch.
     pub last_auth_at: Option<i64>,
+    /// Tokens issued (iat) before this second are no longer active: set when the agent is
+    /// suspended, so that reactivation does not revive them. Seconds since the epoch; absent in
+    /// records written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_valid_after: Option<i64>,
 }
 
 impl Record for Agent {
@@ -587,8 +597,40 @@ mod tests {
         bytes.extend_from_slice(old);
         let a: Agent = decode(b"k", &bytes).unwrap();
         assert!(a.domains.is_empty() && a.locators.is_empty());
+        assert_eq!(a.tokens_valid_after, None);
         let back: Agent = decode(b"k", &encode(&a)).unwrap();
         assert_eq!(back, a);
+    }
+
+    /// Agents and organizations stored before `tokens_valid_after` existed decode without it;
+    /// the field is written only when set, and survives a round trip when it is.
+    #[test]
+    fn records_written_before_tokens_valid_after_decode() {
+        let old_agent = br#"{"id":"0b0d1c5e-58f4-4a5e-9a34-8d2f0c1b2a3d","org_id":"0b0d1c5e-58f4-4a5e-9a34-8d2f0c1b2a3e",
+            "email":"a@b.c","name":"a","agent_type":"custom","version":"1.0.0","capabilities":[],"owner":"o",
+            "deployment_env":"production","status":"suspended","scopes":[],"metadata":{},"public":false,
+            "description":null,"skills":[],"endpoints":[],"domains":[],"locators":[],"created_at":1,
+            "updated_at":1,"last_auth_at":null}"#;
+        let mut bytes = vec![Agent::VERSION];
+        bytes.extend_from_slice(old_agent);
+        let mut a: Agent = decode(b"k", &bytes).unwrap();
+        assert_eq!(a.tokens_valid_after, None);
+        assert!(!String::from_utf8_lossy(&encode(&a)).contains("tokens_valid_after"));
+        a.tokens_valid_after = Some(1_700_000_000);
+        assert_eq!(decode::<Agent>(b"k", &encode(&a)).unwrap(), a);
+
+        let old_org = br#"{"id":"0b0d1c5e-58f4-4a5e-9a34-8d2f0c1b2a3e","name":"Acme","slug":"acme",
+            "plan_tier":"pro","max_agents":10,"max_tokens_per_month":100,"status":"suspended",
+            "system":false,"created_at":1,"updated_at":2}"#;
+        let mut bytes = vec![Organization::VERSION];
+        bytes.extend_from_slice(old_org);
+        let mut o: Organization = decode(b"k", &bytes).unwrap();
+        assert_eq!(o.tokens_valid_after, None);
+        assert_eq!(o.status, OrgStatus::Suspended);
+        assert!(!String::from_utf8_lossy(&encode(&o)).contains("tokens_valid_after"));
+        o.tokens_valid_after = Some(1_700_000_001);
+        let back: Organization = decode(b"k", &encode(&o)).unwrap();
+        assert_eq!(back, o);
     }
 
     /// Partners stored before gossip existed decode as local partners, and a local partner is

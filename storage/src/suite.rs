@@ -499,6 +499,7 @@ pub(crate) fn listing_pages_and_counts(kind: EngineKind) {
         created_at: 1_000 + i,
         updated_at: 1_000 + i,
         last_auth_at: None,
+        tokens_valid_after: None,
     };
     rt().block_on(async {
         for chunk in 0..11i64 {
