@@ -26,8 +26,8 @@ pub(crate) const META_AUDIT_HEAD: &str = "audit_head";
 /// No larger than one batch: a job that got into the queue is in the next batch at the latest,
 /// which is what bounds the detached-write window (see `committer`).
 const QUEUE: usize = committer::MAX_BATCH;
-/// Keys read per engine scan while listing or verifying.
-const SCAN_CHUNK: usize = 512;
+/// Keys read per engine scan while listing, verifying or merging a scan inside a write job.
+pub(crate) const SCAN_CHUNK: usize = 512;
 /// Most audit index entries one listing request examines before returning a cursor.
 const AUDIT_SCAN_BUDGET: usize = 20_000;
 

@@ -540,6 +540,287 @@ pub(crate) fn listing_pages_and_counts(kind: EngineKind) {
     assert_eq!((page.len(), total), (0, 1100));
 }
 
+// ---------------------------------------------------------------------------------------------
+// Reads inside a write job: the engine, overlaid by the batch, overlaid by the job's own writes.
+// ---------------------------------------------------------------------------------------------
+
+fn agent(org: Uuid, email: &str, created_at: i64) -> crate::records::Agent {
+    crate::records::Agent {
+        id: Uuid::new_v4(),
+        org_id: org,
+        email: email.into(),
+        name: email.into(),
+        agent_type: "custom".into(),
+        version: "1.0.0".into(),
+        capabilities: vec![],
+        owner: "o".into(),
+        deployment_env: "production".into(),
+        status: crate::records::AgentStatus::Active,
+        scopes: vec![],
+        metadata: serde_json::json!({}),
+        public: false,
+        description: None,
+        skills: vec![],
+        endpoints: vec![],
+        domains: vec![],
+        locators: vec![],
+        created_at,
+        updated_at: created_at,
+        last_auth_at: None,
+        tokens_valid_after: None,
+    }
+}
+
+fn agent_key(agent: Uuid, kid: &str, alg: &str) -> crate::records::AgentKey {
+    crate::records::AgentKey {
+        kid: kid.into(),
+        agent_id: agent,
+        org_id: Uuid::nil(),
+        alg: alg.into(),
+        jwk: serde_json::json!({"kty": "EC"}),
+        created_at: 1,
+        generated: false,
+    }
+}
+
+fn partner(n: u32) -> crate::records::Partner {
+    crate::records::Partner {
+        id: Uuid::from_u128(0x1000 + u128::from(n)),
+        name: format!("p{n}"),
+        issuer: format!("https://idp{n}.example"),
+        source: crate::records::KeySourceKind::Jwks,
+        jwks_uri: None,
+        audience: None,
+        allowed_organizations: vec![],
+        status: crate::records::PartnerStatus::Active,
+        created_at: 1,
+        updated_at: 1,
+        expires_at: None,
+        gossip: None,
+    }
+}
+
+fn kids(keys: &[crate::records::AgentKey]) -> Vec<(&str, &str)> {
+    keys.iter()
+        .map(|k| (k.kid.as_str(), k.alg.as_str()))
+        .collect()
+}
+
+/// Runs `job` like the committer does: on a fresh `Tx` over `batch`, whose writes join the batch.
+fn run_in_batch(
+    engine: &dyn crate::engine::Engine,
+    batch: &mut crate::tx::Overlay,
+    job: impl FnOnce(&mut crate::tx::Tx<'_>),
+) {
+    let mut tx = crate::tx::Tx::new(engine, batch);
+    job(&mut tx);
+    let (writes, _) = tx.into_writes();
+    batch.extend(writes);
+}
+
+pub(crate) fn tx_scan_merges_engine_batch_and_own_writes(kind: EngineKind) {
+    use crate::records::TrustPolicy;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open_engine(dir.path(), kind).unwrap();
+    let e = engine.as_ref();
+    let (a, b) = (Uuid::from_u128(0xa), Uuid::from_u128(0xb));
+    let org = Uuid::new_v4();
+    let policy = |n: i64| TrustPolicy {
+        id: Uuid::new_v4(),
+        org_id: org,
+        issuer: "https://ci.example".into(),
+        subject: "*".into(),
+        audience: None,
+        claims: Default::default(),
+        agent_id: a,
+        scopes: vec![],
+        created_at: n,
+    };
+    let (p1, p2, p3, p4) = (policy(1), policy(2), policy(3), policy(4));
+    let (x1, x2, x3) = (
+        agent(org, "x1@o", 1),
+        agent(org, "x2@o", 2),
+        agent(org, "x3@o", 3),
+    );
+
+    // Committed: agent a has k1..k4, agent b (right after a in key order) has k1; 700 partners
+    // (more than one engine scan chunk); two policies and one agent of `org`.
+    let mut batch = crate::tx::Overlay::new();
+    run_in_batch(e, &mut batch, |tx| {
+        for kid in ["k1", "k2", "k3", "k4"] {
+            tx.put_agent_key(&agent_key(a, kid, "ES256"));
+        }
+        tx.put_agent_key(&agent_key(b, "k1", "ES256"));
+        for n in 0..700 {
+            tx.put_partner(&partner(n));
+        }
+        tx.put_trust_policy(&p1);
+        tx.put_trust_policy(&p2);
+        tx.put_agent(&x1).unwrap();
+    });
+    e.apply(std::mem::take(&mut batch).into_iter().collect())
+        .unwrap();
+
+    // An earlier job of the same batch: deletes k2, replaces k3, adds k5; deletes every even
+    // partner and adds one; deletes a policy and adds one; adds an agent.
+    run_in_batch(e, &mut batch, |tx| {
+        tx.delete_agent_key(&a, "k2");
+        tx.put_agent_key(&agent_key(a, "k3", "EdDSA"));
+        tx.put_agent_key(&agent_key(a, "k5", "ES256"));
+        for n in (0..700).step_by(2) {
+            tx.delete_partner(&partner(n));
+        }
+        tx.put_partner(&partner(1000));
+        tx.delete_trust_policy(&p1);
+        tx.put_trust_policy(&p3);
+        tx.put_agent(&x2).unwrap();
+    });
+    // A job that failed is not in the batch: its writes must not be seen.
+    {
+        let mut tx = crate::tx::Tx::new(e, &batch);
+        tx.put_agent_key(&agent_key(a, "k9", "ES256"));
+        drop(tx);
+    }
+
+    let mut tx = crate::tx::Tx::new(e, &batch);
+    assert_eq!(
+        kids(&tx.list_agent_keys(&a).unwrap()),
+        [
+            ("k1", "ES256"),
+            ("k3", "EdDSA"),
+            ("k4", "ES256"),
+            ("k5", "ES256")
+        ]
+    );
+    assert_eq!(tx.count_partners().unwrap(), 351);
+    // The job's own writes: deletes k4 and k5 (a batch key), adds k0 and k6, re-adds k2.
+    tx.delete_agent_key(&a, "k4");
+    tx.delete_agent_key(&a, "k5");
+    tx.put_agent_key(&agent_key(a, "k0", "RS256"));
+    tx.put_agent_key(&agent_key(a, "k6", "RS256"));
+    tx.put_agent_key(&agent_key(a, "k2", "RS256"));
+    tx.delete_partner(&partner(1));
+    tx.put_partner(&partner(2));
+    tx.delete_trust_policy(&p2);
+    tx.put_trust_policy(&p4);
+    tx.put_agent(&x3).unwrap();
+    assert_eq!(
+        kids(&tx.list_agent_keys(&a).unwrap()),
+        [
+            ("k0", "RS256"),
+            ("k1", "ES256"),
+            ("k2", "RS256"),
+            ("k3", "EdDSA"),
+            ("k6", "RS256")
+        ]
+    );
+    // Agent b's key sorts right after agent a's keys, and never shows up in a's scan.
+    assert_eq!(kids(&tx.list_agent_keys(&b).unwrap()), [("k1", "ES256")]);
+    assert_eq!(tx.count_partners().unwrap(), 351);
+    let ids = |v: Vec<TrustPolicy>| v.into_iter().map(|p| p.id).collect::<Vec<_>>();
+    assert_eq!(ids(tx.list_trust_policies(&org).unwrap()), [p3.id, p4.id]);
+    assert!(tx.list_trust_policies(&Uuid::new_v4()).unwrap().is_empty());
+    let names = tx
+        .list_org_agents(&org)
+        .unwrap()
+        .into_iter()
+        .map(|x| x.email)
+        .collect::<Vec<_>>();
+    assert_eq!(names, ["x1@o", "x2@o", "x3@o"]);
+
+    // `limit` is honoured wherever the merge stops: in the overlay, in the engine, across
+    // chunks of deleted engine keys.
+    let prefix = keys::agent_key_prefix(&a);
+    for limit in 0..=6 {
+        let got = tx.scan_prefix(&prefix, limit).unwrap();
+        let expected = ["k0", "k1", "k2", "k3", "k6"];
+        assert_eq!(got.len(), limit.min(5), "limit {limit}");
+        for ((k, _), kid) in got.iter().zip(expected) {
+            assert_eq!(k, &keys::agent_key(&a, kid));
+        }
+    }
+    let partners = tx.scan_prefix(&keys::partner_prefix(), 3).unwrap();
+    assert_eq!(
+        partners.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+        // 0 was deleted by the batch, 1 by this job, which also put 2 back.
+        [2u32, 3, 5].map(|n| keys::partner(&partner(n).id))
+    );
+    let all = tx.scan_prefix(&keys::partner_prefix(), usize::MAX).unwrap();
+    assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "key order");
+    assert!(all
+        .iter()
+        .all(|(k, _)| k.starts_with(&keys::partner_prefix())));
+}
+
+/// 30 concurrent jobs each add a key if the agent has fewer than `MAX` keys, with one slot left:
+/// exactly one succeeds. The jobs are held back behind a slow job so that they share one batch,
+/// where all but the first can see the winner's key only through the batch overlay.
+pub(crate) fn limit_checked_inside_the_write_admits_exactly_one(kind: EngineKind) {
+    const MAX: usize = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), kind).unwrap());
+    let a = Uuid::new_v4();
+    rt().block_on(async {
+        store
+            .write(move |tx| {
+                for i in 0..MAX - 1 {
+                    tx.put_agent_key(&agent_key(a, &format!("existing-{i}"), "ES256"));
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .unwrap();
+        let batches_before = store
+            .stats()
+            .batches
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let (started, running) = tokio::sync::oneshot::channel();
+        let gate = {
+            let s = store.clone();
+            tokio::spawn(async move {
+                s.write(move |_| {
+                    let _ = started.send(());
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    Ok::<_, StoreError>(())
+                })
+                .await
+            })
+        };
+        running.await.unwrap();
+        let mut handles = Vec::new();
+        for i in 0..30 {
+            let s = store.clone();
+            handles.push(tokio::spawn(async move {
+                s.write(move |tx| {
+                    if tx.list_agent_keys(&a)?.len() >= MAX {
+                        return Ok(false);
+                    }
+                    tx.put_agent_key(&agent_key(a, &format!("new-{i}"), "ES256"));
+                    Ok::<_, StoreError>(true)
+                })
+                .await
+                .unwrap()
+            }));
+        }
+        gate.await.unwrap().unwrap();
+        let mut added = 0;
+        for h in handles {
+            if h.await.unwrap() {
+                added += 1;
+            }
+        }
+        assert_eq!(added, 1, "exactly one job may take the last slot");
+        let batches = store
+            .stats()
+            .batches
+            .load(std::sync::atomic::Ordering::Relaxed)
+            - batches_before;
+        // The point of the test is that jobs shared a batch (else the engine alone would do).
+        assert!(batches < 31, "the jobs did not share batches ({batches})");
+    });
+    assert_eq!(store.list_agent_keys(&a).unwrap().len(), MAX);
+}
+
 macro_rules! engine_suite {
     ($($engine:ident => $kind:expr),*) => {$(
         mod $engine {
@@ -557,6 +838,8 @@ macro_rules! engine_suite {
             #[test] fn partners_by_id_and_issuer() { super::partners_by_id_and_issuer($kind) }
             #[test] fn trust_anchors_by_origin_and_issuer() { super::trust_anchors_by_origin_and_issuer($kind) }
             #[test] fn trust_policies_by_org_and_issuer() { super::trust_policies_by_org_and_issuer($kind) }
+            #[test] fn tx_scan_merges_engine_batch_and_own_writes() { super::tx_scan_merges_engine_batch_and_own_writes($kind) }
+            #[test] fn limit_checked_inside_the_write_admits_exactly_one() { super::limit_checked_inside_the_write_admits_exactly_one($kind) }
         }
     )*};
 }

@@ -2,13 +2,18 @@
 //!
 //! Jobs run one after another on the committer thread. A job's writes are kept apart until it
 //! returns `Ok`; a job that fails leaves no trace, even though it shares a batch with others.
+//!
+//! Both overlays are ordered maps, so that a prefix scan can merge them with the engine's ordered
+//! keys (see [`Tx::scan_prefix`]): a limit checked inside a job then counts what earlier jobs of
+//! the same, not yet committed, batch wrote.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use uuid::Uuid;
 
 use crate::audit::{chain_hash, GENESIS_HASH};
-use crate::engine::Engine;
+use crate::engine::{Engine, KvPair};
 use crate::error::StoreError;
 use crate::keys;
 use crate::records::{
@@ -16,7 +21,8 @@ use crate::records::{
     Organization, Partner, Record, SigningKey, TrustAnchor, TrustPolicy,
 };
 
-pub(crate) type Overlay = HashMap<Vec<u8>, Option<Vec<u8>>>;
+/// Pending writes: `Some` puts, `None` deletes.
+pub(crate) type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
 /// The transaction handed to a write job. See [`crate::Store::write`].
 pub struct Tx<'a> {
@@ -62,6 +68,118 @@ impl<'a> Tx<'a> {
 
     fn delete(&mut self, key: Vec<u8>) {
         self.op.insert(key, None);
+    }
+
+    /// Up to `limit` live pairs under `prefix`, in key order, as this job sees them: the
+    /// engine's data, overlaid by the batch's earlier jobs and then by this job's own writes
+    /// (a deletion hides the engine's key).
+    ///
+    /// Use it to check an invariant (a limit, "at least one admin remains") inside the job that
+    /// commits the change: jobs run one at a time and each sees the batch's earlier writes, so
+    /// concurrent requests cannot both pass the check.
+    pub fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<KvPair>, StoreError> {
+        let (start, end) = keys::prefix_range(prefix);
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        // The overlays' view of the range: this job's writes override the batch's.
+        let range = (Bound::Included(&start), Bound::Excluded(&end));
+        let mut overlay: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
+        for (k, v) in self.batch.range::<Vec<u8>, _>(range) {
+            overlay.insert(k, v.as_deref());
+        }
+        for (k, v) in self.op.range::<Vec<u8>, _>(range) {
+            overlay.insert(k, v.as_deref());
+        }
+        let mut pending = overlay.into_iter().peekable();
+
+        // Merge with the engine, chunk by chunk; an overlay key replaces an equal engine key.
+        let chunk_size = limit.clamp(1, crate::store::SCAN_CHUNK);
+        let mut cursor = start;
+        loop {
+            let chunk = self.engine.scan(&cursor, &end, false, chunk_size)?;
+            let full = chunk.len() == chunk_size;
+            if let Some((last, _)) = chunk.last() {
+                cursor = last.clone();
+                cursor.push(0);
+            }
+            for (k, v) in chunk {
+                // Overlay keys up to this one come first; an equal one replaces it (the overlay
+                // holds each key once, so an equal key is the last one taken).
+                let mut replaced = false;
+                while let Some((ok, ov)) = pending.next_if(|(ok, _)| *ok <= k.as_slice()) {
+                    replaced = ok == k.as_slice();
+                    if let Some(ov) = ov {
+                        out.push((ok.to_vec(), ov.to_vec()));
+                        if out.len() == limit {
+                            return Ok(out);
+                        }
+                    }
+                }
+                if !replaced {
+                    out.push((k, v));
+                    if out.len() == limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        for (k, v) in pending {
+            if let Some(v) = v {
+                out.push((k.to_vec(), v.to_vec()));
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every public key an agent registered, in `kid` order, as this job sees them (its count is
+    /// what a per-agent key limit checks).
+    pub fn list_agent_keys(&self, agent: &Uuid) -> Result<Vec<AgentKey>, StoreError> {
+        self.scan_prefix(&keys::agent_key_prefix(agent), usize::MAX)?
+            .iter()
+            .map(|(k, v)| decode(k, v))
+            .collect()
+    }
+
+    /// An organization's trust policies, oldest first, as this job sees them.
+    pub fn list_trust_policies(&self, org: &Uuid) -> Result<Vec<TrustPolicy>, StoreError> {
+        let mut out = Vec::new();
+        for (k, v) in self.scan_prefix(&keys::trust_policy_by_org_prefix(org), usize::MAX)? {
+            let id: Uuid = decode(&k, &v)?;
+            if let Some(p) = self.get_trust_policy(&id)? {
+                out.push(p);
+            }
+        }
+        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// How many federation partners exist, as this job sees them.
+    pub fn count_partners(&self) -> Result<usize, StoreError> {
+        Ok(self.scan_prefix(&keys::partner_prefix(), usize::MAX)?.len())
+    }
+
+    /// Every agent of an organization (any status), oldest first, as this job sees them. It
+    /// reads every agent of the organization: for rare checks such as "an admin remains".
+    pub fn list_org_agents(&self, org: &Uuid) -> Result<Vec<Agent>, StoreError> {
+        let mut out = Vec::new();
+        for (k, _) in self.scan_prefix(&keys::agent_by_org_prefix(org), usize::MAX)? {
+            if let Some(a) = keys::uuid_suffix(&k)
+                .map(|id| self.get_agent(&id))
+                .transpose()?
+                .flatten()
+            {
+                out.push(a);
+            }
+        }
+        Ok(out)
     }
 
     /// A `meta` record.
