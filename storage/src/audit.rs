@@ -9,7 +9,7 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::records::{AuditEntry, NewAuditEntry};
+use crate::records::{AuditEntry, AuditHead, NewAuditEntry};
 
 /// `prev_hash` of the first entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -116,7 +116,9 @@ fn canonical_entry(seq: u64, b: &NewAuditEntry) -> Vec<u8> {
 /// What verifying the chain found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChainReport {
-    /// Entries checked.
+    /// Intact entries from the start of the chain: the chain's length (the head's sequence
+    /// number) when it is valid, the entries before the break otherwise. An incremental
+    /// verification counts the entries before its checkpoint too.
     pub entries: u64,
     /// Hash of the last intact entry (the head when the chain is valid).
     pub head_hash: String,
@@ -124,6 +126,22 @@ pub struct ChainReport {
     pub first_broken_seq: Option<u64>,
     /// Why it is broken there.
     pub reason: Option<String>,
+}
+
+impl ChainReport {
+    /// Whether no break was found.
+    pub fn is_valid(&self) -> bool {
+        self.first_broken_seq.is_none()
+    }
+
+    /// What to keep for the next [`crate::Store::verify_audit_from`]: the verified head
+    /// (sequence number and hash), when the chain is valid.
+    pub fn checkpoint(&self) -> Option<AuditHead> {
+        self.is_valid().then(|| AuditHead {
+            seq: self.entries,
+            hash: self.head_hash.clone(),
+        })
+    }
 }
 
 /// Incremental chain verifier: feed entries in key order, then [`Verifier::finish`].
@@ -140,6 +158,16 @@ impl Verifier {
             expected_seq: 1,
             prev_hash: GENESIS_HASH.to_string(),
             entries: 0,
+            broken: None,
+        }
+    }
+
+    /// A verifier that continues after entry `seq`, whose hash is `hash` (a checkpoint).
+    pub(crate) fn after(seq: u64, hash: &str) -> Self {
+        Verifier {
+            expected_seq: seq + 1,
+            prev_hash: hash.to_string(),
+            entries: seq,
             broken: None,
         }
     }
@@ -179,6 +207,16 @@ impl Verifier {
         };
     }
 
+    /// The report for a chain that must reach entry `last`, without a head to compare with (a
+    /// prefix of the chain, before a checkpoint).
+    pub(crate) fn reached(mut self, last: u64) -> ChainReport {
+        let next = self.expected_seq;
+        if self.broken.is_none() && last >= next {
+            self.broken = Some((next, format!("entries {next} to {last} are missing")));
+        }
+        self.report()
+    }
+
     /// Compares the end of the chain with the recorded head.
     pub(crate) fn finish(mut self, head_seq: u64, head_hash: &str) -> ChainReport {
         if self.broken.is_none() {
@@ -198,6 +236,10 @@ impl Verifier {
                 ));
             }
         }
+        self.report()
+    }
+
+    fn report(self) -> ChainReport {
         let (first_broken_seq, reason) = match self.broken {
             Some((s, r)) => (Some(s), Some(r)),
             None => (None, None),

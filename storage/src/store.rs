@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::audit::{ChainReport, Verifier, GENESIS_HASH};
+use crate::audit::{chain_hash, ChainReport, Verifier, GENESIS_HASH};
 pub use crate::committer::CommitStats;
 use crate::committer::{self, Completion, Job, Msg};
 use crate::engine::{open_engine, Engine, EngineKind, KvPair};
@@ -301,9 +301,20 @@ impl Store {
         &self,
         prefix: &[u8],
         reverse: bool,
+        f: impl FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let (start, end) = keys::prefix_range(prefix);
+        self.scan_range(start, end, reverse, f)
+    }
+
+    /// Calls `f` on every pair with `start <= key < end` in order until it returns `false`.
+    fn scan_range(
+        &self,
+        mut start: Vec<u8>,
+        mut end: Vec<u8>,
+        reverse: bool,
         mut f: impl FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
-        let (mut start, mut end) = keys::prefix_range(prefix);
         loop {
             let chunk: Vec<KvPair> = self.engine.scan(&start, &end, reverse, SCAN_CHUNK)?;
             let full = chunk.len() == SCAN_CHUNK;
@@ -523,7 +534,8 @@ impl Store {
         }
     }
 
-    /// Recomputes the audit chain up to the recorded head and compares its end with the head.
+    /// Recomputes the whole audit chain up to the recorded head and compares its end with the
+    /// head.
     ///
     /// The head is read first: every entry up to it was committed before, so the scan sees them
     /// all, and entries appended while we scan (beyond the head we read) are left for the next
@@ -531,9 +543,107 @@ impl Store {
     pub fn verify_audit(&self) -> Result<ChainReport, StoreError> {
         let head = self.audit_head()?;
         let mut verifier = Verifier::new();
-        self.scan_all(&keys::audit_prefix(), false, |k, v| {
+        // From 0: a stray entry 0 is not part of any chain, and is reported.
+        self.feed_chain(&mut verifier, 0, head.seq)?;
+        Ok(verifier.finish(head.seq, &head.hash))
+    }
+
+    /// Verifies the audit chain from a checkpoint that an earlier verification found intact
+    /// ([`ChainReport::checkpoint`]), re-hashing only what was appended since; without one (or
+    /// with the empty chain's), the full [`Store::verify_audit`].
+    ///
+    /// The checkpoint entry is re-read and must still hash to the checkpoint's hash (an edit of
+    /// it is found), then every entry after it up to the head read at the start is checked as in
+    /// the full verification, the first one linking to the checkpoint's hash. The report counts
+    /// the whole chain (`entries` is the head's sequence number when valid).
+    ///
+    /// What this cannot see: an edit of an entry *before* the checkpoint that leaves the
+    /// checkpoint entry untouched breaks the link into the next entry, which was verified
+    /// earlier. Run the full verification now and then (at start, daily) to cover the rest.
+    ///
+    /// When the checkpoint entry no longer matches, or the chain now ends before the checkpoint
+    /// (a cut tail, another store in place), the chain before the checkpoint is verified in full
+    /// so that the report names the first break and the last intact hash; that costs a full
+    /// scan, but only when something is wrong.
+    pub fn verify_audit_from(
+        &self,
+        checkpoint: Option<&AuditHead>,
+    ) -> Result<ChainReport, StoreError> {
+        let Some(cp) = checkpoint.filter(|c| c.seq > 0) else {
+            return self.verify_audit();
+        };
+        let head = self.audit_head()?;
+        if cp.seq > head.seq {
+            return self.broken_before_checkpoint(
+                head.seq,
+                head.seq + 1,
+                format!(
+                    "the chain ends at entry {} but entry {} was verified before: the entries after {} \
+                     were removed, or this is another store",
+                    head.seq, cp.seq, head.seq
+                ),
+            );
+        }
+        if let Some(reason) = self.checkpoint_mismatch(cp)? {
+            return self.broken_before_checkpoint(cp.seq - 1, cp.seq, reason);
+        }
+        let mut verifier = Verifier::after(cp.seq, &cp.hash);
+        self.feed_chain(&mut verifier, cp.seq + 1, head.seq)?;
+        Ok(verifier.finish(head.seq, &head.hash))
+    }
+
+    /// Why the checkpoint entry no longer is what was verified, if it is not.
+    fn checkpoint_mismatch(&self, cp: &AuditHead) -> Result<Option<String>, StoreError> {
+        let seq = cp.seq;
+        let key = keys::audit(seq);
+        let Some(bytes) = self.engine.get(&key)? else {
+            return Ok(Some(format!("entry {seq} (the checkpoint) is missing")));
+        };
+        Ok(match decode::<AuditEntry>(&key, &bytes) {
+            Err(e) => Some(format!(
+                "entry {seq} (the checkpoint) cannot be decoded: {e}"
+            )),
+            Ok(e) if e.seq != seq => Some(format!("entry {seq} claims sequence {}", e.seq)),
+            Ok(e) if e.hash != cp.hash || chain_hash(&e.prev_hash, seq, &e.body) != cp.hash => {
+                Some(format!(
+                    "entry {seq} was modified since it was verified (it no longer hashes to the checkpoint)"
+                ))
+            }
+            Ok(_) => None,
+        })
+    }
+
+    /// The report for a chain found broken at `broken_seq` (at or before a checkpoint) for
+    /// `reason`: entries `1..=intact` are verified first, and an earlier break wins.
+    fn broken_before_checkpoint(
+        &self,
+        intact: u64,
+        broken_seq: u64,
+        reason: String,
+    ) -> Result<ChainReport, StoreError> {
+        let mut verifier = Verifier::new();
+        self.feed_chain(&mut verifier, 0, intact)?;
+        let before = verifier.reached(intact);
+        if before.first_broken_seq.is_some() {
+            return Ok(before);
+        }
+        Ok(ChainReport {
+            entries: before.entries,
+            head_hash: before.head_hash,
+            first_broken_seq: Some(broken_seq),
+            reason: Some(reason),
+        })
+    }
+
+    /// Feeds the stored entries `first..=last` to `verifier` in order, stopping at a break.
+    fn feed_chain(&self, verifier: &mut Verifier, first: u64, last: u64) -> Result<(), StoreError> {
+        if first > last {
+            return Ok(());
+        }
+        let (_, end) = keys::prefix_range(&keys::audit_prefix());
+        self.scan_range(keys::audit(first), end, false, |k, v| {
             let key_seq = keys::seq_suffix(k).unwrap_or(0);
-            if key_seq > head.seq {
+            if key_seq > last {
                 return Ok(false);
             }
             verifier.feed(
@@ -541,8 +651,7 @@ impl Store {
                 decode::<AuditEntry>(k, v).map_err(|e| e.to_string()),
             );
             Ok(!verifier.is_broken())
-        })?;
-        Ok(verifier.finish(head.seq, &head.hash))
+        })
     }
 }
 

@@ -821,6 +821,171 @@ pub(crate) fn limit_checked_inside_the_write_admits_exactly_one(kind: EngineKind
     assert_eq!(store.list_agent_keys(&a).unwrap().len(), MAX);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Incremental verification of the audit chain.
+// ---------------------------------------------------------------------------------------------
+
+fn append(store: &Store, org: Uuid, n: usize) {
+    rt().block_on(store.write(move |tx| {
+        for i in 0..n {
+            tx.audit(entry(org, &format!("a{i}")))?;
+        }
+        Ok::<_, StoreError>(())
+    }))
+    .unwrap();
+}
+
+/// Rewrites entry `seq`'s details behind the store's back; with `rehash`, also its own hash.
+fn tamper(store: &Store, seq: u64, rehash: bool) {
+    let k = keys::audit(seq);
+    let mut e: AuditEntry = decode(&k, &store.engine().get(&k).unwrap().unwrap()).unwrap();
+    e.body.details = serde_json::json!({"n": "forged"});
+    if rehash {
+        e.hash = crate::audit::chain_hash(&e.prev_hash, seq, &e.body);
+    }
+    store.engine().apply(vec![(k, Some(encode(&e)))]).unwrap();
+}
+
+pub(crate) fn incremental_verification_from_a_checkpoint(kind: EngineKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), kind).unwrap();
+    let org = Uuid::new_v4();
+    // The empty chain's checkpoint, and no checkpoint, are the full verification.
+    let empty = store.verify_audit_from(None).unwrap();
+    assert_eq!(empty, store.verify_audit().unwrap());
+    let cp0 = empty.checkpoint().unwrap();
+    assert_eq!(cp0.seq, 0);
+
+    append(&store, org, 10);
+    let full = store.verify_audit().unwrap();
+    assert_eq!(store.verify_audit_from(Some(&cp0)).unwrap(), full);
+    let cp10 = full.checkpoint().unwrap();
+    assert_eq!(cp10, store.audit_head().unwrap());
+
+    // Appends: only the new entries are checked, and the report counts the whole chain.
+    append(&store, org, 5);
+    let r = store.verify_audit_from(Some(&cp10)).unwrap();
+    assert_eq!(r, store.verify_audit().unwrap());
+    assert_eq!((r.entries, r.first_broken_seq), (15, None));
+    let cp15 = r.checkpoint().unwrap();
+    assert_eq!(cp15, store.audit_head().unwrap());
+    // Nothing appended since the checkpoint: still valid.
+    assert_eq!(store.verify_audit_from(Some(&cp15)).unwrap(), r);
+
+    // A forged checkpoint hash is found at the checkpoint entry.
+    let forged = crate::AuditHead {
+        seq: 10,
+        hash: crate::GENESIS_HASH.into(),
+    };
+    let r = store.verify_audit_from(Some(&forged)).unwrap();
+    assert_eq!((r.first_broken_seq, r.entries), (Some(10), 9), "{r:?}");
+    assert!(r.checkpoint().is_none());
+
+    // An edited entry after the checkpoint.
+    tamper(&store, 12, false);
+    let r = store.verify_audit_from(Some(&cp10)).unwrap();
+    assert_eq!((r.first_broken_seq, r.entries), (Some(12), 11), "{r:?}");
+    assert_eq!(r, store.verify_audit().unwrap());
+    // Edited and re-hashed: the next entry no longer links to it.
+    tamper(&store, 12, true);
+    let r = store.verify_audit_from(Some(&cp10)).unwrap();
+    assert_eq!(r.first_broken_seq, Some(13), "{r:?}");
+    assert!(r.reason.is_some());
+}
+
+pub(crate) fn incremental_verification_finds_an_edited_checkpoint(kind: EngineKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), kind).unwrap();
+    let org = Uuid::new_v4();
+    append(&store, org, 10);
+    let cp10 = store.verify_audit().unwrap().checkpoint().unwrap();
+    let cp9 = crate::AuditHead {
+        seq: 9,
+        hash: store
+            .list_audit(&org, &Default::default(), Some(10), 1)
+            .unwrap()
+            .0[0]
+            .hash
+            .clone(),
+    };
+    append(&store, org, 5);
+    // The checkpoint entry edited, even with its own hash recomputed: it no longer hashes to
+    // the checkpoint.
+    for rehash in [false, true] {
+        tamper(&store, 10, rehash);
+        let r = store.verify_audit_from(Some(&cp10)).unwrap();
+        assert_eq!((r.first_broken_seq, r.entries), (Some(10), 9), "{r:?}");
+        assert_eq!(r.head_hash, cp9.hash, "the last intact entry is 9");
+        assert!(r.reason.as_deref().unwrap().contains("10"), "{r:?}");
+    }
+    // Its deletion too.
+    store.engine().apply(vec![(keys::audit(10), None)]).unwrap();
+    let r = store.verify_audit_from(Some(&cp10)).unwrap();
+    assert_eq!(r.first_broken_seq, Some(10), "{r:?}");
+    // An earlier break is still reported first when the chain before the checkpoint is read.
+    tamper(&store, 4, false);
+    let r = store.verify_audit_from(Some(&cp10)).unwrap();
+    assert_eq!(r.first_broken_seq, Some(4), "{r:?}");
+}
+
+pub(crate) fn incremental_verification_does_not_reread_before_the_checkpoint(kind: EngineKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), kind).unwrap();
+    let org = Uuid::new_v4();
+    append(&store, org, 10);
+    let cp10 = store.verify_audit().unwrap().checkpoint().unwrap();
+    append(&store, org, 5);
+    // As documented: an edit before an intact checkpoint is left to the full verification.
+    tamper(&store, 5, false);
+    assert_eq!(
+        store
+            .verify_audit_from(Some(&cp10))
+            .unwrap()
+            .first_broken_seq,
+        None
+    );
+    assert_eq!(store.verify_audit().unwrap().first_broken_seq, Some(5));
+}
+
+pub(crate) fn incremental_verification_finds_a_cut_tail(kind: EngineKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), kind).unwrap();
+    let org = Uuid::new_v4();
+    append(&store, org, 10);
+    let cp10 = store.verify_audit().unwrap().checkpoint().unwrap();
+    append(&store, org, 5);
+    store
+        .engine()
+        .apply(vec![(keys::audit(15), None), (keys::audit(14), None)])
+        .unwrap();
+    let r = store.verify_audit_from(Some(&cp10)).unwrap();
+    assert_eq!((r.first_broken_seq, r.entries), (Some(14), 13), "{r:?}");
+    assert_eq!(r, store.verify_audit().unwrap());
+}
+
+pub(crate) fn checkpoint_beyond_the_head_is_a_break(kind: EngineKind) {
+    let org = Uuid::new_v4();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), kind).unwrap();
+    append(&store, org, 15);
+    let cp15 = store.verify_audit().unwrap().checkpoint().unwrap();
+    drop(store);
+    // Another, shorter store in its place.
+    let other = tempfile::tempdir().unwrap();
+    let store = Store::open(other.path(), kind).unwrap();
+    append(&store, org, 3);
+    let r = store.verify_audit_from(Some(&cp15)).unwrap();
+    assert_eq!((r.first_broken_seq, r.entries), (Some(4), 3), "{r:?}");
+    assert!(r.reason.as_deref().unwrap().contains("15"), "{r:?}");
+    assert_eq!(r.head_hash, store.audit_head().unwrap().hash);
+    // A checkpoint of the other store at a sequence this one has: a mismatch at that entry.
+    append(&store, org, 20);
+    let r = store.verify_audit_from(Some(&cp15)).unwrap();
+    assert_eq!((r.first_broken_seq, r.entries), (Some(15), 14), "{r:?}");
+    // The chain this store does have is intact.
+    assert!(store.verify_audit().unwrap().is_valid());
+}
+
 macro_rules! engine_suite {
     ($($engine:ident => $kind:expr),*) => {$(
         mod $engine {
@@ -840,6 +1005,11 @@ macro_rules! engine_suite {
             #[test] fn trust_policies_by_org_and_issuer() { super::trust_policies_by_org_and_issuer($kind) }
             #[test] fn tx_scan_merges_engine_batch_and_own_writes() { super::tx_scan_merges_engine_batch_and_own_writes($kind) }
             #[test] fn limit_checked_inside_the_write_admits_exactly_one() { super::limit_checked_inside_the_write_admits_exactly_one($kind) }
+            #[test] fn incremental_verification_from_a_checkpoint() { super::incremental_verification_from_a_checkpoint($kind) }
+            #[test] fn incremental_verification_finds_an_edited_checkpoint() { super::incremental_verification_finds_an_edited_checkpoint($kind) }
+            #[test] fn incremental_verification_does_not_reread_before_the_checkpoint() { super::incremental_verification_does_not_reread_before_the_checkpoint($kind) }
+            #[test] fn incremental_verification_finds_a_cut_tail() { super::incremental_verification_finds_a_cut_tail($kind) }
+            #[test] fn checkpoint_beyond_the_head_is_a_break() { super::checkpoint_beyond_the_head_is_a_break($kind) }
         }
     )*};
 }
