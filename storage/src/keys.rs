@@ -2,8 +2,12 @@
 //!
 //! One ordered key space; the first byte names the table. Integers are big-endian so that byte
 //! order equals numeric order (sequence numbers, creation times). Table bytes are never reused.
+//! A string that is followed by more key parts is length-prefixed, so that one value can never be
+//! a prefix of another's key (`a` vs `ab`).
 
 use uuid::Uuid;
+
+use crate::records::NewAuditEntry;
 
 const T_META: u8 = 0x00;
 const T_ORG: u8 = 0x01;
@@ -12,12 +16,19 @@ const T_ORG_BY_TIME: u8 = 0x03;
 const T_ORG_AGENT_COUNT: u8 = 0x04;
 const T_AGENT: u8 = 0x10;
 const T_AGENT_BY_ORG: u8 = 0x11;
-const T_AGENT_EMAIL: u8 = 0x12;
+/// Schema 1's node-wide email index (lower-cased ASCII). Only read and deleted by the migration
+/// to schema 2; never written again, and the byte is never reused.
+const T_AGENT_EMAIL_V1: u8 = 0x12;
+const T_AGENT_EMAIL: u8 = 0x13;
 const T_CRED: u8 = 0x20;
 const T_CRED_BY_AGENT: u8 = 0x21;
 const T_SIGNING_KEY: u8 = 0x30;
 const T_AUDIT: u8 = 0x40;
 const T_AUDIT_BY_ORG: u8 = 0x41;
+const T_AUDIT_BY_ACTION: u8 = 0x42;
+const T_AUDIT_BY_ACTOR: u8 = 0x43;
+const T_AUDIT_BY_TARGET: u8 = 0x44;
+const T_AUDIT_BY_TIME: u8 = 0x45;
 const T_AGENT_KEY: u8 = 0x50;
 const T_REVOKED_TOKEN: u8 = 0x60;
 const T_ASSERTION_JTI: u8 = 0x61;
@@ -153,9 +164,35 @@ pub fn agent_by_org_prefix(org: &Uuid) -> Vec<u8> {
     key(T_AGENT_BY_ORG, &[org.as_bytes()])
 }
 
-/// Unique index: lower-cased agent email -> id.
-pub fn agent_email(email: &str) -> Vec<u8> {
-    key(T_AGENT_EMAIL, &[email.to_ascii_lowercase().as_bytes()])
+/// Prefix of every [`agent`].
+pub fn agent_prefix() -> Vec<u8> {
+    vec![T_AGENT]
+}
+
+/// Unique index: (organization, lower-cased email) -> agent id. Emails are unique per
+/// organization, compared after Unicode lower-casing (`É` and `é` are the same email).
+pub fn agent_email(org: &Uuid, email: &str) -> Vec<u8> {
+    key(
+        T_AGENT_EMAIL,
+        &[org.as_bytes(), email.to_lowercase().as_bytes()],
+    )
+}
+
+/// Prefix of every [`agent_email`] of one organization.
+pub fn agent_email_prefix(org: &Uuid) -> Vec<u8> {
+    key(T_AGENT_EMAIL, &[org.as_bytes()])
+}
+
+/// Schema 1's node-wide email index key, exactly as schema 1 wrote it: the tests of the
+/// migration build schema 1 stores with it (the migration itself only needs the prefix).
+#[cfg(test)]
+pub(crate) fn agent_email_v1(email: &str) -> Vec<u8> {
+    key(T_AGENT_EMAIL_V1, &[email.to_ascii_lowercase().as_bytes()])
+}
+
+/// Prefix of every schema 1 email index key.
+pub(crate) fn agent_email_v1_prefix() -> Vec<u8> {
+    vec![T_AGENT_EMAIL_V1]
 }
 
 /// A credential by id.
@@ -201,6 +238,74 @@ pub fn audit_by_org(org: &Uuid, seq: u64) -> Vec<u8> {
 /// Prefix of [`audit_by_org`] for one organization.
 pub fn audit_by_org_prefix(org: &Uuid) -> Vec<u8> {
     key(T_AUDIT_BY_ORG, &[org.as_bytes()])
+}
+
+/// Index of an organization's audit entries by exact action, then sequence number.
+pub fn audit_by_action(org: &Uuid, action: &str, seq: u64) -> Vec<u8> {
+    audit_by_string(T_AUDIT_BY_ACTION, org, action, seq)
+}
+
+/// Prefix of [`audit_by_action`] for one organization and action (no other action's keys).
+pub fn audit_by_action_prefix(org: &Uuid, action: &str) -> Vec<u8> {
+    audit_by_string_prefix(T_AUDIT_BY_ACTION, org, action)
+}
+
+/// Index of an organization's audit entries by exact actor, then sequence number.
+pub fn audit_by_actor(org: &Uuid, actor: &str, seq: u64) -> Vec<u8> {
+    audit_by_string(T_AUDIT_BY_ACTOR, org, actor, seq)
+}
+
+/// Prefix of [`audit_by_actor`] for one organization and actor (no other actor's keys).
+pub fn audit_by_actor_prefix(org: &Uuid, actor: &str) -> Vec<u8> {
+    audit_by_string_prefix(T_AUDIT_BY_ACTOR, org, actor)
+}
+
+/// Index of an organization's audit entries by exact target, then sequence number.
+pub fn audit_by_target(org: &Uuid, target: &str, seq: u64) -> Vec<u8> {
+    audit_by_string(T_AUDIT_BY_TARGET, org, target, seq)
+}
+
+/// Prefix of [`audit_by_target`] for one organization and target (no other target's keys).
+pub fn audit_by_target_prefix(org: &Uuid, target: &str) -> Vec<u8> {
+    audit_by_string_prefix(T_AUDIT_BY_TARGET, org, target)
+}
+
+/// Index of an organization's audit entries by time (ms, any `i64`), then sequence number.
+pub fn audit_by_time(org: &Uuid, time_ms: i64, seq: u64) -> Vec<u8> {
+    key(
+        T_AUDIT_BY_TIME,
+        &[org.as_bytes(), &signed_bytes(time_ms), &seq.to_be_bytes()],
+    )
+}
+
+/// Prefix of [`audit_by_time`] for one organization.
+pub fn audit_by_time_prefix(org: &Uuid) -> Vec<u8> {
+    key(T_AUDIT_BY_TIME, &[org.as_bytes()])
+}
+
+/// The four secondary index keys of audit entry `seq` (action, actor, target, time), written
+/// with the entry and by the schema 2 migration. The values are empty: the key says it all.
+pub(crate) fn audit_index_keys(body: &NewAuditEntry, seq: u64) -> [Vec<u8>; 4] {
+    let org = &body.org_id;
+    [
+        audit_by_action(org, &body.action, seq),
+        audit_by_actor(org, &body.actor, seq),
+        audit_by_target(org, &body.target, seq),
+        audit_by_time(org, body.time, seq),
+    ]
+}
+
+fn audit_by_string(table: u8, org: &Uuid, value: &str, seq: u64) -> Vec<u8> {
+    let mut k = audit_by_string_prefix(table, org, value);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn audit_by_string_prefix(table: u8, org: &Uuid, value: &str) -> Vec<u8> {
+    // The length in front makes the prefix of one value never a prefix of another value's keys.
+    // A string longer than 4 GiB cannot reach the store (request bodies are capped far below).
+    let len = u32::try_from(value.len()).unwrap_or(u32::MAX).to_be_bytes();
+    key(table, &[org.as_bytes(), &len, value.as_bytes()])
 }
 
 /// A public key registered by an agent, by agent and `kid`.
@@ -252,6 +357,12 @@ fn ms_bytes(ms: i64) -> [u8; 8] {
     (ms.max(0) as u64).to_be_bytes()
 }
 
+// Big-endian with the sign bit flipped: byte order equals numeric order over all of `i64`, so a
+// time range maps to a key range even for times a caller gave before 1970.
+fn signed_bytes(v: i64) -> [u8; 8] {
+    ((v as u64) ^ (1 << 63)).to_be_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +379,38 @@ mod tests {
         fn audit_keys_sort_numerically(a in any::<u64>(), b in any::<u64>()) {
             prop_assert_eq!(a.cmp(&b), audit(a).cmp(&audit(b)));
             prop_assert_eq!(seq_suffix(&audit(a)), Some(a));
+        }
+
+        #[test]
+        fn audit_time_keys_sort_numerically(a in any::<i64>(), b in any::<i64>(), s in any::<u64>()) {
+            let org = Uuid::from_u128(7);
+            prop_assert_eq!(a.cmp(&b), audit_by_time(&org, a, s).cmp(&audit_by_time(&org, b, s)));
+            prop_assert_eq!(seq_suffix(&audit_by_time(&org, a, s)), Some(s));
+        }
+
+        /// A string index prefix covers exactly the keys of that one value: a value that is a
+        /// prefix of another (`a`, `ab`) or contains a NUL never leaks into its range.
+        #[test]
+        fn audit_string_index_prefixes_do_not_collide(
+            a in "[a\\x00b]{0,4}", b in "[a\\x00b]{0,4}", s in any::<u64>(),
+        ) {
+            let org = Uuid::from_u128(7);
+            let (start, end) = prefix_range(&audit_by_action_prefix(&org, &a));
+            let k = audit_by_action(&org, &b, s);
+            prop_assert_eq!(k >= start && k < end, a == b);
+            prop_assert_eq!(seq_suffix(&k), Some(s));
+        }
+
+        /// Email keys of one organization never fall in another organization's range, and
+        /// every case of one email is one key.
+        #[test]
+        fn email_keys_are_per_org_and_case_insensitive(email in "[a-zA-ZéÉøØ@.]{1,12}") {
+            let (o1, o2) = (Uuid::from_u128(1), Uuid::from_u128(2));
+            let (start, end) = prefix_range(&agent_email_prefix(&o1));
+            let k = agent_email(&o2, &email);
+            prop_assert!(!(k >= start && k < end));
+            prop_assert_eq!(agent_email(&o1, &email), agent_email(&o1, &email.to_uppercase()));
+            prop_assert_eq!(agent_email(&o1, &email), agent_email(&o1, &email.to_lowercase()));
         }
 
         #[test]

@@ -14,6 +14,7 @@ mod committer;
 mod engine;
 mod error;
 pub mod keys;
+mod migrate;
 pub mod records;
 mod redb_engine;
 mod sled_engine;

@@ -18,9 +18,10 @@ use crate::records::{
 };
 use crate::tx::Tx;
 
-/// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: u32 = 1;
-const META_SCHEMA: &str = "schema_version";
+/// The schema version this build writes and understands. Schema 2 (from 1): agent emails are
+/// unique per organization, and audit entries are indexed by action, actor, target and time.
+pub const SCHEMA_VERSION: u32 = 2;
+pub(crate) const META_SCHEMA: &str = "schema_version";
 pub(crate) const META_AUDIT_HEAD: &str = "audit_head";
 /// Queue of pending write jobs; a full queue makes writers wait (backpressure), never drops.
 /// No larger than one batch: a job that got into the queue is in the next batch at the latest,
@@ -28,8 +29,13 @@ pub(crate) const META_AUDIT_HEAD: &str = "audit_head";
 const QUEUE: usize = committer::MAX_BATCH;
 /// Keys read per engine scan while listing, verifying or merging a scan inside a write job.
 pub(crate) const SCAN_CHUNK: usize = 512;
-/// Most audit index entries one listing request examines before returning a cursor.
+/// Most audit index entries one listing request examines before returning a cursor. With the
+/// per-filter indexes the entries examined are mostly matches; this only bounds a request whose
+/// filters mostly disagree (an actor's entries filtered by another action, say).
 const AUDIT_SCAN_BUDGET: usize = 20_000;
+
+/// A half-open key range `[start, end)`.
+type KeyRange = (Vec<u8>, Vec<u8>);
 
 /// Filters of the agent listing (all optional, exact match).
 #[derive(Debug, Clone, Default)]
@@ -72,21 +78,11 @@ impl Store {
     }
 
     /// Starts a store over an already opened engine (tests use this with any engine).
+    ///
+    /// Checks the schema version first: a newer one is refused, an older one is migrated
+    /// (durably, before the committer starts; a large store takes a while and logs progress).
     pub fn from_engine(engine: Arc<dyn Engine>) -> Result<Store, StoreError> {
-        let key = keys::meta(META_SCHEMA);
-        match engine.get(&key)? {
-            None => engine.apply(vec![(key, Some(encode(&SCHEMA_VERSION)))])?,
-            Some(bytes) => {
-                let found: u32 = decode(&key, &bytes)?;
-                if found > SCHEMA_VERSION {
-                    return Err(StoreError::SchemaTooNew {
-                        found,
-                        supported: SCHEMA_VERSION,
-                    });
-                }
-                // Older schemas would be migrated here; version 1 is the first.
-            }
-        }
+        prepare_schema(engine.as_ref(), crate::migrate::CHUNK_WRITES)?;
         let (sender, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(CommitStats::default());
         let handle = committer::spawn(engine.clone(), rx, stats.clone())
@@ -483,7 +479,15 @@ impl Store {
     }
 
     /// An organization's audit entries, newest first, below sequence `before` (a cursor), up
-    /// to `limit`. Returns the entries and the cursor for the next page, if there may be more.
+    /// to `limit` (at least 1). Returns the entries and the cursor for the next page, if there
+    /// may be more.
+    ///
+    /// The most selective index the filter allows is walked: by target, else actor, else action,
+    /// else time (when `from` or `to` is given), else every entry of the organization; the other
+    /// filters are checked on each entry. Through the time index, entries come in (time,
+    /// sequence) order, which is sequence order unless the clock stepped back. At most
+    /// [`AUDIT_SCAN_BUDGET`] index entries are examined per call; a page cut short by it still
+    /// carries a cursor to continue from.
     pub fn list_audit(
         &self,
         org: &Uuid,
@@ -491,11 +495,22 @@ impl Store {
         before: Option<u64>,
         limit: usize,
     ) -> Result<(Vec<AuditEntry>, Option<u64>), StoreError> {
-        let prefix = keys::audit_by_org_prefix(org);
-        let (start, mut end) = keys::prefix_range(&prefix);
-        if let Some(b) = before {
-            end = keys::audit_by_org(org, b);
-        }
+        self.list_audit_within(org, filter, before, limit, AUDIT_SCAN_BUDGET)
+    }
+
+    /// [`Store::list_audit`] with a scan budget of the caller's choice (tests use a small one).
+    pub(crate) fn list_audit_within(
+        &self,
+        org: &Uuid,
+        filter: &AuditFilter,
+        before: Option<u64>,
+        limit: usize,
+        budget: usize,
+    ) -> Result<(Vec<AuditEntry>, Option<u64>), StoreError> {
+        let limit = limit.max(1);
+        let Some((start, mut end)) = self.audit_index_range(org, filter, before)? else {
+            return Ok((Vec::new(), None));
+        };
         let mut out = Vec::new();
         let mut examined = 0usize;
         loop {
@@ -506,24 +521,28 @@ impl Store {
                     continue;
                 };
                 examined += 1;
-                let key = keys::audit(seq);
-                let Some(bytes) = self.engine.get(&key)? else {
-                    continue;
-                };
-                let e: AuditEntry = decode(&key, &bytes)?;
-                let b = &e.body;
-                let keep = filter.action.as_ref().is_none_or(|x| &b.action == x)
-                    && filter.actor.as_ref().is_none_or(|x| &b.actor == x)
-                    && filter.target.as_ref().is_none_or(|x| &b.target == x)
-                    && filter.from.is_none_or(|x| b.time >= x)
-                    && filter.to.is_none_or(|x| b.time <= x);
-                if keep {
-                    out.push(e);
-                    if out.len() == limit {
-                        return Ok((out, Some(seq)));
+                // Every index is below the cursor already, except the time index when the
+                // cursor's entry could not be read: then this check alone pages.
+                if before.is_none_or(|b| seq < b) {
+                    let key = keys::audit(seq);
+                    if let Some(bytes) = self.engine.get(&key)? {
+                        let e: AuditEntry = decode(&key, &bytes)?;
+                        let b = &e.body;
+                        let keep = b.org_id == *org
+                            && filter.action.as_ref().is_none_or(|x| &b.action == x)
+                            && filter.actor.as_ref().is_none_or(|x| &b.actor == x)
+                            && filter.target.as_ref().is_none_or(|x| &b.target == x)
+                            && filter.from.is_none_or(|x| b.time >= x)
+                            && filter.to.is_none_or(|x| b.time <= x);
+                        if keep {
+                            out.push(e);
+                            if out.len() == limit {
+                                return Ok((out, Some(seq)));
+                            }
+                        }
                     }
                 }
-                if examined >= AUDIT_SCAN_BUDGET {
+                if examined >= budget {
                     return Ok((out, Some(seq)));
                 }
             }
@@ -532,6 +551,67 @@ impl Store {
                 _ => return Ok((out, None)),
             }
         }
+    }
+
+    /// The key range `[start, end)` of the index [`Store::list_audit`] walks for `filter`, below
+    /// the cursor `before`; `None` when the range is empty.
+    fn audit_index_range(
+        &self,
+        org: &Uuid,
+        filter: &AuditFilter,
+        before: Option<u64>,
+    ) -> Result<Option<KeyRange>, StoreError> {
+        let by_string = |prefix: Vec<u8>, cursor_key: &dyn Fn(u64) -> Vec<u8>| {
+            let (start, end) = keys::prefix_range(&prefix);
+            (start, before.map_or(end, cursor_key))
+        };
+        let (start, end) = if let Some(t) = &filter.target {
+            by_string(keys::audit_by_target_prefix(org, t), &|b| {
+                keys::audit_by_target(org, t, b)
+            })
+        } else if let Some(a) = &filter.actor {
+            by_string(keys::audit_by_actor_prefix(org, a), &|b| {
+                keys::audit_by_actor(org, a, b)
+            })
+        } else if let Some(a) = &filter.action {
+            by_string(keys::audit_by_action_prefix(org, a), &|b| {
+                keys::audit_by_action(org, a, b)
+            })
+        } else if filter.from.is_some() || filter.to.is_some() {
+            let (first, past) = keys::prefix_range(&keys::audit_by_time_prefix(org));
+            let start = filter
+                .from
+                .map_or(first, |from| keys::audit_by_time(org, from, 0));
+            let mut end = match filter.to {
+                Some(to) if to < i64::MAX => keys::audit_by_time(org, to + 1, 0),
+                _ => past,
+            };
+            // Below the cursor's own entry, wherever its time puts it.
+            if let Some(b) = before {
+                if let Some(time) = self.audit_time(org, b)? {
+                    end = end.min(keys::audit_by_time(org, time, b));
+                }
+            }
+            (start, end)
+        } else {
+            by_string(keys::audit_by_org_prefix(org), &|b| {
+                keys::audit_by_org(org, b)
+            })
+        };
+        Ok((start < end).then_some((start, end)))
+    }
+
+    /// The time of audit entry `seq` if it exists, belongs to `org` and decodes.
+    fn audit_time(&self, org: &Uuid, seq: u64) -> Result<Option<i64>, StoreError> {
+        let key = keys::audit(seq);
+        let Some(bytes) = self.engine.get(&key)? else {
+            return Ok(None);
+        };
+        // A damaged cursor entry is not this request's problem: page by sequence instead.
+        Ok(decode::<AuditEntry>(&key, &bytes)
+            .ok()
+            .filter(|e| e.body.org_id == *org)
+            .map(|e| e.body.time))
     }
 
     /// Recomputes the whole audit chain up to the recorded head and compares its end with the
@@ -653,6 +733,27 @@ impl Store {
             Ok(!verifier.is_broken())
         })
     }
+}
+
+/// Brings the store in `engine` to [`SCHEMA_VERSION`]: a new store is stamped, an older one is
+/// migrated (`chunk` writes per apply), a newer one is refused.
+pub(crate) fn prepare_schema(engine: &dyn Engine, chunk: usize) -> Result<(), StoreError> {
+    let key = keys::meta(META_SCHEMA);
+    let Some(bytes) = engine.get(&key)? else {
+        return engine.apply(vec![(key, Some(encode(&SCHEMA_VERSION)))]);
+    };
+    let found: u32 = decode(&key, &bytes)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if found < 2 {
+        // Schema 1 is the first there was.
+        crate::migrate::v1_to_v2(engine, &key, chunk)?;
+    }
+    Ok(())
 }
 
 impl Drop for Store {

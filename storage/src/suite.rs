@@ -822,6 +822,235 @@ pub(crate) fn limit_checked_inside_the_write_admits_exactly_one(kind: EngineKind
 }
 
 // ---------------------------------------------------------------------------------------------
+// Agent emails: unique per organization, any case.
+// ---------------------------------------------------------------------------------------------
+
+pub(crate) fn agent_email_is_unique_per_organization(kind: EngineKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), kind).unwrap();
+    let (o1, o2) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut ann = agent(o1, "Ann@Example.com", 1);
+    let ann2 = agent(o2, "ann@example.com", 2);
+    let emile = agent(o1, "Émile@example.com", 3);
+    let (a1, a2, e1) = (ann.id, ann2.id, emile.id);
+    let (x, y, z) = (ann.clone(), ann2.clone(), emile.clone());
+    rt().block_on(store.write(move |tx| {
+        // The same email in two organizations is two agents.
+        tx.put_agent(&x)?;
+        tx.put_agent(&y)?;
+        tx.put_agent(&z)?;
+        Ok::<_, StoreError>(())
+    }))
+    .unwrap();
+    let lookup = |org: Uuid, email: &'static str| {
+        rt().block_on(store.write(move |tx| tx.agent_id_by_email(&org, email)))
+            .unwrap()
+    };
+    // Within one organization, any case of the email (ASCII or not) finds the agent.
+    assert_eq!(lookup(o1, "ann@example.com"), Some(a1));
+    assert_eq!(lookup(o1, "ANN@EXAMPLE.COM"), Some(a1));
+    assert_eq!(lookup(o2, "Ann@Example.com"), Some(a2));
+    assert_eq!(lookup(o1, "émile@example.com"), Some(e1));
+    assert_eq!(lookup(o1, "ÉMILE@EXAMPLE.COM"), Some(e1));
+    assert_eq!(lookup(o2, "émile@example.com"), None);
+    // A change of case only keeps the entry; a new email frees the old one.
+    ann.email = "ANN@example.com".into();
+    let x = ann.clone();
+    rt().block_on(store.write(move |tx| tx.put_agent(&x)))
+        .unwrap();
+    assert_eq!(lookup(o1, "ann@example.com"), Some(a1));
+    ann.email = "anne@example.com".into();
+    let x = ann.clone();
+    rt().block_on(store.write(move |tx| tx.put_agent(&x)))
+        .unwrap();
+    assert_eq!(lookup(o1, "ann@example.com"), None);
+    assert_eq!(lookup(o1, "Anne@example.com"), Some(a1));
+    assert_eq!(lookup(o2, "ann@example.com"), Some(a2));
+    // Nothing is written to schema 1's node-wide index any more.
+    let (start, end) = keys::prefix_range(&keys::agent_email_v1_prefix());
+    assert!(store
+        .engine()
+        .scan(&start, &end, false, 10)
+        .unwrap()
+        .is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit listing through the per-filter indexes.
+// ---------------------------------------------------------------------------------------------
+
+const T0: i64 = 1_700_000_000_000;
+
+/// 5,000 entries of one action, actor and target, with a rare one every 500 (seq 250, 750, ...,
+/// 4750); entry `seq` happened at `T0 + 1000 * seq`.
+fn audit_flood(store: &Store, org: Uuid, other_org: Uuid) {
+    rt().block_on(async {
+        for job in 0..10u64 {
+            store
+                .write(move |tx| {
+                    for i in 0..500u64 {
+                        let seq = job * 500 + i + 1;
+                        let rare = seq % 500 == 250;
+                        let mut e = entry(org, if rare { "agent.suspend" } else { "token.issue" });
+                        e.time = T0 + 1000 * seq as i64;
+                        e.actor = if rare { "admin-7" } else { "agent-1" }.into();
+                        e.target = if rare {
+                            format!("agent-{seq}")
+                        } else {
+                            "agent-1".into()
+                        };
+                        tx.audit(e)?;
+                    }
+                    Ok::<_, StoreError>(())
+                })
+                .await
+                .unwrap();
+        }
+        // Near-misses that no filter above may return: a longer action and actor, and the
+        // rare action in another organization.
+        store
+            .write(move |tx| {
+                let mut e = entry(org, "agent.suspend2");
+                e.actor = "admin-77".into();
+                e.time = T0 + 1000 * 250;
+                tx.audit(e)?;
+                let mut e = entry(other_org, "agent.suspend");
+                e.actor = "admin-7".into();
+                e.target = "agent-250".into();
+                e.time = T0 + 1000 * 250;
+                tx.audit(e)?;
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .unwrap();
+    });
+}
+
+/// Pages through `list_audit` with `limit` and the small `budget`, returning every sequence
+/// number and the number of pages.
+fn page_all(
+    store: &Store,
+    org: &Uuid,
+    filter: &crate::store::AuditFilter,
+    limit: usize,
+    budget: usize,
+) -> (Vec<u64>, usize) {
+    let mut seqs = Vec::new();
+    let mut cursor = None;
+    for pages in 1..10_000 {
+        let (page, next) = store
+            .list_audit_within(org, filter, cursor, limit, budget)
+            .unwrap();
+        assert!(page.len() <= limit);
+        seqs.extend(page.iter().map(|e| e.seq));
+        match next {
+            None => return (seqs, pages),
+            Some(n) => {
+                assert!(cursor.is_none_or(|c| n < c), "the cursor must move down");
+                cursor = Some(n);
+            }
+        }
+    }
+    panic!("paging did not end");
+}
+
+pub(crate) fn audit_filters_find_rare_entries_in_a_flood(kind: EngineKind) {
+    use crate::store::AuditFilter;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), kind).unwrap();
+    let (org, other) = (Uuid::new_v4(), Uuid::new_v4());
+    audit_flood(&store, org, other);
+    let rare: Vec<u64> = (0..10).rev().map(|i| 250 + 500 * i).collect();
+    // A budget far below the flood: walking the organization's index would give up long before
+    // reaching the rare entries.
+    let budget = 1000;
+
+    let by_action = AuditFilter {
+        action: Some("agent.suspend".into()),
+        ..Default::default()
+    };
+    let (seqs, pages) = page_all(&store, &org, &by_action, 3, budget);
+    assert_eq!(seqs, rare);
+    assert_eq!(pages, 4);
+    let by_actor = AuditFilter {
+        actor: Some("admin-7".into()),
+        ..Default::default()
+    };
+    assert_eq!(page_all(&store, &org, &by_actor, 4, budget).0, rare);
+    let by_target = AuditFilter {
+        target: Some("agent-750".into()),
+        ..Default::default()
+    };
+    assert_eq!(page_all(&store, &org, &by_target, 4, budget).0, [750]);
+    // Combined filters: the most selective index, the others checked per entry.
+    let both = AuditFilter {
+        action: Some("agent.suspend".into()),
+        actor: Some("agent-1".into()),
+        ..Default::default()
+    };
+    assert!(page_all(&store, &org, &both, 4, budget).0.is_empty());
+    let in_window = AuditFilter {
+        action: Some("agent.suspend".into()),
+        from: Some(T0 + 1000 * 700),
+        to: Some(T0 + 1000 * 1750),
+        ..Default::default()
+    };
+    assert_eq!(
+        page_all(&store, &org, &in_window, 1, budget).0,
+        [1750, 1250, 750]
+    );
+
+    // A time range far from the newest entries, paged, bounds inclusive.
+    let window = AuditFilter {
+        from: Some(T0 + 1000 * 100),
+        to: Some(T0 + 1000 * 149),
+        ..Default::default()
+    };
+    let (seqs, pages) = page_all(&store, &org, &window, 20, budget);
+    assert_eq!(seqs, (100..=149).rev().collect::<Vec<_>>());
+    assert_eq!(pages, 3);
+    let only_to = AuditFilter {
+        to: Some(T0 + 1000 * 5),
+        ..Default::default()
+    };
+    assert_eq!(
+        page_all(&store, &org, &only_to, 2, budget).0,
+        [5, 4, 3, 2, 1]
+    );
+    let only_from = AuditFilter {
+        from: Some(T0 + 1000 * 4999),
+        ..Default::default()
+    };
+    // The near-miss 5001 happened earlier (its time is that of 250).
+    let (seqs, _) = page_all(&store, &org, &only_from, 2, budget);
+    assert_eq!(seqs, [5000, 4999]);
+
+    // The public entry point, with its real budget, agrees.
+    let (page, next) = store.list_audit(&org, &by_action, None, 100).unwrap();
+    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), rare);
+    assert_eq!(next, None);
+    let (page, next) = store.list_audit(&other, &by_action, None, 100).unwrap();
+    assert_eq!((page.len(), next), (1, None));
+
+    // Unfiltered listing pages the organization's index as before; the budget still bounds a
+    // request, with a cursor to go on from.
+    let (page, next) = store
+        .list_audit(&org, &AuditFilter::default(), None, 2)
+        .unwrap();
+    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), [5001, 5000]);
+    assert_eq!(next, Some(5000));
+    let slow = AuditFilter {
+        action: Some("token.issue".into()),
+        actor: Some("admin-7".into()),
+        target: Some("agent-1".into()),
+        ..Default::default()
+    };
+    let (page, next) = store.list_audit_within(&org, &slow, None, 10, 100).unwrap();
+    assert!(page.is_empty());
+    assert!(next.is_some(), "a page cut by the budget carries a cursor");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Incremental verification of the audit chain.
 // ---------------------------------------------------------------------------------------------
 
@@ -986,6 +1215,278 @@ pub(crate) fn checkpoint_beyond_the_head_is_a_break(kind: EngineKind) {
     assert!(store.verify_audit().unwrap().is_valid());
 }
 
+// ---------------------------------------------------------------------------------------------
+// Schema 1 -> 2 migration.
+// ---------------------------------------------------------------------------------------------
+
+/// An engine that counts its applies and, when armed, fails every apply after the first
+/// `allowed` (a crash: those batches never reach the disk).
+struct Faulty {
+    inner: Arc<dyn crate::engine::Engine>,
+    applies: std::sync::atomic::AtomicUsize,
+    allowed: usize,
+}
+
+impl Faulty {
+    fn new(inner: Arc<dyn crate::engine::Engine>, allowed: usize) -> Self {
+        Faulty {
+            inner,
+            applies: Default::default(),
+            allowed,
+        }
+    }
+
+    fn applies(&self) -> usize {
+        self.applies.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl crate::engine::Engine for Faulty {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key)
+    }
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<crate::engine::KvPair>, StoreError> {
+        self.inner.scan(start, end, reverse, limit)
+    }
+    fn apply(&self, writes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), StoreError> {
+        let n = self
+            .applies
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n >= self.allowed {
+            return Err(StoreError::Engine("simulated crash".into()));
+        }
+        self.inner.apply(writes)
+    }
+}
+
+/// What a schema 1 store held, to check the migration against.
+struct V1 {
+    orgs: [Uuid; 2],
+    agents: Vec<crate::records::Agent>,
+    audit: Vec<NewAuditEntry>,
+    /// Two agents of orgs[0] whose emails are equal under Unicode lower-casing only.
+    twins: [Uuid; 2],
+}
+
+/// Writes a schema 1 store the way schema 1's code did: agents with the node-wide ASCII
+/// lower-cased email index (table 0x12), audit entries with only the organization index.
+fn write_v1_store(engine: &dyn crate::engine::Engine, audit_entries: u64) -> V1 {
+    let orgs = [Uuid::new_v4(), Uuid::new_v4()];
+    let mut agents = vec![
+        agent(orgs[0], "Ann@Example.com", 1),
+        agent(orgs[0], "émile@example.com", 2),
+        // Schema 1 let both exist in one organization: ASCII case folding leaves É alone.
+        agent(orgs[0], "zoé@example.com", 3),
+        agent(orgs[0], "ZOÉ@example.com", 4),
+        agent(orgs[1], "ÉMILE@example.com", 5),
+    ];
+    for i in 0..40 {
+        agents.push(agent(
+            orgs[i % 2],
+            &format!("Agent{i}@example.com"),
+            10 + i as i64,
+        ));
+    }
+    let twins = [agents[2].id, agents[3].id];
+    let mut w = Vec::new();
+    for a in &agents {
+        w.push((keys::agent(&a.id), Some(encode(a))));
+        w.push((
+            keys::agent_by_org(&a.org_id, a.created_at, &a.id),
+            Some(encode(&a.id)),
+        ));
+        w.push((keys::agent_email_v1(&a.email), Some(encode(&a.id))));
+    }
+    let actions = ["token.issue", "agent.register", "agent.suspend"];
+    let mut audit = Vec::new();
+    let mut prev = crate::audit::GENESIS_HASH.to_string();
+    for seq in 1..=audit_entries {
+        let i = seq as usize;
+        let mut body = entry(orgs[i % 2], actions[i % 3]);
+        body.actor = format!("actor-{}", i % 5);
+        body.target = format!("target-{}", i % 7);
+        body.time = T0 + seq as i64;
+        let hash = crate::audit::chain_hash(&prev, seq, &body);
+        let e = AuditEntry {
+            seq,
+            body: body.clone(),
+            prev_hash: prev,
+            hash: hash.clone(),
+        };
+        w.push((keys::audit(seq), Some(encode(&e))));
+        w.push((keys::audit_by_org(&body.org_id, seq), Some(encode(&seq))));
+        audit.push(body);
+        prev = hash;
+    }
+    w.push((
+        keys::meta("audit_head"),
+        Some(encode(&crate::AuditHead {
+            seq: audit_entries,
+            hash: prev,
+        })),
+    ));
+    w.push((keys::meta("schema_version"), Some(encode(&1u32))));
+    engine.apply(w).unwrap();
+    V1 {
+        orgs,
+        agents,
+        audit,
+        twins,
+    }
+}
+
+fn schema_of(engine: &dyn crate::engine::Engine) -> u32 {
+    let k = keys::meta("schema_version");
+    decode(&k, &engine.get(&k).unwrap().unwrap()).unwrap()
+}
+
+fn check_migrated(store: &Store, v1: &V1) {
+    use crate::store::AuditFilter;
+    let e = store.engine();
+    assert_eq!(schema_of(e), 2);
+    let (start, end) = keys::prefix_range(&keys::agent_email_v1_prefix());
+    assert!(
+        e.scan(&start, &end, false, 10).unwrap().is_empty(),
+        "schema 1 email keys remain"
+    );
+    // Every agent is found by its email in its organization, in any case; of the twins, the
+    // first in id order holds the email.
+    let twin_holder = v1.twins.iter().min().copied();
+    let lookups: Vec<(Uuid, Uuid, String)> = v1
+        .agents
+        .iter()
+        .map(|a| (a.id, a.org_id, a.email.to_uppercase()))
+        .collect();
+    let found = rt()
+        .block_on(store.write(move |tx| {
+            lookups
+                .iter()
+                .map(|(id, org, email)| Ok((*id, tx.agent_id_by_email(org, email)?)))
+                .collect::<Result<Vec<_>, StoreError>>()
+        }))
+        .unwrap();
+    for (id, got) in found {
+        if v1.twins.contains(&id) {
+            assert_eq!(got, twin_holder);
+        } else {
+            assert_eq!(got, Some(id));
+        }
+    }
+    let other_org = v1.orgs[1];
+    assert_eq!(
+        rt().block_on(store.write(move |tx| tx.agent_id_by_email(&other_org, "ann@example.com")))
+            .unwrap(),
+        None
+    );
+    // Every audit entry has its four indexes, and filtered listings use them.
+    for (i, body) in v1.audit.iter().enumerate() {
+        for k in keys::audit_index_keys(body, i as u64 + 1) {
+            assert!(e.get(&k).unwrap().is_some(), "entry {} not indexed", i + 1);
+        }
+    }
+    for org in v1.orgs {
+        let filter = AuditFilter {
+            action: Some("agent.suspend".into()),
+            actor: Some("actor-1".into()),
+            ..Default::default()
+        };
+        let expected: Vec<u64> = (1..=v1.audit.len() as u64)
+            .rev()
+            .filter(|s| {
+                let b = &v1.audit[*s as usize - 1];
+                b.org_id == org && b.action == "agent.suspend" && b.actor == "actor-1"
+            })
+            .collect();
+        assert!(!expected.is_empty());
+        assert_eq!(page_all(store, &org, &filter, 7, 10_000).0, expected);
+    }
+    assert!(store.verify_audit().unwrap().is_valid());
+}
+
+pub(crate) fn schema_1_store_is_migrated_once(kind: EngineKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open_engine(dir.path(), kind).unwrap();
+    let v1 = write_v1_store(engine.as_ref(), 3000);
+    let store = Store::from_engine(engine.clone()).unwrap();
+    check_migrated(&store, &v1);
+    // New writes after the migration use the new indexes.
+    let org = v1.orgs[0];
+    let fresh = agent(org, "new@example.com", 100);
+    let id = fresh.id;
+    rt().block_on(store.write(move |tx| tx.put_agent(&fresh)))
+        .unwrap();
+    // The twin that does not hold the shared email renames itself: the holder keeps it.
+    let holder = *v1.twins.iter().min().unwrap();
+    let mut other = v1
+        .agents
+        .iter()
+        .find(|a| v1.twins.contains(&a.id) && a.id != holder)
+        .unwrap()
+        .clone();
+    other.email = "zoe2@example.com".into();
+    let other_id = other.id;
+    let found = rt()
+        .block_on(store.write(move |tx| {
+            tx.put_agent(&other)?;
+            Ok::<_, StoreError>((
+                tx.agent_id_by_email(&org, "ZOÉ@example.com")?,
+                tx.agent_id_by_email(&org, "zoe2@example.com")?,
+            ))
+        }))
+        .unwrap();
+    assert_eq!(found, (Some(holder), Some(other_id)));
+    store.close();
+    drop(store);
+    // Reopening a migrated store writes nothing.
+    let counting = Arc::new(Faulty::new(engine.clone(), usize::MAX));
+    let store = Store::from_engine(counting.clone()).unwrap();
+    assert_eq!(counting.applies(), 0, "the migration ran again");
+    check_migrated(&store, &v1);
+    assert_eq!(
+        rt().block_on(store.write(move |tx| tx.agent_id_by_email(&org, "NEW@example.com")))
+            .unwrap(),
+        Some(id)
+    );
+}
+
+pub(crate) fn interrupted_migration_is_redone(kind: EngineKind) {
+    // Cut after the first chunk, in the middle of the old index's deletion, and in the middle of
+    // the audit indexes (chunks of 16 writes: 4 audit entries each).
+    for allowed in [1, 9, 40] {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = open_engine(dir.path(), kind).unwrap();
+        let v1 = write_v1_store(engine.as_ref(), 300);
+        let faulty = Faulty::new(engine.clone(), allowed);
+        let crashed = crate::store::prepare_schema(&faulty, 16);
+        assert!(
+            crashed.is_err(),
+            "the migration should have been cut ({allowed})"
+        );
+        assert_eq!(faulty.applies(), allowed + 1);
+        assert_eq!(
+            schema_of(engine.as_ref()),
+            1,
+            "schema marked done too early"
+        );
+        let store = Store::from_engine(engine.clone()).unwrap();
+        check_migrated(&store, &v1);
+        store.close();
+        drop(store);
+        let counting = Arc::new(Faulty::new(engine.clone(), usize::MAX));
+        drop(Store::from_engine(counting.clone()).unwrap());
+        assert_eq!(counting.applies(), 0);
+    }
+}
+
 macro_rules! engine_suite {
     ($($engine:ident => $kind:expr),*) => {$(
         mod $engine {
@@ -1005,11 +1506,15 @@ macro_rules! engine_suite {
             #[test] fn trust_policies_by_org_and_issuer() { super::trust_policies_by_org_and_issuer($kind) }
             #[test] fn tx_scan_merges_engine_batch_and_own_writes() { super::tx_scan_merges_engine_batch_and_own_writes($kind) }
             #[test] fn limit_checked_inside_the_write_admits_exactly_one() { super::limit_checked_inside_the_write_admits_exactly_one($kind) }
+            #[test] fn agent_email_is_unique_per_organization() { super::agent_email_is_unique_per_organization($kind) }
+            #[test] fn audit_filters_find_rare_entries_in_a_flood() { super::audit_filters_find_rare_entries_in_a_flood($kind) }
             #[test] fn incremental_verification_from_a_checkpoint() { super::incremental_verification_from_a_checkpoint($kind) }
             #[test] fn incremental_verification_finds_an_edited_checkpoint() { super::incremental_verification_finds_an_edited_checkpoint($kind) }
             #[test] fn incremental_verification_does_not_reread_before_the_checkpoint() { super::incremental_verification_does_not_reread_before_the_checkpoint($kind) }
             #[test] fn incremental_verification_finds_a_cut_tail() { super::incremental_verification_finds_a_cut_tail($kind) }
             #[test] fn checkpoint_beyond_the_head_is_a_break() { super::checkpoint_beyond_the_head_is_a_break($kind) }
+            #[test] fn schema_1_store_is_migrated_once() { super::schema_1_store_is_migrated_once($kind) }
+            #[test] fn interrupted_migration_is_redone() { super::interrupted_migration_is_redone($kind) }
         }
     )*};
 }

@@ -225,20 +225,29 @@ impl<'a> Tx<'a> {
         self.get(&keys::agent(id))
     }
 
-    /// The id of the agent with this email (case-insensitive).
-    pub fn agent_id_by_email(&self, email: &str) -> Result<Option<Uuid>, StoreError> {
-        self.get(&keys::agent_email(email))
+    /// The id of the agent of organization `org` with this email (compared after Unicode
+    /// lower-casing: `Émile@x` and `émile@x` are one email). Emails are unique per organization;
+    /// two organizations may each have an agent with the same email.
+    pub fn agent_id_by_email(&self, org: &Uuid, email: &str) -> Result<Option<Uuid>, StoreError> {
+        self.get(&keys::agent_email(org, email))
     }
 
-    /// Writes an agent and keeps its indexes (email, organization listing) in step.
+    /// Writes an agent and keeps its indexes (email within its organization, organization
+    /// listing) in step. An agent's organization never changes.
     pub fn put_agent(&mut self, agent: &Agent) -> Result<(), StoreError> {
         self.identity = true;
+        let email_key = keys::agent_email(&agent.org_id, &agent.email);
         if let Some(old) = self.get_agent(&agent.id)? {
-            if !old.email.eq_ignore_ascii_case(&agent.email) {
-                self.delete(keys::agent_email(&old.email));
+            let old_key = keys::agent_email(&old.org_id, &old.email);
+            // Only when the normalized email changed (deleting the key being written would drop
+            // the new entry), and only if the entry names this agent: a store migrated from
+            // schema 1 may hold two agents whose emails differ only in non-ASCII case, and the
+            // other one's entry must survive this one's rename.
+            if old_key != email_key && self.get::<Uuid>(&old_key)? == Some(agent.id) {
+                self.delete(old_key);
             }
         }
-        self.put(keys::agent_email(&agent.email), &agent.id);
+        self.put(email_key, &agent.id);
         self.put(
             keys::agent_by_org(&agent.org_id, agent.created_at, &agent.id),
             &agent.id,
@@ -384,7 +393,8 @@ impl<'a> Tx<'a> {
     }
 
     /// Appends an audit entry, chained to the current head, and returns its sequence number.
-    /// It commits with the rest of this job, or not at all.
+    /// It commits with the rest of this job, or not at all, and with it its indexes: by
+    /// organization, and within the organization by action, actor, target and time.
     pub fn audit(&mut self, body: NewAuditEntry) -> Result<u64, StoreError> {
         let head: AuditHead = self
             .get_meta(crate::store::META_AUDIT_HEAD)?
@@ -395,6 +405,10 @@ impl<'a> Tx<'a> {
         let seq = head.seq + 1;
         let hash = chain_hash(&head.hash, seq, &body);
         let org = body.org_id;
+        // Blind puts, no reads: this runs once per issued token.
+        for index in keys::audit_index_keys(&body, seq) {
+            self.op.insert(index, Some(Vec::new()));
+        }
         let entry = AuditEntry {
             seq,
             body,
