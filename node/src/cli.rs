@@ -24,6 +24,28 @@ enum Command {
     /// Manage the node's signing keys offline (the node must be stopped).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Recover administrative access offline (the node must be stopped).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Issue a new instance-admin credential into <data-dir>/admin-credentials.json (mode
+    /// 0600), audited as node.admin_recover. The admin named by that file gets it if it is
+    /// still an active instance admin; otherwise a new instance admin is created. Refuses a
+    /// data directory that a running node holds.
+    Recover(RecoverArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RecoverArgs {
+    /// Data directory of the (stopped) node.
+    #[arg(long, env = "AGENTIDP_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Storage engine of that directory.
+    #[arg(long, env = "AGENTIDP_STORE", value_enum, default_value = "redb")]
+    store: StoreArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -199,6 +221,36 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Keys(KeysCommand::Rotate(args)) => rotate(args),
+        Command::Admin(AdminCommand::Recover(args)) => recover(args),
+    }
+}
+
+fn recover(args: RecoverArgs) -> ExitCode {
+    let Some(rt) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    match rt.block_on(crate::server::recover_admin(
+        &args.data_dir,
+        args.store.kind(),
+    )) {
+        Ok(r) => {
+            if r.created {
+                println!(
+                    "no active instance admin was left: created instance admin {}",
+                    r.admin_id
+                );
+            }
+            println!(
+                "new credential for instance admin {} written to {} (mode 0600); revoke credentials you no longer trust once the node runs",
+                r.admin_id,
+                r.file.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("agentidp: admin recovery failed: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -233,13 +285,6 @@ fn rotate(args: RotateArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("agentidp: key rotation failed: {e}");
-            let text = e.to_string();
-            if text.contains("lock") || text.contains("already open") {
-                eprintln!(
-                    "the node still runs on {}: stop it first, or rotate through POST /api/v1/keys/rotate",
-                    args.data_dir.display()
-                );
-            }
             ExitCode::FAILURE
         }
     }

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use storage::{Agent, Credential, OrgStatus, Store, StoreError};
+use storage::{Agent, AgentKey, Credential, OrgStatus, Store, StoreError};
 use uuid::Uuid;
 
 /// Entries kept at most; past it the cache starts over (it refills from the store).
@@ -22,7 +22,20 @@ pub(crate) struct ClientEntry {
     generation: u64,
     pub(crate) agent: Agent,
     pub(crate) credentials: Vec<Credential>,
+    /// The public keys the agent registered (`private_key_jwt`; tokens issued through one stay
+    /// active only while the key does).
+    pub(crate) keys: Vec<AgentKey>,
     pub(crate) org_active: bool,
+    /// The organization's token epoch (a new one starts at each suspension).
+    pub(crate) org_token_epoch: u32,
+}
+
+impl ClientEntry {
+    /// The token epochs in force, `[agent, organization]`: a token is active only if it was
+    /// issued in these.
+    pub(crate) fn token_epochs(&self) -> [u32; 2] {
+        [self.agent.token_epoch, self.org_token_epoch]
+    }
 }
 
 /// The cache.
@@ -54,15 +67,16 @@ impl ClientCache {
             return Ok(None);
         };
         let credentials = self.store.list_credentials(id)?;
-        let org_active = self
-            .store
-            .get_org(&agent.org_id)?
-            .is_some_and(|o| o.status == OrgStatus::Active);
+        let keys = self.store.list_agent_keys(id)?;
+        let org = self.store.get_org(&agent.org_id)?;
+        let org_active = org.as_ref().is_some_and(|o| o.status == OrgStatus::Active);
         let entry = Arc::new(ClientEntry {
             generation,
             agent,
             credentials,
+            keys,
             org_active,
+            org_token_epoch: org.map_or(0, |o| o.token_epoch),
         });
         if let Ok(mut map) = self.entries.lock() {
             if map.len() >= MAX_ENTRIES {

@@ -35,12 +35,13 @@ impl ApiError {
         }
     }
 
-    /// 429 with `Retry-After`.
+    /// 429 with `Retry-After`: "Too many {what}; retry in {wait} s." (`what` says whose, e.g.
+    /// "failed authentications from this address").
     pub(crate) fn too_many(what: &str, wait: u64) -> Self {
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "RATE_LIMITED",
-            format!("Too many {what} from this address; retry in {wait} s."),
+            format!("Too many {what}; retry in {wait} s."),
         );
         e.retry_after = Some(wait);
         e
@@ -76,6 +77,29 @@ impl ApiError {
             format!("This action needs the `{scope}` scope, which the token does not carry."),
         )
         .with_details(serde_json::json!({ "requiredScope": scope }))
+    }
+
+    /// The caller tried to manage an agent holding scopes it does not hold itself.
+    pub(crate) fn agent_protected(missing: &[&String]) -> Self {
+        let list: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "AGENT_PROTECTED",
+            format!(
+                "This agent holds scopes you do not hold ({}); only an agent holding all of its scopes may manage it.",
+                list.join(", ")
+            ),
+        )
+        .with_details(serde_json::json!({ "missingScopes": list }))
+    }
+
+    /// The change would leave an organization without an admin.
+    pub(crate) fn last_admin() -> Self {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "LAST_ADMIN",
+            "This is the organization's last admin (an active agent holding every scope the organization grants); make another agent an admin first.",
+        )
     }
 
     pub(crate) fn agent_not_found() -> Self {

@@ -7,6 +7,7 @@
 //! This crate is the only one that knows HTTP.
 
 mod accept;
+mod app;
 mod artifacts;
 pub mod cli;
 mod clients;

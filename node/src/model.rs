@@ -128,7 +128,7 @@ impl AgentView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct RegisterAgentRequest {
-    /// Unique across the node (case-insensitive).
+    /// Unique within the organization (case-insensitive).
     pub(crate) email: String,
     /// Defaults to the email.
     pub(crate) name: Option<String>,
@@ -203,20 +203,8 @@ pub(crate) struct AgentPage {
 }
 
 fn check_len(field: &str, v: &str, min: usize, max: usize) -> Result<(), ApiError> {
-    let n = v.chars().count();
-    if n < min || n > max {
-        return Err(ApiError::validation(
-            field,
-            format!("must be {min} to {max} characters long"),
-        ));
-    }
-    if v.chars().any(char::is_control) {
-        return Err(ApiError::validation(
-            field,
-            "must not contain control characters",
-        ));
-    }
-    Ok(())
+    crate::app::text::check_text(v, min, max)
+        .map_err(|e| ApiError::validation(field, e.to_string()))
 }
 
 pub(crate) fn check_email(v: &str) -> Result<(), ApiError> {
@@ -318,6 +306,8 @@ pub(crate) fn check_scopes(
     Ok(())
 }
 
+/// Free-form metadata: a JSON object of at most 16 KiB whose strings are all visible text. It
+/// is stored and shown to the agent's organization, and never put in a public document.
 pub(crate) fn check_metadata(v: &serde_json::Value) -> Result<(), ApiError> {
     if !v.is_object() {
         return Err(ApiError::validation("metadata", "must be a JSON object"));
@@ -325,7 +315,8 @@ pub(crate) fn check_metadata(v: &serde_json::Value) -> Result<(), ApiError> {
     if v.to_string().len() > 16 * 1024 {
         return Err(ApiError::validation("metadata", "must be at most 16 KiB"));
     }
-    Ok(())
+    crate::app::text::check_json_visible(v)
+        .map_err(|e| ApiError::validation("metadata", e.to_string()))
 }
 
 /// The card fields of a registration or an update, checked together.
@@ -378,31 +369,23 @@ pub(crate) fn check_card(
                 "give 1 to 10 URLs",
             ));
         }
-        for u in &l.urls {
-            check_len(&format!("{field}.urls"), u, 1, 2048)?;
-            if u.chars().any(char::is_whitespace) {
-                return Err(ApiError::validation(
-                    &format!("{field}.urls"),
-                    "URLs must not contain whitespace",
-                ));
-            }
+        // Container images and Helm charts live in OCI registries (`oci://`); everything else
+        // is fetched over https. No other scheme is ever published.
+        let schemes: &[&str] = match l.kind.as_str() {
+            "container_image" | "helm_chart" => &["https", "oci"],
+            _ => &["https"],
+        };
+        for (j, u) in l.urls.iter().enumerate() {
+            crate::app::text::check_public_url(u, schemes)
+                .map_err(|e| ApiError::validation(&format!("{field}.urls[{j}]"), e.to_string()))?;
         }
     }
     if c.endpoints.len() > 20 {
         return Err(ApiError::validation("endpoints", "at most 20 entries"));
     }
-    for e in c.endpoints {
-        let ok = e.len() <= 2048
-            && (e.starts_with("https://") || e.starts_with("http://"))
-            && e.split_once("://")
-                .is_some_and(|(_, rest)| !rest.is_empty() && !rest.starts_with('/'))
-            && !e.chars().any(|c| c.is_whitespace() || c.is_control());
-        if !ok {
-            return Err(ApiError::validation(
-                "endpoints",
-                format!("{e:?} is not an absolute http(s) URL"),
-            ));
-        }
+    for (i, e) in c.endpoints.iter().enumerate() {
+        crate::app::text::check_public_url(e, &["https"])
+            .map_err(|err| ApiError::validation(&format!("endpoints[{i}]"), err.to_string()))?;
     }
     Ok(())
 }

@@ -1,8 +1,7 @@
-//! Token buckets for the OAuth endpoints: `--token-rate-limit N` allows N requests a second per
-//! key, in bursts of up to 2N; more get `429` with `Retry-After`. Successful requests are charged
-//! to the client's own bucket; failed authentications to a bucket of (client id, source address),
-//! which is checked before authenticating — so guessing is throttled, but nobody can lock a
-//! client out by failing under its id from elsewhere.
+//! Token buckets: `--token-rate-limit N` allows N requests a second per key, in bursts of up to
+//! 2N; more get `429` with `Retry-After`. Keys are client ids (successful token requests), source
+//! addresses (failed authentications, see `app::failures`) and organizations (audit chain
+//! verifications).
 //!
 //! The table of buckets is bounded: past `MAX_CLIENTS` entries, buckets that have refilled
 //! completely (idle clients) are dropped; if none has, the request is limited rather than the
@@ -44,15 +43,10 @@ impl RateLimiter {
 
     /// Takes one request for `key` at `now_ms`; `Err(seconds)` to wait when over the limit.
     pub(crate) fn check(&self, key: &str, now_ms: i64) -> Result<(), u64> {
-        self.take(key, now_ms, true)
+        self.take(key, now_ms)
     }
 
-    /// Like [`RateLimiter::check`] without taking anything.
-    pub(crate) fn peek(&self, key: &str, now_ms: i64) -> Result<(), u64> {
-        self.take(key, now_ms, false)
-    }
-
-    fn take(&self, client: &str, now_ms: i64, consume: bool) -> Result<(), u64> {
+    fn take(&self, client: &str, now_ms: i64) -> Result<(), u64> {
         if self.per_sec <= 0.0 {
             return Ok(());
         }
@@ -60,9 +54,6 @@ impl RateLimiter {
             Ok(m) => m,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if !consume && !map.contains_key(client) {
-            return Ok(());
-        }
         if !map.contains_key(client) && map.len() >= MAX_CLIENTS {
             let (per_sec, burst) = (self.per_sec, self.burst);
             map.retain(|_, b| b.tokens + (now_ms - b.at_ms) as f64 / 1000.0 * per_sec < burst);
@@ -78,9 +69,7 @@ impl RateLimiter {
         b.tokens = (b.tokens + elapsed * self.per_sec).min(self.burst);
         b.at_ms = now_ms;
         if b.tokens >= 1.0 {
-            if consume {
-                b.tokens -= 1.0;
-            }
+            b.tokens -= 1.0;
             Ok(())
         } else {
             Err(((1.0 - b.tokens) / self.per_sec).ceil().max(1.0) as u64)
@@ -106,13 +95,5 @@ mod tests {
         );
         assert!(l.check("a", 200).is_err());
         assert!(RateLimiter::new(0).check("a", 0).is_ok());
-        let l = RateLimiter::new(1);
-        assert!(l.peek("x", 0).is_ok());
-        assert!(l.check("x", 0).is_ok() && l.check("x", 0).is_ok());
-        assert!(l.peek("x", 0).is_err(), "peek sees an empty bucket");
-        assert!(
-            l.peek("y", 0).is_ok() && l.peek("y", 0).is_ok(),
-            "peek takes nothing"
-        );
     }
 }

@@ -85,6 +85,9 @@ pub enum StartError {
     /// The signal handlers could not be installed.
     #[error("cannot install the SIGINT/SIGTERM handlers: {0}")]
     Signals(std::io::Error),
+    /// An offline command (`keys rotate`, `admin recover`) cannot run on this data directory.
+    #[error("{0}")]
+    Offline(String),
     /// The admin credential file could not be written.
     #[error("cannot write the admin credential file {path}: {source}")]
     AdminFile {
@@ -143,6 +146,7 @@ pub async fn run(cfg: ServeConfig) -> Result<(), StartError> {
     crate::gossip::start(&state, &cfg.gossip, &cfg.data_dir).await?;
     let shutdown = shutdown_signal().map_err(StartError::Signals)?;
     tokio::spawn(purge_expired(store.clone(), state.clock.clone()));
+    tokio::spawn(summarize_failures(state.clone()));
     tracing::info!(
         listen = %local,
         tls = tls.is_some(),
@@ -161,6 +165,9 @@ pub async fn run(cfg: ServeConfig) -> Result<(), StartError> {
         hyper_util::service::TowerToHyperService::new(warp::service(crate::http::routes(state)));
     crate::accept::serve(listener, tls, service, shutdown, metrics).await;
     kept.gossip.shutdown().await;
+    // Failures counted in windows still open are summarized now, so none is lost at a restart.
+    let open = kept.failures.closed(kept.clock.now_ms(), true);
+    kept.audit_failure_summaries(open).await;
 
     tracing::info!("no more requests; committing queued writes");
     let s = store.clone();
@@ -196,6 +203,18 @@ async fn purge_expired(store: Arc<Store>, clock: Arc<dyn Clock>) {
             Ok(()) => tracing::debug!(records = n, "purged expired revocations and assertion ids"),
             Err(e) => tracing::warn!(error = %e, "purging expired records failed; will retry"),
         }
+    }
+}
+
+/// Every 10 s, writes the summary entry of each window of failed authentications that closed
+/// (see `crate::app::failures`), so that a flood's count reaches the audit log even when the
+/// flood stops and no later failure closes its window.
+async fn summarize_failures(state: AppState) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+    loop {
+        tick.tick().await;
+        let closed = state.failures.closed(state.clock.now_ms(), false);
+        state.audit_failure_summaries(closed).await;
     }
 }
 
@@ -292,6 +311,12 @@ pub(crate) async fn open_state(
         metrics: Arc::new(Metrics::default()),
         settings,
         rate_limiter: Arc::new(RateLimiter::new(cfg.token_rate_limit)),
+        failures: Arc::new(crate::app::failures::Failures::new(cfg.token_rate_limit)),
+        // Five verifications a second per organization, bursts of ten: incremental ones are cheap,
+        // and this bounds what a tenant can make the node re-hash.
+        rate_limiter_audit: Arc::new(RateLimiter::new(5)),
+        audit_checkpoint: std::sync::Mutex::new(None),
+        audit_full_verified_at: std::sync::Mutex::new(None),
         started,
     })))
 }
@@ -347,16 +372,13 @@ pub(crate) async fn rotate_stored(
     Ok((kid, retired))
 }
 
-/// `agentidp keys rotate`: rotates the signing key of a stopped node's data directory.
-pub(crate) async fn rotate_offline(
-    data_dir: &Path,
-    kind: EngineKind,
-    alg: &str,
-) -> Result<(String, Option<String>), StartError> {
-    // Never create a store here: a mistyped path must not become a new, empty node.
+/// Opens the store of a stopped node's data directory for an offline command; never creates
+/// one (a mistyped path must not become a new, empty node), and says what to do when the node
+/// still runs.
+async fn open_offline(data_dir: &Path, kind: EngineKind) -> Result<(Arc<Store>, Uuid), StartError> {
     let has_store = data_dir.join("agentidp.redb").exists() || data_dir.join("sled").exists();
     if !has_store {
-        return Err(StartError::Keys(format!(
+        return Err(StartError::Offline(format!(
             "{} holds no agentidp store; give the --data-dir of a node that has run (and --store if it is sled)",
             data_dir.display()
         )));
@@ -365,15 +387,43 @@ pub(crate) async fn rotate_offline(
         let dir = data_dir.to_path_buf();
         tokio::task::spawn_blocking(move || Store::open(&dir, kind))
             .await
-            .map_err(|e| StartError::Store(StoreError::Engine(e.to_string())))??
+            .map_err(|e| StartError::Store(StoreError::Engine(e.to_string())))?
+            .map_err(|e| {
+                let text = e.to_string();
+                if text.contains("lock")
+                    || text.contains("already open")
+                    || text.contains("WouldBlock")
+                {
+                    StartError::Offline(format!(
+                        "the store in {} is in use: stop the node that runs on it first ({text})",
+                        data_dir.display()
+                    ))
+                } else {
+                    StartError::Store(e)
+                }
+            })?
     };
     let store = Arc::new(store);
     let Some(system_org) = store.get_meta::<Uuid>(META_BOOTSTRAP)? else {
-        return Err(StartError::Keys(format!(
+        return Err(StartError::Offline(format!(
             "{} holds no initialized node; run `agentidp serve` on it once first",
             data_dir.display()
         )));
     };
+    Ok((store, system_org))
+}
+
+async fn close_offline(store: Arc<Store>) {
+    let _ = tokio::task::spawn_blocking(move || store.close()).await;
+}
+
+/// `agentidp keys rotate`: rotates the signing key of a stopped node's data directory.
+pub(crate) async fn rotate_offline(
+    data_dir: &Path,
+    kind: EngineKind,
+    alg: &str,
+) -> Result<(String, Option<String>), StartError> {
+    let (store, system_org) = open_offline(data_dir, kind).await?;
     let out = rotate_stored(
         &store,
         &SystemClock,
@@ -381,10 +431,109 @@ pub(crate) async fn rotate_offline(
         alg,
         "operator (agentidp keys rotate)",
     )
-    .await?;
-    let s = store.clone();
-    let _ = tokio::task::spawn_blocking(move || s.close()).await;
-    Ok(out)
+    .await;
+    close_offline(store).await;
+    out
+}
+
+/// What `agentidp admin recover` did.
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    /// The instance admin the new credential is for.
+    pub(crate) admin_id: Uuid,
+    /// Whether that admin had to be created (no active instance admin was left).
+    pub(crate) created: bool,
+    /// The credential file written.
+    pub(crate) file: PathBuf,
+}
+
+/// `agentidp admin recover`: on a stopped node, issues a new instance-admin credential into
+/// `<data-dir>/admin-credentials.json` (mode 0600), audited. The admin named by the current file
+/// gets it when it is still an active instance admin; otherwise (suspended, decommissioned,
+/// demoted, or no file) a new instance admin is created. The credential is committed before the
+/// file is replaced, so a crash in between leaves the old file intact (run it again).
+pub(crate) async fn recover_admin(
+    data_dir: &Path,
+    kind: EngineKind,
+) -> Result<Recovered, StartError> {
+    let (store, system_org) = open_offline(data_dir, kind).await?;
+    let out = recover_in(&store, &SystemClock, data_dir, system_org).await;
+    close_offline(store).await;
+    out
+}
+
+async fn recover_in(
+    store: &Arc<Store>,
+    clock: &dyn Clock,
+    data_dir: &Path,
+    system_org: Uuid,
+) -> Result<Recovered, StartError> {
+    let path = data_dir.join(ADMIN_FILE);
+    let named: Option<Uuid> = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["client_id"].as_str().and_then(|s| s.parse().ok()));
+    let now = clock.now_ms();
+    let current = match named {
+        Some(id) => store
+            .get_agent(&id)?
+            .filter(|a| a.org_id == system_org && crate::app::authz::is_admin(a, true)),
+        None => None,
+    };
+    let (admin, created) = match current {
+        Some(a) => (a, false),
+        None => (
+            crate::http::agents::admin_agent(
+                system_org,
+                format!("admin-recovered-{}@instance.agentidp.local", now),
+                "instance admin (recovered)".into(),
+                "operator".into(),
+                ALL_SCOPES,
+                "instance-admin",
+                now,
+            )
+            .map_err(|e| StartError::Bootstrap(e.message))?,
+            true,
+        ),
+    };
+    let (cred, secret) = crate::http::agents::new_credential(&admin, now, None, None)
+        .map_err(|e| StartError::Bootstrap(e.message))?;
+    let entry = storage::NewAuditEntry {
+        time: now,
+        org_id: system_org,
+        actor: "operator (agentidp admin recover)".into(),
+        action: "node.admin_recover".into(),
+        target: admin.id.to_string(),
+        outcome: Outcome::Success,
+        client: None,
+        details: serde_json::json!({
+            "adminAgentId": admin.id, "credentialId": cred.id, "adminCreated": created,
+            "previousAdminAgentId": named,
+        }),
+    };
+    let admin_id = admin.id;
+    store
+        .write(move |tx| {
+            if created {
+                crate::http::agents::insert_agent(tx, &admin)?;
+            }
+            tx.put_credential(&cred);
+            tx.audit(entry)?;
+            Ok::<_, crate::error::ApiError>(())
+        })
+        .await
+        .map_err(|e| StartError::Bootstrap(e.message))?;
+    write_admin_file(&path, &admin_id.to_string(), &secret).map_err(|source| {
+        StartError::AdminFile {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    Ok(Recovered {
+        admin_id,
+        created,
+        file: path,
+    })
 }
 
 /// Registers SIGINT and SIGTERM handlers now — before the node says it is listening, so that a
@@ -426,6 +575,7 @@ async fn bootstrap(
         system: true,
         created_at: now,
         updated_at: now,
+        token_epoch: 0,
     };
     let admin = crate::http::agents::admin_agent(
         org.id,

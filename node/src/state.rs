@@ -57,6 +57,15 @@ pub(crate) struct StateInner {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) settings: Arc<Settings>,
     pub(crate) rate_limiter: Arc<crate::ratelimit::RateLimiter>,
+    /// Audit chain verifications per organization.
+    pub(crate) rate_limiter_audit: Arc<crate::ratelimit::RateLimiter>,
+    /// The head of the audit chain as last verified intact (in memory only: after a restart
+    /// the first verification re-hashes the whole chain, which finds edits made meanwhile).
+    pub(crate) audit_checkpoint: std::sync::Mutex<Option<storage::AuditHead>>,
+    /// When a full verification was last requested over the API.
+    pub(crate) audit_full_verified_at: std::sync::Mutex<Option<i64>>,
+    /// Failed authentications: per-address throttle and bounded audit.
+    pub(crate) failures: Arc<crate::app::failures::Failures>,
     pub(crate) clients: Arc<crate::clients::ClientCache>,
     /// Access tokens whose signature already verified.
     pub(crate) verified_tokens: Arc<crate::token::VerifiedTokens>,
@@ -147,18 +156,69 @@ impl AppState {
         Ok(out)
     }
 
-    /// Records a failed authentication (never holds the response: it is group-committed within
-    /// the committer's bounded window).
-    pub(crate) async fn audit_auth_failure(&self, actor: &Actor, action: &str, reason: &str) {
+    /// Records a failed authentication of an unauthenticated caller: charged to its source
+    /// address, and audited within the bound of [`crate::app::failures`] (never holding the
+    /// response: group-committed within the committer's bounded window). `Err(seconds)` when the
+    /// address is over its failure budget: answer 429 with that `Retry-After` instead of 401.
+    pub(crate) async fn auth_failure(
+        &self,
+        actor: &Actor,
+        action: &str,
+        reason: &str,
+    ) -> Result<(), u64> {
+        use crate::app::failures::{address_key, Disposition};
         self.metrics.auth_failures.inc();
-        let entry = self.audit_entry(
-            actor,
-            action,
-            "-",
-            Outcome::Failure,
-            serde_json::json!({ "reason": reason }),
-        );
-        self.audit_detached(entry).await;
+        let now = self.clock.now_ms();
+        let address = address_key(actor.client.as_deref());
+        let charged = self.failures.charge(&address, now);
+        if charged.is_err() {
+            self.metrics.auth_throttled.inc();
+        }
+        let (disposition, closed) = self.failures.note(&address, actor.org, action, reason, now);
+        if disposition == Disposition::Audit {
+            let entry = self.audit_entry(
+                actor,
+                action,
+                "-",
+                Outcome::Failure,
+                serde_json::json!({ "reason": reason }),
+            );
+            self.audit_detached(entry).await;
+        }
+        self.audit_failure_summaries(closed).await;
+        charged
+    }
+
+    /// Appends one `auth.failure_summary` entry per closed window of failures.
+    pub(crate) async fn audit_failure_summaries(
+        &self,
+        summaries: Vec<crate::app::failures::Summary>,
+    ) {
+        for s in summaries {
+            let org = if s.org.is_nil() {
+                self.settings.system_org
+            } else {
+                s.org
+            };
+            let entry = NewAuditEntry {
+                time: self.clock.now_ms(),
+                org_id: org,
+                actor: "anonymous".into(),
+                action: "auth.failure_summary".into(),
+                target: "-".into(),
+                outcome: Outcome::Failure,
+                client: Some(s.address.clone()),
+                details: serde_json::json!({
+                    "failures": s.summarized,
+                    "auditedSeparately": s.audited,
+                    "from": crate::clock::rfc3339(s.from_ms),
+                    "to": crate::clock::rfc3339(s.to_ms),
+                    "actions": s.actions,
+                    "reasons": s.reasons,
+                }),
+            };
+            self.audit_detached(entry).await;
+        }
     }
 
     /// Appends an audit entry without holding the response: group-committed within the

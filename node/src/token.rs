@@ -41,6 +41,14 @@ pub(crate) struct AccessClaims {
     /// credential makes the token inactive.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) cid: Option<String>,
+    /// The token epochs `[agent, organization]` it was issued in (absent: `[0, 0]`); a
+    /// suspension starts a new epoch, which ends every earlier token for good.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tep: Option<[u32; 2]>,
+    /// The agent key (RFC 7638 thumbprint) that signed the client assertion, for
+    /// `private_key_jwt`: removing that key makes the token inactive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) akid: Option<String>,
     /// RFC 8693 §4.1: the external subject a token exchange acted for (`{sub, iss}`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) act: Option<serde_json::Value>,
@@ -80,6 +88,10 @@ pub(crate) struct Verified {
     pub(crate) jti: String,
     pub(crate) client_id: String,
     pub(crate) cid: Option<Uuid>,
+    /// The agent key the client assertion was signed with (`private_key_jwt` tokens).
+    pub(crate) akid: Option<String>,
+    /// The token epochs it was issued in, `[agent, organization]`.
+    pub(crate) tep: [u32; 2],
     pub(crate) exp: i64,
     pub(crate) iat: Option<i64>,
     pub(crate) nbf: Option<i64>,
@@ -156,6 +168,8 @@ pub(crate) struct Claims {
     scope: Option<String>,
     organization_id: Option<String>,
     cid: Option<String>,
+    akid: Option<String>,
+    tep: Option<[u32; 2]>,
 }
 
 impl Claims {
@@ -286,6 +300,8 @@ pub(crate) fn verify(
         jti,
         client_id,
         cid,
+        akid: c.akid,
+        tep: c.tep.unwrap_or([0, 0]),
         exp,
         iat: c.iat,
         nbf: c.nbf,
@@ -330,6 +346,8 @@ mod tests {
             deployment_env: "development".into(),
             did: "did:web:x".into(),
             cid: None,
+            akid: None,
+            tep: None,
             act: None,
         }
     }

@@ -42,6 +42,10 @@ pub fn decode<R: Record>(key: &[u8], bytes: &[u8]) -> Result<R, StoreError> {
     }
 }
 
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
 /// Plan tier of an organization.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -111,11 +115,12 @@ pub struct Organization {
     pub created_at: i64,
     /// Last update, milliseconds since the epoch.
     pub updated_at: i64,
-    /// Tokens issued (iat) before this second are no longer active: set when the organization
-    /// is suspended, so that reactivation does not revive them. Seconds since the epoch; absent
-    /// in records written before it existed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tokens_valid_after: Option<i64>,
+    /// The organization's token epoch: every access token carries the epoch it was issued
+    /// in, and only tokens of the current epoch are active. Suspending the organization starts a
+    /// new epoch, so reactivating it does not revive the tokens issued before. 0 (and absent in
+    /// records written before it existed) is the first epoch.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub token_epoch: u32,
 }
 
 impl Record for Organization {
@@ -211,11 +216,12 @@ pub struct Agent {
     pub updated_at: i64,
     /// Last successful token issuance, ms since the epoch.
     pub last_auth_at: Option<i64>,
-    /// Tokens issued (iat) before this second are no longer active: set when the agent is
-    /// suspended, so that reactivation does not revive them. Seconds since the epoch; absent in
-    /// records written before it existed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tokens_valid_after: Option<i64>,
+    /// The agent's token epoch: every access token carries the epoch it was issued in, and only
+    /// tokens of the current epoch are active. Suspending (or decommissioning) the agent starts
+    /// a new epoch, so reactivating it does not revive the tokens issued before. 0 (and absent
+    /// in records written before it existed) is the first epoch.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub token_epoch: u32,
 }
 
 impl Record for Agent {
@@ -597,15 +603,15 @@ mod tests {
         bytes.extend_from_slice(old);
         let a: Agent = decode(b"k", &bytes).unwrap();
         assert!(a.domains.is_empty() && a.locators.is_empty());
-        assert_eq!(a.tokens_valid_after, None);
+        assert_eq!(a.token_epoch, 0);
         let back: Agent = decode(b"k", &encode(&a)).unwrap();
         assert_eq!(back, a);
     }
 
-    /// Agents and organizations stored before `tokens_valid_after` existed decode without it;
+    /// Agents and organizations stored before `token_epoch` existed decode in the first epoch;
     /// the field is written only when set, and survives a round trip when it is.
     #[test]
-    fn records_written_before_tokens_valid_after_decode() {
+    fn records_written_before_token_epochs_decode() {
         let old_agent = br#"{"id":"0b0d1c5e-58f4-4a5e-9a34-8d2f0c1b2a3d","org_id":"0b0d1c5e-58f4-4a5e-9a34-8d2f0c1b2a3e",
             "email":"a@b.c","name":"a","agent_type":"custom","version":"1.0.0","capabilities":[],"owner":"o",
             "deployment_env":"production","status":"suspended","scopes":[],"metadata":{},"public":false,
@@ -614,9 +620,9 @@ mod tests {
         let mut bytes = vec![Agent::VERSION];
         bytes.extend_from_slice(old_agent);
         let mut a: Agent = decode(b"k", &bytes).unwrap();
-        assert_eq!(a.tokens_valid_after, None);
-        assert!(!String::from_utf8_lossy(&encode(&a)).contains("tokens_valid_after"));
-        a.tokens_valid_after = Some(1_700_000_000);
+        assert_eq!(a.token_epoch, 0);
+        assert!(!String::from_utf8_lossy(&encode(&a)).contains("token_epoch"));
+        a.token_epoch = 3;
         assert_eq!(decode::<Agent>(b"k", &encode(&a)).unwrap(), a);
 
         let old_org = br#"{"id":"0b0d1c5e-58f4-4a5e-9a34-8d2f0c1b2a3e","name":"Acme","slug":"acme",
@@ -625,10 +631,10 @@ mod tests {
         let mut bytes = vec![Organization::VERSION];
         bytes.extend_from_slice(old_org);
         let mut o: Organization = decode(b"k", &bytes).unwrap();
-        assert_eq!(o.tokens_valid_after, None);
+        assert_eq!(o.token_epoch, 0);
         assert_eq!(o.status, OrgStatus::Suspended);
-        assert!(!String::from_utf8_lossy(&encode(&o)).contains("tokens_valid_after"));
-        o.tokens_valid_after = Some(1_700_000_001);
+        assert!(!String::from_utf8_lossy(&encode(&o)).contains("token_epoch"));
+        o.token_epoch = 4;
         let back: Organization = decode(b"k", &encode(&o)).unwrap();
         assert_eq!(back, o);
     }

@@ -499,7 +499,7 @@ pub(crate) fn listing_pages_and_counts(kind: EngineKind) {
         created_at: 1_000 + i,
         updated_at: 1_000 + i,
         last_auth_at: None,
-        tokens_valid_after: None,
+        token_epoch: 0,
     };
     rt().block_on(async {
         for chunk in 0..11i64 {
@@ -567,7 +567,7 @@ fn agent(org: Uuid, email: &str, created_at: i64) -> crate::records::Agent {
         created_at,
         updated_at: created_at,
         last_auth_at: None,
-        tokens_valid_after: None,
+        token_epoch: 0,
     }
 }
 

@@ -243,7 +243,9 @@ fn usable_url(u: &str) -> bool {
 
 /// Printable text of 1 to `max` characters.
 fn text_ok(s: &str, max: usize) -> bool {
-    !s.is_empty() && s.chars().count() <= max && !s.chars().any(char::is_control)
+    // The same hygiene as the node's own fields: what another node sends ends up in partner
+    // records this node shows.
+    crate::app::text::check_text(s, 1, max).is_ok()
 }
 
 /// The checks on claims that do not depend on the signature's key: times, and a statement a

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
+use crate::app::authz::{check_manage, keep_an_admin};
 use crate::clock::parse_rfc3339;
 use crate::error::ApiError;
 use crate::http::auth::bearer;
@@ -190,6 +191,7 @@ pub(crate) fn new_agent(
         created_at: now,
         updated_at: now,
         last_auth_at: None,
+        token_epoch: 0,
     })
 }
 
@@ -231,7 +233,7 @@ pub(crate) fn admin_agent(
 
 /// Stores a new agent inside a write job: unique email, organization limit, counter.
 pub(crate) fn insert_agent(tx: &mut Tx<'_>, agent: &Agent) -> Result<(), ApiError> {
-    if tx.agent_id_by_email(&agent.email)?.is_some() {
+    if tx.agent_id_by_email(&agent.org_id, &agent.email)?.is_some() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "AGENT_ALREADY_EXISTS",
@@ -426,8 +428,12 @@ pub(crate) async fn register(
             "keys": kids, "keyGenerated": generated_key.is_some(),
         }),
     );
+    let acting = caller.acting();
     let agent = state
         .write_audited(entry, move |tx| {
+            // The caller's scopes as of this write: a demotion that committed first counts.
+            let now_scopes = acting.require_now(tx, "agents:write")?;
+            check_scopes(&agent.scopes, &now_scopes, system)?;
             insert_agent(tx, &agent)?;
             for k in &records {
                 tx.put_agent_key(k);
@@ -594,18 +600,29 @@ pub(crate) async fn update(
         Outcome::Success,
         serde_json::json!({ "fields": changed }),
     );
+    let acting = caller.acting();
+    let system = org == state.settings.system_org;
     let agent = state
         .write_audited(entry, move |tx| {
+            let now_scopes = acting.require_now(tx, "agents:write")?;
             let mut a = own_agent(tx, &id, &org)?;
             if a.status == AgentStatus::Decommissioned {
                 return Err(agent_decommissioned());
             }
+            check_manage(&now_scopes, &a)?;
+            if let Some(v) = &scopes {
+                check_scopes(v, &now_scopes, system)?;
+            }
+            let before = a.clone();
             if let Some(v) = req.email {
-                if !v.eq_ignore_ascii_case(&a.email) && tx.agent_id_by_email(&v)?.is_some() {
+                if tx
+                    .agent_id_by_email(&org, &v)?
+                    .is_some_and(|other| other != a.id)
+                {
                     return Err(ApiError::new(
                         StatusCode::CONFLICT,
                         "AGENT_ALREADY_EXISTS",
-                        "An agent with this email is already registered.",
+                        "An agent with this email is already registered in this organization.",
                     ));
                 }
                 a.email = v;
@@ -657,8 +674,13 @@ pub(crate) async fn update(
                     let n = tx.org_agent_count(&org)?;
                     tx.set_org_agent_count(&org, n.saturating_sub(1));
                 }
+                if s != AgentStatus::Active && before.status == AgentStatus::Active {
+                    // A new token epoch: tokens issued until now stay dead after a reactivation.
+                    a.token_epoch = a.token_epoch.wrapping_add(1);
+                }
                 a.status = s;
             }
+            keep_an_admin(tx, &before, &a, system)?;
             a.updated_at = now;
             tx.put_agent(&a)?;
             Ok(a)
@@ -688,8 +710,11 @@ pub(crate) async fn decommission(
         Outcome::Success,
         serde_json::json!({}),
     );
+    let acting = caller.acting();
+    let system = org == state.settings.system_org;
     state
         .write_audited(entry, move |tx| {
+            let now_scopes = acting.require_now(tx, "agents:write")?;
             let mut a = own_agent(tx, &id, &org)?;
             if a.status == AgentStatus::Decommissioned {
                 return Err(ApiError::new(
@@ -698,7 +723,11 @@ pub(crate) async fn decommission(
                     "The agent is already decommissioned.",
                 ));
             }
+            check_manage(&now_scopes, &a)?;
+            let before = a.clone();
             a.status = AgentStatus::Decommissioned;
+            a.token_epoch = a.token_epoch.wrapping_add(1);
+            keep_an_admin(tx, &before, &a, system)?;
             a.updated_at = now;
             tx.put_agent(&a)?;
             let n = tx.org_agent_count(&org)?;
@@ -736,14 +765,17 @@ pub(crate) async fn create_credential(
     };
     let org = caller.org_id;
     let actor = caller.actor.clone();
+    let acting = caller.acting();
     let st = state.clone();
     let (cred, secret) = state
         .store
         .write(move |tx| {
+            let now_scopes = acting.require_now(tx, "agents:write")?;
             let a = own_agent(tx, &id, &org)?;
             if a.status == AgentStatus::Decommissioned {
                 return Err(agent_decommissioned());
             }
+            check_manage(&now_scopes, &a)?;
             let (cred, secret) = new_credential(&a, now, expires_at, None)?;
             tx.put_credential(&cred);
             tx.audit(st.audit_entry(
@@ -813,11 +845,14 @@ pub(crate) async fn rotate_credential(
     let now = state.clock.now_ms();
     let org = caller.org_id;
     let actor = caller.actor.clone();
+    let acting = caller.acting();
     let st = state.clone();
     let (cred, secret) = state
         .store
         .write(move |tx| {
+            let now_scopes = acting.require_now(tx, "agents:write")?;
             let a = own_agent(tx, &id, &org)?;
+            check_manage(&now_scopes, &a)?;
             let mut old = tx
                 .get_credential(&cred_id)?
                 .filter(|c| c.agent_id == a.id)
@@ -875,9 +910,12 @@ pub(crate) async fn revoke_credential(
         Outcome::Success,
         serde_json::json!({ "credentialId": cred_id }),
     );
+    let acting = caller.acting();
     state
         .write_audited(entry, move |tx| {
+            let now_scopes = acting.require_now(tx, "agents:write")?;
             let a = own_agent(tx, &id, &org)?;
+            check_manage(&now_scopes, &a)?;
             let mut c = tx
                 .get_credential(&cred_id)?
                 .filter(|c| c.agent_id == a.id)

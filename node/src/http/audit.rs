@@ -26,6 +26,7 @@ pub(crate) fn routes(
     let verify = warp::path!("api" / "v1" / "audit" / "verify")
         .and(warp::get())
         .and(auth)
+        .and(warp::query::<VerifyQuery>())
         .and(st)
         .and_then(verify);
     list.or(verify)
@@ -96,20 +97,83 @@ pub(crate) async fn list(
     .into_response())
 }
 
-/// Recompute the whole hash chain; report the first broken sequence number.
+/// Query of the chain verification.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct VerifyQuery {
+    /// `true`: re-hash the whole chain instead of only what was appended since the last
+    /// verification (instance admin only, once a minute).
+    full: Option<bool>,
+}
+
+/// Time between two full verifications requested over the API.
+const FULL_VERIFY_INTERVAL_MS: i64 = 60_000;
+
+/// Verify the hash chain: incrementally, from the last verified checkpoint (the first call
+/// after a start re-hashes the whole chain); report the first broken sequence number.
+/// Rate-limited per organization.
 #[utoipa::path(get, path = "/api/v1/audit/verify", tag = "Audit", security(("bearer" = ["audit:read"])),
-    responses((status = 200, body = AuditVerifyView), (status = 403, body = ErrorBody)))]
+    params(VerifyQuery),
+    responses((status = 200, body = AuditVerifyView), (status = 403, body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED", body = ErrorBody)))]
 pub(crate) async fn verify(
     caller: Caller,
+    q: VerifyQuery,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
     caller.require("audit:read")?;
+    let now = state.clock.now_ms();
+    if let Err(wait) = state
+        .rate_limiter_audit
+        .check(&caller.org_id.to_string(), now)
+    {
+        return Err(
+            ApiError::too_many("audit chain verifications for this organization", wait).into(),
+        );
+    }
+    let full = q.full.unwrap_or(false);
+    if full {
+        caller.require("admin:orgs")?;
+        let mut last = match state.audit_full_verified_at.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(at) = *last {
+            if now - at < FULL_VERIFY_INTERVAL_MS {
+                let wait = ((FULL_VERIFY_INTERVAL_MS - (now - at)) / 1000).max(1) as u64;
+                return Err(ApiError::too_many(
+                    "full audit chain verifications (one a minute)",
+                    wait,
+                )
+                .into());
+            }
+        }
+        *last = Some(now);
+    }
+    let checkpoint = if full {
+        None
+    } else {
+        match state.audit_checkpoint.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    };
     let store = state.store.clone();
-    // Verification reads the whole log: keep it off the async workers.
-    let report = tokio::task::spawn_blocking(move || store.verify_audit())
+    // Verification reads the log: keep it off the async workers.
+    let report = tokio::task::spawn_blocking(move || store.verify_audit_from(checkpoint.as_ref()))
         .await
         .map_err(|_| ApiError::internal())?
         .map_err(ApiError::from)?;
+    if let Ok(mut cp) = state.audit_checkpoint.lock() {
+        // Only ever forward: a concurrent verification may already have gone further, and a
+        // broken chain forgets the checkpoint so that the next call re-hashes everything.
+        match report.checkpoint() {
+            Some(new) if cp.as_ref().is_none_or(|old| new.seq >= old.seq) => *cp = Some(new),
+            Some(_) => {}
+            None => *cp = None,
+        }
+    }
     Ok(warp::reply::json(&AuditVerifyView {
         valid: report.first_broken_seq.is_none(),
         entries: report.entries,

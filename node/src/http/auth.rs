@@ -20,17 +20,31 @@ use crate::token::Verified;
 pub(crate) struct Caller {
     pub(crate) agent_id: Uuid,
     pub(crate) org_id: Uuid,
+    /// Effective scopes: the token's scopes that the agent still holds (see
+    /// [`crate::app::authz`]).
     pub(crate) scopes: Vec<String>,
+    /// The scopes the token carries, for the checks inside write jobs, which intersect them
+    /// with the agent's record as the job reads it.
+    pub(crate) token_scopes: Vec<String>,
     pub(crate) actor: Actor,
 }
 
 impl Caller {
-    /// Refuses with 403 unless the token carries `scope`.
+    /// Refuses with 403 unless the caller holds `scope`.
     pub(crate) fn require(&self, scope: &str) -> Result<(), ApiError> {
         if self.scopes.iter().any(|s| s == scope) {
             Ok(())
         } else {
             Err(ApiError::missing_scope(scope))
+        }
+    }
+
+    /// The caller as the write jobs' authorization checks see it.
+    pub(crate) fn acting(&self) -> crate::app::authz::Acting {
+        crate::app::authz::Acting {
+            agent_id: self.agent_id,
+            org_id: self.org_id,
+            token_scopes: self.token_scopes.clone(),
         }
     }
 }
@@ -40,7 +54,7 @@ pub(crate) fn client_ip(addr: Option<SocketAddr>) -> Option<String> {
     addr.map(|a| a.ip().to_string())
 }
 
-/// Extracts the [`Caller`] or rejects with 401 (audited).
+/// Extracts the [`Caller`] or rejects with 401 (audited within the failure bound).
 pub(crate) fn bearer(
     state: AppState,
 ) -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
@@ -50,56 +64,50 @@ pub(crate) fn bearer(
         .and_then(
             |header: Option<String>, addr: Option<SocketAddr>, state: AppState| async move {
                 let client = client_ip(addr);
-                // Failed bearer authentications are throttled per source address (checked
-                // before authenticating, charged on failure): each failure is audited, and this
-                // bounds how fast a flood of bad tokens can grow the audit log.
-                let failure_key = format!("bearer|{}", client.as_deref().unwrap_or("-"));
-                let now_ms = state.clock.now_ms();
-                if let Err(wait) = state.rate_limiter.peek(&failure_key, now_ms) {
-                    state.metrics.auth_throttled.inc();
-                    return Err(Rejection::from(ApiError::too_many(
-                        "failed authentications",
-                        wait,
-                    )));
-                }
+                // The token is checked first: a valid token is never refused by the failure
+                // throttle, whatever else comes from its address. Failures are charged to the
+                // address and audited within the bound of `app::failures`.
                 match authenticate(header.as_deref(), &state) {
-                    Ok((agent_id, org_id, scopes)) => Ok(Caller {
-                        agent_id,
-                        org_id,
-                        scopes,
+                    Ok(a) => Ok(Caller {
+                        agent_id: a.claims.agent_id,
+                        org_id: a.claims.org_id,
+                        scopes: a.effective_scopes(),
+                        token_scopes: a.claims.scopes.clone(),
                         actor: Actor {
-                            id: agent_id.to_string(),
-                            org: org_id,
+                            id: a.claims.agent_id.to_string(),
+                            org: a.claims.org_id,
                             client,
                         },
                     }),
                     Err((org, reason)) => {
-                        let _ = state.rate_limiter.check(&failure_key, now_ms);
                         let actor = Actor {
                             id: "anonymous".into(),
                             org: org.unwrap_or(state.settings.system_org),
                             client,
                         };
-                        state
-                            .audit_auth_failure(&actor, "auth.bearer", &reason)
-                            .await;
-                        Err(Rejection::from(ApiError::unauthorized(&reason)))
+                        match state.auth_failure(&actor, "auth.bearer", &reason).await {
+                            Ok(()) => Err(Rejection::from(ApiError::unauthorized(&reason))),
+                            Err(wait) => Err(Rejection::from(ApiError::too_many(
+                                "failed authentications from this address",
+                                wait,
+                            ))),
+                        }
                     }
                 }
             },
         )
 }
 
-type AuthOk = (Uuid, Uuid, Vec<String>);
-
-fn authenticate(header: Option<&str>, state: &AppState) -> Result<AuthOk, (Option<Uuid>, String)> {
+fn authenticate(
+    header: Option<&str>,
+    state: &AppState,
+) -> Result<ActiveToken, (Option<Uuid>, String)> {
     let header = header.ok_or((None, "no Authorization header".to_string()))?;
     let token = match header.split_once(' ') {
         Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim(),
         _ => return Err((None, "Authorization must use the Bearer scheme".to_string())),
     };
-    let a = check_token(state, token)?;
-    Ok((a.claims.agent_id, a.claims.org_id, a.claims.scopes))
+    check_token(state, token)
 }
 
 /// A token of ours that is active now.
@@ -112,6 +120,11 @@ impl ActiveToken {
     /// The token's agent (the cached record, shared).
     pub(crate) fn agent(&self) -> &Agent {
         &self.entry.agent
+    }
+
+    /// The token's scopes that its agent still holds.
+    pub(crate) fn effective_scopes(&self) -> Vec<String> {
+        crate::app::authz::effective(&self.claims.scopes, &self.entry.agent.scopes)
     }
 }
 
@@ -155,6 +168,19 @@ pub(crate) fn check_token(
                 "the credential the token was issued for is no longer active".into(),
             ));
         }
+    }
+    if let Some(kid) = &v.akid {
+        if !entry.keys.iter().any(|k| &k.kid == kid) {
+            return Err((
+                org,
+                "the key the token was obtained with is no longer registered".into(),
+            ));
+        }
+    }
+    // Suspending an agent or its organization starts a new token epoch: reactivation does not
+    // bring back the tokens issued before.
+    if v.tep != entry.token_epochs() {
+        return Err((org, "the token was issued before a suspension".into()));
     }
     if entry.agent.status != AgentStatus::Active {
         return Err((org, "the token's agent is not active".into()));

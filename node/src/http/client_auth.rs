@@ -2,8 +2,10 @@
 //! `client_secret_basic` (RFC 6749 §2.3.1), `client_secret_post`, and `private_key_jwt`
 //! (RFC 7523 §2.2 and §3, OIDC Core §9) with a key the agent registered.
 //!
-//! Every failure is `invalid_client` (RFC 6749 §5.2) and is audited; the per-client rate limit
-//! applies before any secret or signature is checked, so guessing is throttled too.
+//! Every failure is `invalid_client` (RFC 6749 §5.2), charged to the source address and
+//! audited within a bound (`app::failures`); beyond the address's failure budget it becomes
+//! `429`. Client secrets are 256 random bits, so throttling bounds work and audit growth, not
+//! guessing; valid credentials are never refused by the failure throttle.
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
@@ -94,6 +96,8 @@ pub(crate) struct Client {
     entry: Arc<ClientEntry>,
     /// The credential used (secret methods only).
     pub(crate) credential: Option<Uuid>,
+    /// The agent key that signed the assertion (`private_key_jwt` only).
+    pub(crate) akid: Option<String>,
     pub(crate) method: Method,
     pub(crate) actor: Actor,
 }
@@ -101,6 +105,11 @@ pub(crate) struct Client {
 impl Client {
     pub(crate) fn agent(&self) -> &Agent {
         &self.entry.agent
+    }
+
+    /// The cached record behind the client (agent, credentials, keys, organization state).
+    pub(crate) fn entry(&self) -> &ClientEntry {
+        &self.entry
     }
 }
 
@@ -181,23 +190,24 @@ pub(crate) async fn authenticate(
             "client authentication failed",
         ));
     }
-    let failure_key = format!("{client_id}|{}", client_addr.as_deref().unwrap_or("-"));
-    if let Err(wait) = state.rate_limiter.peek(&failure_key, now_ms) {
-        return Err(too_many(wait));
-    }
-
+    // Credentials are checked before any throttle: valid ones are never refused because of
+    // failures from the same address. Failures are charged to the address (429 beyond its
+    // budget) and audited within the bound of `app::failures`.
     let fail = |org: Option<Uuid>, reason: &'static str| {
         let actor = Actor {
             id: client_id.clone(),
             org: org.unwrap_or(state.settings.system_org),
             client: client_addr.clone(),
         };
-        let _ = state.rate_limiter.check(&failure_key, now_ms);
         async move {
-            state.audit_auth_failure(&actor, action, reason).await;
-            let mut e = OAuthError::new("invalid_client", reason);
-            e.basic_challenge = used_basic;
-            e
+            match state.auth_failure(&actor, action, reason).await {
+                Ok(()) => {
+                    let mut e = OAuthError::new("invalid_client", reason);
+                    e.basic_challenge = used_basic;
+                    e
+                }
+                Err(wait) => too_many_failures(wait),
+            }
         }
     };
     let Ok(agent_id) = Uuid::parse_str(&client_id) else {
@@ -208,6 +218,7 @@ pub(crate) async fn authenticate(
     };
     let agent = &entry.agent;
     let org = Some(agent.org_id);
+    let mut akid = None;
     let (credential, method) = match presented {
         Presented::Secret { secret, method, .. } => {
             let matched = entry.credentials.iter().find(|c| {
@@ -221,19 +232,15 @@ pub(crate) async fn authenticate(
             }
         }
         Presented::Assertion { jwt, .. } => {
-            let keys = state
-                .store
-                .list_agent_keys(&agent_id)
-                .map_err(OAuthError::from)?;
             let iss = &state.settings.issuer;
             let audiences = [
                 iss.clone(),
                 format!("{iss}/api/v1/token"),
                 format!("{iss}/oauth2/token"),
             ];
-            let (jti, exp) = match verify_assertion(
+            let (jti, exp, kid) = match verify_assertion(
                 &jwt,
-                &keys,
+                &entry.keys,
                 &client_id,
                 &audiences,
                 now_ms.div_euclid(1000),
@@ -251,6 +258,7 @@ pub(crate) async fn authenticate(
             if !fresh {
                 return Err(fail(org, "the client assertion was already used (jti replay)").await);
             }
+            akid = Some(kid);
             (None, Method::PrivateKeyJwt)
         }
     };
@@ -273,9 +281,20 @@ pub(crate) async fn authenticate(
     Ok(Client {
         entry: entry.clone(),
         credential,
+        akid,
         method,
         actor,
     })
+}
+
+fn too_many_failures(wait: u64) -> OAuthError {
+    let mut e = OAuthError::new(
+        "temporarily_unavailable",
+        format!("too many failed authentications from this address; retry in {wait} s"),
+    );
+    e.status = warp::http::StatusCode::TOO_MANY_REQUESTS;
+    e.retry_after = Some(wait);
+    e
 }
 
 fn too_many(wait: u64) -> OAuthError {
@@ -296,14 +315,15 @@ fn assertion_subject(jwt: &str) -> Option<String> {
     v.get("sub")?.as_str().map(str::to_string)
 }
 
-/// RFC 7523 §3 checks of a client assertion, in the RFC's order; returns its `jti` and `exp`.
+/// RFC 7523 §3 checks of a client assertion, in the RFC's order; returns its `jti`, its `exp`
+/// and the `kid` of the key that verified it.
 fn verify_assertion(
     jwt: &str,
     keys: &[storage::AgentKey],
     client_id: &str,
     audiences: &[String],
     now: i64,
-) -> Result<(String, i64), &'static str> {
+) -> Result<(String, i64, String), &'static str> {
     const MALFORMED: &str = "the client assertion is not a well-formed JWS";
     let jws = Compact::parse(jwt, 16 * 1024).ok_or(MALFORMED)?;
     if jws.header.crit.is_some() {
@@ -317,7 +337,7 @@ fn verify_assertion(
     let verified = keys
         .iter()
         .filter(|k| jws.header.kid.as_ref().is_none_or(|kid| kid == &k.kid) && k.alg == alg)
-        .any(|k| {
+        .find(|k| {
             crate::jwk::verifier(&k.alg, &k.jwk)
                 .map(|v| {
                     v.verify(jws.signing_input.as_bytes(), &jws.signature)
@@ -325,9 +345,9 @@ fn verify_assertion(
                 })
                 .unwrap_or(false)
         });
-    if !verified {
+    let Some(key) = verified else {
         return Err("the client assertion is not signed by a key registered for this client");
-    }
+    };
     let c = jws.claims().ok_or(MALFORMED)?;
     // §3 items 1-2: iss and sub are the client.
     if c.iss.as_deref() != Some(client_id) || c.sub.as_deref() != Some(client_id) {
@@ -352,7 +372,7 @@ fn verify_assertion(
     }
     // §3 item 7: jti, for replay protection.
     match c.jti {
-        Some(j) if !j.is_empty() && j.len() <= 256 => Ok((j, exp)),
+        Some(j) if !j.is_empty() && j.len() <= 256 => Ok((j, exp, key.kid.clone())),
         _ => Err("the client assertion needs a jti of at most 256 characters"),
     }
 }
@@ -452,7 +472,10 @@ mod tests {
                 1000,
             )
         };
-        assert_eq!(ok(good.clone()), Ok(("j1".to_string(), 1100)));
+        assert_eq!(
+            ok(good.clone()),
+            Ok(("j1".to_string(), 1100, rec.kid.clone()))
+        );
         let mut c = good.clone();
         c["aud"] = "https://other".into();
         assert!(ok(c).is_err());

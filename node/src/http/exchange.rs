@@ -22,6 +22,7 @@ use uuid::Uuid;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
+use crate::app::authz::check_manage;
 use crate::clock::rfc3339;
 use crate::error::{ApiError, OAuthError};
 use crate::http::auth::bearer;
@@ -60,6 +61,7 @@ pub(crate) fn routes(
     let list = warp::path!("api" / "v1" / "oidc" / "trust-policies")
         .and(warp::get())
         .and(auth.clone())
+        .and(warp::query::<PolicyListQuery>())
         .and(st.clone())
         .and_then(list);
     let get = warp::path!("api" / "v1" / "oidc" / "trust-policies" / String)
@@ -153,13 +155,7 @@ fn policy_not_found() -> ApiError {
 }
 
 fn check_field(field: &str, v: &str, max: usize) -> Result<(), ApiError> {
-    if v.is_empty() || v.len() > max || v.chars().any(char::is_control) {
-        return Err(ApiError::validation(
-            field,
-            format!("must be 1 to {max} characters, no control characters"),
-        ));
-    }
-    Ok(())
+    crate::app::text::check_text(v, 1, max).map_err(|e| ApiError::validation(field, e.to_string()))
 }
 
 /// `*` matches any run of characters (also none); everything else matches itself.
@@ -282,40 +278,12 @@ pub(crate) async fn create(
         )
         .into());
     }
+    // Known to the caller, or 404 (also for another tenant's agent); the rules below are checked
+    // again inside the write, against what it reads.
     let agent = crate::http::agents::read_own_agent(&state, &caller, &req.agent_id)?;
-    if agent.status == AgentStatus::Decommissioned {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "AGENT_DECOMMISSIONED",
-            "The agent has been decommissioned.",
-        )
-        .into());
-    }
     let mut scopes = req.scopes.unwrap_or_else(|| agent.scopes.clone());
     scopes.sort();
     scopes.dedup();
-    if let Some(bad) = scopes.iter().find(|s| !agent.scopes.contains(s)) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "SCOPE_ESCALATION",
-            format!("Scope {bad} is not one the agent may request."),
-        )
-        .into());
-    }
-    if state
-        .store
-        .list_trust_policies(&caller.org_id)
-        .map_err(ApiError::from)?
-        .len()
-        >= MAX_POLICIES_PER_ORG
-    {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "TRUST_POLICY_LIMIT",
-            format!("An organization may keep at most {MAX_POLICIES_PER_ORG} trust policies."),
-        )
-        .into());
-    }
     let policy = TrustPolicy {
         id: Uuid::new_v4(),
         org_id: caller.org_id,
@@ -335,8 +303,44 @@ pub(crate) async fn create(
         serde_json::json!({ "issuer": policy.issuer, "subject": policy.subject, "agentId": policy.agent_id, "scopes": policy.scopes }),
     );
     let stored = policy.clone();
+    let acting = caller.acting();
     state
         .write_audited(entry, move |tx| {
+            let now_scopes = acting.require_now(tx, "agents:write")?;
+            let agent = tx
+                .get_agent(&stored.agent_id)?
+                .filter(|a| a.org_id == stored.org_id)
+                .ok_or_else(ApiError::agent_not_found)?;
+            if agent.status == AgentStatus::Decommissioned {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "AGENT_DECOMMISSIONED",
+                    "The agent has been decommissioned.",
+                ));
+            }
+            // A policy hands out the agent's tokens: only a caller that may manage the agent
+            // may write one, and never with scopes the caller or the agent lacks.
+            check_manage(&now_scopes, &agent)?;
+            if let Some(bad) = stored
+                .scopes
+                .iter()
+                .find(|s| !agent.scopes.contains(s) || !now_scopes.contains(s))
+            {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "SCOPE_ESCALATION",
+                    format!("Scope {bad} is not one both you and the agent hold."),
+                ));
+            }
+            if tx.list_trust_policies(&stored.org_id)?.len() >= MAX_POLICIES_PER_ORG {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "TRUST_POLICY_LIMIT",
+                    format!(
+                        "An organization may keep at most {MAX_POLICIES_PER_ORG} trust policies."
+                    ),
+                ));
+            }
             tx.put_trust_policy(&stored);
             Ok(())
         })
@@ -344,19 +348,36 @@ pub(crate) async fn create(
     Ok(created(&TrustPolicyView::new(&policy)))
 }
 
-/// The caller's organization's trust policies.
+/// Query of the trust-policy listing.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct PolicyListQuery {
+    /// Only the policies of this agent (the predecessor's filter).
+    agent_id: Option<String>,
+}
+
+/// The caller's organization's trust policies, optionally of one agent.
 #[utoipa::path(get, path = "/api/v1/oidc/trust-policies", tag = "Token exchange", security(("bearer" = ["agents:read"])),
-    responses((status = 200, body = TrustPolicyList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    params(PolicyListQuery),
+    responses((status = 200, body = TrustPolicyList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn list(
     caller: Caller,
+    q: PolicyListQuery,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
     caller.require("agents:read")?;
+    let agent = q
+        .agent_id
+        .as_deref()
+        .map(|a| parse_id("agentId", a))
+        .transpose()?;
     let data = state
         .store
         .list_trust_policies(&caller.org_id)
         .map_err(ApiError::from)?
         .iter()
+        .filter(|p| agent.is_none_or(|a| p.agent_id == a))
         .map(TrustPolicyView::new)
         .collect();
     Ok(warp::reply::json(&TrustPolicyList { data }).into_response())
@@ -403,8 +424,17 @@ pub(crate) async fn delete(
         Outcome::Success,
         serde_json::json!({ "issuer": p.issuer, "subject": p.subject }),
     );
+    let acting = caller.acting();
     state
         .write_audited(entry, move |tx| {
+            let now_scopes = acting.require_now(tx, "agents:write")?;
+            let p = tx
+                .get_trust_policy(&p.id)?
+                .filter(|x| x.org_id == p.org_id)
+                .ok_or_else(policy_not_found)?;
+            if let Some(agent) = tx.get_agent(&p.agent_id)? {
+                check_manage(&now_scopes, &agent)?;
+            }
             tx.delete_trust_policy(&p);
             Ok(())
         })
@@ -416,7 +446,7 @@ pub(crate) async fn delete(
 pub(crate) struct ExchangeRequest<'a> {
     pub(crate) subject_token: &'a str,
     pub(crate) scope: Option<&'a str>,
-    /// The agent to act as (id or DID), when several policies match.
+    /// The agent to act as (id or DID); else the subject token's `aud` must name it.
     pub(crate) audience: Option<&'a str>,
     pub(crate) client: Option<String>,
 }
@@ -457,11 +487,13 @@ impl ExchangeFailure {
 
     fn into_api(self) -> ApiError {
         if let Some(wait) = self.retry_after {
-            return ApiError::too_many("failed token exchanges", wait);
+            return ApiError::too_many("failed token exchanges from this address", wait);
         }
-        let status = match self.oauth {
-            "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
-            "invalid_grant" | "invalid_target" => StatusCode::UNAUTHORIZED,
+        let status = match (self.oauth, self.code) {
+            ("server_error", _) => StatusCode::INTERNAL_SERVER_ERROR,
+            // The request itself is incomplete or malformed: the caller must fix it.
+            (_, "TARGET_REQUIRED" | "INVALID_TARGET") => StatusCode::BAD_REQUEST,
+            ("invalid_grant" | "invalid_target", _) => StatusCode::UNAUTHORIZED,
             _ => StatusCode::BAD_REQUEST,
         };
         ApiError::new(status, self.code, self.message)
@@ -503,44 +535,35 @@ pub(crate) async fn exchange(
     state: &AppState,
     req: ExchangeRequest<'_>,
 ) -> Result<TokenResponse, ExchangeFailure> {
-    // The endpoint is unauthenticated and every failure is audited: failures are throttled per
-    // source address (checked first, charged on failure), as failed bearer authentications are,
-    // so a flood of junk subject tokens cannot grow the audit log at will.
-    let failure_key = format!("exchange|{}", req.client.as_deref().unwrap_or("-"));
-    let now_ms = state.clock.now_ms();
-    if let Err(wait) = state.rate_limiter.peek(&failure_key, now_ms) {
-        state.metrics.auth_throttled.inc();
-        return Err(ExchangeFailure {
-            retry_after: Some(wait),
-            ..ExchangeFailure::new(
-                "temporarily_unavailable",
-                "RATE_LIMITED",
-                format!("Too many failed token exchanges from this address; retry in {wait} s."),
-            )
-        });
-    }
+    // The endpoint is unauthenticated: the subject token is checked first (a valid exchange
+    // is never refused by the failure throttle); failures are charged to the source address,
+    // answered 429 beyond its budget, and audited within the bound of `app::failures`, so a
+    // flood of junk subject tokens cannot grow the audit log at will.
     let client = req.client.clone();
     let r = exchange_once(state, req).await;
-    if let Err(e) = &r {
-        if e.oauth != "server_error" {
-            let _ = state.rate_limiter.check(&failure_key, now_ms);
+    match r {
+        Err(e) if e.oauth != "server_error" => {
+            let actor = Actor {
+                id: e.subject.clone().unwrap_or_else(|| "anonymous".into()),
+                org: state.settings.system_org,
+                client,
+            };
+            match state.auth_failure(&actor, "token.exchange", e.code).await {
+                Ok(()) => Err(e),
+                Err(wait) => Err(ExchangeFailure {
+                    retry_after: Some(wait),
+                    ..ExchangeFailure::new(
+                        "temporarily_unavailable",
+                        "RATE_LIMITED",
+                        format!(
+                            "Too many failed token exchanges from this address; retry in {wait} s."
+                        ),
+                    )
+                }),
+            }
         }
-        // Every failed exchange is audited here, whichever step refused it.
-        let actor = Actor {
-            id: e.subject.clone().unwrap_or_else(|| "anonymous".into()),
-            org: state.settings.system_org,
-            client,
-        };
-        let entry = state.audit_entry(
-            &actor,
-            "token.exchange",
-            "-",
-            Outcome::Failure,
-            serde_json::json!({ "reason": e.code }),
-        );
-        state.audit_detached(entry).await;
+        other => other,
     }
-    r
 }
 
 async fn exchange_once(
@@ -582,66 +605,75 @@ async fn grant(
     claims: &serde_json::Map<String, serde_json::Value>,
     ext_sub: String,
 ) -> Result<TokenResponse, ExchangeFailure> {
+    // The target agent comes from the request (RFC 8693 `audience`, or `agentId`), or else from
+    // the subject token's own `aud` when exactly one of its values names an agent of this node.
+    // Only that agent's organization's policies are considered: no other tenant's policies can
+    // change the outcome of this exchange, or show that they exist.
+    let target = match req.audience {
+        Some(t) => Some(parse_target(state, t).ok_or_else(|| {
+            ExchangeFailure::new(
+                "invalid_target",
+                "INVALID_TARGET",
+                "audience must be an agent's id or DID.",
+            )
+        })?),
+        None => target_from_aud(state, claims),
+    };
+    let Some(agent_id) = target else {
+        return Err(ExchangeFailure::new(
+            "invalid_target",
+            "TARGET_REQUIRED",
+            "Name the agent to act as: audience (or agentId) = its id or DID, or a subject token whose aud is the agent's DID.",
+        ));
+    };
+    let server_error = |what: &str, e: storage::StoreError| {
+        tracing::error!(error = %e, "{what} failed");
+        ExchangeFailure::new(
+            "server_error",
+            "INTERNAL_SERVER_ERROR",
+            "An unexpected error occurred.",
+        )
+    };
+    let entry = state
+        .clients
+        .get(&agent_id)
+        .map_err(|e| server_error("reading the agent", e))?;
+    let no_policy = || {
+        ExchangeFailure::new(
+            "invalid_grant",
+            "TRUST_POLICY_NOT_FOUND",
+            "No trust policy of the agent matches the subject token's issuer, subject and claims.",
+        )
+    };
+    // An unknown agent and an agent without a matching policy get the same answer.
+    let Some(entry) = entry else {
+        return Err(no_policy());
+    };
     let policies = state
         .store
-        .trust_policies_for_issuer(&partner.issuer)
-        .map_err(|e| {
-            tracing::error!(error = %e, "reading trust policies failed");
-            ExchangeFailure::new(
-                "server_error",
-                "INTERNAL_SERVER_ERROR",
-                "An unexpected error occurred.",
-            )
-        })?;
-    let mut candidates: Vec<&TrustPolicy> =
-        policies.iter().filter(|p| matches(p, claims)).collect();
-    if let Some(target) = req.audience {
-        candidates
-            .retain(|p| p.agent_id.to_string() == target || state.agent_did(&p.agent_id) == target);
-    }
-    let mut agents: Vec<Uuid> = candidates.iter().map(|p| p.agent_id).collect();
-    agents.sort();
-    agents.dedup();
-    let policy = match (candidates.as_slice(), agents.len()) {
-        ([], _) => {
-            return Err(ExchangeFailure::new(
-                "invalid_grant",
-                "TRUST_POLICY_NOT_FOUND",
-                "No trust policy matches the subject token's issuer, subject and claims.",
-            ));
-        }
-        (_, 1) => {
-            // Several policies for the same agent: their scopes add up.
-            candidates[0]
-        }
-        _ => {
-            return Err(ExchangeFailure::new("invalid_target", "AMBIGUOUS_TRUST_POLICY", "Several agents' trust policies match; name the agent with audience (its id or DID)."));
-        }
+        .list_trust_policies(&entry.agent.org_id)
+        .map_err(|e| server_error("reading trust policies", e))?;
+    let candidates: Vec<&TrustPolicy> = policies
+        .iter()
+        .filter(|p| p.agent_id == agent_id && p.issuer == partner.issuer && matches(p, claims))
+        .collect();
+    let Some(policy) = candidates.first().copied() else {
+        return Err(no_policy());
     };
+    // Several policies for the same agent: their scopes add up.
     let mut allowed: Vec<String> = candidates
         .iter()
         .flat_map(|p| p.scopes.iter().cloned())
         .collect();
     allowed.sort();
     allowed.dedup();
-    let agent_id = policy.agent_id;
-    let entry = state.clients.get(&agent_id).map_err(|e| {
-        tracing::error!(error = %e, "reading the agent failed");
-        ExchangeFailure::new(
-            "server_error",
-            "INTERNAL_SERVER_ERROR",
-            "An unexpected error occurred.",
-        )
-    })?;
-    let Some(entry) = entry.filter(|e| {
-        e.org_active && e.agent.status == AgentStatus::Active && e.agent.org_id == policy.org_id
-    }) else {
+    if !(entry.org_active && entry.agent.status == AgentStatus::Active) {
         return Err(ExchangeFailure::new(
             "invalid_grant",
             "AGENT_NOT_ACTIVE",
             "The trust policy's agent (or its organization) is not active.",
         ));
-    };
+    }
     let agent = &entry.agent;
     // The agent's current scopes bound the policy's.
     allowed.retain(|s| agent.scopes.contains(s));
@@ -668,8 +700,18 @@ async fn grant(
     let now_ms = state.clock.now_ms();
     let jti = Uuid::new_v4().to_string();
     let act = serde_json::json!({ "sub": ext_sub, "iss": partner.issuer });
-    let claims =
-        crate::http::tokens::access_claims(state, agent, &scope, &jti, now_ms, None, Some(act));
+    let claims = crate::http::tokens::access_claims(
+        state,
+        crate::http::tokens::Grant {
+            entry: &entry,
+            scope: &scope,
+            jti: &jti,
+            cid: None,
+            akid: None,
+            act: Some(act),
+        },
+        now_ms,
+    );
     let keys = state.keys();
     let access_token = mint(&keys, &claims).map_err(|e| {
         tracing::error!(error = %e, "token signing failed");
@@ -699,6 +741,33 @@ async fn grant(
         expires_in: state.settings.token_ttl_secs,
         scope,
     })
+}
+
+/// The agent an exchange names: its id, or its did:web DID on this node.
+fn parse_target(state: &AppState, t: &str) -> Option<Uuid> {
+    if t.len() == 36 {
+        return t.parse().ok();
+    }
+    let id: Uuid = t.rsplit(':').next()?.parse().ok()?;
+    (state.agent_did(&id) == t).then_some(id)
+}
+
+/// The agent the subject token's `aud` names, when exactly one of its values is an agent id or
+/// DID of this node.
+fn target_from_aud(
+    state: &AppState,
+    claims: &serde_json::Map<String, serde_json::Value>,
+) -> Option<Uuid> {
+    let auds: Vec<&str> = match claims.get("aud") {
+        Some(serde_json::Value::String(s)) => vec![s.as_str()],
+        Some(serde_json::Value::Array(v)) => v.iter().filter_map(|x| x.as_str()).collect(),
+        _ => vec![],
+    };
+    let mut found = auds.iter().filter_map(|a| parse_target(state, a));
+    match (found.next(), found.next()) {
+        (Some(id), None) => Some(id),
+        _ => None,
+    }
 }
 
 /// Checks the RFC 8693 parameters of a token-endpoint exchange.
@@ -762,7 +831,8 @@ impl From<TokenResponse> for ExchangeResponse {
 pub(crate) struct OidcTokenRequest {
     /// The workload's OIDC JWT (e.g. GitHub Actions' ID token).
     token: String,
-    /// The agent to act as, when several trust policies match.
+    /// The agent to act as (its id or DID). Required unless the subject token's `aud` is the
+    /// agent's DID (or id).
     agent_id: Option<String>,
     /// Space-separated scopes (default: all the policy allows).
     scope: Option<String>,
@@ -772,8 +842,8 @@ pub(crate) struct OidcTokenRequest {
 /// same as RFC 8693 token exchange at `/api/v1/token`).
 #[utoipa::path(post, path = "/api/v1/oidc/token", tag = "Token exchange",
     request_body = OidcTokenRequest,
-    responses((status = 200, body = ExchangeResponse), (status = 400, body = ErrorBody),
-        (status = 401, description = "TRUST_POLICY_NOT_FOUND, AMBIGUOUS_TRUST_POLICY, AGENT_NOT_ACTIVE, UNKNOWN_FEDERATION_ISSUER, SIGNATURE_INVALID, TOKEN_EXPIRED, ...", body = ErrorBody)))]
+    responses((status = 200, body = ExchangeResponse), (status = 400, description = "TARGET_REQUIRED, INVALID_TARGET, VALIDATION_ERROR", body = ErrorBody),
+        (status = 401, description = "TRUST_POLICY_NOT_FOUND, AGENT_NOT_ACTIVE, UNKNOWN_FEDERATION_ISSUER, SIGNATURE_INVALID, TOKEN_EXPIRED, ...", body = ErrorBody)))]
 pub(crate) async fn oidc_token(
     req: OidcTokenRequest,
     addr: Option<std::net::SocketAddr>,

@@ -232,13 +232,10 @@ fn partner_not_found() -> ApiError {
 }
 
 fn check_name(v: &str) -> Result<(), ApiError> {
-    if v.trim().is_empty() || v.chars().count() > 256 || v.chars().any(char::is_control) {
-        return Err(ApiError::validation(
-            "name",
-            "must be 1 to 256 characters, no control characters",
-        ));
+    if v.trim().is_empty() {
+        return Err(ApiError::validation("name", "must not be blank"));
     }
-    Ok(())
+    crate::app::text::check_text(v, 1, 256).map_err(|e| ApiError::validation("name", e.to_string()))
 }
 
 /// An absolute URL the guarded client may fetch: https, or http when the operator allows it.
@@ -269,14 +266,15 @@ fn check_url(state: &AppState, field: &str, v: &str) -> Result<url::Url, ApiErro
 }
 
 fn check_orgs(v: &[String]) -> Result<(), ApiError> {
-    if v.len() > 1000
-        || v.iter()
-            .any(|o| o.is_empty() || o.len() > 256 || o.chars().any(char::is_control))
-    {
+    if v.len() > 1000 {
         return Err(ApiError::validation(
             "allowed_organizations",
-            "at most 1000 non-empty values of at most 256 characters",
+            "at most 1000 values",
         ));
+    }
+    for o in v {
+        crate::app::text::check_text(o, 1, 256)
+            .map_err(|e| ApiError::validation("allowed_organizations", e.to_string()))?;
     }
     Ok(())
 }
@@ -375,9 +373,8 @@ pub(crate) async fn create(
     check_name(&req.name)?;
     check_orgs(&req.allowed_organizations)?;
     if let Some(a) = &req.audience {
-        if a.is_empty() || a.len() > 2048 {
-            return Err(ApiError::validation("audience", "must be 1 to 2048 characters").into());
-        }
+        crate::app::text::check_text(a, 1, 2048)
+            .map_err(|e| ApiError::validation("audience", e.to_string()))?;
     }
     let expires_at = req
         .expires_at
@@ -554,7 +551,11 @@ pub(crate) async fn update(
     if expires_at.is_some() {
         changed.push("expires_at");
     }
-    if req.audience.is_some() {
+    if let Some(a) = &req.audience {
+        if let Some(a) = a {
+            crate::app::text::check_text(a, 1, 2048)
+                .map_err(|e| ApiError::validation("audience", e.to_string()))?;
+        }
         changed.push("audience");
     }
     let mut new_source = None;

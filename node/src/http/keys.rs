@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
+use crate::app::authz::check_manage;
 use crate::clock::rfc3339;
 use crate::error::ApiError;
 use crate::http::agents::read_own_agent;
@@ -126,24 +127,6 @@ pub(crate) async fn add_key(
     caller.require("agents:write")?;
     let id = parse_id("agentId", &id)?;
     let k = validate_public_jwk(&req.jwk).map_err(jwk_error)?;
-    let agent = read_own_agent(&state, &caller, &id)?;
-    if agent.status == AgentStatus::Decommissioned {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "AGENT_DECOMMISSIONED",
-            "The agent has been decommissioned.",
-        )
-        .into());
-    }
-    let existing = state.store.list_agent_keys(&id).map_err(ApiError::from)?;
-    if existing.len() >= MAX_KEYS_PER_AGENT {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "KEY_LIMIT_EXCEEDED",
-            format!("An agent may register at most {MAX_KEYS_PER_AGENT} keys; remove one first."),
-        )
-        .into());
-    }
     let record = AgentKey {
         kid: k.kid,
         agent_id: id,
@@ -160,8 +143,25 @@ pub(crate) async fn add_key(
         Outcome::Success,
         serde_json::json!({ "kid": record.kid, "alg": record.alg }),
     );
+    let acting = caller.acting();
+    let org = caller.org_id;
+    // Status, permission and limit are checked by the write that adds the key, against what it
+    // reads: a key add racing a decommission or another add cannot slip past either.
     let record = state
         .write_audited(entry, move |tx| {
+            let now_scopes = acting.require_now(tx, "agents:write")?;
+            let agent = tx
+                .get_agent(&id)?
+                .filter(|a| a.org_id == org)
+                .ok_or_else(ApiError::agent_not_found)?;
+            if agent.status == AgentStatus::Decommissioned {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "AGENT_DECOMMISSIONED",
+                    "The agent has been decommissioned.",
+                ));
+            }
+            check_manage(&now_scopes, &agent)?;
             if tx.get_agent_key(&id, &record.kid)?.is_some() {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
@@ -169,6 +169,15 @@ pub(crate) async fn add_key(
                     "This key is already registered for the agent.",
                 )
                 .with_details(serde_json::json!({ "kid": record.kid })));
+            }
+            if tx.list_agent_keys(&id)?.len() >= MAX_KEYS_PER_AGENT {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "KEY_LIMIT_EXCEEDED",
+                    format!(
+                        "An agent may register at most {MAX_KEYS_PER_AGENT} keys; remove one first."
+                    ),
+                ));
             }
             tx.put_agent_key(&record);
             Ok(record)
@@ -218,11 +227,15 @@ pub(crate) async fn remove_key(
         Outcome::Success,
         serde_json::json!({ "kid": kid }),
     );
+    let acting = caller.acting();
     state
         .write_audited(entry, move |tx| {
-            tx.get_agent(&id)?
+            let now_scopes = acting.require_now(tx, "agents:write")?;
+            let agent = tx
+                .get_agent(&id)?
                 .filter(|a| a.org_id == org)
                 .ok_or_else(ApiError::agent_not_found)?;
+            check_manage(&now_scopes, &agent)?;
             tx.get_agent_key(&id, &kid)?.ok_or_else(key_not_found)?;
             tx.delete_agent_key(&id, &kid);
             Ok(())

@@ -139,6 +139,7 @@ pub(crate) async fn create(
         system: false,
         created_at: now,
         updated_at: now,
+        token_epoch: 0,
     };
     let agent = admin_agent(
         org.id,
@@ -323,6 +324,10 @@ pub(crate) async fn update(
                 o.max_tokens_per_month = v;
             }
             if let Some(s) = status {
+                if s == OrgStatus::Suspended && o.status == OrgStatus::Active {
+                    // A new token epoch: tokens issued until now stay dead after a reactivation.
+                    o.token_epoch = o.token_epoch.wrapping_add(1);
+                }
                 o.status = s;
             }
             o.updated_at = now;
@@ -367,6 +372,7 @@ pub(crate) async fn delete(
                 ));
             }
             o.status = OrgStatus::Deleted;
+            o.token_epoch = o.token_epoch.wrapping_add(1);
             o.updated_at = now;
             tx.put_org(&o);
             Ok(())

@@ -152,12 +152,15 @@ pub(crate) async fn token(
     let jti = Uuid::new_v4().to_string();
     let claims = access_claims(
         &state,
-        agent,
-        &scope,
-        &jti,
+        Grant {
+            entry: client.entry(),
+            scope: &scope,
+            jti: &jti,
+            cid: client.credential.map(|c| c.to_string()),
+            akid: client.akid.clone(),
+            act: None,
+        },
         now_ms,
-        client.credential.map(|c| c.to_string()),
-        None,
     );
     let keys = state.keys();
     let access_token = mint(&keys, &claims).map_err(|e| {
@@ -205,18 +208,27 @@ pub(crate) async fn token(
     Ok(no_store(warp::reply::json(&body).into_response()))
 }
 
-/// The claims of an access token for `agent` issued now (DESIGN.md, Tokens).
-pub(crate) fn access_claims(
-    state: &AppState,
-    agent: &storage::Agent,
-    scope: &str,
-    jti: &str,
-    now_ms: i64,
-    cid: Option<String>,
-    act: Option<serde_json::Value>,
-) -> AccessClaims {
+/// What an access token is issued for.
+pub(crate) struct Grant<'a> {
+    /// The agent (with its organization's state).
+    pub(crate) entry: &'a crate::clients::ClientEntry,
+    pub(crate) scope: &'a str,
+    pub(crate) jti: &'a str,
+    /// The credential the client authenticated with (secret methods).
+    pub(crate) cid: Option<String>,
+    /// The agent key that signed the client assertion (`private_key_jwt`).
+    pub(crate) akid: Option<String>,
+    /// RFC 8693 §4.1 actor (token exchange).
+    pub(crate) act: Option<serde_json::Value>,
+}
+
+/// The claims of an access token issued now (DESIGN.md, Tokens), in the agent's and its
+/// organization's current token epochs.
+pub(crate) fn access_claims(state: &AppState, g: Grant<'_>, now_ms: i64) -> AccessClaims {
     let s = &state.settings;
+    let agent = &g.entry.agent;
     let now = now_ms.div_euclid(1000);
+    let tep = g.entry.token_epochs();
     AccessClaims {
         iss: s.issuer.clone(),
         sub: agent.id.to_string(),
@@ -224,15 +236,17 @@ pub(crate) fn access_claims(
         exp: now + s.token_ttl_secs,
         iat: now,
         nbf: now,
-        jti: jti.to_string(),
+        jti: g.jti.to_string(),
         client_id: agent.id.to_string(),
-        scope: scope.to_string(),
+        scope: g.scope.to_string(),
         organization_id: agent.org_id.to_string(),
         agent_type: agent.agent_type.clone(),
         deployment_env: agent.deployment_env.clone(),
         did: state.agent_did(&agent.id),
-        cid,
-        act,
+        cid: g.cid,
+        tep: (tep != [0, 0]).then_some(tep),
+        akid: g.akid,
+        act: g.act,
     }
 }
 
@@ -261,7 +275,7 @@ async fn resource_caller(
             Ok(a) => Ok(ResourceCaller {
                 agent_id: a.claims.agent_id,
                 org_id: a.claims.org_id,
-                scopes: a.claims.scopes,
+                scopes: a.effective_scopes(),
                 actor: Actor {
                     id: a.claims.agent_id.to_string(),
                     org: a.claims.org_id,
@@ -274,11 +288,21 @@ async fn resource_caller(
                     org: org.unwrap_or(state.settings.system_org),
                     client: addr,
                 };
-                state.audit_auth_failure(&actor, action, &reason).await;
-                Err(OAuthError::new(
-                    "invalid_client",
-                    format!("the bearer token is not active: {reason}"),
-                ))
+                match state.auth_failure(&actor, action, &reason).await {
+                    Ok(()) => Err(OAuthError::new(
+                        "invalid_client",
+                        format!("the bearer token is not active: {reason}"),
+                    )),
+                    Err(wait) => {
+                        let mut e = OAuthError::new(
+                            "temporarily_unavailable",
+                            format!("too many failed authentications from this address; retry in {wait} s"),
+                        );
+                        e.status = StatusCode::TOO_MANY_REQUESTS;
+                        e.retry_after = Some(wait);
+                        Err(e)
+                    }
+                }
             }
         };
     }
@@ -376,7 +400,8 @@ pub(crate) async fn introspect(
             let c = &a.claims;
             Introspection {
                 active: true,
-                scope: Some(c.scopes.join(" ")),
+                // What the token is good for now: its scopes that the agent still holds.
+                scope: Some(a.effective_scopes().join(" ")),
                 client_id: Some(c.client_id.clone()),
                 token_type: Some("Bearer"),
                 exp: Some(c.exp),
@@ -423,15 +448,25 @@ pub(crate) async fn revoke(
         // RFC 7009 §2.2: an invalid token is not an error; there is nothing left to revoke.
         return Ok(warp::reply::with_status(warp::reply(), StatusCode::OK).into_response());
     };
+    let target_scopes = a.agent().scopes.clone();
     let c = a.claims;
     let has = |s: &str| caller.scopes.iter().any(|x| x == s);
+    // Another organization's token is answered like an invalid one (RFC 7009 §2.2): the
+    // answer must not tell a caller whether some other tenant's token is live.
+    if c.org_id != caller.org_id && !has("admin:orgs") {
+        return Ok(warp::reply::with_status(warp::reply(), StatusCode::OK).into_response());
+    }
+    // Within the organization: its own token, or one of an agent it may manage (every scope
+    // of that agent held by the caller), with `agents:write`; or the instance admin.
     let allowed = c.agent_id == caller.agent_id
-        || (c.org_id == caller.org_id && has("agents:write"))
+        || (c.org_id == caller.org_id
+            && has("agents:write")
+            && target_scopes.iter().all(|s| has(s)))
         || has("admin:orgs");
     if !allowed {
         return Err(OAuthError::new(
             "unauthorized_client",
-            "this token was not issued to the caller or its organization",
+            "this token belongs to an agent holding scopes the caller does not hold",
         )
         .into());
     }

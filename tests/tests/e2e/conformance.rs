@@ -25,7 +25,7 @@ async fn register(api: &Api, token: &str, email: &str) -> String {
         "description": "Screens resumes against a job description.",
         "skills": [{ "id": 101, "name": "natural_language_processing/natural_language_understanding" }],
         "domains": [{ "id": 101, "name": "technology/internet_of_things" }],
-        "locators": [{ "type": "container_image", "urls": ["ghcr.io/example/screener:1.0.0"] }],
+        "locators": [{ "type": "container_image", "urls": ["oci://ghcr.io/example/screener:1.0.0"] }],
         "endpoints": ["https://agents.example.com/screener/a2a"],
     });
     for (k, v) in fields.as_object().unwrap() {

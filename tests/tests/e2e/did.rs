@@ -33,7 +33,7 @@ fn card_fields() -> Value {
         "description": "Screens resumes against a job description.",
         "skills": [{ "id": 101, "name": "natural_language_processing/natural_language_understanding" }],
         "domains": [{ "id": 101, "name": "technology/internet_of_things" }],
-        "locators": [{ "type": "container_image", "urls": ["ghcr.io/example/screener:1.0.0"] }],
+        "locators": [{ "type": "container_image", "urls": ["oci://ghcr.io/example/screener:1.0.0"] }],
         "endpoints": ["https://agents.example.com/screener/a2a"],
     })
 }

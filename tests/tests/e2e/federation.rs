@@ -752,7 +752,7 @@ async fn token_exchange_under_trust_policies() {
             (status, r.json::<Value>().await.unwrap())
         }
     };
-    let (status, t) = exchange(w_token.clone(), vec![]).await;
+    let (status, t) = exchange(w_token.clone(), vec![("audience", x_id.clone())]).await;
     assert_eq!(status, 200, "{t:?}");
     assert_eq!(
         t["issued_token_type"],
@@ -788,7 +788,7 @@ async fn token_exchange_under_trust_policies() {
             "POST",
             "/api/v1/oidc/token",
             None,
-            Some(json!({ "token": w_token })),
+            Some(json!({ "token": w_token, "agentId": x_id })),
         )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
@@ -798,16 +798,20 @@ async fn token_exchange_under_trust_policies() {
     );
 
     // Refusals.
-    let (st, e) = exchange(w_token.clone(), vec![("scope", "audit:read".into())]).await;
+    let (st, e) = exchange(
+        w_token.clone(),
+        vec![("scope", "audit:read".into()), ("audience", x_id.clone())],
+    )
+    .await;
     assert_eq!((st, s(&e["error"])), (400, "invalid_scope".into()), "{e:?}");
-    let (st, e) = exchange(v_token.clone(), vec![]).await;
+    let (st, e) = exchange(v_token.clone(), vec![("audience", x_id.clone())]).await;
     assert_eq!((st, s(&e["error"])), (400, "invalid_grant".into()), "{e:?}");
     let r = api_a
         .call(
             "POST",
             "/api/v1/oidc/token",
             None,
-            Some(json!({ "token": v_token })),
+            Some(json!({ "token": v_token, "agentId": x_id })),
         )
         .await;
     assert_eq!(
@@ -856,8 +860,9 @@ async fn token_exchange_under_trust_policies() {
         .unwrap();
     assert_eq!(r.status(), 400);
 
-    // Conditions: a second policy for another agent with the same subject makes it ambiguous
-    // unless the request names the agent; audience and claim conditions must hold.
+    // Conditions: a second policy for another agent with the same subject; the request names
+    // the agent (an exchange that names none is incomplete); audience and claim conditions
+    // must hold.
     let y = api_a.register_agent(&a_org, "y@consumers.example").await;
     let y_id = s(&y["agentId"]);
     let b_org_id = s(&crate::lifecycle::jwt_part(&w_token, 1)["organization_id"]);
@@ -882,7 +887,7 @@ async fn token_exchange_under_trust_policies() {
     let p4 = policy(json!({ "issuer": b.base, "subject": "*", "audience": "https://not-this.example", "agentId": y_id })).await;
     assert_eq!(p4.status, 201);
     // V matches neither p3 (claim) nor p4 (audience), but p2 (its organization) maps it to Y.
-    let (st, t) = exchange(v_token.clone(), vec![]).await;
+    let (st, t) = exchange(v_token.clone(), vec![("audience", y_id.clone())]).await;
     assert_eq!(st, 200, "{t:?}");
     assert_eq!(
         crate::lifecycle::jwt_part(&s(&t["access_token"]), 1)["sub"],
@@ -985,7 +990,7 @@ async fn token_exchange_under_trust_policies() {
     for reason in [
         "INVALID_SCOPE",
         "TRUST_POLICY_NOT_FOUND",
-        "AMBIGUOUS_TRUST_POLICY",
+        "TARGET_REQUIRED",
         "UNKNOWN_FEDERATION_ISSUER",
         "SIGNATURE_INVALID",
     ] {

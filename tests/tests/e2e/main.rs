@@ -6,6 +6,7 @@ mod did;
 mod durability;
 mod federation;
 mod gossip;
+mod hardening;
 mod lifecycle;
 mod oidc_provider;
 mod security;

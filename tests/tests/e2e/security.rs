@@ -553,7 +553,7 @@ async fn bad_input_is_rejected_with_stable_codes() {
             with(&|b| b["endpoints"] = json!(["ftp://x.example"])),
             400,
             "VALIDATION_ERROR",
-            Some("endpoints"),
+            Some("endpoints[0]"),
         ),
         post_agent(
             "metadata not an object",
@@ -1440,16 +1440,20 @@ async fn bearer_tokens_are_verified_strictly() {
     // This node's token is as foreign to the other node.
     let r = other_api.call("GET", protected, Some(&token), None).await;
     assert_unauthorized(&r, "our token at another node");
-    // Failures are audited (in the instance log when the token names no known organization).
-    let log = audit_at_least(&api, &admin, "action=auth.bearer", 2 * cases.len()).await;
+    // Failures are audited (in the instance log when the token names no known organization):
+    // one entry each for the first ten of the minute from this address, the rest counted in the
+    // summary entry written when the minute's window closes.
+    let expected = (2 * cases.len()).min(10);
+    let log = audit_at_least(&api, &admin, "action=auth.bearer", expected).await;
     assert!(log.iter().all(|e| e["outcome"] == "failure"));
     assert_eq!(
         log.len(),
-        2 * cases.len(),
-        "one auth.bearer entry per refused request"
+        expected,
+        "one auth.bearer entry per refused request, up to ten a minute"
     );
 
-    // A suspended agent's token stops working, and works again when reactivated.
+    // A suspended agent's token stops working for good: reactivation starts a new token epoch,
+    // and only tokens issued since work.
     let patch = |status: &'static str| {
         let (api, ta, agent) = (api.clone(), ta.clone(), agent.clone());
         async move {
@@ -1473,9 +1477,16 @@ async fn bearer_tokens_are_verified_strictly() {
     assert_eq!(r.body["error"], "invalid_client");
     patch("active").await;
     let r = api.call("GET", protected, Some(&token), None).await;
-    assert_eq!(r.status, 200, "reactivated agent's token: {:?}", r.body);
+    assert_unauthorized(&r, "a token issued before the suspension");
+    let token = api.token(&agent, &secret).await;
+    let r = api.call("GET", protected, Some(&token), None).await;
+    assert_eq!(
+        r.status, 200,
+        "a token issued after reactivation: {:?}",
+        r.body
+    );
 
-    // A suspended organization: none of its tokens work; reactivation restores them.
+    // A suspended organization: none of its tokens work, and reactivation does not revive them.
     let org_patch = |status: &'static str| {
         let (api, admin, org_a) = (api.clone(), admin.clone(), org_a.clone());
         async move {
@@ -1500,6 +1511,9 @@ async fn bearer_tokens_are_verified_strictly() {
     assert_eq!(r.status, 401, "{:?}", r.body);
     assert_eq!(r.body["error"], "invalid_client");
     org_patch("active").await;
+    let r = api.call("GET", protected, Some(&token), None).await;
+    assert_unauthorized(&r, "a token issued before the organization's suspension");
+    let token = api.token(&agent, &secret).await;
     let r = api.call("GET", protected, Some(&token), None).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
 
@@ -1717,9 +1731,10 @@ async fn secrets_are_shown_once_and_never_logged() {
     assert!(!log.contains(&b64));
 }
 
-/// A flood of bad bearer tokens from one address is throttled before authentication: each
-/// failure that is processed is audited, the rest get 429 with Retry-After and leave no trace,
-/// so the audit log cannot be grown at will; the address recovers after the wait.
+/// A flood of bad bearer tokens from one address is throttled: failures beyond the address's
+/// budget get 429 with Retry-After, at most ten failures a minute are audited one by one (the
+/// rest are counted in one summary entry when the window closes), and a valid token from the
+/// same address is still served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bearer_failures_are_throttled_per_address() {
     let dir = tempdir();
@@ -1753,21 +1768,18 @@ async fn bearer_failures_are_throttled_per_address() {
     }
     assert!((4..=6).contains(&unauthorized), "401s: {unauthorized}");
     assert_eq!(unauthorized + throttled, 12);
+    assert!(retry_after.is_some());
 
-    // While throttled, the address is refused before authentication, even with a good token.
-    let r = api.call("GET", "/api/v1/agents", Some(&admin), None).await;
-    assert_eq!(r.status, 429, "{:?}", r.body);
-
-    tokio::time::sleep(Duration::from_secs(retry_after.unwrap() + 1)).await;
+    // The address is throttled, yet a valid token is served: the token is checked first.
     let r = api.call("GET", "/api/v1/agents", Some(&admin), None).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
 
-    // Exactly the processed failures were audited (detached writes: wait for them).
+    // Ten of the twelve failures were audited one by one (detached writes: wait for them).
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let audited = audit_all(&api, &admin, "action=auth.bearer").await.len() - before;
-        if audited == unauthorized || Instant::now() > deadline {
-            assert_eq!(audited, unauthorized, "audited bearer failures");
+        if audited == 10 || Instant::now() > deadline {
+            assert_eq!(audited, 10, "audited bearer failures");
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -1779,8 +1791,5 @@ async fn bearer_failures_are_throttled_per_address() {
         .find(|l| l.starts_with("agentidp_auth_throttled_total "))
         .unwrap();
     let n: u64 = line.split(' ').nth(1).unwrap().parse().unwrap();
-    assert!(
-        n > throttled as u64,
-        "throttled counter {n} counts the 429s ({throttled} + 1)"
-    );
+    assert_eq!(n, throttled as u64, "the throttled counter counts the 429s");
 }

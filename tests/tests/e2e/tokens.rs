@@ -1416,13 +1416,12 @@ async fn introspection_and_revocation() {
         assert_inactive(&api, Auth::Bearer(&ta), junk, junk).await;
     }
 
-    // Revocation rules: another organization's token is not the caller's to revoke.
+    // Revocation rules: another organization's token is not the caller's to revoke, and the
+    // answer is the one for garbage (200), so it tells nothing about the token.
     let r = revoke(&api, Auth::Bearer(&tb), &t1).await;
-    assert_eq!(r.status, 400, "{:?}", r.body);
-    assert_eq!(r.body["error"], "unauthorized_client");
+    assert_eq!(r.status, 200, "{:?}", r.body);
     let r = revoke(&api, Auth::Basic(&b1, &sb1), &t1).await;
-    assert_eq!(r.status, 400, "{:?}", r.body);
-    assert_eq!(r.body["error"], "unauthorized_client");
+    assert_eq!(r.status, 200, "{:?}", r.body);
     // Nor a sibling's without agents:write.
     let r = revoke(&api, Auth::Basic(&a2, &s2), &t1).await;
     assert_eq!(r.status, 400, "{:?}", r.body);
@@ -1814,7 +1813,8 @@ async fn token_endpoint_rate_limit_per_client() {
         assert_eq!(r.status, 200, "{:?}", r.body);
     }
 
-    // Guessing secrets is throttled as well, and then the right secret waits too.
+    // Failures are throttled per address, and the right secret is still served: the failure
+    // throttle never refuses valid credentials.
     let mut guesses = Vec::new();
     for _ in 0..20 {
         guesses.push(api.token_response(&a3, "wrong-secret", None).await.status);
@@ -1824,7 +1824,7 @@ async fn token_endpoint_rate_limit_per_client() {
         guesses.contains(&429),
         "wrong secrets are throttled: {guesses:?}"
     );
-    assert_eq!(api.token_response(&a3, &s3, None).await.status, 429);
+    assert_eq!(api.token_response(&a3, &s3, None).await.status, 200);
 
     // After Retry-After, the client is served again.
     tokio::time::sleep(Duration::from_millis(wait * 1000 + 300)).await;
