@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use did_method::oasf::Taxonomy;
 use did_method::DidWeb;
+use oasf::Taxonomy;
 use serde_json::Value;
 use uuid::Uuid;
 

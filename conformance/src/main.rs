@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use conformance::{report, Ctx, Options, Scope, CHECKS, SUITES};
-use did_method::oasf::Taxonomy;
+use oasf::Taxonomy;
 use uuid::Uuid;
 
 /// agentidp-conformance — checks any identity node, over HTTP only, against the standards it

@@ -3,15 +3,12 @@
 //! `did:web` identifiers ([`DidWeb`]: parsing, building from the node's public URL, and the
 //! DID <-> document URL mapping of the did:web method specification), DID Core documents and W3C
 //! DID Resolution results ([`DidDocument`], [`ResolutionResult`]), RFC 7638 JWK thumbprints
-//! ([`jwk_thumbprint`]), which the node uses as `kid`, the JSON Canonicalization Scheme
-//! ([`jcs`], RFC 8785) over which A2A cards are signed, and OASF records with their validation
-//! against the OASF skill and domain taxonomy ([`oasf`]; `Taxonomy::load_dir` is the one
-//! function that reads files: the OASF definition files of a schema folder).
+//! ([`jwk_thumbprint`]), which the node uses as `kid`, and the JSON Canonicalization Scheme
+//! ([`jcs`], RFC 8785) over which A2A cards are signed. OASF records live in the `oasf` crate.
 
 mod did_web;
 mod document;
 pub mod jcs;
-pub mod oasf;
 mod thumbprint;
 
 pub use did_web::{DidError, DidWeb};

@@ -330,7 +330,7 @@ pub(crate) struct CardFields<'a> {
 
 pub(crate) fn check_card(
     c: &CardFields<'_>,
-    taxonomy: Option<&did_method::oasf::Taxonomy>,
+    taxonomy: Option<&oasf::Taxonomy>,
 ) -> Result<(), ApiError> {
     if let Some(d) = c.description {
         check_len("description", d, 1, 2048)?;
@@ -347,7 +347,7 @@ pub(crate) fn check_card(
                 .map_err(|e| ApiError::validation(&format!("domains[{i}]"), e.to_string()))?;
         }
     }
-    let types = did_method::oasf::LocatorType::ALL.map(|t| t.as_str());
+    let types = oasf::LocatorType::ALL.map(|t| t.as_str());
     if c.locators.len() > types.len() {
         return Err(ApiError::validation(
             "locators",

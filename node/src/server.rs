@@ -256,9 +256,9 @@ pub(crate) async fn open_state(
     let taxonomy = match &cfg.oasf_schema {
         None => None,
         Some(dir) => {
-            let t = did_method::oasf::Taxonomy::load_dir(dir)
+            let t = oasf::Taxonomy::load_dir(dir)
                 .map_err(|e| StartError::OasfSchema(dir.clone(), e.to_string()))?;
-            tracing::info!(dir = %dir.display(), skills = t.classes(did_method::oasf::Family::Skill).count(), domains = t.classes(did_method::oasf::Family::Domain).count(), "OASF taxonomy loaded");
+            tracing::info!(dir = %dir.display(), skills = t.classes(oasf::Family::Skill).count(), domains = t.classes(oasf::Family::Domain).count(), "OASF taxonomy loaded");
             Some(Arc::new(t))
         }
     };

@@ -78,7 +78,7 @@ pub(crate) struct StateInner {
     /// Partner keys.
     pub(crate) key_cache: Arc<federation::KeyCache>,
     /// The OASF skill and domain taxonomy (`--oasf-schema`), when given.
-    pub(crate) taxonomy: Option<Arc<did_method::oasf::Taxonomy>>,
+    pub(crate) taxonomy: Option<Arc<oasf::Taxonomy>>,
     /// Trust-anchor gossip, when it runs.
     pub(crate) gossip: crate::gossip::GossipHub,
     pub(crate) started: Instant,

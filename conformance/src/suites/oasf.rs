@@ -1,7 +1,7 @@
-//! Suite `oasf`: the agent's OASF record, through `did_method::oasf::validate_record` (with the
+//! Suite `oasf`: the agent's OASF record, through `oasf::validate_record` (with the
 //! taxonomy of `--oasf-schema` when given).
 
-use did_method::oasf::{validate_record, Taxonomy};
+use oasf::{validate_record, Taxonomy};
 use serde_json::Value;
 use uuid::Uuid;
 

@@ -139,7 +139,7 @@ pub(crate) fn new_agent(
     org: Uuid,
     caller_scopes: &[String],
     system_org: bool,
-    taxonomy: Option<&did_method::oasf::Taxonomy>,
+    taxonomy: Option<&oasf::Taxonomy>,
     now: i64,
 ) -> Result<Agent, ApiError> {
     check_email(&req.email)?;

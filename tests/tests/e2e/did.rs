@@ -463,8 +463,8 @@ async fn documents_cards_record_and_badge() {
     // The OASF record: valid against the OASF 1.0.4 definitions, with the card inside.
     let o = get(&api, &format!("/agents/{id}/oasf.json"), &[]).await;
     assert_eq!(o.status, 200, "{:?}", o.body);
-    let taxonomy = did_method::oasf::Taxonomy::load_dir(std::path::Path::new(&schema)).unwrap();
-    let report = did_method::oasf::validate_record(&o.body, Some(&taxonomy));
+    let taxonomy = oasf::Taxonomy::load_dir(std::path::Path::new(&schema)).unwrap();
+    let report = oasf::validate_record(&o.body, Some(&taxonomy));
     assert!(report.errors.is_empty(), "OASF errors: {:?}", report.errors);
     assert_eq!(o.body["schema_version"], "1.0.0");
     assert_eq!(o.body["skills"][0]["id"], 101);

@@ -1,4 +1,5 @@
-//! OASF (Open Agentic Schema Framework) records and the skill/domain taxonomy.
+//! OASF (Open Agentic Schema Framework) records, the skill/domain taxonomy and record validation,
+//! with no network access.
 //!
 //! Spec: <https://github.com/agntcy/oasf> (schema definitions under `schema/`, served at
 //! <https://schema.oasf.outshift.com>). An OASF record describes an agent for the AGNTCY
@@ -10,7 +11,7 @@
 //!   reports errors and warnings with paths and stable codes; with a [`Taxonomy`], also checks
 //!   every skill and domain `{id, name}`.
 //! - [`Taxonomy`]: the skill and domain classes of one schema version, read from the schema's
-//!   definition files (no network).
+//!   definition files by [`Taxonomy::load_dir`], the only entry point that reads files.
 
 mod record;
 mod taxonomy;

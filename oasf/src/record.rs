@@ -5,7 +5,7 @@
 //! `domains/base_domain.json`; wire types follow `proto/agntcy/oasf/types/v1/*.proto` (ids are
 //! `uint32`). Unknown attributes are refused when deserializing. The older 0.7.0 / 0.8.0 record
 //! shapes (a single `url` per locator, `signature`, `previous_record_cid`) are not modelled
-//! here; [`crate::oasf::validate_record`] checks them on JSON values.
+//! here; [`crate::validate_record`] checks them on JSON values.
 
 use std::collections::BTreeMap;
 
@@ -192,12 +192,12 @@ pub struct Descriptor {
 }
 
 impl Record {
-    /// Checks the record with [`crate::oasf::validate_record`] (and the taxonomy, if given).
-    pub fn validate(&self, taxonomy: Option<&crate::oasf::Taxonomy>) -> crate::oasf::Report {
+    /// Checks the record with [`crate::validate_record`] (and the taxonomy, if given).
+    pub fn validate(&self, taxonomy: Option<&crate::Taxonomy>) -> crate::Report {
         match serde_json::to_value(self) {
-            Ok(value) => crate::oasf::validate_record(&value, taxonomy),
+            Ok(value) => crate::validate_record(&value, taxonomy),
             // Serializing these types cannot fail (string keys, no custom Serialize impls).
-            Err(e) => crate::oasf::Report::not_an_object(e.to_string()),
+            Err(e) => crate::Report::not_an_object(e.to_string()),
         }
     }
 }
