@@ -46,6 +46,8 @@ pub struct ServeConfig {
     pub allow_http_fetch: bool,
     /// Trust-anchor gossip (`--gossip-*`); off when empty.
     pub gossip: crate::gossip::GossipOptions,
+    /// Connection timeouts, the connection cap and trusted proxies.
+    pub connections: crate::accept::ConnectionOptions,
 }
 
 /// Why the node could not start.
@@ -159,7 +161,7 @@ pub async fn run(cfg: ServeConfig) -> Result<(), StartError> {
     let kept = state.clone();
     let service =
         hyper_util::service::TowerToHyperService::new(warp::service(crate::http::routes(state)));
-    crate::accept::serve(listener, tls, service, shutdown, metrics).await;
+    crate::accept::serve(listener, tls, service, shutdown, metrics, &cfg.connections).await;
     kept.gossip.shutdown().await;
 
     tracing::info!("no more requests; committing queued writes");
