@@ -36,7 +36,9 @@
 //! connection that has been unproductive the longest — not running a handler, ordered by its
 //! last completed response (or its accept) — so idle sockets and slowloris clients make room for
 //! new clients, and `/health` keeps answering. Only when every connection is running a handler
-//! is the newcomer turned away (plain HTTP: `503` with `Retry-After: 1`).
+//! is the newcomer turned away (plain HTTP: `503` with `Retry-After: 1`). An evicted connection's
+//! socket is closed by its own task a moment later; the loop stops accepting while more than
+//! [`EVICTION_SLACK`] of those are pending, so a flood of newcomers cannot outrun the closing.
 //!
 //! warp's `RemoteAddr` request extension is private to warp, so each request carries our own
 //! [`ClientAddr`] instead — the client's address, which behind a `--trusted-proxy` comes from the
@@ -76,9 +78,14 @@ use crate::metrics::{CloseReason, Metrics};
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// File descriptors kept free of client connections: the store, log files, outbound fetches
-/// (partner keys, DID documents), gossip, and the one a connection accepted at the cap holds
-/// until its victim is closed.
+/// (partner keys, DID documents), gossip, and the sockets of evicted connections not yet closed
+/// (at most [`EVICTION_SLACK`]).
 const FD_RESERVE: u64 = 64;
+
+/// Evicted connections whose tasks have not yet closed their sockets, at most: the accept loop
+/// waits for them beyond this, so that a flood of new connections, each evicting an old one,
+/// cannot outrun the closing of the old ones and exhaust the descriptors after all.
+const EVICTION_SLACK: usize = 16;
 
 /// The open-file limit assumed when `/proc/self/limits` cannot be read (the usual default).
 const FALLBACK_FD_LIMIT: u64 = 1024;
@@ -159,7 +166,10 @@ pub(crate) async fn serve<S>(
     let mut accept_errors = AcceptErrors::default();
     loop {
         let (tcp, peer) = tokio::select! {
-            accepted = accept(&listener, &mut accept_errors) => accepted,
+            accepted = async {
+                registry.room().await;
+                accept(&listener, &mut accept_errors).await
+            } => accepted,
             () = &mut shutdown => break,
         };
         let Some(registered) = registry.admit(&metrics) else {
@@ -390,6 +400,8 @@ struct Registry {
     epoch: Instant,
     cap: usize,
     table: Mutex<Table>,
+    /// Signalled when a connection's socket is closed.
+    closed: Notify,
 }
 
 #[derive(Default)]
@@ -406,6 +418,25 @@ impl Registry {
             epoch: Instant::now(),
             cap,
             table: Mutex::new(Table::default()),
+            closed: Notify::new(),
+        }
+    }
+
+    /// Completes when fewer than the cap plus [`EVICTION_SLACK`] sockets are held, evicted ones
+    /// included: then one more may be accepted.
+    async fn room(&self) {
+        loop {
+            let closed = self.closed.notified();
+            let held = self
+                .table
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .conns
+                .len();
+            if held < self.cap.saturating_add(EVICTION_SLACK) {
+                return;
+            }
+            closed.await;
         }
     }
 
@@ -473,6 +504,8 @@ impl Drop for Registered {
                 table.live -= 1;
             }
         }
+        drop(table);
+        self.registry.closed.notify_one();
         self.metrics
             .connections_open
             .fetch_sub(1, Ordering::Relaxed);
@@ -842,5 +875,31 @@ mod tests {
         drop(table);
         drop((b, d));
         assert_eq!(metrics.connections_open.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn accepting_waits_while_too_many_evicted_sockets_are_still_open() {
+        let registry = Arc::new(Registry::new(1));
+        let metrics = Arc::new(Metrics::default());
+        // One live connection and EVICTION_SLACK evicted ones whose tasks have not finished.
+        let held: Vec<Registered> = (0..=EVICTION_SLACK)
+            .map(|_| registry.admit(&metrics).unwrap())
+            .collect();
+        assert_eq!(registry.table.lock().unwrap().live, 1);
+        let room = registry.room();
+        tokio::pin!(room);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), room.as_mut())
+                .await
+                .is_err(),
+            "accepted more while {} sockets were held with a cap of 1",
+            held.len()
+        );
+        // One evicted connection closes: room for one more.
+        let mut held = held;
+        drop(held.remove(0));
+        tokio::time::timeout(Duration::from_secs(1), room)
+            .await
+            .expect("room after a close");
     }
 }
