@@ -207,6 +207,34 @@ struct ServeArgs {
     /// Share this node's own partners with the gossip network as signed trust anchors.
     #[arg(long, env = "AGENTIDP_GOSSIP_PUBLISH")]
     gossip_publish: bool,
+    /// Seconds a client has to send a request's headers: a new connection from its accept (or
+    /// TLS handshake), a keep-alive connection from the request's first byte.
+    #[arg(long, env = "AGENTIDP_HEADER_TIMEOUT", value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_timeout: u64,
+    /// Seconds a keep-alive connection may stay silent after a response before it is closed.
+    #[arg(long, env = "AGENTIDP_IDLE_TIMEOUT", value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    idle_timeout: u64,
+    /// Seconds a request body (at most 64 KiB) may take to arrive; then 408 and the connection
+    /// is closed.
+    #[arg(long, env = "AGENTIDP_BODY_TIMEOUT", value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    body_timeout: u64,
+    /// Most connections open at once. At the cap, a new connection evicts the one idle the
+    /// longest (never one running a request). Default: the open-file limit (ulimit -n) minus 64;
+    /// a larger value is lowered to that.
+    #[arg(long, env = "AGENTIDP_MAX_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: Option<u64>,
+    /// A reverse proxy (IPv4 or IPv6 address or CIDR network, e.g. 10.0.0.0/8; repeatable):
+    /// requests whose TCP peer it is are attributed to the client named in its Forwarded or
+    /// X-Forwarded-For header (audit log, per-address throttling). Other peers' headers are
+    /// ignored.
+    #[arg(
+        long,
+        env = "AGENTIDP_TRUSTED_PROXY",
+        value_name = "CIDR",
+        value_delimiter = ',',
+        value_parser = clap::value_parser!(crate::Cidr)
+    )]
+    trusted_proxy: Vec<crate::Cidr>,
     /// Log format.
     #[arg(long, env = "AGENTIDP_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -322,6 +350,15 @@ fn serve(args: ServeArgs) -> ExitCode {
             peers: args.gossip_peer,
             trust: args.gossip_trust,
             publish: args.gossip_publish,
+        },
+        connections: crate::ConnectionOptions {
+            header_timeout: std::time::Duration::from_secs(args.header_timeout),
+            idle_timeout: std::time::Duration::from_secs(args.idle_timeout),
+            body_timeout: std::time::Duration::from_secs(args.body_timeout),
+            max_connections: args
+                .max_connections
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            trusted_proxies: args.trusted_proxy,
         },
     };
     let Some(runtime) = runtime() else {

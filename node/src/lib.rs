@@ -26,6 +26,7 @@ mod state;
 mod tls;
 mod token;
 
+pub use accept::{Cidr, ConnectionOptions};
 pub use clock::{Clock, SystemClock};
 pub use gossip::GossipOptions;
 pub use server::{run, ServeConfig, StartError};

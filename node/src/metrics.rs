@@ -22,6 +22,41 @@ impl Counter {
     }
 }
 
+/// Why the node closed a connection (`agentidp_connections_closed_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseReason {
+    /// No request began within the idle timeout (or a new connection sent nothing).
+    Idle,
+    /// A request began but its headers did not complete within the header timeout.
+    HeaderTimeout,
+    /// A request body did not arrive within the body timeout (answered 408).
+    BodyTimeout,
+    /// Dropped at the connection cap to make room for a new connection.
+    Evicted,
+    /// A new connection turned away at the cap because every connection was busy.
+    Refused,
+}
+
+impl CloseReason {
+    const ALL: [CloseReason; 5] = [
+        CloseReason::Idle,
+        CloseReason::HeaderTimeout,
+        CloseReason::BodyTimeout,
+        CloseReason::Evicted,
+        CloseReason::Refused,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Idle => "idle",
+            CloseReason::HeaderTimeout => "header_timeout",
+            CloseReason::BodyTimeout => "body_timeout",
+            CloseReason::Evicted => "evicted",
+            CloseReason::Refused => "refused",
+        }
+    }
+}
+
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
@@ -45,6 +80,9 @@ pub(crate) struct Metrics {
     pub(crate) auth_failures: Counter,
     pub(crate) auth_throttled: Counter,
     pub(crate) tls_handshake_failures: Counter,
+    /// HTTP connections open now (accepted and not yet closed).
+    pub(crate) connections_open: AtomicU64,
+    connections_closed: [Counter; CloseReason::ALL.len()],
     federation_verified: Counter,
     federation_refused: Counter,
 }
@@ -57,6 +95,11 @@ impl Metrics {
         } else {
             self.federation_refused.inc();
         }
+    }
+
+    /// Counts one connection the node closed, by why.
+    pub(crate) fn connection_closed(&self, reason: CloseReason) {
+        self.connections_closed[reason as usize].inc();
     }
 
     /// The federation part: verifications by outcome, outbound fetches by result code, and the
@@ -203,6 +246,20 @@ impl Metrics {
             "# HELP agentidp_store_max_batch Largest group commit so far.\n# TYPE agentidp_store_max_batch gauge\nagentidp_store_max_batch {}\n",
             s.max_batch.load(Ordering::Relaxed)
         );
+        let _ = write!(
+            out,
+            "# HELP agentidp_connections_open HTTP connections open now.\n# TYPE agentidp_connections_open gauge\nagentidp_connections_open {}\n",
+            self.connections_open.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP agentidp_connections_closed_total Connections the node closed, by reason (timeouts, eviction at the connection cap, refusal when every connection is busy).\n# TYPE agentidp_connections_closed_total counter\n");
+        for reason in CloseReason::ALL {
+            let _ = writeln!(
+                out,
+                "agentidp_connections_closed_total{{reason=\"{}\"}} {}",
+                reason.as_str(),
+                self.connections_closed[reason as usize].get()
+            );
+        }
         out.push_str("# HELP http_requests_total HTTP requests by method, route and status.\n# TYPE http_requests_total counter\n");
         if let Ok(m) = self.requests.lock() {
             let mut rows: Vec<_> = m.iter().collect();

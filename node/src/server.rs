@@ -46,6 +46,8 @@ pub struct ServeConfig {
     pub allow_http_fetch: bool,
     /// Trust-anchor gossip (`--gossip-*`); off when empty.
     pub gossip: crate::gossip::GossipOptions,
+    /// Connection timeouts, the connection cap and trusted proxies.
+    pub connections: crate::accept::ConnectionOptions,
 }
 
 /// Why the node could not start.
@@ -163,7 +165,7 @@ pub async fn run(cfg: ServeConfig) -> Result<(), StartError> {
     let kept = state.clone();
     let service =
         hyper_util::service::TowerToHyperService::new(warp::service(crate::http::routes(state)));
-    crate::accept::serve(listener, tls, service, shutdown, metrics).await;
+    crate::accept::serve(listener, tls, service, shutdown, metrics, &cfg.connections).await;
     kept.gossip.shutdown().await;
     // Failures counted in windows still open are summarized now, so none is lost at a restart.
     let open = kept.failures.closed(kept.clock.now_ms(), true);

@@ -99,9 +99,21 @@ impl Node {
     }
 
     /// Like [`Node::start`] with extra `serve` arguments.
+    pub fn start_with(data_dir: &Path, store: &str, extra: &[&str]) -> Node {
+        Node::start_program(&binary(), &[], data_dir, store, extra)
+    }
+
+    /// Like [`Node::start_with`], running `program` (e.g. another build of `agentidp`) behind
+    /// the command `prefix` (e.g. `["prlimit", "--nofile=1024:1024"]`; empty for none).
     // The child is waited for by `kill9`, `stop` or `Drop`.
     #[allow(clippy::zombie_processes)]
-    pub fn start_with(data_dir: &Path, store: &str, extra: &[&str]) -> Node {
+    pub fn start_program(
+        program: &Path,
+        prefix: &[&str],
+        data_dir: &Path,
+        store: &str,
+        extra: &[&str],
+    ) -> Node {
         std::fs::create_dir_all(data_dir).expect("create data dir");
         let log = data_dir.with_extension("log");
         let log_file = std::fs::OpenOptions::new()
@@ -109,7 +121,15 @@ impl Node {
             .append(true)
             .open(&log)
             .expect("open log");
-        let mut child = Command::new(binary())
+        let mut cmd = match prefix.split_first() {
+            None => Command::new(program),
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(program);
+                c
+            }
+        };
+        let mut child = cmd
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--store", store, "--log", "info"])
             .arg("--data-dir")

@@ -17,6 +17,7 @@ mod wellknown;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -146,6 +147,15 @@ pub(crate) fn client_addr(
         })
 }
 
+/// How long a request body may take to arrive once a handler starts reading it
+/// (`--body-timeout`), put on each request by the node's accept loop (`crate::accept`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BodyTimeout(pub(crate) Duration);
+
+/// The body timeout of requests that carry no [`BodyTimeout`] (`warp::test` requests), and the
+/// default of `--body-timeout`.
+pub(crate) const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Injects the application state.
 pub(crate) fn with_state(
     state: AppState,
@@ -175,6 +185,11 @@ pub(crate) fn optional_json_body<T: DeserializeOwned + Send + Default>(
 /// The content type and the body, refused from the headers alone — before a byte of the body is
 /// read — when it is declared larger than [`MAX_BODY`] (413) or streamed without a length (411).
 /// A request with neither `Content-Length` nor `Transfer-Encoding` has an empty body.
+///
+/// The body must arrive completely within the request's [`BodyTimeout`], else 408: this is the
+/// only place the node reads request bodies, so a client dripping one byte at a time holds a
+/// handler (and its connection, which the accept loop does not evict while a handler runs) for
+/// that long at most. A body the client abandons halfway gets 400.
 pub(crate) fn bounded_body(
 ) -> impl Filter<Extract = (Option<String>, Bytes), Error = Rejection> + Clone {
     warp::header::optional::<u64>("content-length")
@@ -198,7 +213,62 @@ pub(crate) fn bounded_body(
         })
         .untuple_one()
         .and(warp::header::optional::<String>("content-type"))
-        .and(warp::body::bytes())
+        .and(warp::ext::optional::<BodyTimeout>())
+        .and(warp::body::stream())
+        .and_then(
+            |ct: Option<String>, timeout: Option<BodyTimeout>, body| async move {
+                let limit = timeout.map_or(DEFAULT_BODY_TIMEOUT, |BodyTimeout(d)| d);
+                match tokio::time::timeout(limit, collect_body(body)).await {
+                    Ok(Ok(bytes)) => Ok((ct, bytes)),
+                    Ok(Err(e)) => Err(Rejection::from(e)),
+                    Err(_) => Err(Rejection::from(ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "REQUEST_TIMEOUT",
+                        format!(
+                            "The request body did not arrive within {} s; send it at once after the headers.",
+                            limit.as_secs_f64()
+                        ),
+                    ))),
+                }
+            },
+        )
+        .untuple_one()
+}
+
+/// Reads a whole body, at most [`MAX_BODY`] bytes of it (the declared length was checked, but a
+/// body with both `Content-Length` and `Transfer-Encoding` follows the latter).
+async fn collect_body<S, B>(body: S) -> Result<Bytes, ApiError>
+where
+    S: warp::Stream<Item = Result<B, warp::Error>>,
+    B: bytes::Buf,
+{
+    let mut body = std::pin::pin!(body);
+    let mut out = bytes::BytesMut::new();
+    while let Some(chunk) = std::future::poll_fn(|cx| body.as_mut().poll_next(cx)).await {
+        let mut chunk = chunk.map_err(|e| {
+            // The client hung up or broke the framing: it will hardly read the answer.
+            tracing::debug!(error = %e, "reading a request body failed");
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "BODY_INCOMPLETE",
+                "The request body ended before it was complete.",
+            )
+        })?;
+        if (out.len() + chunk.remaining()) as u64 > MAX_BODY {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                format!("The request body is larger than the {MAX_BODY} bytes this route accepts."),
+            ));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            out.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(out.freeze())
 }
 
 pub(crate) fn parse_json<T: DeserializeOwned>(
@@ -395,6 +465,7 @@ pub(crate) mod testing {
             allow_private_fetch: false,
             allow_http_fetch: false,
             gossip: Default::default(),
+            connections: Default::default(),
         };
         let did = did_method::DidWeb::from_base_url(ISSUER, &[]).unwrap();
         open_state(

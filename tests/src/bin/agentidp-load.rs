@@ -5,7 +5,9 @@
 //! percentiles and the node's peak RSS. `startup`: seeds N agents, restarts the node and reports
 //! the time from spawn to listening. `gossip`: starts N nodes in a line (each dialling only its
 //! neighbour; the first publishes, the others trust it), then adds and removes partners on the
-//! first and reports how long each change takes to reach the last.
+//! first and reports how long each change takes to reach the last. `connections`: opens N idle
+//! sockets and M slowloris sockets (dripping a header byte a second), probes `/health` on fresh
+//! connections meanwhile, and reports when the node cut the sockets and how `/health` fared.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,6 +65,34 @@ enum Cmd {
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u16).range(1..=500))]
         changes: u16,
     },
+    /// Idle and slowloris sockets against one node: when are they cut, and does /health answer?
+    Connections {
+        /// Sockets that connect and then send nothing.
+        #[arg(long, default_value_t = 5000)]
+        idle: usize,
+        /// Let each idle socket first send one keep-alive request and read the answer (then
+        /// the idle timeout applies, not the header timeout of a new connection).
+        #[arg(long)]
+        keep_alive: bool,
+        /// Sockets that send a request line, then drip one header byte a second.
+        #[arg(long, default_value_t = 200)]
+        slowloris: usize,
+        /// Seconds to probe /health (one fresh connection every 50 ms) once the sockets are open.
+        #[arg(long, default_value_t = 8)]
+        probe_seconds: u64,
+        /// Seconds after the sockets are open to wait for the node to cut them.
+        #[arg(long, default_value_t = 45)]
+        wait_seconds: u64,
+        /// Start the node under this open-file limit (soft and hard, with prlimit), e.g. 1024.
+        #[arg(long)]
+        node_nofile: Option<u64>,
+        /// Run this agentidp binary instead of this build's (e.g. an older one, to compare).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        /// Extra `serve` arguments for the node (after `--`), e.g. -- --idle-timeout 5.
+        #[arg(last = true)]
+        serve_args: Vec<String>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -91,9 +121,34 @@ fn main() -> std::process::ExitCode {
                 data_dir,
             } => startup(agents, &store, data_dir).await,
             Cmd::Gossip { nodes, changes } => gossip(nodes.into(), changes.into()).await,
+            Cmd::Connections {
+                idle,
+                keep_alive,
+                slowloris,
+                probe_seconds,
+                wait_seconds,
+                node_nofile,
+                binary,
+                serve_args,
+            } => {
+                let plan = ConnPlan {
+                    idle,
+                    keep_alive,
+                    slowloris,
+                    probe: Duration::from_secs(probe_seconds),
+                    wait: Duration::from_secs(wait_seconds),
+                    node_nofile,
+                    binary,
+                    serve_args,
+                };
+                if let Err(e) = connections(plan).await {
+                    eprintln!("agentidp-load: {e}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            }
         }
-    });
-    std::process::ExitCode::SUCCESS
+        std::process::ExitCode::SUCCESS
+    })
 }
 
 fn data_dir(given: Option<PathBuf>) -> (PathBuf, Option<tempfile::TempDir>) {
@@ -367,4 +422,387 @@ async fn gossip(count: usize, changes: usize) {
         summary("partner revoked", removed),
         last.0.peak_rss_kib().unwrap_or(0),
     );
+}
+
+/// What `connections` does.
+struct ConnPlan {
+    idle: usize,
+    keep_alive: bool,
+    slowloris: usize,
+    probe: Duration,
+    wait: Duration,
+    node_nofile: Option<u64>,
+    binary: Option<PathBuf>,
+    serve_args: Vec<String>,
+}
+
+/// (soft, hard) open-file limits of this process, from `/proc/self/limits`.
+fn nofile_limits() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut cols = line.strip_prefix("Max open files")?.split_whitespace();
+    let parse = |v: &str| {
+        if v == "unlimited" {
+            Some(u64::MAX)
+        } else {
+            v.parse().ok()
+        }
+    };
+    Some((parse(cols.next()?)?, parse(cols.next()?)?))
+}
+
+/// Makes sure this process may open `needed` descriptors, raising its soft limit (up to the
+/// hard one) with `prlimit` when it is lower.
+fn ensure_nofile(needed: u64) -> Result<u64, String> {
+    let (soft, hard) = nofile_limits().ok_or("cannot read /proc/self/limits")?;
+    if soft >= needed {
+        return Ok(soft);
+    }
+    if hard < needed {
+        return Err(format!(
+            "{needed} descriptors needed, the hard limit is {hard}: raise it (ulimit -Hn) or open fewer sockets"
+        ));
+    }
+    let pid = std::process::id().to_string();
+    let ok = std::process::Command::new("prlimit")
+        .args(["--pid", &pid, &format!("--nofile={needed}:{hard}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    match nofile_limits() {
+        Some((soft, _)) if ok && soft >= needed => Ok(soft),
+        _ => Err(format!(
+            "the open-file limit is {soft}, {needed} needed, and prlimit could not raise it: run `ulimit -n {needed}` first"
+        )),
+    }
+}
+
+/// When the node cut one of our sockets, measured from its connect; `None`: still open at the
+/// end, or it never connected (`connected` false).
+struct Cut {
+    connected: bool,
+    after: Option<Duration>,
+}
+
+async fn connect_within(addr: &str, limit: Duration) -> Option<tokio::net::TcpStream> {
+    match tokio::time::timeout(limit, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// Reads one `GET /health` response (headers and `Content-Length` body) within 5 s.
+async fn read_one_response(s: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if got.len() >= end + 4 + len {
+                return got.starts_with(b"HTTP/1.1 200");
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => return false,
+        }
+    }
+}
+
+/// An idle socket: connect (and with `keep_alive`, have one request answered), then say
+/// nothing, and note when the node closes it.
+async fn idle_socket(
+    addr: String,
+    keep_alive: bool,
+    until: Instant,
+    attempted: Arc<AtomicU64>,
+) -> Cut {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let conn = connect_within(&addr, Duration::from_secs(2)).await;
+    attempted.fetch_add(1, Ordering::Relaxed);
+    let Some(mut s) = conn else {
+        return Cut {
+            connected: false,
+            after: None,
+        };
+    };
+    if keep_alive {
+        let asked = s
+            .write_all(b"GET /health HTTP/1.1\r\nHost: load\r\n\r\n")
+            .await
+            .is_ok();
+        if !asked || !read_one_response(&mut s).await {
+            return Cut {
+                connected: false,
+                after: None,
+            };
+        }
+    }
+    let t = Instant::now();
+    let mut buf = [0u8; 512];
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, s.read(&mut buf)).await {
+            Err(_) => {
+                return Cut {
+                    connected: true,
+                    after: None,
+                }
+            }
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                return Cut {
+                    connected: true,
+                    after: Some(t.elapsed()),
+                }
+            }
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// A slowloris socket: a request line, then one header byte a second until the node hangs up.
+async fn slowloris_socket(addr: String, until: Instant, attempted: Arc<AtomicU64>) -> Cut {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let conn = connect_within(&addr, Duration::from_secs(2)).await;
+    attempted.fetch_add(1, Ordering::Relaxed);
+    let Some(mut s) = conn else {
+        return Cut {
+            connected: false,
+            after: None,
+        };
+    };
+    let t = Instant::now();
+    let mut buf = [0u8; 512];
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut first = true;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let bytes: &[u8] = if first { b"GET /health HTTP/1.1\r\nHost: load\r\nX-Slow: " } else { b"a" };
+                first = false;
+                if s.write_all(bytes).await.is_err() {
+                    return Cut { connected: true, after: Some(t.elapsed()) };
+                }
+            }
+            read = s.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return Cut { connected: true, after: Some(t.elapsed()) },
+                Ok(_) => {}
+            },
+            () = tokio::time::sleep_until(until.into()) => {
+                return Cut { connected: true, after: None };
+            }
+        }
+    }
+}
+
+/// `GET /health` on a fresh connection: its latency, or `None` when it failed or took over 5 s.
+async fn health_probe(addr: &str) -> Option<Duration> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let t = Instant::now();
+    let probe = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: load\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).await.ok()?;
+        resp.starts_with(b"HTTP/1.1 200").then_some(())
+    };
+    match tokio::time::timeout(Duration::from_secs(5), probe).await {
+        Ok(Some(())) => Some(t.elapsed()),
+        _ => None,
+    }
+}
+
+fn cut_summary(what: &str, cuts: &[Cut]) -> String {
+    let connected = cuts.iter().filter(|c| c.connected).count();
+    let mut after: Vec<u64> = cuts
+        .iter()
+        .filter_map(|c| c.after)
+        .map(|d| d.as_micros() as u64)
+        .collect();
+    after.sort_unstable();
+    let secs = |p: f64| percentile(&after, p) / 1000.0;
+    format!(
+        "{what}: {} opened, {connected} connected, {} cut by the node (after p50={:.1} s, min={:.1} s, max={:.1} s), {} still open at the end",
+        cuts.len(),
+        after.len(),
+        secs(0.5),
+        after.first().copied().unwrap_or(0) as f64 / 1e6,
+        after.last().copied().unwrap_or(0) as f64 / 1e6,
+        connected - after.len(),
+    )
+}
+
+/// Removes terminal colour codes from a log line.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+async fn connections(plan: ConnPlan) -> Result<(), String> {
+    let needed = (plan.idle + plan.slowloris + 256) as u64;
+    let own = ensure_nofile(needed)?;
+    let dirs = tests::tempdir();
+    let nofile_arg = plan.node_nofile.map(|n| format!("--nofile={n}:{n}"));
+    let mut prefix: Vec<&str> = Vec::new();
+    if let Some(a) = &nofile_arg {
+        prefix.extend(["prlimit", a.as_str()]);
+    }
+    let program = plan.binary.clone().unwrap_or_else(tests::binary);
+    let extra: Vec<&str> = plan.serve_args.iter().map(String::as_str).collect();
+    let node = Node::start_program(&program, &prefix, &dirs.path().join("data"), "redb", &extra);
+    let addr = format!("127.0.0.1:{}", node.port());
+    // The node logs its limits a moment after it announced its address.
+    let mut limits = None;
+    for _ in 0..40 {
+        limits = node
+            .log_text()
+            .lines()
+            .map(strip_ansi)
+            .find(|l| l.contains("connection limits"))
+            .map(|l| l[l.find("max_connections").unwrap_or(0)..].to_string());
+        if limits.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let limits = limits.unwrap_or_else(|| "no connection limits logged (an older node)".into());
+    eprintln!(
+        "agentidp-load: node {} (open-file limit {}), load tool limit {own}; {limits}",
+        program.display(),
+        plan.node_nofile
+            .map_or_else(|| "inherited".to_string(), |n| n.to_string()),
+    );
+    eprintln!(
+        "agentidp-load: opening {} idle and {} slowloris sockets ...",
+        plan.idle, plan.slowloris
+    );
+    let opened = Instant::now();
+    let until = opened + plan.wait;
+    let attempted = Arc::new(AtomicU64::new(0));
+    // Paced, at most 10,000 connects a second: a burst beyond the listen backlog (1,024) would
+    // leave sockets the client thinks connected while the node's kernel has not yet handed them
+    // over (SYN-ACK retransmission), which measures the kernel, not the node.
+    let mut idle = Vec::with_capacity(plan.idle);
+    for i in 0..plan.idle {
+        idle.push(tokio::spawn(idle_socket(
+            addr.clone(),
+            plan.keep_alive,
+            until,
+            attempted.clone(),
+        )));
+        if i % 100 == 99 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let mut slow = Vec::with_capacity(plan.slowloris);
+    for i in 0..plan.slowloris {
+        slow.push(tokio::spawn(slowloris_socket(
+            addr.clone(),
+            until,
+            attempted.clone(),
+        )));
+        if i % 100 == 99 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    // Every connect attempt done (or given up after 2 s), then probe /health while they are held.
+    let total = (plan.idle + plan.slowloris) as u64;
+    while attempted.load(Ordering::Relaxed) < total && opened.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!(
+        "agentidp-load: sockets opened in {:.1} s; probing /health for {} s ...",
+        opened.elapsed().as_secs_f64(),
+        plan.probe.as_secs()
+    );
+    let probe_end = Instant::now() + plan.probe;
+    let (mut lat, mut failures) = (Vec::new(), 0u64);
+    while Instant::now() < probe_end {
+        match health_probe(&addr).await {
+            Some(d) => lat.push(d.as_micros() as u64),
+            None => failures += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    lat.sort_unstable();
+    eprintln!(
+        "agentidp-load: waiting up to {} s from the opening for the node to cut the sockets ...",
+        plan.wait.as_secs()
+    );
+    let mut idle_cuts = Vec::new();
+    for t in idle {
+        if let Ok(c) = t.await {
+            idle_cuts.push(c);
+        }
+    }
+    let mut slow_cuts = Vec::new();
+    for t in slow {
+        if let Ok(c) = t.await {
+            slow_cuts.push(c);
+        }
+    }
+    let log = node.log_text();
+    let emfile = log.matches("Too many open files").count();
+    let metrics = match tokio::time::timeout(Duration::from_secs(5), async {
+        reqwest::get(format!("{}/metrics", node.base))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()
+    })
+    .await
+    {
+        Ok(Some(text)) => text
+            .lines()
+            .filter(|l| l.starts_with("agentidp_connections_"))
+            .map(|l| format!("    {l}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => "    (no /metrics answer)".into(),
+    };
+    let metrics = if metrics.is_empty() {
+        "    (no agentidp_connections_* series: an older node)".to_string()
+    } else {
+        metrics
+    };
+    println!(
+        "connections idle={}{} slowloris={} node_nofile={} node={}:\n  {}\n  {}\n  /health on fresh connections while held ({} s): n={} failures={} p50={:.2} ms p99={:.2} ms max={:.2} ms\n  node log: {emfile} \"Too many open files\" lines; peak RSS={} KiB\n  node metrics:\n{metrics}",
+        plan.idle,
+        if plan.keep_alive { " (after one request each)" } else { "" },
+        plan.slowloris,
+        plan.node_nofile.map_or_else(|| "inherited".to_string(), |n| n.to_string()),
+        program.display(),
+        cut_summary("idle sockets", &idle_cuts),
+        cut_summary("slowloris sockets", &slow_cuts),
+        plan.probe.as_secs(),
+        lat.len() as u64 + failures,
+        failures,
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or(0) as f64 / 1000.0,
+        node.peak_rss_kib().unwrap_or(0),
+    );
+    Ok(())
 }

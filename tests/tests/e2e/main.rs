@@ -2,6 +2,7 @@
 //! One test binary (one link step) for the whole suite.
 
 mod conformance;
+mod connections;
 mod did;
 mod durability;
 mod federation;
