@@ -8,6 +8,10 @@
 //! first and reports how long each change takes to reach the last. `connections`: opens N idle
 //! sockets and M slowloris sockets (dripping a header byte a second), probes `/health` on fresh
 //! connections meanwhile, and reports when the node cut the sockets and how `/health` fared.
+//! `flood`: floods the unauthenticated endpoints with failures of each kind in turn (random
+//! client ids at the token endpoint, Basic with random ids, introspection and revocation with a
+//! bad bearer, API calls with bad tokens), and reports the audit entries and the data-directory
+//! growth each flood caused.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +24,7 @@ use tests::{agent_body, Api, Node};
 #[derive(Debug, Parser)]
 #[command(
     name = "agentidp-load",
-    about = "Load tool for agentidp: registration throughput, start-up time, gossip convergence"
+    about = "Load tool for agentidp: registration throughput, start-up time, gossip convergence, connections, failure floods"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -64,6 +68,18 @@ enum Cmd {
         /// Partners added on the first node (then removed again), one after the other.
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u16).range(1..=500))]
         changes: u16,
+    },
+    /// Failure floods of each unauthenticated kind: audit entries and data-dir growth each causes.
+    Flood {
+        /// Seconds of flood per kind.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Concurrent workers.
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        /// Storage engine.
+        #[arg(long, default_value = "redb")]
+        store: String,
     },
     /// Idle and slowloris sockets against one node: when are they cut, and does /health answer?
     Connections {
@@ -121,6 +137,11 @@ fn main() -> std::process::ExitCode {
                 data_dir,
             } => startup(agents, &store, data_dir).await,
             Cmd::Gossip { nodes, changes } => gossip(nodes.into(), changes.into()).await,
+            Cmd::Flood {
+                seconds,
+                workers,
+                store,
+            } => flood(seconds, workers, &store).await,
             Cmd::Connections {
                 idle,
                 keep_alive,
@@ -231,6 +252,127 @@ async fn register(clients: usize, seconds: u64, store: &str, dir: Option<PathBuf
         percentile(&all, 0.99),
         node.peak_rss_kib().unwrap_or(0),
     );
+}
+
+/// The audit log's length, as the instance admin sees the whole chain (`entries` of verify).
+async fn audit_length(api: &Api, token: &str) -> u64 {
+    let r = api
+        .call("GET", "/api/v1/audit/verify", Some(token), None)
+        .await;
+    r.body["entries"].as_u64().unwrap_or(0)
+}
+
+fn dir_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// One failed request of flood kind `kind`; returns its status.
+async fn fail_once(api: &Api, kind: &str) -> u16 {
+    let id = uuid::Uuid::new_v4().to_string();
+    let r = match kind {
+        "token-post" => {
+            api.http
+                .post(format!("{}/api/v1/token", api.base))
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", id.as_str()),
+                    ("client_secret", "x"),
+                ])
+                .send()
+                .await
+        }
+        "token-basic" => {
+            api.http
+                .post(format!("{}/api/v1/token", api.base))
+                .basic_auth(&id, Some("x"))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+        }
+        "introspect" | "revoke" => {
+            api.http
+                .post(format!("{}/api/v1/token/{kind}", api.base))
+                .bearer_auth(format!("bad-{id}"))
+                .form(&[("token", "x")])
+                .send()
+                .await
+        }
+        _ => {
+            api.http
+                .get(format!("{}/api/v1/agents", api.base))
+                .bearer_auth(format!("bad-{id}"))
+                .send()
+                .await
+        }
+    };
+    r.map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
+async fn flood(seconds: u64, workers: usize, store: &str) {
+    let (dir, _keep) = data_dir(None);
+    let mut node = Node::start(&dir, store);
+    let (id, secret) = node.admin();
+    for kind in [
+        "token-post",
+        "token-basic",
+        "introspect",
+        "revoke",
+        "bearer",
+    ] {
+        let api = Api::new(&node.base);
+        let token = api.token(&id, &secret).await;
+        let before = audit_length(&api, &token).await;
+        let size_before = dir_size(&dir);
+        eprintln!("agentidp-load: flooding {kind} for {seconds} s with {workers} workers ...");
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        let mut tasks = Vec::new();
+        for _ in 0..workers {
+            let api = api.clone();
+            tasks.push(tokio::spawn(async move {
+                let (mut n, mut throttled) = (0u64, 0u64);
+                while Instant::now() < deadline {
+                    if fail_once(&api, kind).await == 429 {
+                        throttled += 1;
+                    }
+                    n += 1;
+                }
+                (n, throttled)
+            }));
+        }
+        let (mut n, mut throttled) = (0, 0);
+        for t in tasks {
+            if let Ok((a, b)) = t.await {
+                n += a;
+                throttled += b;
+            }
+        }
+        // A clean restart writes the summaries of the windows still open, so every failure
+        // of this flood is on record before counting.
+        node.stop();
+        node = Node::start(&dir, store);
+        let api = Api::new(&node.base);
+        let token = api.token(&id, &secret).await;
+        // Minus the two token issuances of this round (before and after the restart).
+        let added = audit_length(&api, &token).await.saturating_sub(before + 2);
+        let grown = dir_size(&dir).saturating_sub(size_before);
+        println!(
+            "flood kind={kind} store={store} seconds={seconds} workers={workers}: {n} failed requests ({:.0}/s, {throttled} answered 429), {added} audit entries added ({:.1} per minute), data dir +{:.1} KiB",
+            n as f64 / seconds as f64,
+            added as f64 * 60.0 / seconds as f64,
+            grown as f64 / 1024.0
+        );
+    }
 }
 
 async fn startup(agents: usize, store: &str, dir: Option<PathBuf>) {
