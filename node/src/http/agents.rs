@@ -10,14 +10,14 @@ use storage::{
 };
 use uuid::Uuid;
 use warp::http::StatusCode;
-use warp::{Filter, Rejection, Reply};
+use warp::{Rejection, Reply};
 
 use crate::app::authz::{check_manage, keep_an_admin};
 use crate::clock::parse_rfc3339;
 use crate::error::ApiError;
-use crate::http::auth::bearer;
+use crate::http::extract::{created, Params};
 use crate::http::keys::{jwk_error, MAX_KEYS_PER_AGENT};
-use crate::http::{created, json_body, optional_json_body, parse_id, with_state, Caller};
+use crate::http::Caller;
 use crate::jwk::{generate_p256, validate_public_jwk};
 use crate::model::*;
 use crate::secrets::{hash_secret, new_secret};
@@ -25,72 +25,6 @@ use crate::state::AppState;
 
 /// Longest rotation grace period: 30 days.
 const MAX_GRACE_SECS: u64 = 30 * 24 * 3600;
-
-pub(crate) fn routes(
-    state: AppState,
-) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let auth = bearer(state.clone());
-    let st = with_state(state);
-    let register = warp::path!("api" / "v1" / "agents")
-        .and(warp::post())
-        .and(auth.clone())
-        .and(json_body())
-        .and(st.clone())
-        .and_then(register);
-    let list = warp::path!("api" / "v1" / "agents")
-        .and(warp::get())
-        .and(auth.clone())
-        .and(warp::query::<ListQuery>())
-        .and(st.clone())
-        .and_then(list);
-    let get = warp::path!("api" / "v1" / "agents" / String)
-        .and(warp::get())
-        .and(auth.clone())
-        .and(st.clone())
-        .and_then(get);
-    let update = warp::path!("api" / "v1" / "agents" / String)
-        .and(warp::patch())
-        .and(auth.clone())
-        .and(json_body())
-        .and(st.clone())
-        .and_then(update);
-    let decommission = warp::path!("api" / "v1" / "agents" / String)
-        .and(warp::delete())
-        .and(auth.clone())
-        .and(st.clone())
-        .and_then(decommission);
-    let create_cred = warp::path!("api" / "v1" / "agents" / String / "credentials")
-        .and(warp::post())
-        .and(auth.clone())
-        .and(optional_json_body())
-        .and(st.clone())
-        .and_then(create_credential);
-    let list_creds = warp::path!("api" / "v1" / "agents" / String / "credentials")
-        .and(warp::get())
-        .and(auth.clone())
-        .and(st.clone())
-        .and_then(list_credentials);
-    let rotate = warp::path!("api" / "v1" / "agents" / String / "credentials" / String / "rotate")
-        .and(warp::post())
-        .and(auth.clone())
-        .and(optional_json_body())
-        .and(st.clone())
-        .and_then(rotate_credential);
-    let revoke = warp::path!("api" / "v1" / "agents" / String / "credentials" / String)
-        .and(warp::delete())
-        .and(auth)
-        .and(st)
-        .and_then(revoke_credential);
-    register
-        .or(list)
-        .or(get)
-        .or(update)
-        .or(decommission)
-        .or(create_cred)
-        .or(list_creds)
-        .or(rotate)
-        .or(revoke)
-}
 
 /// Query of the agent listing.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -376,6 +310,7 @@ fn supplied_keys(keys: &[serde_json::Value]) -> Result<Vec<crate::jwk::PublicKey
         (status = 403, description = "AUTHORIZATION_ERROR, SCOPE_ESCALATION, AGENT_LIMIT_EXCEEDED", body = ErrorBody),
         (status = 409, description = "AGENT_ALREADY_EXISTS", body = ErrorBody)))]
 pub(crate) async fn register(
+    _p: Params,
     caller: Caller,
     mut req: RegisterAgentRequest,
     state: AppState,
@@ -458,6 +393,7 @@ pub(crate) async fn register(
     params(ListQuery),
     responses((status = 200, body = AgentPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn list(
+    _p: Params,
     caller: Caller,
     q: ListQuery,
     state: AppState,
@@ -491,12 +427,12 @@ pub(crate) async fn list(
     params(("agentId" = Uuid, Path)),
     responses((status = 200, body = AgentView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, description = "AGENT_NOT_FOUND", body = ErrorBody)))]
 pub(crate) async fn get(
-    id: String,
+    p: Params,
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
     caller.require("agents:read")?;
-    let id = parse_id("agentId", &id)?;
+    let id = p.id("agentId")?;
     let agent = read_own_agent(&state, &caller, &id)?;
     Ok(warp::reply::json(&AgentView::new(&agent, state.agent_did(&agent.id))).into_response())
 }
@@ -508,13 +444,13 @@ pub(crate) async fn get(
         (status = 403, description = "AGENT_DECOMMISSIONED, SCOPE_ESCALATION", body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn update(
-    id: String,
+    p: Params,
     caller: Caller,
     req: UpdateAgentRequest,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
     caller.require("agents:write")?;
-    let id = parse_id("agentId", &id)?;
+    let id = p.id("agentId")?;
     let mut changed: Vec<&'static str> = Vec::new();
     // Validate everything before touching the store.
     if let Some(v) = &req.email {
@@ -695,12 +631,12 @@ pub(crate) async fn update(
     responses((status = 204, description = "Decommissioned"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "AGENT_ALREADY_DECOMMISSIONED", body = ErrorBody)))]
 pub(crate) async fn decommission(
-    id: String,
+    p: Params,
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
     caller.require("agents:write")?;
-    let id = parse_id("agentId", &id)?;
+    let id = p.id("agentId")?;
     let now = state.clock.now_ms();
     let org = caller.org_id;
     let entry = state.audit_entry(
@@ -743,13 +679,13 @@ pub(crate) async fn decommission(
     params(("agentId" = Uuid, Path)), request_body(content = Option<CreateCredentialRequest>),
     responses((status = 201, body = IssuedCredential), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn create_credential(
-    id: String,
+    p: Params,
     caller: Caller,
     req: CreateCredentialRequest,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
     caller.require("agents:write")?;
-    let id = parse_id("agentId", &id)?;
+    let id = p.id("agentId")?;
     let now = state.clock.now_ms();
     let expires_at = match &req.expires_at {
         None => None,
@@ -800,12 +736,12 @@ pub(crate) async fn create_credential(
     params(("agentId" = Uuid, Path)),
     responses((status = 200, body = CredentialList), (status = 404, body = ErrorBody)))]
 pub(crate) async fn list_credentials(
-    id: String,
+    p: Params,
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
     caller.require("agents:read")?;
-    let id = parse_id("agentId", &id)?;
+    let id = p.id("agentId")?;
     read_own_agent(&state, &caller, &id)?;
     let now = state.clock.now_ms();
     let data = state
@@ -825,15 +761,14 @@ pub(crate) async fn list_credentials(
     responses((status = 201, body = IssuedCredential), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "CREDENTIAL_REVOKED", body = ErrorBody)))]
 pub(crate) async fn rotate_credential(
-    id: String,
-    cred_id: String,
+    p: Params,
     caller: Caller,
     req: RotateCredentialRequest,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
     caller.require("agents:write")?;
-    let id = parse_id("agentId", &id)?;
-    let cred_id = parse_id("credentialId", &cred_id)?;
+    let id = p.id("agentId")?;
+    let cred_id = p.id("credentialId")?;
     let grace = req.grace_seconds.unwrap_or(0);
     if grace > MAX_GRACE_SECS {
         return Err(ApiError::validation(
@@ -893,14 +828,13 @@ pub(crate) async fn rotate_credential(
     responses((status = 204, description = "Revoked"), (status = 404, body = ErrorBody),
         (status = 409, description = "CREDENTIAL_ALREADY_REVOKED", body = ErrorBody)))]
 pub(crate) async fn revoke_credential(
-    id: String,
-    cred_id: String,
+    p: Params,
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
     caller.require("agents:write")?;
-    let id = parse_id("agentId", &id)?;
-    let cred_id = parse_id("credentialId", &cred_id)?;
+    let id = p.id("agentId")?;
+    let cred_id = p.id("credentialId")?;
     let now = state.clock.now_ms();
     let org = caller.org_id;
     let entry = state.audit_entry(

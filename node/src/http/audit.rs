@@ -3,34 +3,14 @@
 
 use serde::Deserialize;
 use storage::AuditFilter;
-use warp::{Filter, Rejection, Reply};
+use warp::{Rejection, Reply};
 
 use crate::clock::parse_rfc3339;
 use crate::error::ApiError;
-use crate::http::auth::bearer;
-use crate::http::{with_state, Caller};
+use crate::http::extract::Params;
+use crate::http::Caller;
 use crate::model::{AuditPage, AuditVerifyView, AuditView, ErrorBody};
 use crate::state::AppState;
-
-pub(crate) fn routes(
-    state: AppState,
-) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let auth = bearer(state.clone());
-    let st = with_state(state);
-    let list = warp::path!("api" / "v1" / "audit")
-        .and(warp::get())
-        .and(auth.clone())
-        .and(warp::query::<AuditQuery>())
-        .and(st.clone())
-        .and_then(list);
-    let verify = warp::path!("api" / "v1" / "audit" / "verify")
-        .and(warp::get())
-        .and(auth)
-        .and(warp::query::<VerifyQuery>())
-        .and(st)
-        .and_then(verify);
-    list.or(verify)
-}
 
 /// Query of the audit listing.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -62,6 +42,7 @@ fn time_param(name: &str, v: Option<&str>) -> Result<Option<i64>, ApiError> {
 #[utoipa::path(get, path = "/api/v1/audit", tag = "Audit", security(("bearer" = ["audit:read"])), params(AuditQuery),
     responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn list(
+    _p: Params,
     caller: Caller,
     q: AuditQuery,
     state: AppState,
@@ -118,6 +99,7 @@ const FULL_VERIFY_INTERVAL_MS: i64 = 60_000;
     responses((status = 200, body = AuditVerifyView), (status = 403, body = ErrorBody),
         (status = 429, description = "RATE_LIMITED", body = ErrorBody)))]
 pub(crate) async fn verify(
+    _p: Params,
     caller: Caller,
     q: VerifyQuery,
     state: AppState,

@@ -9,7 +9,7 @@ use warp::{Filter, Rejection};
 
 use crate::clients::ClientEntry;
 use crate::error::ApiError;
-use crate::http::with_state;
+use crate::http::extract::with_state;
 use crate::state::{Actor, AppState};
 use storage::{Agent, AgentStatus, CredentialStatus};
 
@@ -59,7 +59,7 @@ pub(crate) fn bearer(
     state: AppState,
 ) -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
     warp::header::optional::<String>("authorization")
-        .and(crate::http::client_addr())
+        .and(crate::http::extract::client_addr())
         .and(with_state(state))
         .and_then(
             |header: Option<String>, addr: Option<SocketAddr>, state: AppState| async move {

@@ -18,13 +18,13 @@ use storage::{AgentStatus, OrgStatus};
 use utoipa::ToSchema;
 use uuid::Uuid;
 use warp::http::{header, HeaderValue, StatusCode};
-use warp::{Filter, Rejection, Reply};
+use warp::{Rejection, Reply};
 
 use crate::artifacts::{self, AgentArtifacts, Rendered, VC_CONTEXT};
 use crate::clock::{parse_rfc3339, rfc3339};
 use crate::error::ApiError;
-use crate::http::auth::bearer;
-use crate::http::{conditional, json_body, parse_id, with_state, Caller};
+use crate::http::extract::{conditional, parse_id, Params};
+use crate::http::Caller;
 use crate::model::ErrorBody;
 use crate::state::AppState;
 use crate::token::Compact;
@@ -38,75 +38,6 @@ const MAX_BADGE_LEN: usize = 32 * 1024;
 const LEEWAY_MS: i64 = 60_000;
 /// JSON-LD media type of a DID document (DID Core §6.3).
 const DID_LD_JSON: &str = "application/did+ld+json";
-
-pub(crate) fn routes(
-    state: AppState,
-) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let st = with_state(state.clone());
-    let inm = warp::header::optional::<String>("if-none-match");
-    let accept = warp::header::optional::<String>("accept");
-    let node_doc = warp::path!(".well-known" / "did.json")
-        .and(warp::get())
-        .and(accept)
-        .and(inm)
-        .and(st.clone())
-        .map(node_document);
-    let node_doc_at_path = warp::path!("did.json")
-        .and(warp::get())
-        .and(accept)
-        .and(inm)
-        .and(st.clone())
-        .map(node_document_at_path);
-    let agent_doc = warp::path!("agents" / String / "did.json")
-        .and(warp::get())
-        .and(accept)
-        .and(inm)
-        .and(st.clone())
-        .map(agent_document);
-    let card = warp::path!("agents" / String / ".well-known" / "agent-card.json")
-        .and(warp::get())
-        .and(inm)
-        .and(st.clone())
-        .map(agent_card);
-    let oasf = warp::path!("agents" / String / "oasf.json")
-        .and(warp::get())
-        .and(inm)
-        .and(st.clone())
-        .map(oasf_record);
-    let badge = warp::path!("agents" / String / "badge")
-        .and(warp::get())
-        .and(st.clone())
-        .map(agent_badge);
-    let legacy_doc = warp::path!("api" / "v1" / "agents" / String / "did")
-        .and(warp::get())
-        .and(st.clone())
-        .map(legacy_document);
-    let resolve = warp::path!("api" / "v1" / "agents" / String / "did" / "resolve")
-        .and(warp::get())
-        .and(bearer(state.clone()))
-        .and(st.clone())
-        .and_then(resolve);
-    let legacy_card = warp::path!("api" / "v1" / "agents" / String / "did" / "card")
-        .and(warp::get())
-        .and(st.clone())
-        .map(legacy_card);
-    let verify = warp::path!("api" / "v1" / "badges" / "verify")
-        .and(warp::post())
-        .and(bearer(state))
-        .and(json_body())
-        .and(st)
-        .and_then(verify_badge);
-    agent_doc
-        .or(node_doc)
-        .or(node_doc_at_path)
-        .or(card)
-        .or(oasf)
-        .or(badge)
-        .or(legacy_doc)
-        .or(resolve)
-        .or(legacy_card)
-        .or(verify)
-}
 
 /// Adds `Access-Control-Allow-Origin: *`: documents and cards are public, read by browsers too.
 fn cors(mut resp: warp::reply::Response) -> warp::reply::Response {
@@ -191,16 +122,19 @@ fn artifact_error(e: artifacts::ArtifactError) -> ApiError {
 #[utoipa::path(get, path = "/.well-known/did.json", tag = "DIDs",
     responses((status = 200, description = "DID document (application/did+json; application/did+ld+json when asked)", body = Object),
         (status = 304, description = "Not modified")))]
-pub(crate) fn node_document(
+pub(crate) async fn node_document(
+    _p: Params,
     accept: Option<String>,
     inm: Option<String>,
     state: AppState,
-) -> warp::reply::Response {
-    let doc = artifacts::node_document(&state.settings, &state.keys(), state.clock.now_ms());
-    let mut resp = public(&doc, document_type(accept.as_deref()), inm.as_deref());
-    resp.headers_mut()
-        .insert(header::VARY, HeaderValue::from_static("Accept"));
-    resp
+) -> Result<warp::reply::Response, Rejection> {
+    Ok({
+        let doc = artifacts::node_document(&state.settings, &state.keys(), state.clock.now_ms());
+        let mut resp = public(&doc, document_type(accept.as_deref()), inm.as_deref());
+        resp.headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("Accept"));
+        resp
+    })
 }
 
 /// The node's DID document where did:web puts it when `--public-url` has a path
@@ -210,19 +144,22 @@ pub(crate) fn node_document(
 #[utoipa::path(get, path = "/did.json", tag = "DIDs",
     responses((status = 200, description = "DID document of the node, when its public URL has a path", body = Object),
         (status = 304, description = "Not modified"), (status = 404, description = "DID_DOCUMENT_NOT_HERE", body = ErrorBody)))]
-pub(crate) fn node_document_at_path(
+pub(crate) async fn node_document_at_path(
+    _p: Params,
     accept: Option<String>,
     inm: Option<String>,
     state: AppState,
-) -> warp::reply::Response {
-    if state.settings.node_did.path().is_empty() {
-        return public_error(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "DID_DOCUMENT_NOT_HERE",
-            "This node's DID has no path: its document is at /.well-known/did.json.",
-        ));
-    }
-    node_document(accept, inm, state)
+) -> Result<warp::reply::Response, Rejection> {
+    Ok({
+        if state.settings.node_did.path().is_empty() {
+            return Ok(public_error(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "DID_DOCUMENT_NOT_HERE",
+                "This node's DID has no path: its document is at /.well-known/did.json.",
+            )));
+        }
+        node_document(_p, accept, inm, state).await?
+    })
 }
 
 /// An agent's DID document (`did:web:<host>:agents:<uuid>`).
@@ -231,25 +168,27 @@ pub(crate) fn node_document_at_path(
     responses((status = 200, description = "DID document", body = Object), (status = 304, description = "Not modified"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 410, description = "AGENT_DECOMMISSIONED: the DID is deactivated", body = ErrorBody)))]
-pub(crate) fn agent_document(
-    id: String,
+pub(crate) async fn agent_document(
+    p: Params,
     accept: Option<String>,
     inm: Option<String>,
     state: AppState,
-) -> warp::reply::Response {
-    match lookup(&state, &id) {
-        Ok(x) => {
-            let mut resp = public(
-                &x.document,
-                document_type(accept.as_deref()),
-                inm.as_deref(),
-            );
-            resp.headers_mut()
-                .insert(header::VARY, HeaderValue::from_static("Accept"));
-            resp
+) -> Result<warp::reply::Response, Rejection> {
+    Ok({
+        match lookup(&state, p.raw("agentId")) {
+            Ok(x) => {
+                let mut resp = public(
+                    &x.document,
+                    document_type(accept.as_deref()),
+                    inm.as_deref(),
+                );
+                resp.headers_mut()
+                    .insert(header::VARY, HeaderValue::from_static("Accept"));
+                resp
+            }
+            Err(e) => public_error(e),
         }
-        Err(e) => public_error(e),
-    }
+    })
 }
 
 /// An active agent's artifacts, or the public error.
@@ -266,20 +205,22 @@ fn active(state: &AppState, id: &str) -> Result<std::sync::Arc<AgentArtifacts>, 
     params(("agentId" = Uuid, Path)),
     responses((status = 200, description = "A2A AgentCard with `signatures`", body = Object), (status = 304, description = "Not modified"),
         (status = 403, description = "AGENT_NOT_ACTIVE", body = ErrorBody), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)))]
-pub(crate) fn agent_card(
-    id: String,
+pub(crate) async fn agent_card(
+    p: Params,
     inm: Option<String>,
     state: AppState,
-) -> warp::reply::Response {
-    let r = active(&state, &id).and_then(|x| {
-        x.card(&state.settings)
-            .map(|(_, r)| r.clone())
-            .map_err(artifact_error)
-    });
-    match r {
-        Ok(r) => public(&r, "application/json", inm.as_deref()),
-        Err(e) => public_error(e),
-    }
+) -> Result<warp::reply::Response, Rejection> {
+    Ok({
+        let r = active(&state, p.raw("agentId")).and_then(|x| {
+            x.card(&state.settings)
+                .map(|(_, r)| r.clone())
+                .map_err(artifact_error)
+        });
+        match r {
+            Ok(r) => public(&r, "application/json", inm.as_deref()),
+            Err(e) => public_error(e),
+        }
+    })
 }
 
 /// An agent's OASF record (schema 1.0.0) with its A2A card in module `integration/a2a`.
@@ -289,12 +230,13 @@ pub(crate) fn agent_card(
         (status = 403, body = ErrorBody),
         (status = 404, description = "AGENT_NOT_FOUND, OASF_RECORD_UNAVAILABLE (the agent lists no skills)", body = ErrorBody),
         (status = 410, body = ErrorBody)))]
-pub(crate) fn oasf_record(
-    id: String,
+pub(crate) async fn oasf_record(
+    p: Params,
     inm: Option<String>,
     state: AppState,
-) -> warp::reply::Response {
-    let r = active(&state, &id).and_then(|x| {
+) -> Result<warp::reply::Response, Rejection> {
+    Ok({
+        let r = active(&state, p.raw("agentId")).and_then(|x| {
         match x.oasf(&state.settings).map_err(artifact_error)? {
             Some(r) => Ok(r.clone()),
             None => Err(ApiError::new(
@@ -304,10 +246,11 @@ pub(crate) fn oasf_record(
             )),
         }
     });
-    match r {
-        Ok(r) => public(&r, "application/json", inm.as_deref()),
-        Err(e) => public_error(e),
-    }
+        match r {
+            Ok(r) => public(&r, "application/json", inm.as_deref()),
+            Err(e) => public_error(e),
+        }
+    })
 }
 
 /// An agent's Agent Badge: a VCDM 2.0 credential (`AgentBadge`, subject = the agent's DID,
@@ -317,24 +260,29 @@ pub(crate) fn oasf_record(
     params(("agentId" = Uuid, Path)),
     responses((status = 200, description = "Compact JWS (application/vc+jwt)", body = String),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)))]
-pub(crate) fn agent_badge(id: String, state: AppState) -> warp::reply::Response {
-    let r = active(&state, &id).and_then(|x| {
-        x.badge(&state.settings, state.clock.now_ms())
-            .map_err(artifact_error)
-    });
-    match r {
-        Ok(r) => {
-            let mut resp = warp::reply::Response::new(r.body.into());
-            let h = resp.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/vc+jwt"),
-            );
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            cors(resp)
+pub(crate) async fn agent_badge(
+    p: Params,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    Ok({
+        let r = active(&state, p.raw("agentId")).and_then(|x| {
+            x.badge(&state.settings, state.clock.now_ms())
+                .map_err(artifact_error)
+        });
+        match r {
+            Ok(r) => {
+                let mut resp = warp::reply::Response::new(r.body.into());
+                let h = resp.headers_mut();
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/vc+jwt"),
+                );
+                h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                cors(resp)
+            }
+            Err(e) => public_error(e),
         }
-        Err(e) => public_error(e),
-    }
+    })
 }
 
 /// The predecessor's per-agent DID document: the DID document with its `agntcy` extension.
@@ -342,11 +290,16 @@ pub(crate) fn agent_badge(id: String, state: AppState) -> warp::reply::Response 
     params(("agentId" = Uuid, Path)),
     responses((status = 200, description = "DID document with the `agntcy` extension", body = Object),
         (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)))]
-pub(crate) fn legacy_document(id: String, state: AppState) -> warp::reply::Response {
-    match lookup(&state, &id) {
-        Ok(x) => cors(warp::reply::json(&artifacts::predecessor_document(&x)).into_response()),
-        Err(e) => public_error(e),
-    }
+pub(crate) async fn legacy_document(
+    p: Params,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    Ok({
+        match lookup(&state, p.raw("agentId")) {
+            Ok(x) => cors(warp::reply::json(&artifacts::predecessor_document(&x)).into_response()),
+            Err(e) => public_error(e),
+        }
+    })
 }
 
 /// The predecessor's AGNTCY agent card.
@@ -354,19 +307,24 @@ pub(crate) fn legacy_document(id: String, state: AppState) -> warp::reply::Respo
     params(("agentId" = Uuid, Path)),
     responses((status = 200, description = "AGNTCY card (predecessor shape)", body = Object),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)))]
-pub(crate) fn legacy_card(id: String, state: AppState) -> warp::reply::Response {
-    match active(&state, &id) {
-        Ok(x) => cors(
-            warp::reply::json(&artifacts::predecessor_card(
-                &state.settings,
-                &x.agent,
-                &x.did,
-                state.clock.now_ms(),
-            ))
-            .into_response(),
-        ),
-        Err(e) => public_error(e),
-    }
+pub(crate) async fn legacy_card(
+    p: Params,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    Ok({
+        match active(&state, p.raw("agentId")) {
+            Ok(x) => cors(
+                warp::reply::json(&artifacts::predecessor_card(
+                    &state.settings,
+                    &x.agent,
+                    &x.did,
+                    state.clock.now_ms(),
+                ))
+                .into_response(),
+            ),
+            Err(e) => public_error(e),
+        }
+    })
 }
 
 /// W3C DID Resolution of one of the caller's organization's agents.
@@ -375,12 +333,12 @@ pub(crate) fn legacy_card(id: String, state: AppState) -> warp::reply::Response 
     responses((status = 200, description = "DID Resolution result (application/ld+json;profile=\"https://w3id.org/did-resolution\")", body = Object),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn resolve(
-    id: String,
+    p: Params,
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
     caller.require("agents:read")?;
-    let id = parse_id("agentId", &id)?;
+    let id = p.id("agentId")?;
     let x = state
         .artifacts
         .get(&id, &state.keys())
@@ -478,6 +436,7 @@ struct BadgeSubject {
     responses((status = 200, body = VerifiedBadge), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 422, description = "BADGE_MALFORMED, BADGE_UNSUPPORTED_TYPE, BADGE_ISSUER_UNKNOWN, BADGE_KEY_UNKNOWN, BADGE_SIGNATURE_INVALID, BADGE_NOT_YET_VALID, BADGE_EXPIRED, BADGE_SUBJECT_UNKNOWN, BADGE_SUBJECT_DEACTIVATED, BADGE_SUBJECT_NOT_ACTIVE", body = ErrorBody)))]
 pub(crate) async fn verify_badge(
+    _p: Params,
     _caller: Caller,
     req: VerifyBadgeRequest,
     state: AppState,

@@ -20,14 +20,14 @@ use storage::{AgentStatus, Outcome, Partner, TrustPolicy};
 use utoipa::ToSchema;
 use uuid::Uuid;
 use warp::http::StatusCode;
-use warp::{Filter, Rejection, Reply};
+use warp::{Rejection, Reply};
 
 use crate::app::authz::check_manage;
 use crate::clock::rfc3339;
 use crate::error::{ApiError, OAuthError};
-use crate::http::auth::bearer;
+use crate::http::extract::{created, parse_id, Params};
 use crate::http::federation::verify_partner_token;
-use crate::http::{created, json_body, parse_id, with_state, Caller};
+use crate::http::Caller;
 use crate::model::{ErrorBody, TokenResponse};
 use crate::state::{Actor, AppState};
 use crate::token::mint;
@@ -46,42 +46,6 @@ const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
 /// Most trust policies per organization.
 const MAX_POLICIES_PER_ORG: usize = 200;
-
-pub(crate) fn routes(
-    state: AppState,
-) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let auth = bearer(state.clone());
-    let st = with_state(state);
-    let create = warp::path!("api" / "v1" / "oidc" / "trust-policies")
-        .and(warp::post())
-        .and(auth.clone())
-        .and(json_body())
-        .and(st.clone())
-        .and_then(create);
-    let list = warp::path!("api" / "v1" / "oidc" / "trust-policies")
-        .and(warp::get())
-        .and(auth.clone())
-        .and(warp::query::<PolicyListQuery>())
-        .and(st.clone())
-        .and_then(list);
-    let get = warp::path!("api" / "v1" / "oidc" / "trust-policies" / String)
-        .and(warp::get())
-        .and(auth.clone())
-        .and(st.clone())
-        .and_then(get);
-    let delete = warp::path!("api" / "v1" / "oidc" / "trust-policies" / String)
-        .and(warp::delete())
-        .and(auth)
-        .and(st.clone())
-        .and_then(delete);
-    let token = warp::path!("api" / "v1" / "oidc" / "token")
-        .and(warp::post())
-        .and(json_body())
-        .and(crate::http::client_addr())
-        .and(st)
-        .and_then(oidc_token);
-    create.or(list).or(get).or(delete).or(token)
-}
 
 /// A trust policy.
 #[derive(Debug, Serialize, ToSchema)]
@@ -189,6 +153,7 @@ pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
         (status = 403, description = "AUTHORIZATION_ERROR, SCOPE_ESCALATION, AGENT_DECOMMISSIONED", body = ErrorBody),
         (status = 404, description = "AGENT_NOT_FOUND", body = ErrorBody), (status = 409, description = "TRUST_POLICY_LIMIT", body = ErrorBody)))]
 pub(crate) async fn create(
+    _p: Params,
     caller: Caller,
     req: CreateTrustPolicyRequest,
     state: AppState,
@@ -362,6 +327,7 @@ pub(crate) struct PolicyListQuery {
     params(PolicyListQuery),
     responses((status = 200, body = TrustPolicyList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn list(
+    _p: Params,
     caller: Caller,
     q: PolicyListQuery,
     state: AppState,
@@ -397,12 +363,12 @@ fn own_policy(state: &AppState, caller: &Caller, id: &str) -> Result<TrustPolicy
     params(("id" = Uuid, Path)),
     responses((status = 200, body = TrustPolicyView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get(
-    id: String,
+    p: Params,
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
     caller.require("agents:read")?;
-    let p = own_policy(&state, &caller, &id)?;
+    let p = own_policy(&state, &caller, p.raw("id"))?;
     Ok(warp::reply::json(&TrustPolicyView::new(&p)).into_response())
 }
 
@@ -411,12 +377,12 @@ pub(crate) async fn get(
     params(("id" = Uuid, Path)),
     responses((status = 204, description = "Deleted"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn delete(
-    id: String,
+    p: Params,
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
     caller.require("agents:write")?;
-    let p = own_policy(&state, &caller, &id)?;
+    let p = own_policy(&state, &caller, p.raw("id"))?;
     let entry = state.audit_entry(
         &caller.actor,
         "oidc.trust_policy.delete",
@@ -845,6 +811,7 @@ pub(crate) struct OidcTokenRequest {
     responses((status = 200, body = ExchangeResponse), (status = 400, description = "TARGET_REQUIRED, INVALID_TARGET, VALIDATION_ERROR", body = ErrorBody),
         (status = 401, description = "TRUST_POLICY_NOT_FOUND, AGENT_NOT_ACTIVE, UNKNOWN_FEDERATION_ISSUER, SIGNATURE_INVALID, TOKEN_EXPIRED, ...", body = ErrorBody)))]
 pub(crate) async fn oidc_token(
+    _p: Params,
     req: OidcTokenRequest,
     addr: Option<std::net::SocketAddr>,
     state: AppState,

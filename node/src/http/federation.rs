@@ -13,12 +13,12 @@ use storage::{KeySourceKind, Outcome, Partner, PartnerStatus};
 use utoipa::ToSchema;
 use uuid::Uuid;
 use warp::http::StatusCode;
-use warp::{Filter, Rejection, Reply};
+use warp::{Rejection, Reply};
 
 use crate::clock::{parse_rfc3339, rfc3339};
 use crate::error::ApiError;
-use crate::http::auth::bearer;
-use crate::http::{created, json_body, parse_id, with_state, Caller};
+use crate::http::extract::{created, parse_id, Params};
+use crate::http::Caller;
 use crate::model::ErrorBody;
 use crate::state::AppState;
 
@@ -26,58 +26,6 @@ use crate::state::AppState;
 const MAX_PARTNERS: usize = 1000;
 /// Longest partner token accepted.
 const MAX_TOKEN_LEN: usize = 16 * 1024;
-
-pub(crate) fn routes(
-    state: AppState,
-) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let auth = bearer(state.clone());
-    let st = with_state(state);
-    let create = warp::path!("api" / "v1" / "federation" / "trust")
-        .and(warp::post())
-        .and(auth.clone())
-        .and(json_body())
-        .and(st.clone())
-        .and_then(create);
-    let list = warp::path!("api" / "v1" / "federation" / "partners")
-        .and(warp::get())
-        .and(auth.clone())
-        .and(st.clone())
-        .and_then(list);
-    let get = warp::path!("api" / "v1" / "federation" / "partners" / String)
-        .and(warp::get())
-        .and(auth.clone())
-        .and(st.clone())
-        .and_then(get);
-    let update = warp::path!("api" / "v1" / "federation" / "partners" / String)
-        .and(warp::patch())
-        .and(auth.clone())
-        .and(json_body())
-        .and(st.clone())
-        .and_then(update);
-    let delete = warp::path!("api" / "v1" / "federation" / "partners" / String)
-        .and(warp::delete())
-        .and(auth.clone())
-        .and(st.clone())
-        .and_then(delete);
-    let verify = warp::path!("api" / "v1" / "federation" / "verify")
-        .and(warp::post())
-        .and(auth.clone())
-        .and(json_body())
-        .and(st.clone())
-        .and_then(verify);
-    let gossip = warp::path!("api" / "v1" / "federation" / "gossip")
-        .and(warp::get())
-        .and(auth)
-        .and(st)
-        .and_then(gossip);
-    create
-        .or(list)
-        .or(get)
-        .or(update)
-        .or(delete)
-        .or(verify)
-        .or(gossip)
-}
 
 /// A trusted partner identity provider.
 #[derive(Debug, Serialize, ToSchema)]
@@ -365,6 +313,7 @@ async fn probe(
         (status = 409, description = "FEDERATION_PARTNER_CONFLICT", body = ErrorBody),
         (status = 422, description = "JWKS_UNREACHABLE (details.reason: PRIVATE_ADDRESS, HTTP_NOT_ALLOWED, TIMEOUT, RESPONSE_TOO_LARGE, REDIRECT_TO_OTHER_HOST, DISCOVERY_ISSUER_MISMATCH, NO_USABLE_KEYS, ...)", body = ErrorBody)))]
 pub(crate) async fn create(
+    _p: Params,
     caller: Caller,
     req: CreatePartnerRequest,
     state: AppState,
@@ -478,6 +427,7 @@ fn conflict() -> ApiError {
 #[utoipa::path(get, path = "/api/v1/federation/partners", tag = "Federation", security(("bearer" = ["admin:orgs"])),
     responses((status = 200, body = [PartnerView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn list(
+    _p: Params,
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
@@ -499,12 +449,12 @@ fn read_partner(state: &AppState, id: &str) -> Result<Partner, ApiError> {
     params(("id" = Uuid, Path)),
     responses((status = 200, body = PartnerView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get(
-    id: String,
+    p: Params,
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
     caller.require("admin:orgs")?;
-    let p = read_partner(&state, &id)?;
+    let p = read_partner(&state, p.raw("id"))?;
     Ok(warp::reply::json(&PartnerView::new(&p, state.clock.now_ms())).into_response())
 }
 
@@ -516,13 +466,13 @@ pub(crate) async fn get(
     responses((status = 200, body = PartnerView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(crate) async fn update(
-    id: String,
+    p: Params,
     caller: Caller,
     req: UpdatePartnerRequest,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
     caller.require("admin:orgs")?;
-    let current = read_partner(&state, &id)?;
+    let current = read_partner(&state, p.raw("id"))?;
     let mut changed: Vec<&'static str> = Vec::new();
     if let Some(n) = &req.name {
         check_name(n)?;
@@ -633,12 +583,12 @@ pub(crate) async fn update(
     params(("id" = Uuid, Path)),
     responses((status = 204, description = "Removed"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn delete(
-    id: String,
+    p: Params,
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
     caller.require("admin:orgs")?;
-    let current = read_partner(&state, &id)?;
+    let current = read_partner(&state, p.raw("id"))?;
     let pid = current.id;
     let entry = state.audit_entry(
         &caller.actor,
@@ -779,6 +729,7 @@ pub(crate) async fn verify_partner_token(
     responses((status = 200, body = VerifyResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 422, description = "UNKNOWN_FEDERATION_ISSUER, FEDERATION_PARTNER_SUSPENDED, FEDERATION_PARTNER_EXPIRED, FEDERATION_ORG_NOT_ALLOWED, ISSUER_MISMATCH, TOKEN_MALFORMED, ALG_NOT_ALLOWED, UNKNOWN_KID, SIGNATURE_INVALID, TOKEN_EXPIRED, TOKEN_NOT_YET_VALID, AUDIENCE_MISMATCH, CRIT_UNSUPPORTED, KEYS_UNAVAILABLE, ...", body = ErrorBody)))]
 pub(crate) async fn verify(
+    _p: Params,
     caller: Caller,
     req: VerifyRequest,
     state: AppState,
@@ -822,6 +773,7 @@ pub(crate) async fn verify(
 #[utoipa::path(get, path = "/api/v1/federation/gossip", tag = "Federation", security(("bearer" = ["admin:orgs"])),
     responses((status = 200, body = crate::gossip::GossipView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn gossip(
+    _p: Params,
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {

@@ -5,26 +5,10 @@ use std::time::Instant;
 use serde::Serialize;
 use utoipa::ToSchema;
 use warp::http::StatusCode;
-use warp::{Filter, Rejection, Reply};
+use warp::{Rejection, Reply};
 
-use crate::http::with_state;
+use crate::http::extract::Params;
 use crate::state::AppState;
-
-pub(crate) fn routes(
-    state: AppState,
-) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let st = with_state(state);
-    let health = warp::path!("health")
-        .and(warp::get())
-        .and(st.clone())
-        .map(health);
-    let detailed = warp::path!("health" / "detailed")
-        .and(warp::get())
-        .and(st.clone())
-        .and_then(detailed);
-    let metrics = warp::path!("metrics").and(warp::get()).and(st).map(metrics);
-    health.or(detailed).or(metrics)
-}
 
 /// Liveness.
 #[derive(Debug, Serialize, ToSchema)]
@@ -40,14 +24,19 @@ pub(crate) struct Health {
 
 /// Liveness: answers without touching the store.
 #[utoipa::path(get, path = "/health", tag = "Health", responses((status = 200, body = Health)))]
-pub(crate) fn health(state: AppState) -> warp::reply::Response {
-    warp::reply::json(&Health {
-        status: "ok",
-        version: env!("CARGO_PKG_VERSION"),
-        uptime: state.started.elapsed().as_secs(),
-        store: state.store.engine().name(),
+pub(crate) async fn health(
+    _p: Params,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    Ok({
+        warp::reply::json(&Health {
+            status: "ok",
+            version: env!("CARGO_PKG_VERSION"),
+            uptime: state.started.elapsed().as_secs(),
+            store: state.store.engine().name(),
+        })
+        .into_response()
     })
-    .into_response()
 }
 
 /// One probed dependency.
@@ -72,7 +61,10 @@ pub(crate) struct DetailedHealth {
 /// degraded, 503 unreachable, as the predecessor.
 #[utoipa::path(get, path = "/health/detailed", tag = "Health",
     responses((status = 200, body = DetailedHealth), (status = 207, body = DetailedHealth), (status = 503, body = DetailedHealth)))]
-pub(crate) async fn detailed(state: AppState) -> Result<warp::reply::Response, Rejection> {
+pub(crate) async fn detailed(
+    _p: Params,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
     let store = state.store.clone();
     let started = Instant::now();
     let probe = tokio::time::timeout(
@@ -108,17 +100,22 @@ pub(crate) async fn detailed(state: AppState) -> Result<warp::reply::Response, R
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "Health",
     responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain")))]
-pub(crate) fn metrics(state: AppState) -> warp::reply::Response {
-    let mut body = state.metrics.render(&state.store);
-    body.push_str(&state.metrics.render_federation(
-        &state.fetcher.stats().snapshot(),
-        &state.key_cache.counters(),
-    ));
-    body.push_str(&state.gossip.render_metrics());
-    warp::reply::with_header(
-        body,
-        "content-type",
-        "text/plain; version=0.0.4; charset=utf-8",
-    )
-    .into_response()
+pub(crate) async fn metrics(
+    _p: Params,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    Ok({
+        let mut body = state.metrics.render(&state.store);
+        body.push_str(&state.metrics.render_federation(
+            &state.fetcher.stats().snapshot(),
+            &state.key_cache.counters(),
+        ));
+        body.push_str(&state.gossip.render_metrics());
+        warp::reply::with_header(
+            body,
+            "content-type",
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+        .into_response()
+    })
 }

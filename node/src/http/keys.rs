@@ -6,55 +6,20 @@ use serde::{Deserialize, Serialize};
 use storage::{AgentKey, AgentStatus, Outcome};
 use utoipa::ToSchema;
 use warp::http::StatusCode;
-use warp::{Filter, Rejection, Reply};
+use warp::{Rejection, Reply};
 
 use crate::app::authz::check_manage;
 use crate::clock::rfc3339;
 use crate::error::ApiError;
 use crate::http::agents::read_own_agent;
-use crate::http::auth::bearer;
-use crate::http::{created, json_body, optional_json_body, parse_id, with_state, Caller};
+use crate::http::extract::{created, Params};
+use crate::http::Caller;
 use crate::jwk::{validate_public_jwk, JwkError};
 use crate::model::ErrorBody;
 use crate::state::AppState;
 
 /// Most public keys one agent may register.
 pub(crate) const MAX_KEYS_PER_AGENT: usize = 10;
-
-pub(crate) fn routes(
-    state: AppState,
-) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let auth = bearer(state.clone());
-    let st = with_state(state);
-    let add = warp::path!("api" / "v1" / "agents" / String / "keys")
-        .and(warp::post())
-        .and(auth.clone())
-        .and(json_body())
-        .and(st.clone())
-        .and_then(add_key);
-    let list = warp::path!("api" / "v1" / "agents" / String / "keys")
-        .and(warp::get())
-        .and(auth.clone())
-        .and(st.clone())
-        .and_then(list_keys);
-    let remove = warp::path!("api" / "v1" / "agents" / String / "keys" / String)
-        .and(warp::delete())
-        .and(auth.clone())
-        .and(st.clone())
-        .and_then(remove_key);
-    let signing = warp::path!("api" / "v1" / "keys")
-        .and(warp::get())
-        .and(auth.clone())
-        .and(st.clone())
-        .and_then(signing_keys);
-    let rotate = warp::path!("api" / "v1" / "keys" / "rotate")
-        .and(warp::post())
-        .and(auth)
-        .and(optional_json_body())
-        .and(st)
-        .and_then(rotate);
-    add.or(list).or(remove).or(signing).or(rotate)
-}
 
 /// Body of `POST /api/v1/agents/{agentId}/keys`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -119,13 +84,13 @@ fn key_not_found() -> ApiError {
         (status = 400, description = "INVALID_KEY, UNSUPPORTED_KEY, PRIVATE_KEY_MATERIAL", body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, description = "KEY_ALREADY_REGISTERED, KEY_LIMIT_EXCEEDED", body = ErrorBody)))]
 pub(crate) async fn add_key(
-    id: String,
+    p: Params,
     caller: Caller,
     req: AddKeyRequest,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
     caller.require("agents:write")?;
-    let id = parse_id("agentId", &id)?;
+    let id = p.id("agentId")?;
     let k = validate_public_jwk(&req.jwk).map_err(jwk_error)?;
     let record = AgentKey {
         kid: k.kid,
@@ -190,12 +155,12 @@ pub(crate) async fn add_key(
 #[utoipa::path(get, path = "/api/v1/agents/{agentId}/keys", tag = "Keys", security(("bearer" = ["agents:read"])),
     params(("agentId" = Uuid, Path)), responses((status = 200, body = AgentKeyList), (status = 404, body = ErrorBody)))]
 pub(crate) async fn list_keys(
-    id: String,
+    p: Params,
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
     caller.require("agents:read")?;
-    let id = parse_id("agentId", &id)?;
+    let id = p.id("agentId")?;
     read_own_agent(&state, &caller, &id)?;
     let data = state
         .store
@@ -212,13 +177,13 @@ pub(crate) async fn list_keys(
     params(("agentId" = Uuid, Path), ("kid" = String, Path)),
     responses((status = 204, description = "Removed"), (status = 404, description = "AGENT_NOT_FOUND, KEY_NOT_FOUND", body = ErrorBody)))]
 pub(crate) async fn remove_key(
-    id: String,
-    kid: String,
+    p: Params,
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
     caller.require("agents:write")?;
-    let id = parse_id("agentId", &id)?;
+    let id = p.id("agentId")?;
+    let kid = p.raw("kid").to_string();
     let org = caller.org_id;
     let entry = state.audit_entry(
         &caller.actor,
@@ -270,6 +235,7 @@ pub(crate) struct SigningKeyList {
 #[utoipa::path(get, path = "/api/v1/keys", tag = "Keys", security(("bearer" = ["admin:orgs"])),
     responses((status = 200, body = SigningKeyList), (status = 403, body = ErrorBody)))]
 pub(crate) async fn signing_keys(
+    _p: Params,
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
@@ -322,6 +288,7 @@ pub(crate) struct Rotated {
     request_body(content = Option<RotateRequest>),
     responses((status = 201, body = Rotated), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn rotate(
+    _p: Params,
     caller: Caller,
     req: RotateRequest,
     state: AppState,

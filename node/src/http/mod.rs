@@ -1,5 +1,6 @@
-//! HTTP: the warp filters of every route, the shared filters (state, JSON bodies, bearer auth),
-//! the route table, and request metrics.
+//! HTTP: the route table, from which the router, the request metrics' route labels and the
+//! OpenAPI document's paths are all built; the shared extractors ([`extract`]); and one module of
+//! handlers per path prefix. Handlers parse, authenticate, call the domain and render.
 
 pub(crate) mod agents;
 mod audit;
@@ -7,6 +8,7 @@ mod auth;
 mod client_auth;
 mod did;
 mod exchange;
+pub(crate) mod extract;
 mod federation;
 mod health;
 mod keys;
@@ -16,382 +18,176 @@ mod tokens;
 mod wellknown;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::time::Duration;
 
-use bytes::Bytes;
-use serde::de::DeserializeOwned;
 use warp::filters::BoxedFilter;
-use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use crate::error::ApiError;
 use crate::state::AppState;
 
 pub(crate) use auth::Caller;
+pub(crate) use extract::{BodyTimeout, ClientAddr, DEFAULT_BODY_TIMEOUT, MAX_BODY};
 #[cfg(feature = "gossip")]
 pub(crate) use federation::key_source as partner_key_source;
 pub(crate) use federation::PartnerCache;
 
-/// `201 Created` with a JSON body.
-pub(crate) fn created<T: serde::Serialize>(body: &T) -> warp::reply::Response {
-    warp::reply::with_status(warp::reply::json(body), warp::http::StatusCode::CREATED)
-        .into_response()
+/// The part of a route every row shares: its template and method matched, its path parameters.
+type Base = BoxedFilter<(extract::Params,)>;
+/// A route: extraction and handler, answering with a response.
+type Routed = BoxedFilter<(warp::reply::Response,)>;
+
+/// One route of the table.
+pub(crate) struct Route {
+    /// `GET`, `POST`, `PATCH` or `DELETE`.
+    pub(crate) method: &'static str,
+    /// The path template, as in `/openapi.json` (`{name}` is one path segment).
+    pub(crate) path: &'static str,
+    /// Builds the route's filter on top of its matched template: the extractors named in the
+    /// table, in order, then the handler.
+    serve: fn(Base, &AppState) -> Routed,
+    /// The handler's OpenAPI operation, with the path and methods its `#[utoipa::path]` names.
+    pub(crate) doc: fn() -> HandlerDoc,
 }
 
-/// Largest request body any route accepts.
-pub(crate) const MAX_BODY: u64 = 64 * 1024;
+/// What a handler's `#[utoipa::path]` says.
+pub(crate) struct HandlerDoc {
+    /// Checked against the row by the table's consistency test.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) path: String,
+    /// Checked against the row by the table's consistency test.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) methods: Vec<utoipa::openapi::path::HttpMethod>,
+    pub(crate) operation: utoipa::openapi::path::Operation,
+}
 
-/// Every route the node serves: method and path template as in `/openapi.json`. Request metrics
-/// are labelled with these templates, and tests check that this table, the router and the
-/// OpenAPI document agree.
-pub(crate) const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/health"),
-    ("GET", "/health/detailed"),
-    ("GET", "/metrics"),
-    ("GET", "/openapi.json"),
-    ("GET", "/.well-known/jwks.json"),
-    ("GET", "/.well-known/openid-configuration"),
-    ("GET", "/.well-known/oauth-authorization-server"),
-    ("GET", "/.well-known/did.json"),
-    ("GET", "/did.json"),
-    ("GET", "/agents/{agentId}/did.json"),
-    ("GET", "/agents/{agentId}/.well-known/agent-card.json"),
-    ("GET", "/agents/{agentId}/oasf.json"),
-    ("GET", "/agents/{agentId}/badge"),
-    ("GET", "/agent-info"),
-    ("GET", "/oauth2/authorize"),
-    ("POST", "/api/v1/token"),
-    ("POST", "/oauth2/token"),
-    ("POST", "/api/v1/token/introspect"),
-    ("POST", "/api/v1/token/revoke"),
-    ("GET", "/api/v1/keys"),
-    ("POST", "/api/v1/keys/rotate"),
-    ("POST", "/api/v1/organizations"),
-    ("GET", "/api/v1/organizations"),
-    ("GET", "/api/v1/organizations/{orgId}"),
-    ("PATCH", "/api/v1/organizations/{orgId}"),
-    ("DELETE", "/api/v1/organizations/{orgId}"),
-    ("POST", "/api/v1/agents"),
-    ("GET", "/api/v1/agents"),
-    ("GET", "/api/v1/agents/{agentId}"),
-    ("PATCH", "/api/v1/agents/{agentId}"),
-    ("DELETE", "/api/v1/agents/{agentId}"),
-    ("POST", "/api/v1/agents/{agentId}/credentials"),
-    ("GET", "/api/v1/agents/{agentId}/credentials"),
-    (
-        "POST",
-        "/api/v1/agents/{agentId}/credentials/{credentialId}/rotate",
-    ),
-    (
-        "DELETE",
-        "/api/v1/agents/{agentId}/credentials/{credentialId}",
-    ),
-    ("POST", "/api/v1/agents/{agentId}/keys"),
-    ("GET", "/api/v1/agents/{agentId}/keys"),
-    ("DELETE", "/api/v1/agents/{agentId}/keys/{kid}"),
-    ("GET", "/api/v1/agents/{agentId}/did"),
-    ("GET", "/api/v1/agents/{agentId}/did/resolve"),
-    ("GET", "/api/v1/agents/{agentId}/did/card"),
-    ("POST", "/api/v1/badges/verify"),
-    ("POST", "/api/v1/federation/trust"),
-    ("GET", "/api/v1/federation/partners"),
-    ("GET", "/api/v1/federation/partners/{id}"),
-    ("PATCH", "/api/v1/federation/partners/{id}"),
-    ("DELETE", "/api/v1/federation/partners/{id}"),
-    ("POST", "/api/v1/federation/verify"),
-    ("GET", "/api/v1/federation/gossip"),
-    ("POST", "/api/v1/oidc/trust-policies"),
-    ("GET", "/api/v1/oidc/trust-policies"),
-    ("GET", "/api/v1/oidc/trust-policies/{id}"),
-    ("DELETE", "/api/v1/oidc/trust-policies/{id}"),
-    ("POST", "/api/v1/oidc/token"),
-    ("GET", "/api/v1/audit"),
-    ("GET", "/api/v1/audit/verify"),
-];
+/// The documentation of the handler whose `#[utoipa::path]` generated `P`.
+fn doc<P: utoipa::Path>() -> HandlerDoc {
+    HandlerDoc {
+        path: P::path(),
+        methods: P::methods(),
+        operation: P::operation(),
+    }
+}
 
-/// The route template a request path falls under, for metrics labels (bounded cardinality).
+/// One row per route: `METHOD "template" => module::handler(extractors...)`. Every handler
+/// takes the path parameters ([`extract::Params`]) first, then what its extractors give, in
+/// order; an extractor `x` is the function `extract::x`. The handler's `#[utoipa::path]` is its
+/// documentation.
+macro_rules! routes {
+    ($( $method:ident $path:literal => $module:ident :: $handler:ident ( $($ex:ident),* ) ; )*) => {
+        &[ $( Route {
+            method: stringify!($method),
+            path: $path,
+            serve: |base: Base, _state: &AppState| -> Routed {
+                base $(.and(extract::$ex(_state)))*
+                    .and_then($module::$handler)
+                    .map(Reply::into_response)
+                    .boxed()
+            },
+            doc: paste::paste! { doc::<$module::[<__path_ $handler>]> },
+        }, )* ]
+    };
+}
+
+/// Every route the node serves, the most requested first (the router tries them in order).
+/// Adding a route is one row here plus its handler.
+pub(crate) const ROUTES: &[Route] = routes! {
+    POST "/api/v1/token" => tokens::token(authorization, body, addr, state);
+    GET "/agents/{agentId}/did.json" => did::agent_document(accept, inm, state);
+    GET "/.well-known/jwks.json" => wellknown::jwks(inm, state);
+    POST "/api/v1/token/introspect" => tokens::introspect(authorization, body, addr, state);
+    GET "/.well-known/did.json" => did::node_document(accept, inm, state);
+    GET "/agents/{agentId}/.well-known/agent-card.json" => did::agent_card(inm, state);
+    GET "/agents/{agentId}/oasf.json" => did::oasf_record(inm, state);
+    GET "/agents/{agentId}/badge" => did::agent_badge(state);
+    POST "/oauth2/token" => tokens::token(authorization, body, addr, state);
+    POST "/api/v1/token/revoke" => tokens::revoke(authorization, body, addr, state);
+    GET "/health" => health::health(state);
+    GET "/health/detailed" => health::detailed(state);
+    GET "/metrics" => health::metrics(state);
+    GET "/openapi.json" => openapi::openapi_json();
+    GET "/.well-known/openid-configuration" => wellknown::openid_configuration(state);
+    GET "/.well-known/oauth-authorization-server" => wellknown::oauth_authorization_server(state);
+    GET "/did.json" => did::node_document_at_path(accept, inm, state);
+    GET "/agent-info" => wellknown::agent_info(auth, state);
+    GET "/oauth2/authorize" => wellknown::authorize();
+    GET "/api/v1/keys" => keys::signing_keys(auth, state);
+    POST "/api/v1/keys/rotate" => keys::rotate(auth, opt_json, state);
+    POST "/api/v1/organizations" => orgs::create(auth, json, state);
+    GET "/api/v1/organizations" => orgs::list(auth, query, state);
+    GET "/api/v1/organizations/{orgId}" => orgs::get(auth, state);
+    PATCH "/api/v1/organizations/{orgId}" => orgs::update(auth, json, state);
+    DELETE "/api/v1/organizations/{orgId}" => orgs::delete(auth, state);
+    POST "/api/v1/agents" => agents::register(auth, json, state);
+    GET "/api/v1/agents" => agents::list(auth, query, state);
+    GET "/api/v1/agents/{agentId}" => agents::get(auth, state);
+    PATCH "/api/v1/agents/{agentId}" => agents::update(auth, json, state);
+    DELETE "/api/v1/agents/{agentId}" => agents::decommission(auth, state);
+    POST "/api/v1/agents/{agentId}/credentials" => agents::create_credential(auth, opt_json, state);
+    GET "/api/v1/agents/{agentId}/credentials" => agents::list_credentials(auth, state);
+    POST "/api/v1/agents/{agentId}/credentials/{credentialId}/rotate" => agents::rotate_credential(auth, opt_json, state);
+    DELETE "/api/v1/agents/{agentId}/credentials/{credentialId}" => agents::revoke_credential(auth, state);
+    POST "/api/v1/agents/{agentId}/keys" => keys::add_key(auth, json, state);
+    GET "/api/v1/agents/{agentId}/keys" => keys::list_keys(auth, state);
+    DELETE "/api/v1/agents/{agentId}/keys/{kid}" => keys::remove_key(auth, state);
+    GET "/api/v1/agents/{agentId}/did" => did::legacy_document(state);
+    GET "/api/v1/agents/{agentId}/did/resolve" => did::resolve(auth, state);
+    GET "/api/v1/agents/{agentId}/did/card" => did::legacy_card(state);
+    POST "/api/v1/badges/verify" => did::verify_badge(auth, json, state);
+    POST "/api/v1/federation/trust" => federation::create(auth, json, state);
+    GET "/api/v1/federation/partners" => federation::list(auth, state);
+    GET "/api/v1/federation/partners/{id}" => federation::get(auth, state);
+    PATCH "/api/v1/federation/partners/{id}" => federation::update(auth, json, state);
+    DELETE "/api/v1/federation/partners/{id}" => federation::delete(auth, state);
+    POST "/api/v1/federation/verify" => federation::verify(auth, json, state);
+    GET "/api/v1/federation/gossip" => federation::gossip(auth, state);
+    POST "/api/v1/oidc/trust-policies" => exchange::create(auth, json, state);
+    GET "/api/v1/oidc/trust-policies" => exchange::list(auth, query, state);
+    GET "/api/v1/oidc/trust-policies/{id}" => exchange::get(auth, state);
+    DELETE "/api/v1/oidc/trust-policies/{id}" => exchange::delete(auth, state);
+    POST "/api/v1/oidc/token" => exchange::oidc_token(json, addr, state);
+    GET "/api/v1/audit" => audit::list(auth, query, state);
+    GET "/api/v1/audit/verify" => audit::verify(auth, query, state);
+};
+
+/// The route template a request falls under, for metrics labels (bounded cardinality).
 pub(crate) fn route_label(method: &str, path: &str) -> &'static str {
     // Runs on every request: compare segment by segment without allocating.
-    let path = path.trim_end_matches('/');
+    let path = path
+        .strip_suffix('/')
+        .filter(|p| !p.is_empty())
+        .unwrap_or(path);
     let matches = |template: &str| {
         let (mut t, mut p) = (template.split('/'), path.split('/'));
         loop {
             match (t.next(), p.next()) {
                 (None, None) => return true,
-                (Some(t), Some(p)) if t.starts_with('{') || t == p => {}
+                (Some(t), Some(p)) if (t.starts_with('{') && !p.is_empty()) || t == p => {}
                 _ => return false,
             }
         }
     };
     ROUTES
         .iter()
-        .find(|(m, template)| *m == method && matches(template))
-        .map_or("unmatched", |(_, template)| template)
+        .find(|r| r.method == method && matches(r.path))
+        .map_or("unmatched", |r| r.path)
 }
 
-/// The peer address of a connection, put on each of its requests by the node's accept loop
-/// (`crate::accept`), because warp's own remote-address extension is private to warp.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ClientAddr(pub(crate) SocketAddr);
-
-/// The client's socket address, for per-address throttling and the audit log: warp's
-/// `remote()` when warp set it (`warp::test` requests), else the [`ClientAddr`] of our accept
-/// loop. Routes use this, never `warp::addr::remote()` alone, which is `None` in our loop.
-pub(crate) fn client_addr(
-) -> impl Filter<Extract = (Option<SocketAddr>,), Error = Infallible> + Clone {
-    warp::addr::remote()
-        .and(warp::ext::optional::<ClientAddr>())
-        .map(|warp_addr: Option<SocketAddr>, ours: Option<ClientAddr>| {
-            warp_addr.or(ours.map(|ClientAddr(a)| a))
-        })
-}
-
-/// How long a request body may take to arrive once a handler starts reading it
-/// (`--body-timeout`), put on each request by the node's accept loop (`crate::accept`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct BodyTimeout(pub(crate) Duration);
-
-/// The body timeout of requests that carry no [`BodyTimeout`] (`warp::test` requests), and the
-/// default of `--body-timeout`.
-pub(crate) const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Injects the application state.
-pub(crate) fn with_state(
-    state: AppState,
-) -> impl Filter<Extract = (AppState,), Error = Infallible> + Clone {
-    warp::any().map(move || state.clone())
-}
-
-/// A JSON request body: size-limited, `application/json`, unknown fields named in the error.
-pub(crate) fn json_body<T: DeserializeOwned + Send>(
-) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
-    bounded_body().and_then(|ct: Option<String>, bytes: Bytes| async move {
-        parse_json(ct.as_deref(), &bytes).map_err(Rejection::from)
-    })
-}
-
-/// Like [`json_body`], but an empty body means `T::default()`.
-pub(crate) fn optional_json_body<T: DeserializeOwned + Send + Default>(
-) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
-    bounded_body().and_then(|ct: Option<String>, bytes: Bytes| async move {
-        if bytes.is_empty() {
-            return Ok(T::default());
-        }
-        parse_json(ct.as_deref(), &bytes).map_err(Rejection::from)
-    })
-}
-
-/// The content type and the body, refused from the headers alone — before a byte of the body is
-/// read — when it is declared larger than [`MAX_BODY`] (413) or streamed without a length (411).
-/// A request with neither `Content-Length` nor `Transfer-Encoding` has an empty body.
-///
-/// The body must arrive completely within the request's [`BodyTimeout`], else 408: this is the
-/// only place the node reads request bodies, so a client dripping one byte at a time holds a
-/// handler (and its connection, which the accept loop does not evict while a handler runs) for
-/// that long at most. A body the client abandons halfway gets 400.
-pub(crate) fn bounded_body(
-) -> impl Filter<Extract = (Option<String>, Bytes), Error = Rejection> + Clone {
-    warp::header::optional::<u64>("content-length")
-        .and(warp::header::optional::<String>("transfer-encoding"))
-        .and_then(|len: Option<u64>, te: Option<String>| async move {
-            match (len, te) {
-                (Some(l), _) if l > MAX_BODY => Err(Rejection::from(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "PAYLOAD_TOO_LARGE",
-                    format!(
-                        "The request body is larger than the {MAX_BODY} bytes this route accepts."
-                    ),
-                ))),
-                (None, Some(_)) => Err(Rejection::from(ApiError::new(
-                    StatusCode::LENGTH_REQUIRED,
-                    "LENGTH_REQUIRED",
-                    "Send a Content-Length header with the request body.",
-                ))),
-                _ => Ok(()),
-            }
-        })
-        .untuple_one()
-        .and(warp::header::optional::<String>("content-type"))
-        .and(warp::ext::optional::<BodyTimeout>())
-        .and(warp::body::stream())
-        .and_then(
-            |ct: Option<String>, timeout: Option<BodyTimeout>, body| async move {
-                let limit = timeout.map_or(DEFAULT_BODY_TIMEOUT, |BodyTimeout(d)| d);
-                match tokio::time::timeout(limit, collect_body(body)).await {
-                    Ok(Ok(bytes)) => Ok((ct, bytes)),
-                    Ok(Err(e)) => Err(Rejection::from(e)),
-                    Err(_) => Err(Rejection::from(ApiError::new(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "REQUEST_TIMEOUT",
-                        format!(
-                            "The request body did not arrive within {} s; send it at once after the headers.",
-                            limit.as_secs_f64()
-                        ),
-                    ))),
-                }
-            },
-        )
-        .untuple_one()
-}
-
-/// Reads a whole body, at most [`MAX_BODY`] bytes of it (the declared length was checked, but a
-/// body with both `Content-Length` and `Transfer-Encoding` follows the latter).
-async fn collect_body<S, B>(body: S) -> Result<Bytes, ApiError>
-where
-    S: warp::Stream<Item = Result<B, warp::Error>>,
-    B: bytes::Buf,
-{
-    let mut body = std::pin::pin!(body);
-    let mut out = bytes::BytesMut::new();
-    while let Some(chunk) = std::future::poll_fn(|cx| body.as_mut().poll_next(cx)).await {
-        let mut chunk = chunk.map_err(|e| {
-            // The client hung up or broke the framing: it will hardly read the answer.
-            tracing::debug!(error = %e, "reading a request body failed");
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "BODY_INCOMPLETE",
-                "The request body ended before it was complete.",
-            )
-        })?;
-        if (out.len() + chunk.remaining()) as u64 > MAX_BODY {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PAYLOAD_TOO_LARGE",
-                format!("The request body is larger than the {MAX_BODY} bytes this route accepts."),
-            ));
-        }
-        while chunk.has_remaining() {
-            let part = chunk.chunk();
-            out.extend_from_slice(part);
-            let n = part.len();
-            chunk.advance(n);
-        }
-    }
-    Ok(out.freeze())
-}
-
-pub(crate) fn parse_json<T: DeserializeOwned>(
-    ct: Option<&str>,
-    bytes: &[u8],
-) -> Result<T, ApiError> {
-    let is_json = ct
-        .and_then(|c| c.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UNSUPPORTED_MEDIA_TYPE",
-            "Send the body as JSON with Content-Type: application/json.",
-        ));
-    }
-    serde_json::from_slice(bytes).map_err(|e| {
-        use serde_json::error::Category;
-        let msg = e.to_string();
-        match e.classify() {
-            Category::Data if msg.starts_with("unknown field") => {
-                let field = msg.split('`').nth(1).unwrap_or("").to_string();
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "UNKNOWN_FIELD",
-                    format!("Unknown field `{field}` in the request body."),
-                )
-                .with_details(serde_json::json!({ "field": field }))
-            }
-            Category::Data => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "VALIDATION_ERROR",
-                format!("The request body does not match the expected shape: {msg}."),
-            ),
-            _ => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "MALFORMED_JSON",
-                format!("The request body is not valid JSON: {msg}."),
-            ),
-        }
-    })
-}
-
-/// A cacheable representation: `ETag`, `Cache-Control: public, max-age`, and `304 Not Modified`
-/// when `If-None-Match` names the ETag (weak comparison, RFC 9110 §13.1.2).
-pub(crate) fn conditional(
-    body: Bytes,
-    etag: &str,
-    content_type: &'static str,
-    if_none_match: Option<&str>,
-    max_age_secs: u64,
-) -> warp::reply::Response {
-    let matches = |t: &str| {
-        let t = t.trim();
-        t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag
-    };
-    let mut resp = if if_none_match.is_some_and(|v| v.split(',').any(matches)) {
-        let mut r = warp::reply::Response::new(Bytes::new().into());
-        *r.status_mut() = StatusCode::NOT_MODIFIED;
-        r
-    } else {
-        let mut r = warp::reply::Response::new(body.into());
-        r.headers_mut().insert(
-            warp::http::header::CONTENT_TYPE,
-            warp::http::HeaderValue::from_static(content_type),
-        );
-        r
-    };
-    let h = resp.headers_mut();
-    if let Ok(v) = warp::http::HeaderValue::from_str(etag) {
-        h.insert(warp::http::header::ETAG, v);
-    }
-    if let Ok(v) = warp::http::HeaderValue::from_str(&format!("public, max-age={max_age_secs}")) {
-        h.insert(warp::http::header::CACHE_CONTROL, v);
-    }
-    resp
-}
-
-/// Parses a path id.
-pub(crate) fn parse_id(name: &str, raw: &str) -> Result<uuid::Uuid, ApiError> {
-    // Only the canonical hyphenated form: one spelling per id keeps ETags and logs consistent.
-    if raw.len() != 36 {
-        return Err(ApiError::invalid_id(name));
-    }
-    raw.parse().map_err(|_| ApiError::invalid_id(name))
-}
-
-/// Every route, with the rejection handler and request metrics.
+/// Every route of the table, with the rejection handler and request metrics.
 pub(crate) fn routes(
     state: AppState,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let metrics = state.metrics.clone();
-    // Public documents first: they are the most requested routes.
-    // Each module's routes are boxed: one dynamic call per module instead of a filter type so
-    // deep that the compiler's recursion limit (and build time) suffer.
-    fn boxed<F, R>(f: F) -> BoxedFilter<(warp::reply::Response,)>
-    where
-        F: Filter<Extract = (R,), Error = Rejection> + Clone + Send + Sync + 'static,
-        R: Reply,
-    {
-        f.map(|r: R| r.into_response()).boxed()
-    }
-    let api = boxed(did::routes(state.clone()))
-        .or(boxed(health::routes(state.clone())))
-        .unify()
-        .or(boxed(wellknown::routes(state.clone())))
-        .unify()
-        .or(boxed(tokens::routes(state.clone())))
-        .unify()
-        .or(boxed(orgs::routes(state.clone())))
-        .unify()
-        .or(boxed(agents::routes(state.clone())))
-        .unify()
-        .or(boxed(keys::routes(state.clone())))
-        .unify()
-        .or(boxed(audit::routes(state.clone())))
-        .unify()
-        .or(boxed(federation::routes(state.clone())))
-        .unify()
-        .or(boxed(exchange::routes(state.clone())))
-        .unify()
-        .or(boxed(openapi::routes()))
-        .unify();
+    let mut table = ROUTES
+        .iter()
+        .map(|r| (r.serve)(extract::template(r.path, r.method).boxed(), &state));
+    let first = table.next().unwrap_or_else(|| {
+        warp::any()
+            .and_then(|| async {
+                Err::<warp::reply::Response, Rejection>(warp::reject::not_found())
+            })
+            .boxed()
+    });
+    let api = table.fold(first, |acc, f| acc.or(f).unify().boxed());
     api.recover(crate::error::handle_rejection)
         .with(warp::log::custom(move |info| {
             let route = route_label(info.method().as_str(), info.path());
@@ -415,27 +211,28 @@ pub(crate) fn routes(
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn client_addr_comes_from_warp_or_from_our_accept_loop() {
-        let filter = client_addr();
-        let warp_set: SocketAddr = "192.0.2.1:1000".parse().unwrap();
-        let ours: SocketAddr = "198.51.100.2:2000".parse().unwrap();
-        let mut req = warp::test::request().remote_addr(warp_set);
-        req = req.extension(ClientAddr(ours));
-        assert_eq!(req.filter(&filter).await.unwrap(), Some(warp_set));
-        let req = warp::test::request().extension(ClientAddr(ours));
-        assert_eq!(req.filter(&filter).await.unwrap(), Some(ours));
-        assert_eq!(warp::test::request().filter(&filter).await.unwrap(), None);
-    }
-
     #[test]
     fn route_labels_use_templates() {
         assert_eq!(
             route_label("GET", "/api/v1/agents/0b0d1c5e-58f4-4a5e-9a34-8d2f0c1b2a3d"),
             "/api/v1/agents/{agentId}"
         );
+        assert_eq!(route_label("GET", "/api/v1/agents/"), "/api/v1/agents");
         assert_eq!(route_label("GET", "/nope"), "unmatched");
         assert_eq!(route_label("PUT", "/api/v1/agents"), "unmatched");
+    }
+
+    #[test]
+    fn every_route_is_listed_once() {
+        let mut seen = std::collections::HashSet::new();
+        for r in ROUTES {
+            assert!(
+                seen.insert((r.method, r.path)),
+                "{} {} twice",
+                r.method,
+                r.path
+            );
+        }
     }
 }
 
@@ -490,7 +287,8 @@ mod route_tests {
         let dir = tempfile::tempdir().unwrap();
         let filter = routes(testing::state(dir.path()).await);
         let id = "0b0d1c5e-58f4-4a5e-9a34-8d2f0c1b2a3d";
-        for (method, template) in ROUTES {
+        for r in ROUTES {
+            let (method, template) = (r.method, r.path);
             let path: String = template
                 .split('/')
                 .map(|s| if s.starts_with('{') { id } else { s })

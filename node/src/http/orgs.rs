@@ -6,50 +6,14 @@ use serde::Deserialize;
 use storage::{OrgStatus, Organization, Outcome, PlanTier};
 use uuid::Uuid;
 use warp::http::StatusCode;
-use warp::{Filter, Rejection, Reply};
+use warp::{Rejection, Reply};
 
 use crate::error::ApiError;
 use crate::http::agents::{admin_agent, insert_agent, new_credential, page_params};
-use crate::http::auth::bearer;
-use crate::http::{created, json_body, parse_id, with_state, Caller};
+use crate::http::extract::{created, Params};
+use crate::http::Caller;
 use crate::model::*;
 use crate::state::AppState;
-
-pub(crate) fn routes(
-    state: AppState,
-) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let auth = bearer(state.clone());
-    let st = with_state(state);
-    let create = warp::path!("api" / "v1" / "organizations")
-        .and(warp::post())
-        .and(auth.clone())
-        .and(json_body())
-        .and(st.clone())
-        .and_then(create);
-    let list = warp::path!("api" / "v1" / "organizations")
-        .and(warp::get())
-        .and(auth.clone())
-        .and(warp::query::<OrgListQuery>())
-        .and(st.clone())
-        .and_then(list);
-    let get = warp::path!("api" / "v1" / "organizations" / String)
-        .and(warp::get())
-        .and(auth.clone())
-        .and(st.clone())
-        .and_then(get);
-    let update = warp::path!("api" / "v1" / "organizations" / String)
-        .and(warp::patch())
-        .and(auth.clone())
-        .and(json_body())
-        .and(st.clone())
-        .and_then(update);
-    let delete = warp::path!("api" / "v1" / "organizations" / String)
-        .and(warp::delete())
-        .and(auth)
-        .and(st)
-        .and_then(delete);
-    create.or(list).or(get).or(update).or(delete)
-}
 
 /// Query of the organization listing.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -111,6 +75,7 @@ fn check_slug(slug: &str) -> Result<(), ApiError> {
     responses((status = 201, body = CreatedOrg), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 409, description = "ORG_SLUG_CONFLICT, AGENT_ALREADY_EXISTS", body = ErrorBody)))]
 pub(crate) async fn create(
+    _p: Params,
     caller: Caller,
     req: CreateOrgRequest,
     state: AppState,
@@ -193,6 +158,7 @@ pub(crate) async fn create(
 #[utoipa::path(get, path = "/api/v1/organizations", tag = "Organizations", security(("bearer" = ["admin:orgs"])),
     params(OrgListQuery), responses((status = 200, body = OrgPage), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn list(
+    _p: Params,
     caller: Caller,
     q: OrgListQuery,
     state: AppState,
@@ -230,12 +196,12 @@ pub(crate) async fn list(
 #[utoipa::path(get, path = "/api/v1/organizations/{orgId}", tag = "Organizations", security(("bearer" = ["admin:orgs"])),
     params(("orgId" = Uuid, Path)), responses((status = 200, body = OrgView), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get(
-    id: String,
+    p: Params,
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
     caller.require("admin:orgs")?;
-    let id = parse_id("orgId", &id)?;
+    let id = p.id("orgId")?;
     let org = state
         .store
         .get_org(&id)
@@ -257,13 +223,13 @@ fn protected() -> ApiError {
     params(("orgId" = Uuid, Path)), request_body = UpdateOrgRequest,
     responses((status = 200, body = OrgView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn update(
-    id: String,
+    p: Params,
     caller: Caller,
     req: UpdateOrgRequest,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
     caller.require("admin:orgs")?;
-    let id = parse_id("orgId", &id)?;
+    let id = p.id("orgId")?;
     if let Some(n) = &req.name {
         check_text("name", n)?;
     }
@@ -344,12 +310,12 @@ pub(crate) async fn update(
     responses((status = 204, description = "Deleted"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "ORG_ALREADY_DELETED", body = ErrorBody)))]
 pub(crate) async fn delete(
-    id: String,
+    p: Params,
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
     caller.require("admin:orgs")?;
-    let id = parse_id("orgId", &id)?;
+    let id = p.id("orgId")?;
     let now = state.clock.now_ms();
     let entry = state.audit_entry(
         &caller.actor,

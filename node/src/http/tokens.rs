@@ -14,40 +14,18 @@ use serde::Serialize;
 use storage::Outcome;
 use uuid::Uuid;
 use warp::http::{header, HeaderValue, StatusCode};
-use warp::{Filter, Rejection, Reply};
+use warp::{Rejection, Reply};
 
 use crate::error::OAuthError;
 use crate::http::auth::{check_token, client_ip};
 use crate::http::client_auth::{authenticate, OAuthForm};
-use crate::http::{bounded_body, client_addr, with_state};
+use crate::http::extract::Params;
 use crate::model::{OAuthErrorBody, TokenResponse};
 use crate::state::{Actor, AppState};
 use crate::token::{mint, AccessClaims, LEEWAY_SECS};
 
 /// `lastAuthAt` is refreshed at most this often per agent, to keep the hot path light.
 const LAST_AUTH_RESOLUTION_MS: i64 = 1000;
-
-pub(crate) fn routes(
-    state: AppState,
-) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let common = warp::post()
-        .and(warp::header::optional::<String>("authorization"))
-        .and(bounded_body())
-        .and(client_addr())
-        .and(with_state(state));
-    let token = warp::path!("api" / "v1" / "token")
-        .or(warp::path!("oauth2" / "token"))
-        .unify()
-        .and(common.clone())
-        .and_then(token);
-    let introspect = warp::path!("api" / "v1" / "token" / "introspect")
-        .and(common.clone())
-        .and_then(introspect);
-    let revoke = warp::path!("api" / "v1" / "token" / "revoke")
-        .and(common)
-        .and_then(revoke);
-    token.or(introspect).or(revoke)
-}
 
 fn no_store(mut resp: warp::reply::Response) -> warp::reply::Response {
     let h = resp.headers_mut();
@@ -70,6 +48,7 @@ fn no_store(mut resp: warp::reply::Response) -> warp::reply::Response {
     )
 )]
 pub(crate) async fn token(
+    _p: Params,
     authorization: Option<String>,
     content_type: Option<String>,
     body: Bytes,
@@ -374,6 +353,7 @@ pub(crate) struct Introspection {
     request_body(content = OAuthForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, body = Introspection), (status = 400, body = OAuthErrorBody), (status = 401, body = OAuthErrorBody)))]
 pub(crate) async fn introspect(
+    _p: Params,
     authorization: Option<String>,
     content_type: Option<String>,
     body: Bytes,
@@ -428,6 +408,7 @@ pub(crate) async fn introspect(
     request_body(content = OAuthForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "Revoked, or nothing to revoke"), (status = 400, body = OAuthErrorBody), (status = 401, body = OAuthErrorBody)))]
 pub(crate) async fn revoke(
+    _p: Params,
     authorization: Option<String>,
     content_type: Option<String>,
     body: Bytes,

@@ -4,44 +4,16 @@
 //! interactive authorization here.
 
 use warp::http::StatusCode;
-use warp::{Filter, Rejection, Reply};
+use warp::{Rejection, Reply};
 
-use crate::http::auth::bearer;
-use crate::http::{with_state, Caller};
+use crate::http::extract::Params;
+use crate::http::Caller;
 use crate::model::{ErrorBody, OAuthErrorBody, ALL_SCOPES};
 use crate::state::AppState;
 
 /// How long relying parties may cache the JWKS and metadata. Far below the rotation grace
 /// period, so a cached set always still holds every key that signed a live token.
 const CACHE_SECS: u64 = 300;
-
-pub(crate) fn routes(
-    state: AppState,
-) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let st = with_state(state.clone());
-    let jwks = warp::path!(".well-known" / "jwks.json")
-        .and(warp::get())
-        .and(warp::header::optional::<String>("if-none-match"))
-        .and(st.clone())
-        .map(jwks);
-    let oidc = warp::path!(".well-known" / "openid-configuration")
-        .and(warp::get())
-        .and(st.clone())
-        .map(openid_configuration);
-    let oauth = warp::path!(".well-known" / "oauth-authorization-server")
-        .and(warp::get())
-        .and(st.clone())
-        .map(oauth_authorization_server);
-    let info = warp::path!("agent-info")
-        .and(warp::get())
-        .and(bearer(state))
-        .and(st)
-        .and_then(agent_info);
-    let authorize = warp::path!("oauth2" / "authorize")
-        .and(warp::get())
-        .map(authorize);
-    jwks.or(oidc).or(oauth).or(info).or(authorize)
-}
 
 fn cacheable(body: &serde_json::Value) -> warp::reply::Response {
     warp::reply::with_header(
@@ -55,16 +27,22 @@ fn cacheable(body: &serde_json::Value) -> warp::reply::Response {
 /// The node's public signing keys: the active key and retired keys still in their grace period.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "Discovery",
     responses((status = 200, description = "JSON Web Key Set (RFC 7517), with ETag", body = Object), (status = 304, description = "Not modified")))]
-pub(crate) fn jwks(if_none_match: Option<String>, state: AppState) -> warp::reply::Response {
-    let body = state.keys().jwks(state.clock.now_ms()).to_string();
-    let r = crate::artifacts::Rendered::new(body.into_bytes());
-    crate::http::conditional(
-        r.body,
-        &r.etag,
-        "application/json",
-        if_none_match.as_deref(),
-        CACHE_SECS,
-    )
+pub(crate) async fn jwks(
+    _p: Params,
+    if_none_match: Option<String>,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    Ok({
+        let body = state.keys().jwks(state.clock.now_ms()).to_string();
+        let r = crate::artifacts::Rendered::new(body.into_bytes());
+        crate::http::extract::conditional(
+            r.body,
+            &r.etag,
+            "application/json",
+            if_none_match.as_deref(),
+            CACHE_SECS,
+        )
+    })
 }
 
 /// What both metadata documents say: exactly what is implemented.
@@ -102,8 +80,13 @@ fn common_metadata(state: &AppState) -> serde_json::Map<String, serde_json::Valu
 /// RFC 8414 authorization server metadata.
 #[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "Discovery",
     responses((status = 200, description = "RFC 8414 metadata", body = Object)))]
-pub(crate) fn oauth_authorization_server(state: AppState) -> warp::reply::Response {
-    cacheable(&serde_json::Value::Object(common_metadata(&state)))
+pub(crate) async fn oauth_authorization_server(
+    _p: Params,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    Ok(cacheable(&serde_json::Value::Object(common_metadata(
+        &state,
+    ))))
 }
 
 /// OpenID Provider metadata. The node issues access tokens to agents and no ID tokens; the
@@ -112,61 +95,68 @@ pub(crate) fn oauth_authorization_server(state: AppState) -> warp::reply::Respon
 /// `unsupported_response_type`.
 #[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "Discovery",
     responses((status = 200, description = "OpenID Provider Metadata", body = Object)))]
-pub(crate) fn openid_configuration(state: AppState) -> warp::reply::Response {
-    let iss = state.settings.issuer.clone();
-    let mut m = common_metadata(&state);
-    let algs = state.keys().algs(state.clock.now_ms());
-    for (k, v) in [
-        (
-            "authorization_endpoint",
-            serde_json::json!(format!("{iss}/oauth2/authorize")),
-        ),
-        (
-            "userinfo_endpoint",
-            serde_json::json!(format!("{iss}/agent-info")),
-        ),
-        ("subject_types_supported", serde_json::json!(["public"])),
-        (
-            "id_token_signing_alg_values_supported",
-            serde_json::json!(algs),
-        ),
-        (
-            "userinfo_signing_alg_values_supported",
-            serde_json::json!([]),
-        ),
-        (
-            "claims_supported",
-            serde_json::json!([
-                "iss",
-                "sub",
-                "aud",
-                "exp",
-                "iat",
-                "nbf",
-                "jti",
-                "client_id",
-                "scope",
-                "organization_id",
-                "agent_type",
-                "deployment_env",
-                "did"
-            ]),
-        ),
-    ] {
-        m.insert(k.to_string(), v);
-    }
-    cacheable(&serde_json::Value::Object(m))
+pub(crate) async fn openid_configuration(
+    _p: Params,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    Ok({
+        let iss = state.settings.issuer.clone();
+        let mut m = common_metadata(&state);
+        let algs = state.keys().algs(state.clock.now_ms());
+        for (k, v) in [
+            (
+                "authorization_endpoint",
+                serde_json::json!(format!("{iss}/oauth2/authorize")),
+            ),
+            (
+                "userinfo_endpoint",
+                serde_json::json!(format!("{iss}/agent-info")),
+            ),
+            ("subject_types_supported", serde_json::json!(["public"])),
+            (
+                "id_token_signing_alg_values_supported",
+                serde_json::json!(algs),
+            ),
+            (
+                "userinfo_signing_alg_values_supported",
+                serde_json::json!([]),
+            ),
+            (
+                "claims_supported",
+                serde_json::json!([
+                    "iss",
+                    "sub",
+                    "aud",
+                    "exp",
+                    "iat",
+                    "nbf",
+                    "jti",
+                    "client_id",
+                    "scope",
+                    "organization_id",
+                    "agent_type",
+                    "deployment_env",
+                    "did"
+                ]),
+            ),
+        ] {
+            m.insert(k.to_string(), v);
+        }
+        cacheable(&serde_json::Value::Object(m))
+    })
 }
 
 /// There is no interactive authorization: agents get tokens at the token endpoint.
 #[utoipa::path(get, path = "/oauth2/authorize", tag = "Discovery",
     responses((status = 400, description = "unsupported_response_type, always", body = OAuthErrorBody)))]
-pub(crate) fn authorize() -> warp::reply::Response {
-    let body = serde_json::json!({
-        "error": "unsupported_response_type",
-        "error_description": "agentidp has no interactive authorization; agents obtain tokens at the token endpoint (client_credentials)",
-    });
-    warp::reply::with_status(warp::reply::json(&body), StatusCode::BAD_REQUEST).into_response()
+pub(crate) async fn authorize(_p: Params) -> Result<warp::reply::Response, Rejection> {
+    Ok({
+        let body = serde_json::json!({
+            "error": "unsupported_response_type",
+            "error_description": "agentidp has no interactive authorization; agents obtain tokens at the token endpoint (client_credentials)",
+        });
+        warp::reply::with_status(warp::reply::json(&body), StatusCode::BAD_REQUEST).into_response()
+    })
 }
 
 /// Identity claims of the calling agent (UserInfo-like).
@@ -190,6 +180,7 @@ pub(crate) struct AgentInfo {
 #[utoipa::path(get, path = "/agent-info", tag = "Discovery", security(("bearer" = [])),
     responses((status = 200, body = AgentInfo), (status = 401, body = ErrorBody)))]
 pub(crate) async fn agent_info(
+    _p: Params,
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
