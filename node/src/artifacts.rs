@@ -25,9 +25,9 @@ use sha2::{Digest, Sha256};
 use storage::{Agent, AgentKey, AgentStatus, OrgStatus, Store, StoreError};
 use uuid::Uuid;
 
+use crate::app::Settings;
 use crate::clock::rfc3339;
 use crate::keys::KeyRing;
-use crate::state::Settings;
 
 /// Entries kept at most; past it the cache starts over (it refills from the store).
 const MAX_ENTRIES: usize = 10_000;

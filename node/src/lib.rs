@@ -12,7 +12,6 @@ mod artifacts;
 pub mod cli;
 mod clients;
 mod clock;
-mod error;
 mod gossip;
 mod http;
 mod jwk;
@@ -22,7 +21,6 @@ mod model;
 mod ratelimit;
 mod secrets;
 mod server;
-mod state;
 mod tls;
 mod token;
 

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::clock::rfc3339;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Agent types (the predecessor's enum).
 pub(crate) const AGENT_TYPES: &[&str] = &[
@@ -280,22 +280,18 @@ pub(crate) fn check_capabilities(v: &[String]) -> Result<(), ApiError> {
 /// nobody can mint an agent stronger than themselves.
 pub(crate) fn check_scopes(
     v: &[String],
-    caller_scopes: &[String],
+    caller_scopes: &[crate::app::Scope],
     system_org: bool,
 ) -> Result<(), ApiError> {
-    let grantable = if system_org {
-        ALL_SCOPES
-    } else {
-        TENANT_SCOPES
-    };
+    use crate::app::Scope;
     for s in v {
-        if !ALL_SCOPES.contains(&s.as_str()) {
+        let Some(scope) = Scope::parse(s) else {
             return Err(ApiError::validation(
                 "scopes",
                 format!("unknown scope {s:?}; known: {}", ALL_SCOPES.join(", ")),
             ));
-        }
-        if !grantable.contains(&s.as_str()) || !caller_scopes.contains(s) {
+        };
+        if !Scope::grantable(system_org).contains(&scope) || !caller_scopes.contains(&scope) {
             return Err(ApiError::new(
                 warp::http::StatusCode::FORBIDDEN,
                 "SCOPE_ESCALATION",

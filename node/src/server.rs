@@ -8,12 +8,12 @@ use std::time::Instant;
 use storage::{EngineKind, OrgStatus, Organization, Outcome, PlanTier, Store, StoreError};
 use uuid::Uuid;
 
+use crate::app::{Actor, AppState, Settings};
 use crate::clock::{Clock, SystemClock};
 use crate::keys::{generate, rotate_in, KeyRing, META_ACTIVE_KID};
 use crate::metrics::Metrics;
 use crate::model::ALL_SCOPES;
 use crate::ratelimit::RateLimiter;
-use crate::state::{Actor, AppState, Settings};
 
 /// What `serve` needs.
 #[derive(Debug, Clone)]
@@ -295,7 +295,7 @@ pub(crate) async fn open_state(
         Arc::new(federation::SystemClock),
         federation::CacheConfig::default(),
     ));
-    Ok(AppState(Arc::new(crate::state::StateInner {
+    Ok(AppState(Arc::new(crate::app::state::StateInner {
         clients: Arc::new(crate::clients::ClientCache::new(store.clone())),
         verified_tokens: Arc::new(crate::token::VerifiedTokens::new()),
         artifacts: Arc::new(crate::artifacts::ArtifactCache::new(
@@ -521,7 +521,7 @@ async fn recover_in(
             }
             tx.put_credential(&cred);
             tx.audit(entry)?;
-            Ok::<_, crate::error::ApiError>(())
+            Ok::<_, crate::http::error::ApiError>(())
         })
         .await
         .map_err(|e| StartError::Bootstrap(e.message))?;

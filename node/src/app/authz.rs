@@ -16,33 +16,25 @@
 use storage::{Agent, AgentStatus, OrgStatus, Tx};
 use uuid::Uuid;
 
-use crate::error::ApiError;
-use crate::model::{ALL_SCOPES, TENANT_SCOPES};
+use super::error::DomainError;
+use super::vocab::{scopes_of, Scope};
 
-/// The scopes grantable in an organization: `admin:orgs` only in the node's own.
-pub(crate) fn grantable(system_org: bool) -> &'static [&'static str] {
-    if system_org {
-        ALL_SCOPES
-    } else {
-        TENANT_SCOPES
-    }
-}
-
-/// The scopes of `token` that `agent_scopes` still holds, in the token's order.
-pub(crate) fn effective(token: &[String], agent_scopes: &[String]) -> Vec<String> {
+/// The scopes of `token` that the agent (its stored scope names) still holds, in the token's
+/// order.
+pub(crate) fn effective(token: &[Scope], agent_scopes: &[String]) -> Vec<Scope> {
     token
         .iter()
-        .filter(|s| agent_scopes.contains(s))
-        .cloned()
+        .copied()
+        .filter(|s| agent_scopes.iter().any(|a| a == s.as_str()))
         .collect()
 }
 
 /// Whether `a` is an admin of its organization.
 pub(crate) fn is_admin(a: &Agent, system_org: bool) -> bool {
     a.status == AgentStatus::Active
-        && grantable(system_org)
+        && Scope::grantable(system_org)
             .iter()
-            .all(|s| a.scopes.iter().any(|x| x == s))
+            .all(|s| a.scopes.iter().any(|x| x == s.as_str()))
 }
 
 /// The authenticated caller of a write, as its token describes it.
@@ -51,22 +43,22 @@ pub(crate) struct Acting {
     pub(crate) agent_id: Uuid,
     pub(crate) org_id: Uuid,
     /// The scopes the token carries (not yet intersected).
-    pub(crate) token_scopes: Vec<String>,
+    pub(crate) token_scopes: Vec<Scope>,
 }
 
 impl Acting {
     /// Inside a write job: the caller's effective scopes as of this job. Refuses a caller whose
     /// agent or organization stopped being active since its token was checked.
-    pub(crate) fn scopes_now(&self, tx: &Tx<'_>) -> Result<Vec<String>, ApiError> {
+    pub(crate) fn scopes_now(&self, tx: &Tx<'_>) -> Result<Vec<Scope>, DomainError> {
         let me = tx
             .get_agent(&self.agent_id)?
             .filter(|a| a.org_id == self.org_id && a.status == AgentStatus::Active)
-            .ok_or_else(|| ApiError::unauthorized("the token's agent is no longer active"))?;
+            .ok_or_else(|| DomainError::unauthenticated("the token's agent is no longer active"))?;
         let org_active = tx
             .get_org(&self.org_id)?
             .is_some_and(|o| o.status == OrgStatus::Active);
         if !org_active {
-            return Err(ApiError::unauthorized(
+            return Err(DomainError::unauthenticated(
                 "the token's organization is no longer active",
             ));
         }
@@ -74,26 +66,27 @@ impl Acting {
     }
 
     /// Inside a write job: refuses unless the caller holds `scope` now.
-    pub(crate) fn require_now(&self, tx: &Tx<'_>, scope: &str) -> Result<Vec<String>, ApiError> {
+    pub(crate) fn require_now(&self, tx: &Tx<'_>, scope: Scope) -> Result<Vec<Scope>, DomainError> {
         let scopes = self.scopes_now(tx)?;
-        if !scopes.iter().any(|s| s == scope) {
-            return Err(ApiError::missing_scope(scope));
+        if !scopes.contains(&scope) {
+            return Err(DomainError::missing_scope(scope));
         }
         Ok(scopes)
     }
 }
 
-/// Refuses unless every scope of `target` is one of `caller_scopes`.
-pub(crate) fn check_manage(caller_scopes: &[String], target: &Agent) -> Result<(), ApiError> {
-    let missing: Vec<&String> = target
-        .scopes
-        .iter()
+/// Refuses unless every scope of `target` is one of `caller_scopes`. A stored scope this build
+/// does not know is one no caller holds.
+pub(crate) fn check_manage(caller_scopes: &[Scope], target: &Agent) -> Result<(), DomainError> {
+    let unknown = target.scopes.iter().any(|s| Scope::parse(s).is_none());
+    let missing: Vec<Scope> = scopes_of(&target.scopes)
+        .into_iter()
         .filter(|s| !caller_scopes.contains(s))
         .collect();
-    if missing.is_empty() {
+    if missing.is_empty() && !unknown {
         return Ok(());
     }
-    Err(ApiError::agent_protected(&missing))
+    Err(DomainError::agent_protected(&missing))
 }
 
 /// Refuses a change that turns the last admin of an organization into a non-admin (suspended,
@@ -103,7 +96,7 @@ pub(crate) fn keep_an_admin(
     before: &Agent,
     after: &Agent,
     system_org: bool,
-) -> Result<(), ApiError> {
+) -> Result<(), DomainError> {
     if !is_admin(before, system_org) || is_admin(after, system_org) {
         return Ok(());
     }
@@ -113,7 +106,7 @@ pub(crate) fn keep_an_admin(
         .filter(|a| a.id != before.id && is_admin(a, system_org))
         .count();
     if others == 0 {
-        return Err(ApiError::last_admin());
+        return Err(DomainError::last_admin());
     }
     Ok(())
 }
@@ -153,34 +146,41 @@ mod tests {
         s.iter().map(|s| s.to_string()).collect()
     }
 
+    fn sc(s: &[&str]) -> Vec<Scope> {
+        scopes_of(&v(s))
+    }
+
+    const TENANT_SCOPES: &[&str] = &["agents:read", "agents:write", "audit:read"];
+    const ALL_SCOPES: &[&str] = &["agents:read", "agents:write", "audit:read", "admin:orgs"];
+
     #[test]
     fn effective_scopes_are_the_token_within_the_agent() {
         assert_eq!(
             effective(
-                &v(&["agents:read", "agents:write"]),
+                &sc(&["agents:read", "agents:write"]),
                 &v(&["agents:read", "audit:read"])
             ),
-            v(&["agents:read"])
+            sc(&["agents:read"])
         );
-        assert!(effective(&v(&["admin:orgs"]), &v(&[])).is_empty());
+        assert!(effective(&sc(&["admin:orgs"]), &v(&[])).is_empty());
     }
 
     #[test]
     fn nobody_manages_a_stronger_agent() {
-        let writer = v(&["agents:read", "agents:write"]);
+        let writer = sc(&["agents:read", "agents:write"]);
         let admin = agent(
             &["agents:read", "agents:write", "audit:read"],
             AgentStatus::Active,
         );
         let e = check_manage(&writer, &admin).unwrap_err();
-        assert_eq!(e.code, "AGENT_PROTECTED");
-        assert!(e.message.contains("audit:read"), "{}", e.message);
+        assert_eq!(e.code(), crate::app::ErrorCode::AgentProtected);
+        assert!(e.to_string().contains("audit:read"), "{e}");
         let peer = agent(&["agents:read", "agents:write"], AgentStatus::Active);
         assert!(check_manage(&writer, &peer).is_ok());
         let weak = agent(&["agents:read"], AgentStatus::Active);
         assert!(check_manage(&writer, &weak).is_ok());
         let instance_admin = agent(ALL_SCOPES, AgentStatus::Active);
-        assert!(check_manage(&v(TENANT_SCOPES), &instance_admin).is_err());
+        assert!(check_manage(&sc(TENANT_SCOPES), &instance_admin).is_err());
     }
 
     #[test]

@@ -1,6 +1,20 @@
-//! The domain rules of the node, without HTTP: who may act on whom, what a stored or published
-//! string may contain, how failed authentications are throttled and audited.
+//! The domain layer: the node's rules as plain functions over the application state
+//! ([`AppState`]), returning [`DomainError`] — no HTTP types here. `http/` parses and renders
+//! around it; `server/` and `gossip/` call it; it calls the library crates (storage, federation,
+//! did-method, oasf). Every store write of the node is opened here.
 
 pub(crate) mod authz;
+// Transitional: the areas still being moved under app/ will use every error and code.
+#[allow(dead_code)]
+pub(crate) mod error;
 pub(crate) mod failures;
+pub(crate) mod state;
 pub(crate) mod text;
+#[allow(dead_code)]
+pub(crate) mod vocab;
+
+#[allow(unused_imports)]
+pub(crate) use error::{DomainError, OAuthKind, Outcome};
+pub(crate) use state::{Actor, AppState, Caller, Settings};
+#[allow(unused_imports)]
+pub(crate) use vocab::{ErrorCode, Scope};

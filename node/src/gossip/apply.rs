@@ -10,8 +10,8 @@ use storage::{AnchorStatus, GossipSource, Outcome, Partner, PartnerStatus, Store
 use uuid::Uuid;
 
 use super::anchor;
-use crate::error::ApiError;
-use crate::state::{Actor, AppState};
+use crate::app::{Actor, AppState};
+use crate::http::error::ApiError;
 
 /// Most partners a node keeps (the REST API's limit too).
 pub(crate) const MAX_PARTNERS: usize = 1000;

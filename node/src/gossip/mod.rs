@@ -21,8 +21,8 @@ use std::path::Path;
 /// The JOSE `typ` of a trust anchor (never accepted as a token).
 pub(crate) const ANCHOR_TYP: &str = "agentidp-trust-anchor+jwt";
 
+use crate::app::AppState;
 use crate::server::StartError;
-use crate::state::AppState;
 
 /// The `--gossip-*` flags.
 #[derive(Debug, Clone, Default)]
@@ -169,7 +169,7 @@ impl GossipHub {
     pub(crate) async fn view(
         &self,
         state: &AppState,
-    ) -> Result<GossipView, crate::error::ApiError> {
+    ) -> Result<GossipView, crate::http::error::ApiError> {
         #[cfg(feature = "gossip")]
         if let Some(s) = self.service.get() {
             return view(s, state).await;
@@ -382,7 +382,7 @@ async fn run(state: &AppState, opts: &GossipOptions, data_dir: &Path) -> Result<
 async fn view(
     s: &service::Service,
     state: &AppState,
-) -> Result<GossipView, crate::error::ApiError> {
+) -> Result<GossipView, crate::http::error::ApiError> {
     use std::collections::BTreeMap;
     let net = match s.net() {
         Some(n) => n.status().await.ok(),

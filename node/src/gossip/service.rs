@@ -15,8 +15,8 @@ use storage::{Partner, StoreError, TrustAnchor};
 
 use super::anchor::{self, AnchorClaims};
 use super::apply::{audit_change, reconcile, Change, MAX_PARTNERS};
-use crate::error::ApiError;
-use crate::state::{Actor, AppState};
+use crate::app::{Actor, AppState};
+use crate::http::error::ApiError;
 
 /// Most anchors a node holds (its own and those of trusted origins).
 pub(crate) const MAX_ANCHORS: usize = 4096;

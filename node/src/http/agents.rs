@@ -13,15 +13,15 @@ use warp::http::StatusCode;
 use warp::{Rejection, Reply};
 
 use crate::app::authz::{check_manage, keep_an_admin};
+use crate::app::AppState;
 use crate::clock::parse_rfc3339;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::http::extract::{created, Params};
 use crate::http::keys::{jwk_error, MAX_KEYS_PER_AGENT};
 use crate::http::Caller;
 use crate::jwk::{generate_p256, validate_public_jwk};
 use crate::model::*;
 use crate::secrets::{hash_secret, new_secret};
-use crate::state::AppState;
 
 /// Longest rotation grace period: 30 days.
 const MAX_GRACE_SECS: u64 = 30 * 24 * 3600;
@@ -71,7 +71,7 @@ fn parse_status(v: &str) -> Result<AgentStatus, ApiError> {
 pub(crate) fn new_agent(
     req: RegisterAgentRequest,
     org: Uuid,
-    caller_scopes: &[String],
+    caller_scopes: &[crate::app::Scope],
     system_org: bool,
     taxonomy: Option<&oasf::Taxonomy>,
     now: i64,
@@ -162,7 +162,14 @@ pub(crate) fn admin_agent(
     };
     // The creator holds exactly these scopes; admin:orgs is grantable only in the node's org.
     let system = scopes.iter().any(|s| s == "admin:orgs");
-    new_agent(req, org, &scopes, system, None, now)
+    new_agent(
+        req,
+        org,
+        &crate::app::vocab::scopes_of(&scopes),
+        system,
+        None,
+        now,
+    )
 }
 
 /// Stores a new agent inside a write job: unique email, organization limit, counter.
@@ -315,7 +322,7 @@ pub(crate) async fn register(
     mut req: RegisterAgentRequest,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("agents:write")?;
+    caller.require(crate::app::Scope::AgentsWrite)?;
     let system = caller.org_id == state.settings.system_org;
     let mut keys = supplied_keys(&std::mem::take(&mut req.keys))?;
     let now = state.clock.now_ms();
@@ -367,7 +374,7 @@ pub(crate) async fn register(
     let agent = state
         .write_audited(entry, move |tx| {
             // The caller's scopes as of this write: a demotion that committed first counts.
-            let now_scopes = acting.require_now(tx, "agents:write")?;
+            let now_scopes = acting.require_now(tx, crate::app::Scope::AgentsWrite)?;
             check_scopes(&agent.scopes, &now_scopes, system)?;
             insert_agent(tx, &agent)?;
             for k in &records {
@@ -398,7 +405,7 @@ pub(crate) async fn list(
     q: ListQuery,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("agents:read")?;
+    caller.require(crate::app::Scope::AgentsRead)?;
     let (page, limit) = page_params(q.page, q.limit)?;
     let filter = AgentFilter {
         owner: q.owner,
@@ -431,7 +438,7 @@ pub(crate) async fn get(
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("agents:read")?;
+    caller.require(crate::app::Scope::AgentsRead)?;
     let id = p.id("agentId")?;
     let agent = read_own_agent(&state, &caller, &id)?;
     Ok(warp::reply::json(&AgentView::new(&agent, state.agent_did(&agent.id))).into_response())
@@ -449,7 +456,7 @@ pub(crate) async fn update(
     req: UpdateAgentRequest,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("agents:write")?;
+    caller.require(crate::app::Scope::AgentsWrite)?;
     let id = p.id("agentId")?;
     let mut changed: Vec<&'static str> = Vec::new();
     // Validate everything before touching the store.
@@ -540,7 +547,7 @@ pub(crate) async fn update(
     let system = org == state.settings.system_org;
     let agent = state
         .write_audited(entry, move |tx| {
-            let now_scopes = acting.require_now(tx, "agents:write")?;
+            let now_scopes = acting.require_now(tx, crate::app::Scope::AgentsWrite)?;
             let mut a = own_agent(tx, &id, &org)?;
             if a.status == AgentStatus::Decommissioned {
                 return Err(agent_decommissioned());
@@ -635,7 +642,7 @@ pub(crate) async fn decommission(
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("agents:write")?;
+    caller.require(crate::app::Scope::AgentsWrite)?;
     let id = p.id("agentId")?;
     let now = state.clock.now_ms();
     let org = caller.org_id;
@@ -650,7 +657,7 @@ pub(crate) async fn decommission(
     let system = org == state.settings.system_org;
     state
         .write_audited(entry, move |tx| {
-            let now_scopes = acting.require_now(tx, "agents:write")?;
+            let now_scopes = acting.require_now(tx, crate::app::Scope::AgentsWrite)?;
             let mut a = own_agent(tx, &id, &org)?;
             if a.status == AgentStatus::Decommissioned {
                 return Err(ApiError::new(
@@ -684,7 +691,7 @@ pub(crate) async fn create_credential(
     req: CreateCredentialRequest,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("agents:write")?;
+    caller.require(crate::app::Scope::AgentsWrite)?;
     let id = p.id("agentId")?;
     let now = state.clock.now_ms();
     let expires_at = match &req.expires_at {
@@ -706,7 +713,7 @@ pub(crate) async fn create_credential(
     let (cred, secret) = state
         .store
         .write(move |tx| {
-            let now_scopes = acting.require_now(tx, "agents:write")?;
+            let now_scopes = acting.require_now(tx, crate::app::Scope::AgentsWrite)?;
             let a = own_agent(tx, &id, &org)?;
             if a.status == AgentStatus::Decommissioned {
                 return Err(agent_decommissioned());
@@ -740,7 +747,7 @@ pub(crate) async fn list_credentials(
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("agents:read")?;
+    caller.require(crate::app::Scope::AgentsRead)?;
     let id = p.id("agentId")?;
     read_own_agent(&state, &caller, &id)?;
     let now = state.clock.now_ms();
@@ -766,7 +773,7 @@ pub(crate) async fn rotate_credential(
     req: RotateCredentialRequest,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("agents:write")?;
+    caller.require(crate::app::Scope::AgentsWrite)?;
     let id = p.id("agentId")?;
     let cred_id = p.id("credentialId")?;
     let grace = req.grace_seconds.unwrap_or(0);
@@ -785,7 +792,7 @@ pub(crate) async fn rotate_credential(
     let (cred, secret) = state
         .store
         .write(move |tx| {
-            let now_scopes = acting.require_now(tx, "agents:write")?;
+            let now_scopes = acting.require_now(tx, crate::app::Scope::AgentsWrite)?;
             let a = own_agent(tx, &id, &org)?;
             check_manage(&now_scopes, &a)?;
             let mut old = tx
@@ -832,7 +839,7 @@ pub(crate) async fn revoke_credential(
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("agents:write")?;
+    caller.require(crate::app::Scope::AgentsWrite)?;
     let id = p.id("agentId")?;
     let cred_id = p.id("credentialId")?;
     let now = state.clock.now_ms();
@@ -847,7 +854,7 @@ pub(crate) async fn revoke_credential(
     let acting = caller.acting();
     state
         .write_audited(entry, move |tx| {
-            let now_scopes = acting.require_now(tx, "agents:write")?;
+            let now_scopes = acting.require_now(tx, crate::app::Scope::AgentsWrite)?;
             let a = own_agent(tx, &id, &org)?;
             check_manage(&now_scopes, &a)?;
             let mut c = tx

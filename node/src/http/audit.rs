@@ -5,12 +5,12 @@ use serde::Deserialize;
 use storage::AuditFilter;
 use warp::{Rejection, Reply};
 
+use crate::app::AppState;
 use crate::clock::parse_rfc3339;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::http::extract::Params;
 use crate::http::Caller;
 use crate::model::{AuditPage, AuditVerifyView, AuditView, ErrorBody};
-use crate::state::AppState;
 
 /// Query of the audit listing.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -47,7 +47,7 @@ pub(crate) async fn list(
     q: AuditQuery,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("audit:read")?;
+    caller.require(crate::app::Scope::AuditRead)?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::validation("limit", "must be between 1 and 500").into());
@@ -104,7 +104,7 @@ pub(crate) async fn verify(
     q: VerifyQuery,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("audit:read")?;
+    caller.require(crate::app::Scope::AuditRead)?;
     let now = state.clock.now_ms();
     if let Err(wait) = state
         .rate_limiter_audit
@@ -116,7 +116,7 @@ pub(crate) async fn verify(
     }
     let full = q.full.unwrap_or(false);
     if full {
-        caller.require("admin:orgs")?;
+        caller.require(crate::app::Scope::AdminOrgs)?;
         let mut last = match state.audit_full_verified_at.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),

@@ -7,47 +7,13 @@ use std::sync::Arc;
 use uuid::Uuid;
 use warp::{Filter, Rejection};
 
+use crate::app::{Actor, AppState, Caller};
 use crate::clients::ClientEntry;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::http::extract::with_state;
-use crate::state::{Actor, AppState};
 use storage::{Agent, AgentStatus, CredentialStatus};
 
 use crate::token::Verified;
-
-/// The authenticated caller.
-#[derive(Debug, Clone)]
-pub(crate) struct Caller {
-    pub(crate) agent_id: Uuid,
-    pub(crate) org_id: Uuid,
-    /// Effective scopes: the token's scopes that the agent still holds (see
-    /// [`crate::app::authz`]).
-    pub(crate) scopes: Vec<String>,
-    /// The scopes the token carries, for the checks inside write jobs, which intersect them
-    /// with the agent's record as the job reads it.
-    pub(crate) token_scopes: Vec<String>,
-    pub(crate) actor: Actor,
-}
-
-impl Caller {
-    /// Refuses with 403 unless the caller holds `scope`.
-    pub(crate) fn require(&self, scope: &str) -> Result<(), ApiError> {
-        if self.scopes.iter().any(|s| s == scope) {
-            Ok(())
-        } else {
-            Err(ApiError::missing_scope(scope))
-        }
-    }
-
-    /// The caller as the write jobs' authorization checks see it.
-    pub(crate) fn acting(&self) -> crate::app::authz::Acting {
-        crate::app::authz::Acting {
-            agent_id: self.agent_id,
-            org_id: self.org_id,
-            token_scopes: self.token_scopes.clone(),
-        }
-    }
-}
 
 /// The client's IP address as recorded in the audit log and used as a throttling key.
 pub(crate) fn client_ip(addr: Option<SocketAddr>) -> Option<String> {
@@ -72,7 +38,7 @@ pub(crate) fn bearer(
                         agent_id: a.claims.agent_id,
                         org_id: a.claims.org_id,
                         scopes: a.effective_scopes(),
-                        token_scopes: a.claims.scopes.clone(),
+                        token_scopes: crate::app::vocab::scopes_of(&a.claims.scopes),
                         actor: Actor {
                             id: a.claims.agent_id.to_string(),
                             org: a.claims.org_id,
@@ -123,8 +89,11 @@ impl ActiveToken {
     }
 
     /// The token's scopes that its agent still holds.
-    pub(crate) fn effective_scopes(&self) -> Vec<String> {
-        crate::app::authz::effective(&self.claims.scopes, &self.entry.agent.scopes)
+    pub(crate) fn effective_scopes(&self) -> Vec<crate::app::Scope> {
+        crate::app::authz::effective(
+            &crate::app::vocab::scopes_of(&self.claims.scopes),
+            &self.entry.agent.scopes,
+        )
     }
 }
 

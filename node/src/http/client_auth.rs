@@ -17,9 +17,9 @@ use uuid::Uuid;
 
 use crate::clients::ClientEntry;
 
-use crate::error::OAuthError;
+use crate::app::{Actor, AppState};
+use crate::http::error::OAuthError;
 use crate::secrets::secret_matches;
-use crate::state::{Actor, AppState};
 use crate::token::{Compact, LEEWAY_SECS};
 
 /// RFC 7523 §2.2.

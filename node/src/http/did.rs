@@ -20,13 +20,13 @@ use uuid::Uuid;
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::{Rejection, Reply};
 
+use crate::app::AppState;
 use crate::artifacts::{self, AgentArtifacts, Rendered, VC_CONTEXT};
 use crate::clock::{parse_rfc3339, rfc3339};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::http::extract::{conditional, parse_id, Params};
 use crate::http::Caller;
 use crate::model::ErrorBody;
-use crate::state::AppState;
 use crate::token::Compact;
 
 /// How long resolvers and caches may keep a document or card. Short, because removing a
@@ -337,7 +337,7 @@ pub(crate) async fn resolve(
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("agents:read")?;
+    caller.require(crate::app::Scope::AgentsRead)?;
     let id = p.id("agentId")?;
     let x = state
         .artifacts

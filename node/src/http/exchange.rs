@@ -23,13 +23,13 @@ use warp::http::StatusCode;
 use warp::{Rejection, Reply};
 
 use crate::app::authz::check_manage;
+use crate::app::{Actor, AppState};
 use crate::clock::rfc3339;
-use crate::error::{ApiError, OAuthError};
+use crate::http::error::{ApiError, OAuthError};
 use crate::http::extract::{created, parse_id, Params};
 use crate::http::federation::verify_partner_token;
 use crate::http::Caller;
 use crate::model::{ErrorBody, TokenResponse};
-use crate::state::{Actor, AppState};
 use crate::token::mint;
 
 /// RFC 8693 §2.1 `grant_type`.
@@ -158,7 +158,7 @@ pub(crate) async fn create(
     req: CreateTrustPolicyRequest,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("agents:write")?;
+    caller.require(crate::app::Scope::AgentsWrite)?;
     let (issuer, subject) = match req.provider.as_deref() {
         Some("github") => {
             if req.issuer.is_some() || req.subject.is_some() {
@@ -271,7 +271,7 @@ pub(crate) async fn create(
     let acting = caller.acting();
     state
         .write_audited(entry, move |tx| {
-            let now_scopes = acting.require_now(tx, "agents:write")?;
+            let now_scopes = acting.require_now(tx, crate::app::Scope::AgentsWrite)?;
             let agent = tx
                 .get_agent(&stored.agent_id)?
                 .filter(|a| a.org_id == stored.org_id)
@@ -286,11 +286,9 @@ pub(crate) async fn create(
             // A policy hands out the agent's tokens: only a caller that may manage the agent
             // may write one, and never with scopes the caller or the agent lacks.
             check_manage(&now_scopes, &agent)?;
-            if let Some(bad) = stored
-                .scopes
-                .iter()
-                .find(|s| !agent.scopes.contains(s) || !now_scopes.contains(s))
-            {
+            if let Some(bad) = stored.scopes.iter().find(|s| {
+                !agent.scopes.contains(s) || !now_scopes.iter().any(|n| n.as_str() == s.as_str())
+            }) {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
                     "SCOPE_ESCALATION",
@@ -332,7 +330,7 @@ pub(crate) async fn list(
     q: PolicyListQuery,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("agents:read")?;
+    caller.require(crate::app::Scope::AgentsRead)?;
     let agent = q
         .agent_id
         .as_deref()
@@ -367,7 +365,7 @@ pub(crate) async fn get(
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("agents:read")?;
+    caller.require(crate::app::Scope::AgentsRead)?;
     let p = own_policy(&state, &caller, p.raw("id"))?;
     Ok(warp::reply::json(&TrustPolicyView::new(&p)).into_response())
 }
@@ -381,7 +379,7 @@ pub(crate) async fn delete(
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("agents:write")?;
+    caller.require(crate::app::Scope::AgentsWrite)?;
     let p = own_policy(&state, &caller, p.raw("id"))?;
     let entry = state.audit_entry(
         &caller.actor,
@@ -393,7 +391,7 @@ pub(crate) async fn delete(
     let acting = caller.acting();
     state
         .write_audited(entry, move |tx| {
-            let now_scopes = acting.require_now(tx, "agents:write")?;
+            let now_scopes = acting.require_now(tx, crate::app::Scope::AgentsWrite)?;
             let p = tx
                 .get_trust_policy(&p.id)?
                 .filter(|x| x.org_id == p.org_id)

@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::app::AppState;
+use crate::http::error::ApiError;
 
 pub(crate) use super::auth::bearer;
 
@@ -358,7 +358,7 @@ pub(crate) fn state(
 /// Bearer authentication, as an extractor of the route table.
 pub(crate) fn auth(
     s: &AppState,
-) -> impl Filter<Extract = (crate::http::auth::Caller,), Error = Rejection> + Clone {
+) -> impl Filter<Extract = (crate::app::Caller,), Error = Rejection> + Clone {
     bearer(s.clone())
 }
 

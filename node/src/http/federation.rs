@@ -15,12 +15,12 @@ use uuid::Uuid;
 use warp::http::StatusCode;
 use warp::{Rejection, Reply};
 
+use crate::app::AppState;
 use crate::clock::{parse_rfc3339, rfc3339};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::http::extract::{created, parse_id, Params};
 use crate::http::Caller;
 use crate::model::ErrorBody;
-use crate::state::AppState;
 
 /// Most partners a node keeps.
 const MAX_PARTNERS: usize = 1000;
@@ -318,7 +318,7 @@ pub(crate) async fn create(
     req: CreatePartnerRequest,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("admin:orgs")?;
+    caller.require(crate::app::Scope::AdminOrgs)?;
     check_name(&req.name)?;
     check_orgs(&req.allowed_organizations)?;
     if let Some(a) = &req.audience {
@@ -431,7 +431,7 @@ pub(crate) async fn list(
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("admin:orgs")?;
+    caller.require(crate::app::Scope::AdminOrgs)?;
     let now = state.clock.now_ms();
     let mut partners = state.store.list_partners().map_err(ApiError::from)?;
     partners.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
@@ -453,7 +453,7 @@ pub(crate) async fn get(
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("admin:orgs")?;
+    caller.require(crate::app::Scope::AdminOrgs)?;
     let p = read_partner(&state, p.raw("id"))?;
     Ok(warp::reply::json(&PartnerView::new(&p, state.clock.now_ms())).into_response())
 }
@@ -471,7 +471,7 @@ pub(crate) async fn update(
     req: UpdatePartnerRequest,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("admin:orgs")?;
+    caller.require(crate::app::Scope::AdminOrgs)?;
     let current = read_partner(&state, p.raw("id"))?;
     let mut changed: Vec<&'static str> = Vec::new();
     if let Some(n) = &req.name {
@@ -587,7 +587,7 @@ pub(crate) async fn delete(
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("admin:orgs")?;
+    caller.require(crate::app::Scope::AdminOrgs)?;
     let current = read_partner(&state, p.raw("id"))?;
     let pid = current.id;
     let entry = state.audit_entry(
@@ -777,7 +777,7 @@ pub(crate) async fn gossip(
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("admin:orgs")?;
+    caller.require(crate::app::Scope::AdminOrgs)?;
     let view = state.gossip.view(&state).await?;
     Ok(warp::reply::json(&view).into_response())
 }

@@ -7,8 +7,8 @@ use utoipa::ToSchema;
 use warp::http::StatusCode;
 use warp::{Rejection, Reply};
 
+use crate::app::AppState;
 use crate::http::extract::Params;
-use crate::state::AppState;
 
 /// Liveness.
 #[derive(Debug, Serialize, ToSchema)]

@@ -9,14 +9,14 @@ use warp::http::StatusCode;
 use warp::{Rejection, Reply};
 
 use crate::app::authz::check_manage;
+use crate::app::AppState;
 use crate::clock::rfc3339;
-use crate::error::ApiError;
 use crate::http::agents::read_own_agent;
+use crate::http::error::ApiError;
 use crate::http::extract::{created, Params};
 use crate::http::Caller;
 use crate::jwk::{validate_public_jwk, JwkError};
 use crate::model::ErrorBody;
-use crate::state::AppState;
 
 /// Most public keys one agent may register.
 pub(crate) const MAX_KEYS_PER_AGENT: usize = 10;
@@ -89,7 +89,7 @@ pub(crate) async fn add_key(
     req: AddKeyRequest,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("agents:write")?;
+    caller.require(crate::app::Scope::AgentsWrite)?;
     let id = p.id("agentId")?;
     let k = validate_public_jwk(&req.jwk).map_err(jwk_error)?;
     let record = AgentKey {
@@ -114,7 +114,7 @@ pub(crate) async fn add_key(
     // reads: a key add racing a decommission or another add cannot slip past either.
     let record = state
         .write_audited(entry, move |tx| {
-            let now_scopes = acting.require_now(tx, "agents:write")?;
+            let now_scopes = acting.require_now(tx, crate::app::Scope::AgentsWrite)?;
             let agent = tx
                 .get_agent(&id)?
                 .filter(|a| a.org_id == org)
@@ -159,7 +159,7 @@ pub(crate) async fn list_keys(
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("agents:read")?;
+    caller.require(crate::app::Scope::AgentsRead)?;
     let id = p.id("agentId")?;
     read_own_agent(&state, &caller, &id)?;
     let data = state
@@ -181,7 +181,7 @@ pub(crate) async fn remove_key(
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("agents:write")?;
+    caller.require(crate::app::Scope::AgentsWrite)?;
     let id = p.id("agentId")?;
     let kid = p.raw("kid").to_string();
     let org = caller.org_id;
@@ -195,7 +195,7 @@ pub(crate) async fn remove_key(
     let acting = caller.acting();
     state
         .write_audited(entry, move |tx| {
-            let now_scopes = acting.require_now(tx, "agents:write")?;
+            let now_scopes = acting.require_now(tx, crate::app::Scope::AgentsWrite)?;
             let agent = tx
                 .get_agent(&id)?
                 .filter(|a| a.org_id == org)
@@ -239,7 +239,7 @@ pub(crate) async fn signing_keys(
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("admin:orgs")?;
+    caller.require(crate::app::Scope::AdminOrgs)?;
     let now = state.clock.now_ms();
     let grace = state.settings.key_grace_ms;
     let mut keys = state.store.signing_keys().map_err(ApiError::from)?;
@@ -293,7 +293,7 @@ pub(crate) async fn rotate(
     req: RotateRequest,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("admin:orgs")?;
+    caller.require(crate::app::Scope::AdminOrgs)?;
     let alg = match req.alg {
         Some(a) if crate::keys::SIGNING_ALGS.contains(&a.as_str()) => a,
         Some(_) => return Err(ApiError::validation("alg", "must be ES256 or RS256").into()),

@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 mod client_auth;
 mod did;
+pub(crate) mod error;
 mod exchange;
 pub(crate) mod extract;
 mod federation;
@@ -22,9 +23,9 @@ use std::convert::Infallible;
 use warp::filters::BoxedFilter;
 use warp::{Filter, Rejection, Reply};
 
-use crate::state::AppState;
+use crate::app::AppState;
 
-pub(crate) use auth::Caller;
+pub(crate) use crate::app::Caller;
 pub(crate) use extract::{BodyTimeout, ClientAddr, DEFAULT_BODY_TIMEOUT, MAX_BODY};
 #[cfg(feature = "gossip")]
 pub(crate) use federation::key_source as partner_key_source;
@@ -188,7 +189,7 @@ pub(crate) fn routes(
             .boxed()
     });
     let api = table.fold(first, |acc, f| acc.or(f).unify().boxed());
-    api.recover(crate::error::handle_rejection)
+    api.recover(crate::http::error::handle_rejection)
         .with(warp::log::custom(move |info| {
             let route = route_label(info.method().as_str(), info.path());
             metrics.observe(
@@ -242,8 +243,8 @@ pub(crate) mod testing {
 
     use std::sync::Arc;
 
+    use crate::app::AppState;
     use crate::server::{open_state, ServeConfig};
-    use crate::state::AppState;
 
     pub(crate) const ISSUER: &str = "http://127.0.0.1:8080";
 

@@ -8,12 +8,12 @@ use uuid::Uuid;
 use warp::http::StatusCode;
 use warp::{Rejection, Reply};
 
-use crate::error::ApiError;
+use crate::app::AppState;
 use crate::http::agents::{admin_agent, insert_agent, new_credential, page_params};
+use crate::http::error::ApiError;
 use crate::http::extract::{created, Params};
 use crate::http::Caller;
 use crate::model::*;
-use crate::state::AppState;
 
 /// Query of the organization listing.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -80,7 +80,7 @@ pub(crate) async fn create(
     req: CreateOrgRequest,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("admin:orgs")?;
+    caller.require(crate::app::Scope::AdminOrgs)?;
     check_text("name", &req.name)?;
     check_slug(&req.slug)?;
     let plan = req
@@ -132,7 +132,7 @@ pub(crate) async fn create(
             tx.audit(st.audit_entry(&actor, "organization.create", org.id.to_string(), Outcome::Success,
                 serde_json::json!({ "slug": org.slug, "adminAgentId": agent.id })))?;
             // The new tenant's own log starts with the creation of its admin.
-            let tenant_actor = crate::state::Actor { id: actor.id.clone(), org: org.id, client: actor.client.clone() };
+            let tenant_actor = crate::app::Actor { id: actor.id.clone(), org: org.id, client: actor.client.clone() };
             tx.audit(st.audit_entry(&tenant_actor, "agent.register", agent.id.to_string(), Outcome::Success,
                 serde_json::json!({ "email": agent.email, "role": "organization-admin", "credentialId": cred.id })))?;
             Ok::<_, ApiError>((org, agent, cred))
@@ -163,7 +163,7 @@ pub(crate) async fn list(
     q: OrgListQuery,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("admin:orgs")?;
+    caller.require(crate::app::Scope::AdminOrgs)?;
     let (page, limit) = page_params(q.page, q.limit)?;
     let status = match q.status.as_deref() {
         None => None,
@@ -200,7 +200,7 @@ pub(crate) async fn get(
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("admin:orgs")?;
+    caller.require(crate::app::Scope::AdminOrgs)?;
     let id = p.id("orgId")?;
     let org = state
         .store
@@ -228,7 +228,7 @@ pub(crate) async fn update(
     req: UpdateOrgRequest,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("admin:orgs")?;
+    caller.require(crate::app::Scope::AdminOrgs)?;
     let id = p.id("orgId")?;
     if let Some(n) = &req.name {
         check_text("name", n)?;
@@ -314,7 +314,7 @@ pub(crate) async fn delete(
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require("admin:orgs")?;
+    caller.require(crate::app::Scope::AdminOrgs)?;
     let id = p.id("orgId")?;
     let now = state.clock.now_ms();
     let entry = state.audit_entry(

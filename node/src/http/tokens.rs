@@ -16,12 +16,12 @@ use uuid::Uuid;
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::{Rejection, Reply};
 
-use crate::error::OAuthError;
+use crate::app::{Actor, AppState};
 use crate::http::auth::{check_token, client_ip};
 use crate::http::client_auth::{authenticate, OAuthForm};
+use crate::http::error::OAuthError;
 use crate::http::extract::Params;
 use crate::model::{OAuthErrorBody, TokenResponse};
-use crate::state::{Actor, AppState};
 use crate::token::{mint, AccessClaims, LEEWAY_SECS};
 
 /// `lastAuthAt` is refreshed at most this often per agent, to keep the hot path light.
@@ -234,7 +234,7 @@ pub(crate) fn access_claims(state: &AppState, g: Grant<'_>, now_ms: i64) -> Acce
 struct ResourceCaller {
     agent_id: Uuid,
     org_id: Uuid,
-    scopes: Vec<String>,
+    scopes: Vec<crate::app::Scope>,
     actor: Actor,
 }
 
@@ -290,7 +290,7 @@ async fn resource_caller(
     Ok(ResourceCaller {
         agent_id: agent.id,
         org_id: agent.org_id,
-        scopes: agent.scopes.clone(),
+        scopes: crate::app::vocab::scopes_of(&agent.scopes),
         actor: client.actor,
     })
 }
@@ -374,14 +374,20 @@ pub(crate) async fn introspect(
     let body = match check_token(&state, token) {
         Ok(a)
             if a.claims.org_id == caller.org_id
-                || caller.scopes.iter().any(|s| s == "admin:orgs") =>
+                || caller.scopes.contains(&crate::app::Scope::AdminOrgs) =>
         {
             let agent = a.agent();
             let c = &a.claims;
             Introspection {
                 active: true,
                 // What the token is good for now: its scopes that the agent still holds.
-                scope: Some(a.effective_scopes().join(" ")),
+                scope: Some(
+                    a.effective_scopes()
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ),
                 client_id: Some(c.client_id.clone()),
                 token_type: Some("Bearer"),
                 exp: Some(c.exp),
@@ -431,7 +437,7 @@ pub(crate) async fn revoke(
     };
     let target_scopes = a.agent().scopes.clone();
     let c = a.claims;
-    let has = |s: &str| caller.scopes.iter().any(|x| x == s);
+    let has = |s: &str| caller.scopes.iter().any(|x| x.as_str() == s);
     // Another organization's token is answered like an invalid one (RFC 7009 §2.2): the
     // answer must not tell a caller whether some other tenant's token is live.
     if c.org_id != caller.org_id && !has("admin:orgs") {

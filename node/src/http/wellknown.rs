@@ -6,10 +6,10 @@
 use warp::http::StatusCode;
 use warp::{Rejection, Reply};
 
+use crate::app::AppState;
 use crate::http::extract::Params;
 use crate::http::Caller;
 use crate::model::{ErrorBody, OAuthErrorBody, ALL_SCOPES};
-use crate::state::AppState;
 
 /// How long relying parties may cache the JWKS and metadata. Far below the rotation grace
 /// period, so a cached set always still holds every key that signed a live token.
@@ -188,8 +188,8 @@ pub(crate) async fn agent_info(
     let a = state
         .store
         .get_agent(&caller.agent_id)
-        .map_err(crate::error::ApiError::from)?
-        .ok_or_else(crate::error::ApiError::agent_not_found)?;
+        .map_err(crate::http::error::ApiError::from)?
+        .ok_or_else(crate::http::error::ApiError::agent_not_found)?;
     let body = AgentInfo {
         sub: a.id.to_string(),
         name: a.name.clone(),
@@ -198,7 +198,12 @@ pub(crate) async fn agent_info(
         deployment_env: a.deployment_env.clone(),
         organization_id: a.org_id.to_string(),
         did: state.agent_did(&a.id),
-        scope: caller.scopes.join(" "),
+        scope: caller
+            .scopes
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
         version: a.version.clone(),
         owner: a.owner.clone(),
         capabilities: a.capabilities.clone(),

@@ -1,12 +1,16 @@
 //! Every HTTP error is made here: [`ApiError`] (the `{"code","message","details"}` envelope),
-//! [`OAuthError`] (RFC 6749 §5.2 shape, for the token endpoint), and [`handle_rejection`], the one
-//! rejection handler that turns everything else warp can reject with into a stable 4xx code.
+//! [`OAuthError`] (RFC 6749 §5.2 shape, for the OAuth endpoints), [`http_of`] — the one place
+//! that chooses the status and the OAuth error name of a [`DomainError`] — and
+//! [`handle_rejection`], the one rejection handler that turns everything else warp can reject
+//! with into a stable 4xx code.
 
 use std::convert::Infallible;
 
 use serde::Serialize;
 use serde_json::Value;
 use storage::StoreError;
+
+use crate::app::DomainError;
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Rejection, Reply};
@@ -67,38 +71,6 @@ impl ApiError {
             StatusCode::UNAUTHORIZED,
             "UNAUTHORIZED",
             format!("A valid Bearer token is required to access this resource ({reason})."),
-        )
-    }
-
-    pub(crate) fn missing_scope(scope: &str) -> Self {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            "AUTHORIZATION_ERROR",
-            format!("This action needs the `{scope}` scope, which the token does not carry."),
-        )
-        .with_details(serde_json::json!({ "requiredScope": scope }))
-    }
-
-    /// The caller tried to manage an agent holding scopes it does not hold itself.
-    pub(crate) fn agent_protected(missing: &[&String]) -> Self {
-        let list: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            "AGENT_PROTECTED",
-            format!(
-                "This agent holds scopes you do not hold ({}); only an agent holding all of its scopes may manage it.",
-                list.join(", ")
-            ),
-        )
-        .with_details(serde_json::json!({ "missingScopes": list }))
-    }
-
-    /// The change would leave an organization without an admin.
-    pub(crate) fn last_admin() -> Self {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "LAST_ADMIN",
-            "This is the organization's last admin (an active agent holding every scope the organization grants); make another agent an admin first.",
         )
     }
 
@@ -165,6 +137,87 @@ impl ApiError {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
         resp
+    }
+}
+
+/// How a [`DomainError`] is answered over HTTP: its status, its code, and the RFC 6749 error
+/// name an OAuth endpoint answers it with. The only place that maps domain errors to statuses.
+pub(crate) struct HttpOf {
+    pub(crate) status: StatusCode,
+    pub(crate) oauth: &'static str,
+}
+
+/// See [`HttpOf`].
+pub(crate) fn http_of(e: &DomainError) -> HttpOf {
+    use crate::app::OAuthKind;
+    let (status, oauth) = match e {
+        DomainError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
+        DomainError::Unauthenticated { .. } => (StatusCode::UNAUTHORIZED, "invalid_client"),
+        DomainError::Forbidden { .. } => (StatusCode::FORBIDDEN, "unauthorized_client"),
+        DomainError::NotFound { .. } => (StatusCode::NOT_FOUND, "invalid_request"),
+        DomainError::Conflict { .. } => (StatusCode::CONFLICT, "invalid_request"),
+        DomainError::Gone { .. } => (StatusCode::GONE, "invalid_request"),
+        DomainError::Unprocessable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+        DomainError::RateLimited { .. } => {
+            (StatusCode::TOO_MANY_REQUESTS, "temporarily_unavailable")
+        }
+        DomainError::OAuth {
+            kind, retry_after, ..
+        } => {
+            let status = match kind {
+                _ if retry_after.is_some() => StatusCode::TOO_MANY_REQUESTS,
+                OAuthKind::InvalidClient => StatusCode::UNAUTHORIZED,
+                OAuthKind::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+                OAuthKind::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            (status, kind.as_str())
+        }
+        DomainError::Unavailable { .. } => {
+            (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+        }
+        DomainError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+    };
+    HttpOf { status, oauth }
+}
+
+fn retry_after_of(e: &DomainError) -> Option<u64> {
+    match e {
+        DomainError::RateLimited { retry_after, .. } => Some(*retry_after),
+        DomainError::OAuth { retry_after, .. } => *retry_after,
+        _ => None,
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        let h = http_of(&e);
+        ApiError {
+            status: h.status,
+            code: e.code().as_str(),
+            message: e.to_string(),
+            details: e.details().cloned().map(Box::new),
+            retry_after: retry_after_of(&e),
+        }
+    }
+}
+
+impl From<DomainError> for OAuthError {
+    fn from(e: DomainError) -> Self {
+        let h = http_of(&e);
+        OAuthError {
+            status: h.status,
+            error: h.oauth,
+            description: e.to_string(),
+            basic_challenge: matches!(e, DomainError::OAuth { basic: true, .. }),
+            retry_after: retry_after_of(&e),
+        }
+    }
+}
+
+impl From<DomainError> for Rejection {
+    fn from(e: DomainError) -> Self {
+        Rejection::from(ApiError::from(e))
     }
 }
 

@@ -38,6 +38,46 @@ pub(crate) struct Actor {
     pub(crate) client: Option<String>,
 }
 
+/// The authenticated caller of an API request: its agent, its organization (the only source of
+/// the organization of any request), and its scopes.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub(crate) agent_id: Uuid,
+    pub(crate) org_id: Uuid,
+    /// Effective scopes: the token's scopes that the agent still holds (see
+    /// [`crate::app::authz`]).
+    pub(crate) scopes: Vec<crate::app::Scope>,
+    /// The scopes the token carries, for the checks inside write jobs, which intersect them
+    /// with the agent's record as the job reads it.
+    pub(crate) token_scopes: Vec<crate::app::Scope>,
+    pub(crate) actor: Actor,
+}
+
+impl Caller {
+    /// Whether the caller holds `scope`.
+    pub(crate) fn has(&self, scope: crate::app::Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+
+    /// Refuses unless the caller holds `scope`.
+    pub(crate) fn require(&self, scope: crate::app::Scope) -> Result<(), crate::app::DomainError> {
+        if self.has(scope) {
+            Ok(())
+        } else {
+            Err(crate::app::DomainError::missing_scope(scope))
+        }
+    }
+
+    /// The caller as the write jobs' authorization checks see it.
+    pub(crate) fn acting(&self) -> crate::app::authz::Acting {
+        crate::app::authz::Acting {
+            agent_id: self.agent_id,
+            org_id: self.org_id,
+            token_scopes: self.token_scopes.clone(),
+        }
+    }
+}
+
 /// The application state: one `Arc`, so that the many copies warp's filters hold cost one
 /// reference count each, not one per field.
 #[derive(Clone)]
@@ -139,17 +179,17 @@ impl AppState {
         &self,
         entry: NewAuditEntry,
         f: F,
-    ) -> Result<T, crate::error::ApiError>
+    ) -> Result<T, crate::http::error::ApiError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut storage::Tx<'_>) -> Result<T, crate::error::ApiError> + Send + 'static,
+        F: FnOnce(&mut storage::Tx<'_>) -> Result<T, crate::http::error::ApiError> + Send + 'static,
     {
         let out = self
             .store
             .write(move |tx| {
                 let out = f(tx)?;
                 tx.audit(entry)?;
-                Ok::<_, crate::error::ApiError>(out)
+                Ok::<_, crate::http::error::ApiError>(out)
             })
             .await?;
         self.metrics.audit_appends.inc();
