@@ -9,6 +9,8 @@ pub(crate) mod authz;
 pub(crate) mod error;
 pub(crate) mod failures;
 pub(crate) mod state;
+#[cfg(test)]
+pub(crate) mod testing;
 pub(crate) mod text;
 #[allow(dead_code)]
 pub(crate) mod vocab;

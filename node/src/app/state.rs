@@ -175,7 +175,22 @@ impl AppState {
 
     /// Runs the state change `f` and appends `entry` to the audit log in the same durable write
     /// (both or neither), and counts the append. Returns once the write is on disk.
+    #[allow(dead_code)] // Transitional: used as the areas move under app/.
     pub(crate) async fn write_audited<T, F>(
+        &self,
+        entry: NewAuditEntry,
+        f: F,
+    ) -> Result<T, crate::app::DomainError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut storage::Tx<'_>) -> Result<T, crate::app::DomainError> + Send + 'static,
+    {
+        self.write_audited_as(entry, f).await
+    }
+
+    /// Transitional: [`AppState::write_audited`] for the handlers not yet moved under `app/`,
+    /// whose write jobs still return HTTP errors.
+    pub(crate) async fn write_audited_api<T, F>(
         &self,
         entry: NewAuditEntry,
         f: F,
@@ -184,12 +199,21 @@ impl AppState {
         T: Send + 'static,
         F: FnOnce(&mut storage::Tx<'_>) -> Result<T, crate::http::error::ApiError> + Send + 'static,
     {
+        self.write_audited_as(entry, f).await
+    }
+
+    async fn write_audited_as<T, E, F>(&self, entry: NewAuditEntry, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<storage::StoreError> + Send + 'static,
+        F: FnOnce(&mut storage::Tx<'_>) -> Result<T, E> + Send + 'static,
+    {
         let out = self
             .store
             .write(move |tx| {
                 let out = f(tx)?;
                 tx.audit(entry)?;
-                Ok::<_, crate::http::error::ApiError>(out)
+                Ok::<_, E>(out)
             })
             .await?;
         self.metrics.audit_appends.inc();

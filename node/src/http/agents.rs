@@ -372,7 +372,7 @@ pub(crate) async fn register(
     );
     let acting = caller.acting();
     let agent = state
-        .write_audited(entry, move |tx| {
+        .write_audited_api(entry, move |tx| {
             // The caller's scopes as of this write: a demotion that committed first counts.
             let now_scopes = acting.require_now(tx, crate::app::Scope::AgentsWrite)?;
             check_scopes(&agent.scopes, &now_scopes, system)?;
@@ -546,7 +546,7 @@ pub(crate) async fn update(
     let acting = caller.acting();
     let system = org == state.settings.system_org;
     let agent = state
-        .write_audited(entry, move |tx| {
+        .write_audited_api(entry, move |tx| {
             let now_scopes = acting.require_now(tx, crate::app::Scope::AgentsWrite)?;
             let mut a = own_agent(tx, &id, &org)?;
             if a.status == AgentStatus::Decommissioned {
@@ -656,7 +656,7 @@ pub(crate) async fn decommission(
     let acting = caller.acting();
     let system = org == state.settings.system_org;
     state
-        .write_audited(entry, move |tx| {
+        .write_audited_api(entry, move |tx| {
             let now_scopes = acting.require_now(tx, crate::app::Scope::AgentsWrite)?;
             let mut a = own_agent(tx, &id, &org)?;
             if a.status == AgentStatus::Decommissioned {
@@ -853,7 +853,7 @@ pub(crate) async fn revoke_credential(
     );
     let acting = caller.acting();
     state
-        .write_audited(entry, move |tx| {
+        .write_audited_api(entry, move |tx| {
             let now_scopes = acting.require_now(tx, crate::app::Scope::AgentsWrite)?;
             let a = own_agent(tx, &id, &org)?;
             check_manage(&now_scopes, &a)?;

@@ -270,7 +270,7 @@ pub(crate) async fn create(
     let stored = policy.clone();
     let acting = caller.acting();
     state
-        .write_audited(entry, move |tx| {
+        .write_audited_api(entry, move |tx| {
             let now_scopes = acting.require_now(tx, crate::app::Scope::AgentsWrite)?;
             let agent = tx
                 .get_agent(&stored.agent_id)?
@@ -390,7 +390,7 @@ pub(crate) async fn delete(
     );
     let acting = caller.acting();
     state
-        .write_audited(entry, move |tx| {
+        .write_audited_api(entry, move |tx| {
             let now_scopes = acting.require_now(tx, crate::app::Scope::AgentsWrite)?;
             let p = tx
                 .get_trust_policy(&p.id)?

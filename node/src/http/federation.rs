@@ -400,7 +400,7 @@ pub(crate) async fn create(
     );
     let stored = partner.clone();
     state
-        .write_audited(entry, move |tx| {
+        .write_audited_api(entry, move |tx| {
             if tx.partner_id_by_issuer(&stored.issuer)?.is_some() {
                 return Err(conflict());
             }
@@ -536,7 +536,7 @@ pub(crate) async fn update(
     );
     let jwks_uri = new_source.as_ref().map(|(_, f)| f.keys_url.clone());
     let p = state
-        .write_audited(entry, move |tx| {
+        .write_audited_api(entry, move |tx| {
             let mut p = tx.get_partner(&pid)?.ok_or_else(partner_not_found)?;
             if let Some(n) = req.name {
                 p.name = n;
@@ -609,7 +609,7 @@ pub(crate) async fn delete(
         .map(|a| a.origin)
         .collect();
     state
-        .write_audited(entry, move |tx| {
+        .write_audited_api(entry, move |tx| {
             let p = tx.get_partner(&pid)?.ok_or_else(partner_not_found)?;
             for origin in &origins {
                 if let Some(mut a) = tx.get_trust_anchor(origin, &p.issuer)? {

@@ -113,7 +113,7 @@ pub(crate) async fn add_key(
     // Status, permission and limit are checked by the write that adds the key, against what it
     // reads: a key add racing a decommission or another add cannot slip past either.
     let record = state
-        .write_audited(entry, move |tx| {
+        .write_audited_api(entry, move |tx| {
             let now_scopes = acting.require_now(tx, crate::app::Scope::AgentsWrite)?;
             let agent = tx
                 .get_agent(&id)?
@@ -194,7 +194,7 @@ pub(crate) async fn remove_key(
     );
     let acting = caller.acting();
     state
-        .write_audited(entry, move |tx| {
+        .write_audited_api(entry, move |tx| {
             let now_scopes = acting.require_now(tx, crate::app::Scope::AgentsWrite)?;
             let agent = tx
                 .get_agent(&id)?

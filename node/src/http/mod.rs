@@ -238,47 +238,6 @@ mod tests {
 }
 
 #[cfg(test)]
-pub(crate) mod testing {
-    //! A real state over a redb store in a temporary directory, for filter tests.
-
-    use std::sync::Arc;
-
-    use crate::app::AppState;
-    use crate::server::{open_state, ServeConfig};
-
-    pub(crate) const ISSUER: &str = "http://127.0.0.1:8080";
-
-    pub(crate) async fn state(dir: &std::path::Path) -> AppState {
-        let cfg = ServeConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            public_url: Some(ISSUER.into()),
-            tls: None,
-            data_dir: dir.to_path_buf(),
-            store: storage::EngineKind::Redb,
-            token_ttl_secs: 3600,
-            signing_alg: "ES256".into(),
-            key_grace_secs: None,
-            token_rate_limit: 0,
-            oasf_schema: None,
-            allow_private_fetch: false,
-            allow_http_fetch: false,
-            gossip: Default::default(),
-            connections: Default::default(),
-        };
-        let did = did_method::DidWeb::from_base_url(ISSUER, &[]).unwrap();
-        open_state(
-            &cfg,
-            ISSUER.into(),
-            did,
-            Arc::new(crate::SystemClock),
-            std::time::Instant::now(),
-        )
-        .await
-        .unwrap()
-    }
-}
-
-#[cfg(test)]
 mod route_tests {
     use super::*;
 
@@ -286,7 +245,7 @@ mod route_tests {
     #[tokio::test]
     async fn every_listed_route_is_routed() {
         let dir = tempfile::tempdir().unwrap();
-        let filter = routes(testing::state(dir.path()).await);
+        let filter = routes(crate::app::testing::state(dir.path()).await);
         let id = "0b0d1c5e-58f4-4a5e-9a34-8d2f0c1b2a3d";
         for r in ROUTES {
             let (method, template) = (r.method, r.path);

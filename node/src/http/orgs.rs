@@ -265,7 +265,7 @@ pub(crate) async fn update(
         serde_json::json!({ "status": req.status, "planTier": req.plan_tier, "name": req.name }),
     );
     let org = state
-        .write_audited(entry, move |tx| {
+        .write_audited_api(entry, move |tx| {
             let mut o = tx.get_org(&id)?.ok_or_else(ApiError::org_not_found)?;
             if o.status == OrgStatus::Deleted {
                 return Err(ApiError::new(
@@ -325,7 +325,7 @@ pub(crate) async fn delete(
         serde_json::json!({}),
     );
     state
-        .write_audited(entry, move |tx| {
+        .write_audited_api(entry, move |tx| {
             let mut o = tx.get_org(&id)?.ok_or_else(ApiError::org_not_found)?;
             if o.system {
                 return Err(protected());
