@@ -8,7 +8,6 @@
 
 mod accept;
 mod app;
-mod artifacts;
 pub mod cli;
 mod clients;
 mod clock;

@@ -298,7 +298,7 @@ pub(crate) async fn open_state(
     Ok(AppState(Arc::new(crate::app::state::StateInner {
         clients: Arc::new(crate::clients::ClientCache::new(store.clone())),
         verified_tokens: Arc::new(crate::token::VerifiedTokens::new()),
-        artifacts: Arc::new(crate::artifacts::ArtifactCache::new(
+        artifacts: Arc::new(crate::app::artifacts::ArtifactCache::new(
             store.clone(),
             settings.clone(),
         )),

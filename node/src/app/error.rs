@@ -191,6 +191,13 @@ impl DomainError {
         }
     }
 
+    pub(crate) fn gone(code: ErrorCode, message: impl Into<String>) -> Self {
+        DomainError::Gone {
+            code,
+            message: message.into(),
+        }
+    }
+
     pub(crate) fn unprocessable(code: ErrorCode, message: impl Into<String>) -> Self {
         DomainError::Unprocessable {
             code,

@@ -3,7 +3,10 @@
 //! around it; `server/` and `gossip/` call it; it calls the library crates (storage, federation,
 //! did-method, oasf). Every store write of the node is opened here.
 
+pub(crate) mod artifacts;
 pub(crate) mod authz;
+pub(crate) mod dids;
+pub(crate) mod discovery;
 // Transitional: the areas still being moved under app/ will use every error and code.
 #[allow(dead_code)]
 pub(crate) mod error;

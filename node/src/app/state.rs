@@ -110,7 +110,7 @@ pub(crate) struct StateInner {
     /// Access tokens whose signature already verified.
     pub(crate) verified_tokens: Arc<crate::token::VerifiedTokens>,
     /// Rendered DID documents and cards.
-    pub(crate) artifacts: Arc<crate::artifacts::ArtifactCache>,
+    pub(crate) artifacts: Arc<crate::app::artifacts::ArtifactCache>,
     /// The one guarded outbound HTTP client.
     pub(crate) fetcher: Arc<federation::Fetcher>,
     /// Partners by issuer.

@@ -2,11 +2,12 @@
 //! OpenAPI document's paths are all built; the shared extractors ([`extract`]); and one module of
 //! handlers per path prefix. Handlers parse, authenticate, call the domain and render.
 
+mod agent_did;
 pub(crate) mod agents;
 mod audit;
 mod auth;
+mod badges;
 mod client_auth;
-mod did;
 pub(crate) mod error;
 mod exchange;
 pub(crate) mod extract;
@@ -15,6 +16,7 @@ mod health;
 mod keys;
 mod openapi;
 mod orgs;
+mod public_agents;
 mod tokens;
 mod wellknown;
 
@@ -93,13 +95,13 @@ macro_rules! routes {
 /// Adding a route is one row here plus its handler.
 pub(crate) const ROUTES: &[Route] = routes! {
     POST "/api/v1/token" => tokens::token(authorization, body, addr, state);
-    GET "/agents/{agentId}/did.json" => did::agent_document(accept, inm, state);
+    GET "/agents/{agentId}/did.json" => public_agents::agent_document(accept, inm, state);
     GET "/.well-known/jwks.json" => wellknown::jwks(inm, state);
     POST "/api/v1/token/introspect" => tokens::introspect(authorization, body, addr, state);
-    GET "/.well-known/did.json" => did::node_document(accept, inm, state);
-    GET "/agents/{agentId}/.well-known/agent-card.json" => did::agent_card(inm, state);
-    GET "/agents/{agentId}/oasf.json" => did::oasf_record(inm, state);
-    GET "/agents/{agentId}/badge" => did::agent_badge(state);
+    GET "/.well-known/did.json" => wellknown::node_document(accept, inm, state);
+    GET "/agents/{agentId}/.well-known/agent-card.json" => public_agents::agent_card(inm, state);
+    GET "/agents/{agentId}/oasf.json" => public_agents::oasf_record(inm, state);
+    GET "/agents/{agentId}/badge" => public_agents::agent_badge(state);
     POST "/oauth2/token" => tokens::token(authorization, body, addr, state);
     POST "/api/v1/token/revoke" => tokens::revoke(authorization, body, addr, state);
     GET "/health" => health::health(state);
@@ -108,7 +110,7 @@ pub(crate) const ROUTES: &[Route] = routes! {
     GET "/openapi.json" => openapi::openapi_json();
     GET "/.well-known/openid-configuration" => wellknown::openid_configuration(state);
     GET "/.well-known/oauth-authorization-server" => wellknown::oauth_authorization_server(state);
-    GET "/did.json" => did::node_document_at_path(accept, inm, state);
+    GET "/did.json" => wellknown::node_document_at_path(accept, inm, state);
     GET "/agent-info" => wellknown::agent_info(auth, state);
     GET "/oauth2/authorize" => wellknown::authorize();
     GET "/api/v1/keys" => keys::signing_keys(auth, state);
@@ -130,10 +132,10 @@ pub(crate) const ROUTES: &[Route] = routes! {
     POST "/api/v1/agents/{agentId}/keys" => keys::add_key(auth, json, state);
     GET "/api/v1/agents/{agentId}/keys" => keys::list_keys(auth, state);
     DELETE "/api/v1/agents/{agentId}/keys/{kid}" => keys::remove_key(auth, state);
-    GET "/api/v1/agents/{agentId}/did" => did::legacy_document(state);
-    GET "/api/v1/agents/{agentId}/did/resolve" => did::resolve(auth, state);
-    GET "/api/v1/agents/{agentId}/did/card" => did::legacy_card(state);
-    POST "/api/v1/badges/verify" => did::verify_badge(auth, json, state);
+    GET "/api/v1/agents/{agentId}/did" => agent_did::legacy_document(state);
+    GET "/api/v1/agents/{agentId}/did/resolve" => agent_did::resolve(auth, state);
+    GET "/api/v1/agents/{agentId}/did/card" => agent_did::legacy_card(state);
+    POST "/api/v1/badges/verify" => badges::verify_badge(auth, json, state);
     POST "/api/v1/federation/trust" => federation::create(auth, json, state);
     GET "/api/v1/federation/partners" => federation::list(auth, state);
     GET "/api/v1/federation/partners/{id}" => federation::get(auth, state);

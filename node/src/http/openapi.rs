@@ -33,7 +33,7 @@ impl Modify for Finish {
     components(schemas(
         AgentView, AgentPage, RegisterAgentRequest, UpdateAgentRequest, SkillView, LocatorView,
         super::agents::RegisteredAgent, super::agents::GeneratedKey,
-        super::did::VerifyBadgeRequest, super::did::VerifiedBadge,
+        super::badges::VerifyBadgeRequest, super::badges::VerifiedBadge,
         super::federation::PartnerView, super::federation::CreatePartnerRequest, super::federation::UpdatePartnerRequest,
         super::federation::VerifyRequest, super::federation::VerifyResult,
         crate::gossip::GossipView, crate::gossip::OriginView, crate::gossip::AnchorCounts, crate::gossip::PartnerChanges,

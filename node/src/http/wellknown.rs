@@ -1,21 +1,25 @@
-//! Discovery and identity: `/.well-known/jwks.json` (with ETag), `/.well-known/openid-configuration`
-//! (OIDC Discovery 1.0 §3), `/.well-known/oauth-authorization-server` (RFC 8414), `/agent-info`
-//! (UserInfo-like), and `/oauth2/authorize`, which exists only to say that there is no
-//! interactive authorization here.
+//! `/.well-known/...` and `/did.json`: discovery and identity — `/.well-known/jwks.json` (with
+//! ETag), `/.well-known/openid-configuration` (OIDC Discovery 1.0 §3),
+//! `/.well-known/oauth-authorization-server` (RFC 8414), the node's did:web document
+//! (`/.well-known/did.json`, and `/did.json` when its DID has a path); what they say is
+//! [`crate::app::discovery`]'s and [`crate::app::dids`]'s. Also `/agent-info` (UserInfo-like),
+//! and `/oauth2/authorize`, which exists only to say that there is no interactive authorization
+//! here.
 
 use warp::http::StatusCode;
 use warp::{Rejection, Reply};
 
-use crate::app::AppState;
+use super::public_agents::{document, public_reply};
+use crate::app::{dids, discovery, AppState};
 use crate::http::extract::Params;
 use crate::http::Caller;
-use crate::model::{ErrorBody, OAuthErrorBody, ALL_SCOPES};
+use crate::model::{ErrorBody, OAuthErrorBody};
 
 /// How long relying parties may cache the JWKS and metadata. Far below the rotation grace
 /// period, so a cached set always still holds every key that signed a live token.
 const CACHE_SECS: u64 = 300;
 
-fn cacheable(body: &serde_json::Value) -> warp::reply::Response {
+fn cacheable(body: &impl serde::Serialize) -> warp::reply::Response {
     warp::reply::with_header(
         warp::reply::json(body),
         "cache-control",
@@ -32,49 +36,14 @@ pub(crate) async fn jwks(
     if_none_match: Option<String>,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    Ok({
-        let body = state.keys().jwks(state.clock.now_ms()).to_string();
-        let r = crate::artifacts::Rendered::new(body.into_bytes());
-        crate::http::extract::conditional(
-            r.body,
-            &r.etag,
-            "application/json",
-            if_none_match.as_deref(),
-            CACHE_SECS,
-        )
-    })
-}
-
-/// What both metadata documents say: exactly what is implemented.
-fn common_metadata(state: &AppState) -> serde_json::Map<String, serde_json::Value> {
-    let iss = &state.settings.issuer;
-    let auth_methods = [
-        "client_secret_basic",
-        "client_secret_post",
-        "private_key_jwt",
-    ];
-    let assertion_algs = ["ES256", "EdDSA", "RS256"];
-    let v = serde_json::json!({
-        "issuer": iss,
-        "token_endpoint": format!("{iss}/api/v1/token"),
-        "jwks_uri": format!("{iss}/.well-known/jwks.json"),
-        "introspection_endpoint": format!("{iss}/api/v1/token/introspect"),
-        "revocation_endpoint": format!("{iss}/api/v1/token/revoke"),
-        "grant_types_supported": ["client_credentials"],
-        "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": auth_methods,
-        "token_endpoint_auth_signing_alg_values_supported": assertion_algs,
-        "introspection_endpoint_auth_methods_supported": auth_methods,
-        "introspection_endpoint_auth_signing_alg_values_supported": assertion_algs,
-        "revocation_endpoint_auth_methods_supported": auth_methods,
-        "revocation_endpoint_auth_signing_alg_values_supported": assertion_algs,
-        "scopes_supported": ALL_SCOPES,
-        "service_documentation": format!("{iss}/openapi.json"),
-    });
-    match v {
-        serde_json::Value::Object(m) => m,
-        _ => serde_json::Map::new(),
-    }
+    let r = discovery::jwks(&state);
+    Ok(crate::http::extract::conditional(
+        r.body,
+        &r.etag,
+        "application/json",
+        if_none_match.as_deref(),
+        CACHE_SECS,
+    ))
 }
 
 /// RFC 8414 authorization server metadata.
@@ -84,9 +53,7 @@ pub(crate) async fn oauth_authorization_server(
     _p: Params,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    Ok(cacheable(&serde_json::Value::Object(common_metadata(
-        &state,
-    ))))
+    Ok(cacheable(&discovery::server_metadata(&state)))
 }
 
 /// OpenID Provider metadata. The node issues access tokens to agents and no ID tokens; the
@@ -99,51 +66,39 @@ pub(crate) async fn openid_configuration(
     _p: Params,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    Ok({
-        let iss = state.settings.issuer.clone();
-        let mut m = common_metadata(&state);
-        let algs = state.keys().algs(state.clock.now_ms());
-        for (k, v) in [
-            (
-                "authorization_endpoint",
-                serde_json::json!(format!("{iss}/oauth2/authorize")),
-            ),
-            (
-                "userinfo_endpoint",
-                serde_json::json!(format!("{iss}/agent-info")),
-            ),
-            ("subject_types_supported", serde_json::json!(["public"])),
-            (
-                "id_token_signing_alg_values_supported",
-                serde_json::json!(algs),
-            ),
-            (
-                "userinfo_signing_alg_values_supported",
-                serde_json::json!([]),
-            ),
-            (
-                "claims_supported",
-                serde_json::json!([
-                    "iss",
-                    "sub",
-                    "aud",
-                    "exp",
-                    "iat",
-                    "nbf",
-                    "jti",
-                    "client_id",
-                    "scope",
-                    "organization_id",
-                    "agent_type",
-                    "deployment_env",
-                    "did"
-                ]),
-            ),
-        ] {
-            m.insert(k.to_string(), v);
-        }
-        cacheable(&serde_json::Value::Object(m))
-    })
+    Ok(cacheable(&discovery::provider_metadata(&state)))
+}
+
+/// The node's DID document (`did:web:<host>`): its signing keys in force and its services.
+#[utoipa::path(get, path = "/.well-known/did.json", tag = "DIDs",
+    responses((status = 200, description = "DID document (application/did+json; application/did+ld+json when asked)", body = Object),
+        (status = 304, description = "Not modified")))]
+pub(crate) async fn node_document(
+    _p: Params,
+    accept: Option<String>,
+    inm: Option<String>,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    let r = dids::node_document(&state);
+    Ok(document(&r, accept.as_deref(), inm.as_deref()))
+}
+
+/// The node's DID document where did:web puts it when `--public-url` has a path
+/// (`https://h/base` is `did:web:h:base`, whose document is `https://h/base/did.json`; the proxy
+/// in front of the node strips `/base`). Without a path the DID's document is at
+/// `/.well-known/did.json` only, and this answers 404.
+#[utoipa::path(get, path = "/did.json", tag = "DIDs",
+    responses((status = 200, description = "DID document of the node, when its public URL has a path", body = Object),
+        (status = 304, description = "Not modified"), (status = 404, description = "DID_DOCUMENT_NOT_HERE", body = ErrorBody)))]
+pub(crate) async fn node_document_at_path(
+    _p: Params,
+    accept: Option<String>,
+    inm: Option<String>,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    Ok(public_reply(dids::node_document_at_path(&state), |r| {
+        document(&r, accept.as_deref(), inm.as_deref())
+    }))
 }
 
 /// There is no interactive authorization: agents get tokens at the token endpoint.

@@ -12,6 +12,9 @@
 //! is acknowledged) and the signing key ring are the ones it was rendered with, so a key added or
 //! removed, or an agent decommissioned, shows in the very next request. A DID document GET is
 //! then one map lookup and a copy of a reference-counted buffer.
+//!
+//! What may be shown of whom ([`Standing`]) is decided here, once; [`super::dids`] applies it to
+//! the routes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -22,10 +25,10 @@ use bytes::Bytes;
 use did_method::{DidDocument, DidWeb};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use storage::{Agent, AgentKey, AgentStatus, OrgStatus, Store, StoreError};
+use storage::{Agent, AgentKey, AgentStatus, OrgStatus, Organization, Store, StoreError};
 use uuid::Uuid;
 
-use crate::app::Settings;
+use crate::app::{DomainError, Settings};
 use crate::clock::rfc3339;
 use crate::keys::KeyRing;
 
@@ -77,13 +80,51 @@ pub(crate) enum ArtifactError {
     Cached(String),
 }
 
+impl From<ArtifactError> for DomainError {
+    fn from(e: ArtifactError) -> Self {
+        match e {
+            ArtifactError::Store(e) => DomainError::from(e),
+            other => {
+                // Not the caller's doing: logged here, answered without internals.
+                tracing::error!(error = %other, "rendering a public artifact failed");
+                DomainError::Internal
+            }
+        }
+    }
+}
+
+/// Where an agent stands for the public, which decides what the node says about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Standing {
+    /// The agent and its organization are active: everything is published.
+    Active,
+    /// The agent, or its organization, is suspended (or the organization deleted): its DID
+    /// document stays (the keys that signed its past statements stay resolvable), but its
+    /// statements of good standing — card, OASF record, badge — are withheld.
+    Withheld,
+    /// The agent was decommissioned: its DID is deactivated, nothing is published.
+    Deactivated,
+}
+
+impl Standing {
+    /// The standing of `agent`, whose organization is `org` (`None`: not found).
+    pub(crate) fn of(agent: &Agent, org: Option<&Organization>) -> Standing {
+        let org_active = org.is_some_and(|o| o.status == OrgStatus::Active);
+        match agent.status {
+            AgentStatus::Decommissioned => Standing::Deactivated,
+            AgentStatus::Active if org_active => Standing::Active,
+            AgentStatus::Active | AgentStatus::Suspended => Standing::Withheld,
+        }
+    }
+}
+
 /// Everything published about one agent, rendered for one identity generation and key ring.
 pub(crate) struct AgentArtifacts {
     generation: u64,
     ring: Arc<KeyRing>,
     pub(crate) agent: Agent,
-    /// The agent and its organization are both active.
-    pub(crate) active: bool,
+    /// What the node may publish about the agent.
+    pub(crate) standing: Standing,
     pub(crate) keys: Vec<AgentKey>,
     org_name: String,
     pub(crate) did: DidWeb,
@@ -147,13 +188,13 @@ impl ArtifactCache {
         generation: u64,
         ring: Arc<KeyRing>,
         agent: Agent,
-        org: Option<storage::Organization>,
+        org: Option<Organization>,
         keys: Vec<AgentKey>,
     ) -> AgentArtifacts {
         let s = &self.settings;
         let did = agent_did(s, &agent.id);
-        let org_active = org.as_ref().is_some_and(|o| o.status == OrgStatus::Active);
-        let active = org_active && agent.status == AgentStatus::Active;
+        let standing = Standing::of(&agent, org.as_ref());
+        let active = standing == Standing::Active;
         let mut doc = DidDocument::new(&did, Some(&s.node_did));
         for k in &keys {
             doc.add_jwk(&k.kid, k.jwk.clone());
@@ -179,7 +220,7 @@ impl ArtifactCache {
         AgentArtifacts {
             generation,
             ring,
-            active,
+            standing,
             keys,
             org_name: org.map(|o| o.name).unwrap_or_default(),
             did,
@@ -457,6 +498,154 @@ pub(crate) fn predecessor_document(x: &AgentArtifacts) -> Value {
     doc
 }
 
+/// Records for the domain layer's unit tests of this area, written straight to a real store
+/// (what the registry's operations would write).
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use storage::{
+        Agent, AgentKey, AgentStatus, OrgStatus, Organization, PlanTier, Skill, StoreError,
+    };
+    use uuid::Uuid;
+
+    use crate::app::AppState;
+
+    async fn write(state: &AppState, f: impl FnOnce(&mut storage::Tx<'_>) + Send + 'static) {
+        state
+            .store
+            .write(move |tx| {
+                f(tx);
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .unwrap();
+    }
+
+    /// A new active organization.
+    pub(crate) async fn org(state: &AppState) -> Organization {
+        let org = org_record(state.clock.now_ms());
+        let o = org.clone();
+        write(state, move |tx| tx.put_org(&o)).await;
+        org
+    }
+
+    /// An active organization's record.
+    pub(crate) fn org_record(now: i64) -> Organization {
+        let id = Uuid::new_v4();
+        Organization {
+            id,
+            name: "Acme Screening".into(),
+            slug: format!("acme-{}", id.simple()),
+            plan_tier: PlanTier::Free,
+            max_agents: 10,
+            max_tokens_per_month: 1000,
+            status: OrgStatus::Active,
+            system: false,
+            created_at: now,
+            updated_at: now,
+            token_epoch: 0,
+        }
+    }
+
+    /// A new active agent of `org` with one generated P-256 key; with an OASF skill and an A2A
+    /// endpoint when `skills`.
+    pub(crate) async fn agent(state: &AppState, org: &Uuid, skills: bool) -> (Agent, AgentKey) {
+        let now = state.clock.now_ms();
+        let agent = agent_record(org, skills, now);
+        let key = new_key(&agent, now);
+        let (a, k) = (agent.clone(), key.clone());
+        write(state, move |tx| {
+            tx.put_agent(&a).unwrap();
+            tx.put_agent_key(&k);
+        })
+        .await;
+        (agent, key)
+    }
+
+    /// An active agent's record (see [`agent`]).
+    pub(crate) fn agent_record(org: &Uuid, skills: bool, now: i64) -> Agent {
+        let id = Uuid::new_v4();
+        Agent {
+            id,
+            org_id: *org,
+            email: format!("{}@agents.example", id.simple()),
+            name: "Resume Screener".into(),
+            agent_type: "custom".into(),
+            version: "1.2.0".into(),
+            capabilities: vec!["resumes:read".into()],
+            owner: "talent-team".into(),
+            deployment_env: "production".into(),
+            status: AgentStatus::Active,
+            scopes: vec!["agents:read".into()],
+            metadata: serde_json::json!({ "secret-ish": "never published" }),
+            public: false,
+            description: Some("Screens resumes.".into()),
+            skills: if skills {
+                vec![Skill {
+                    id: 101,
+                    name: "natural_language_processing/natural_language_understanding".into(),
+                }]
+            } else {
+                vec![]
+            },
+            endpoints: if skills {
+                vec!["https://agents.example/screener/a2a".into()]
+            } else {
+                vec![]
+            },
+            domains: vec![],
+            locators: vec![],
+            created_at: now,
+            updated_at: now,
+            last_auth_at: None,
+            token_epoch: 0,
+        }
+    }
+
+    /// A fresh P-256 public key of `agent`, not yet stored.
+    pub(crate) fn new_key(agent: &Agent, now: i64) -> AgentKey {
+        let (public, _private) = crate::jwk::generate_p256().unwrap();
+        AgentKey {
+            kid: public.kid,
+            agent_id: agent.id,
+            org_id: agent.org_id,
+            alg: public.alg.into(),
+            jwk: public.jwk,
+            created_at: now,
+            generated: true,
+        }
+    }
+
+    /// Adds a key to an agent (one committed write).
+    pub(crate) async fn add_key(state: &AppState, agent: &Agent) -> AgentKey {
+        let key = new_key(agent, state.clock.now_ms());
+        let k = key.clone();
+        write(state, move |tx| tx.put_agent_key(&k)).await;
+        key
+    }
+
+    /// Sets an agent's status (one committed write).
+    pub(crate) async fn set_agent_status(state: &AppState, id: &Uuid, status: AgentStatus) {
+        let id = *id;
+        write(state, move |tx| {
+            let mut a = tx.get_agent(&id).unwrap().unwrap();
+            a.status = status;
+            tx.put_agent(&a).unwrap();
+        })
+        .await;
+    }
+
+    /// Sets an organization's status (one committed write).
+    pub(crate) async fn set_org_status(state: &AppState, id: &Uuid, status: OrgStatus) {
+        let id = *id;
+        write(state, move |tx| {
+            let mut o = tx.get_org(&id).unwrap().unwrap();
+            o.status = status;
+            tx.put_org(&o);
+        })
+        .await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,5 +666,215 @@ mod tests {
         assert_ne!(a.etag, b.etag);
         assert_eq!(a.etag, Rendered::new(b"{\"a\":1}".to_vec()).etag);
         assert!(a.etag.starts_with('"') && a.etag.ends_with('"'));
+    }
+
+    use super::fixtures;
+    use crate::app::testing;
+    use storage::EngineKind;
+
+    const ENGINES: [EngineKind; 2] = [EngineKind::Redb, EngineKind::Sled];
+
+    /// The key ids of a rendered DID document's verification methods.
+    fn kids(doc: &Rendered) -> Vec<String> {
+        let v: Value = serde_json::from_slice(&doc.body).unwrap();
+        v["verificationMethod"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                m["id"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('#')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// The fragments of a rendered DID document's service ids.
+    fn services(doc: &Rendered) -> Vec<String> {
+        let v: Value = serde_json::from_slice(&doc.body).unwrap();
+        v["service"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|m| {
+                        m["id"]
+                            .as_str()
+                            .unwrap()
+                            .rsplit('#')
+                            .next()
+                            .unwrap()
+                            .to_string()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn standing_follows_the_agent_and_its_organization() {
+        use storage::{AgentStatus as A, OrgStatus as O};
+        let org = fixtures::org_record(0);
+        let agent = fixtures::agent_record(&org.id, true, 0);
+        let cases = [
+            (A::Active, Some(O::Active), Standing::Active),
+            (A::Suspended, Some(O::Active), Standing::Withheld),
+            (A::Active, Some(O::Suspended), Standing::Withheld),
+            (A::Active, Some(O::Deleted), Standing::Withheld),
+            (A::Suspended, Some(O::Suspended), Standing::Withheld),
+            (A::Active, None, Standing::Withheld),
+            (A::Decommissioned, Some(O::Active), Standing::Deactivated),
+            (A::Decommissioned, Some(O::Suspended), Standing::Deactivated),
+            (A::Decommissioned, None, Standing::Deactivated),
+        ];
+        for (a, o, want) in cases {
+            let agent = Agent {
+                status: a,
+                ..agent.clone()
+            };
+            let org = o.map(|status| Organization {
+                status,
+                ..org.clone()
+            });
+            assert_eq!(Standing::of(&agent, org.as_ref()), want, "{a:?} in {o:?}");
+        }
+    }
+
+    /// A cached entry is served while nothing changed, and re-rendered after any committed
+    /// change to the agent, its keys or its organization, and after a new key ring.
+    #[tokio::test]
+    async fn a_committed_change_invalidates_the_cached_artifacts() {
+        for engine in ENGINES {
+            let dir = tempfile::tempdir().unwrap();
+            let state = testing::state_on(dir.path(), engine).await;
+            let cache = &state.artifacts;
+            let org = fixtures::org(&state).await;
+            let (agent, key) = fixtures::agent(&state, &org.id, true).await;
+            let ring = state.keys();
+
+            let first = cache.get(&agent.id, &ring).unwrap().unwrap();
+            assert_eq!(kids(&first.document), vec![key.kid.clone()]);
+            assert_eq!(first.standing, Standing::Active);
+            assert_eq!(
+                services(&first.document),
+                ["a2a", "oasf", "badge", "agentIdP"]
+            );
+            let again = cache.get(&agent.id, &ring).unwrap().unwrap();
+            assert!(
+                Arc::ptr_eq(&first, &again),
+                "{engine:?}: nothing changed, same entry"
+            );
+
+            // A key added shows in the very next lookup.
+            let added = fixtures::add_key(&state, &agent).await;
+            let after = cache.get(&agent.id, &ring).unwrap().unwrap();
+            assert!(
+                !Arc::ptr_eq(&first, &after),
+                "{engine:?}: stale entry served"
+            );
+            let mut want = vec![key.kid.clone(), added.kid.clone()];
+            want.sort();
+            let mut have = kids(&after.document);
+            have.sort();
+            assert_eq!(have, want, "{engine:?}");
+            assert_ne!(first.document.etag, after.document.etag);
+
+            // Suspension withholds the services that vouch for the agent, keeps the keys.
+            fixtures::set_agent_status(&state, &agent.id, AgentStatus::Suspended).await;
+            let x = cache.get(&agent.id, &ring).unwrap().unwrap();
+            assert_eq!(x.standing, Standing::Withheld, "{engine:?}");
+            assert_eq!(services(&x.document), ["agentIdP"]);
+            assert_eq!(kids(&x.document).len(), 2);
+
+            // So does the organization's suspension.
+            fixtures::set_agent_status(&state, &agent.id, AgentStatus::Active).await;
+            assert_eq!(
+                cache.get(&agent.id, &ring).unwrap().unwrap().standing,
+                Standing::Active
+            );
+            fixtures::set_org_status(&state, &org.id, OrgStatus::Suspended).await;
+            let x = cache.get(&agent.id, &ring).unwrap().unwrap();
+            assert_eq!(x.standing, Standing::Withheld, "{engine:?}");
+
+            // Decommissioning deactivates.
+            fixtures::set_agent_status(&state, &agent.id, AgentStatus::Decommissioned).await;
+            let x = cache.get(&agent.id, &ring).unwrap().unwrap();
+            assert_eq!(x.standing, Standing::Deactivated, "{engine:?}");
+
+            // A new key ring (a rotation, a reload) re-renders: cards are signed by its key.
+            let reloaded = state.reload_keys().await.unwrap();
+            assert!(!Arc::ptr_eq(&ring, &reloaded));
+            let y = cache.get(&agent.id, &reloaded).unwrap().unwrap();
+            assert!(
+                !Arc::ptr_eq(&x, &y),
+                "{engine:?}: entry of the old ring served"
+            );
+            assert!(Arc::ptr_eq(
+                &y,
+                &cache.get(&agent.id, &reloaded).unwrap().unwrap()
+            ));
+
+            // Unknown agents are not cached as anything.
+            assert!(cache.get(&Uuid::new_v4(), &reloaded).unwrap().is_none());
+        }
+    }
+
+    /// Readers racing key additions: once a key's write is acknowledged, no lookup that starts
+    /// afterwards serves a document without it (the cache is keyed by the identity generation,
+    /// which the commit bumps before it answers). Both engines.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn no_lookup_after_an_acknowledged_key_misses_it() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        const WRITES: usize = 60;
+        const READERS: usize = 6;
+        for engine in ENGINES {
+            let dir = tempfile::tempdir().unwrap();
+            let state = testing::state_on(dir.path(), engine).await;
+            let org = fixtures::org(&state).await;
+            let (agent, key) = fixtures::agent(&state, &org.id, false).await;
+            let acked = Arc::new(Mutex::new(vec![key.kid.clone()]));
+            let stop = Arc::new(AtomicBool::new(false));
+            let reads = Arc::new(AtomicUsize::new(0));
+            let readers: Vec<_> = (0..READERS)
+                .map(|_| {
+                    let (state, acked, stop, reads) =
+                        (state.clone(), acked.clone(), stop.clone(), reads.clone());
+                    let id = agent.id;
+                    tokio::spawn(async move {
+                        while !stop.load(Ordering::Acquire) {
+                            let must: Vec<String> = acked.lock().unwrap().clone();
+                            let x = state.artifacts.get(&id, &state.keys()).unwrap().unwrap();
+                            let have = kids(&x.document);
+                            for k in &must {
+                                assert!(have.contains(k), "acknowledged key {k} missing");
+                            }
+                            reads.fetch_add(1, Ordering::Relaxed);
+                            tokio::task::yield_now().await;
+                        }
+                    })
+                })
+                .collect();
+            for _ in 0..WRITES {
+                let k = fixtures::add_key(&state, &agent).await;
+                acked.lock().unwrap().push(k.kid);
+            }
+            stop.store(true, Ordering::Release);
+            for r in readers {
+                r.await.unwrap();
+            }
+            assert!(
+                reads.load(Ordering::Relaxed) >= READERS,
+                "{engine:?}: readers ran"
+            );
+            let x = state
+                .artifacts
+                .get(&agent.id, &state.keys())
+                .unwrap()
+                .unwrap();
+            assert_eq!(kids(&x.document).len(), WRITES + 1, "{engine:?}");
+        }
     }
 }
