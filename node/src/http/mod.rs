@@ -2,7 +2,7 @@
 //! OpenAPI document's paths are all built; the shared extractors ([`extract`]); and one module of
 //! handlers per path prefix. Handlers parse, authenticate, call the domain and render.
 
-pub(crate) mod agents;
+mod agents;
 mod audit;
 mod auth;
 mod client_auth;
@@ -14,7 +14,7 @@ mod federation;
 mod health;
 mod keys;
 mod openapi;
-mod orgs;
+mod organizations;
 mod tokens;
 mod wellknown;
 
@@ -24,6 +24,7 @@ use warp::filters::BoxedFilter;
 use warp::{Filter, Rejection, Reply};
 
 use crate::app::AppState;
+use agents::{credentials as agent_credentials, keys as agent_keys};
 
 pub(crate) use crate::app::Caller;
 pub(crate) use extract::{BodyTimeout, ClientAddr, DEFAULT_BODY_TIMEOUT, MAX_BODY};
@@ -113,23 +114,23 @@ pub(crate) const ROUTES: &[Route] = routes! {
     GET "/oauth2/authorize" => wellknown::authorize();
     GET "/api/v1/keys" => keys::signing_keys(auth, state);
     POST "/api/v1/keys/rotate" => keys::rotate(auth, opt_json, state);
-    POST "/api/v1/organizations" => orgs::create(auth, json, state);
-    GET "/api/v1/organizations" => orgs::list(auth, query, state);
-    GET "/api/v1/organizations/{orgId}" => orgs::get(auth, state);
-    PATCH "/api/v1/organizations/{orgId}" => orgs::update(auth, json, state);
-    DELETE "/api/v1/organizations/{orgId}" => orgs::delete(auth, state);
+    POST "/api/v1/organizations" => organizations::create(auth, json, state);
+    GET "/api/v1/organizations" => organizations::list(auth, query, state);
+    GET "/api/v1/organizations/{orgId}" => organizations::get(auth, state);
+    PATCH "/api/v1/organizations/{orgId}" => organizations::update(auth, json, state);
+    DELETE "/api/v1/organizations/{orgId}" => organizations::delete(auth, state);
     POST "/api/v1/agents" => agents::register(auth, json, state);
     GET "/api/v1/agents" => agents::list(auth, query, state);
     GET "/api/v1/agents/{agentId}" => agents::get(auth, state);
     PATCH "/api/v1/agents/{agentId}" => agents::update(auth, json, state);
     DELETE "/api/v1/agents/{agentId}" => agents::decommission(auth, state);
-    POST "/api/v1/agents/{agentId}/credentials" => agents::create_credential(auth, opt_json, state);
-    GET "/api/v1/agents/{agentId}/credentials" => agents::list_credentials(auth, state);
-    POST "/api/v1/agents/{agentId}/credentials/{credentialId}/rotate" => agents::rotate_credential(auth, opt_json, state);
-    DELETE "/api/v1/agents/{agentId}/credentials/{credentialId}" => agents::revoke_credential(auth, state);
-    POST "/api/v1/agents/{agentId}/keys" => keys::add_key(auth, json, state);
-    GET "/api/v1/agents/{agentId}/keys" => keys::list_keys(auth, state);
-    DELETE "/api/v1/agents/{agentId}/keys/{kid}" => keys::remove_key(auth, state);
+    POST "/api/v1/agents/{agentId}/credentials" => agent_credentials::create_credential(auth, opt_json, state);
+    GET "/api/v1/agents/{agentId}/credentials" => agent_credentials::list_credentials(auth, state);
+    POST "/api/v1/agents/{agentId}/credentials/{credentialId}/rotate" => agent_credentials::rotate_credential(auth, opt_json, state);
+    DELETE "/api/v1/agents/{agentId}/credentials/{credentialId}" => agent_credentials::revoke_credential(auth, state);
+    POST "/api/v1/agents/{agentId}/keys" => agent_keys::add_key(auth, json, state);
+    GET "/api/v1/agents/{agentId}/keys" => agent_keys::list_keys(auth, state);
+    DELETE "/api/v1/agents/{agentId}/keys/{kid}" => agent_keys::remove_key(auth, state);
     GET "/api/v1/agents/{agentId}/did" => did::legacy_document(state);
     GET "/api/v1/agents/{agentId}/did/resolve" => did::resolve(auth, state);
     GET "/api/v1/agents/{agentId}/did/card" => did::legacy_card(state);
