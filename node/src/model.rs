@@ -1,33 +1,24 @@
-//! Wire types of the REST API (camelCase, as the predecessor's API) and their validation.
+//! Wire types of the REST API (camelCase, as the predecessor's API): request bodies and queries
+//! (which the domain layer takes as its input and validates, see [`crate::app::validate`]) and
+//! the views the handlers render.
 //!
 //! Request bodies deny unknown fields, so a typo is a 400 naming the field instead of a silently
-//! ignored setting. Parse, don't validate: handlers get values that already passed these checks.
+//! ignored setting.
 
-use serde::{Deserialize, Serialize};
-use storage::{Agent, Credential, CredentialStatus, Locator, Organization, Skill};
+use serde::{Deserialize, Deserializer, Serialize};
+use storage::{Agent, Credential, CredentialStatus, Organization, Skill};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::clock::rfc3339;
-use crate::http::error::ApiError;
 
-/// Agent types (the predecessor's enum).
-pub(crate) const AGENT_TYPES: &[&str] = &[
-    "screener",
-    "classifier",
-    "orchestrator",
-    "extractor",
-    "summarizer",
-    "router",
-    "monitor",
-    "custom",
-];
-/// Deployment environments.
-pub(crate) const DEPLOYMENT_ENVS: &[&str] = &["development", "staging", "production"];
-/// Scopes an organization may give its agents. `admin:orgs` is the instance admin's only.
-pub(crate) const TENANT_SCOPES: &[&str] = &["agents:read", "agents:write", "audit:read"];
-/// Every scope this node knows.
-pub(crate) const ALL_SCOPES: &[&str] = &["agents:read", "agents:write", "audit:read", "admin:orgs"];
+/// For a field where `null` means something (e.g. "unlimited") and absence means "unchanged":
+/// `Some(None)` for `null`, `None` (with `#[serde(default)]`) when absent.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
 
 // ---------- agents ----------
 
@@ -193,6 +184,20 @@ pub(crate) struct UpdateAgentRequest {
     pub(crate) locators: Option<Vec<LocatorView>>,
 }
 
+/// Query of the agent listing.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AgentListQuery {
+    /// Page number, from 1.
+    pub(crate) page: Option<usize>,
+    /// Page size, 1 to 100 (default 20).
+    pub(crate) limit: Option<usize>,
+    pub(crate) owner: Option<String>,
+    pub(crate) agent_type: Option<String>,
+    /// active, suspended or decommissioned.
+    pub(crate) status: Option<String>,
+}
+
 /// A page of agents.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct AgentPage {
@@ -202,252 +207,9 @@ pub(crate) struct AgentPage {
     pub(crate) limit: usize,
 }
 
-fn check_len(field: &str, v: &str, min: usize, max: usize) -> Result<(), ApiError> {
-    crate::app::text::check_text(v, min, max)
-        .map_err(|e| ApiError::validation(field, e.to_string()))
-}
-
-pub(crate) fn check_email(v: &str) -> Result<(), ApiError> {
-    check_len("email", v, 3, 254)?;
-    match v.split_once('@') {
-        Some((local, domain))
-            if !local.is_empty()
-                && !domain.is_empty()
-                && !domain.contains('@')
-                && !v.chars().any(char::is_whitespace) =>
-        {
-            Ok(())
-        }
-        _ => Err(ApiError::validation("email", "must look like name@domain")),
-    }
-}
-
-pub(crate) fn check_one_of(field: &str, v: &str, allowed: &[&str]) -> Result<(), ApiError> {
-    if allowed.contains(&v) {
-        Ok(())
-    } else {
-        Err(ApiError::validation(
-            field,
-            format!("must be one of: {}", allowed.join(", ")),
-        ))
-    }
-}
-
-pub(crate) fn check_version(v: &str) -> Result<(), ApiError> {
-    let core = v.split(['-', '+']).next().unwrap_or("");
-    let parts: Vec<&str> = core.split('.').collect();
-    let ok = v.len() <= 64
-        && parts.len() == 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || ".-+".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::validation(
-            "version",
-            "must be a semantic version like 1.4.2",
-        ))
-    }
-}
-
-pub(crate) fn check_capabilities(v: &[String]) -> Result<(), ApiError> {
-    if v.len() > 100 {
-        return Err(ApiError::validation("capabilities", "at most 100 entries"));
-    }
-    let part_ok = |s: &str| {
-        !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.*-".contains(c))
-    };
-    for c in v {
-        match c.split_once(':') {
-            Some((r, a)) if c.len() <= 128 && part_ok(r) && part_ok(a) => {}
-            _ => {
-                return Err(ApiError::validation(
-                    "capabilities",
-                    format!("{c:?} is not in resource:action form"),
-                ))
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Scopes must be known, grantable within a tenant (or the instance org), and held by the caller:
-/// nobody can mint an agent stronger than themselves.
-pub(crate) fn check_scopes(
-    v: &[String],
-    caller_scopes: &[crate::app::Scope],
-    system_org: bool,
-) -> Result<(), ApiError> {
-    use crate::app::Scope;
-    for s in v {
-        let Some(scope) = Scope::parse(s) else {
-            return Err(ApiError::validation(
-                "scopes",
-                format!("unknown scope {s:?}; known: {}", ALL_SCOPES.join(", ")),
-            ));
-        };
-        if !Scope::grantable(system_org).contains(&scope) || !caller_scopes.contains(&scope) {
-            return Err(ApiError::new(
-                warp::http::StatusCode::FORBIDDEN,
-                "SCOPE_ESCALATION",
-                format!("You cannot give an agent the scope {s:?}: it is not one you hold and may grant."),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Free-form metadata: a JSON object of at most 16 KiB whose strings are all visible text. It
-/// is stored and shown to the agent's organization, and never put in a public document.
-pub(crate) fn check_metadata(v: &serde_json::Value) -> Result<(), ApiError> {
-    if !v.is_object() {
-        return Err(ApiError::validation("metadata", "must be a JSON object"));
-    }
-    if v.to_string().len() > 16 * 1024 {
-        return Err(ApiError::validation("metadata", "must be at most 16 KiB"));
-    }
-    crate::app::text::check_json_visible(v)
-        .map_err(|e| ApiError::validation("metadata", e.to_string()))
-}
-
-/// The card fields of a registration or an update, checked together.
-pub(crate) struct CardFields<'a> {
-    pub(crate) description: Option<&'a str>,
-    pub(crate) skills: &'a [SkillView],
-    pub(crate) domains: &'a [SkillView],
-    pub(crate) locators: &'a [LocatorView],
-    pub(crate) endpoints: &'a [String],
-}
-
-pub(crate) fn check_card(
-    c: &CardFields<'_>,
-    taxonomy: Option<&oasf::Taxonomy>,
-) -> Result<(), ApiError> {
-    if let Some(d) = c.description {
-        check_len("description", d, 1, 2048)?;
-    }
-    check_taxonomy_refs("skills", c.skills)?;
-    check_taxonomy_refs("domains", c.domains)?;
-    if let Some(t) = taxonomy {
-        for (i, s) in c.skills.iter().enumerate() {
-            t.check_skill(Some(s.id), Some(&s.name))
-                .map_err(|e| ApiError::validation(&format!("skills[{i}]"), e.to_string()))?;
-        }
-        for (i, d) in c.domains.iter().enumerate() {
-            t.check_domain(Some(d.id), Some(&d.name))
-                .map_err(|e| ApiError::validation(&format!("domains[{i}]"), e.to_string()))?;
-        }
-    }
-    let types = oasf::LocatorType::ALL.map(|t| t.as_str());
-    if c.locators.len() > types.len() {
-        return Err(ApiError::validation(
-            "locators",
-            "at most one locator of each type",
-        ));
-    }
-    for (i, l) in c.locators.iter().enumerate() {
-        let field = format!("locators[{i}]");
-        check_one_of(&format!("{field}.type"), &l.kind, &types)?;
-        if c.locators[..i].iter().any(|o| o.kind == l.kind) {
-            return Err(ApiError::validation(
-                &field,
-                format!("a second locator of type {}; give each type once", l.kind),
-            ));
-        }
-        if l.urls.is_empty() || l.urls.len() > 10 {
-            return Err(ApiError::validation(
-                &format!("{field}.urls"),
-                "give 1 to 10 URLs",
-            ));
-        }
-        // Container images and Helm charts live in OCI registries (`oci://`); everything else
-        // is fetched over https. No other scheme is ever published.
-        let schemes: &[&str] = match l.kind.as_str() {
-            "container_image" | "helm_chart" => &["https", "oci"],
-            _ => &["https"],
-        };
-        for (j, u) in l.urls.iter().enumerate() {
-            crate::app::text::check_public_url(u, schemes)
-                .map_err(|e| ApiError::validation(&format!("{field}.urls[{j}]"), e.to_string()))?;
-        }
-    }
-    if c.endpoints.len() > 20 {
-        return Err(ApiError::validation("endpoints", "at most 20 entries"));
-    }
-    for (i, e) in c.endpoints.iter().enumerate() {
-        crate::app::text::check_public_url(e, &["https"])
-            .map_err(|err| ApiError::validation(&format!("endpoints[{i}]"), err.to_string()))?;
-    }
-    Ok(())
-}
-
-/// OASF `{id, name}` entries: at most 100, ids positive, names `segment/segment…` of lowercase
-/// letters, digits and `_`, no repeats.
-fn check_taxonomy_refs(field: &str, v: &[SkillView]) -> Result<(), ApiError> {
-    if v.len() > 100 {
-        return Err(ApiError::validation(field, "at most 100 entries"));
-    }
-    for (i, s) in v.iter().enumerate() {
-        let f = format!("{field}[{i}]");
-        check_len(&format!("{f}.name"), &s.name, 1, 256)?;
-        let name_ok = s.name.split('/').all(|seg| {
-            !seg.is_empty()
-                && seg
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        });
-        if !name_ok {
-            return Err(ApiError::validation(
-                &format!("{f}.name"),
-                "must be an OASF taxonomy name like natural_language_processing/summarization",
-            ));
-        }
-        if s.id == 0 {
-            return Err(ApiError::validation(
-                &format!("{f}.id"),
-                "must be a positive OASF id",
-            ));
-        }
-        if v[..i].iter().any(|o| o.id == s.id) {
-            return Err(ApiError::validation(
-                &f,
-                format!("id {} is listed twice", s.id),
-            ));
-        }
-    }
-    Ok(())
-}
-
-pub(crate) fn check_text(field: &str, v: &str) -> Result<(), ApiError> {
-    check_len(field, v, 1, 256)
-}
-
 pub(crate) fn views_of(v: &[Skill]) -> Vec<SkillView> {
     v.iter()
         .map(|s| SkillView {
-            id: s.id,
-            name: s.name.clone(),
-        })
-        .collect()
-}
-
-pub(crate) fn locators_of(v: &[LocatorView]) -> Vec<Locator> {
-    v.iter()
-        .map(|l| Locator {
-            kind: l.kind.clone(),
-            urls: l.urls.clone(),
-        })
-        .collect()
-}
-
-pub(crate) fn skills_of(v: &[SkillView]) -> Vec<Skill> {
-    v.iter()
-        .map(|s| Skill {
             id: s.id,
             name: s.name.clone(),
         })
@@ -541,8 +303,12 @@ pub(crate) struct OrgView {
     pub(crate) slug: String,
     /// free, pro or enterprise.
     pub(crate) plan_tier: String,
-    pub(crate) max_agents: u64,
-    pub(crate) max_tokens_per_month: u64,
+    /// Most agents that are not decommissioned; `null`: unlimited.
+    #[schema(required = true, minimum = 1, maximum = 9007199254740991_u64)]
+    pub(crate) max_agents: Option<u64>,
+    /// Token budget per calendar month (not yet enforced); `null`: unlimited.
+    #[schema(required = true, minimum = 1, maximum = 9007199254740991_u64)]
+    pub(crate) max_tokens_per_month: Option<u64>,
     /// active, suspended or deleted.
     pub(crate) status: String,
     pub(crate) created_at: String,
@@ -556,8 +322,8 @@ impl OrgView {
             name: o.name.clone(),
             slug: o.slug.clone(),
             plan_tier: o.plan_tier.as_str().to_string(),
-            max_agents: o.max_agents,
-            max_tokens_per_month: o.max_tokens_per_month,
+            max_agents: crate::app::orgs::limit_on_wire(o.max_agents),
+            max_tokens_per_month: crate::app::orgs::limit_on_wire(o.max_tokens_per_month),
             status: o.status.as_str().to_string(),
             created_at: rfc3339(o.created_at),
             updated_at: rfc3339(o.updated_at),
@@ -574,7 +340,13 @@ pub(crate) struct CreateOrgRequest {
     pub(crate) slug: String,
     /// free (default), pro or enterprise.
     pub(crate) plan_tier: Option<String>,
+    /// 1 to 2^53 − 1; absent or `null`: the plan's default (free 100, pro 1,000, enterprise
+    /// unlimited).
+    #[schema(minimum = 1, maximum = 9007199254740991_u64)]
     pub(crate) max_agents: Option<u64>,
+    /// 1 to 2^53 − 1; absent or `null`: the plan's default (free 10,000, pro 100,000,
+    /// enterprise unlimited).
+    #[schema(minimum = 1, maximum = 9007199254740991_u64)]
     pub(crate) max_tokens_per_month: Option<u64>,
     /// Email of the organization's first admin agent; default `admin@<slug>.agentidp.local`.
     pub(crate) admin_email: Option<String>,
@@ -586,8 +358,14 @@ pub(crate) struct CreateOrgRequest {
 pub(crate) struct UpdateOrgRequest {
     pub(crate) name: Option<String>,
     pub(crate) plan_tier: Option<String>,
-    pub(crate) max_agents: Option<u64>,
-    pub(crate) max_tokens_per_month: Option<u64>,
+    /// 1 to 2^53 − 1, or `null`: unlimited. Absent: unchanged.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 9007199254740991_u64)]
+    pub(crate) max_agents: Option<Option<u64>>,
+    /// 1 to 2^53 − 1, or `null`: unlimited. Absent: unchanged.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 9007199254740991_u64)]
+    pub(crate) max_tokens_per_month: Option<Option<u64>>,
     /// active or suspended (deletion is DELETE).
     pub(crate) status: Option<String>,
 }
@@ -607,6 +385,17 @@ pub(crate) struct CreatedOrg {
     #[serde(flatten)]
     pub(crate) organization: OrgView,
     pub(crate) admin: OrgAdmin,
+}
+
+/// Query of the organization listing.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+pub(crate) struct OrgListQuery {
+    /// Page number, from 1.
+    pub(crate) page: Option<usize>,
+    /// Page size, 1 to 100 (default 20).
+    pub(crate) limit: Option<usize>,
+    /// active, suspended or deleted.
+    pub(crate) status: Option<String>,
 }
 
 /// A page of organizations.

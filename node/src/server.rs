@@ -12,7 +12,6 @@ use crate::app::{Actor, AppState, Settings};
 use crate::clock::{Clock, SystemClock};
 use crate::keys::{generate, rotate_in, KeyRing, META_ACTIVE_KID};
 use crate::metrics::Metrics;
-use crate::model::ALL_SCOPES;
 use crate::ratelimit::RateLimiter;
 
 /// What `serve` needs.
@@ -485,21 +484,21 @@ async fn recover_in(
     let (admin, created) = match current {
         Some(a) => (a, false),
         None => (
-            crate::http::agents::admin_agent(
+            crate::app::agents::admin_agent(
                 system_org,
                 format!("admin-recovered-{}@instance.agentidp.local", now),
                 "instance admin (recovered)".into(),
                 "operator".into(),
-                ALL_SCOPES,
+                &crate::app::Scope::ALL,
                 "instance-admin",
                 now,
             )
-            .map_err(|e| StartError::Bootstrap(e.message))?,
+            .map_err(|e| StartError::Bootstrap(e.to_string()))?,
             true,
         ),
     };
-    let (cred, secret) = crate::http::agents::new_credential(&admin, now, None, None)
-        .map_err(|e| StartError::Bootstrap(e.message))?;
+    let (cred, secret) = crate::app::credentials::new_credential(&admin, now, None, None)
+        .map_err(|e| StartError::Bootstrap(e.to_string()))?;
     let entry = storage::NewAuditEntry {
         time: now,
         org_id: system_org,
@@ -517,14 +516,14 @@ async fn recover_in(
     store
         .write(move |tx| {
             if created {
-                crate::http::agents::insert_agent(tx, &admin)?;
+                crate::app::agents::insert_agent(tx, &admin)?;
             }
             tx.put_credential(&cred);
             tx.audit(entry)?;
-            Ok::<_, crate::http::error::ApiError>(())
+            Ok::<_, crate::app::DomainError>(())
         })
         .await
-        .map_err(|e| StartError::Bootstrap(e.message))?;
+        .map_err(|e| StartError::Bootstrap(e.to_string()))?;
     write_admin_file(&path, &admin_id.to_string(), &secret).map_err(|source| {
         StartError::AdminFile {
             path: path.clone(),
@@ -579,18 +578,18 @@ async fn bootstrap(
         updated_at: now,
         token_epoch: 0,
     };
-    let admin = crate::http::agents::admin_agent(
+    let admin = crate::app::agents::admin_agent(
         org.id,
         "admin@instance.agentidp.local".into(),
         "instance admin".into(),
         "operator".into(),
-        ALL_SCOPES,
+        &crate::app::Scope::ALL,
         "instance-admin",
         now,
     )
-    .map_err(|e| StartError::Bootstrap(e.message))?;
-    let (cred, secret) = crate::http::agents::new_credential(&admin, now, None, None)
-        .map_err(|e| StartError::Bootstrap(e.message))?;
+    .map_err(|e| StartError::Bootstrap(e.to_string()))?;
+    let (cred, secret) = crate::app::credentials::new_credential(&admin, now, None, None)
+        .map_err(|e| StartError::Bootstrap(e.to_string()))?;
     let key = generate(alg, now).map_err(|e| StartError::Keys(e.to_string()))?;
 
     // The file first: if we crash before the commit, the next start rewrites it with a new

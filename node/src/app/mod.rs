@@ -3,18 +3,25 @@
 //! around it; `server/` and `gossip/` call it; it calls the library crates (storage, federation,
 //! did-method, oasf). Every store write of the node is opened here.
 
+pub(crate) mod agent_keys;
+pub(crate) mod agents;
 pub(crate) mod artifacts;
 pub(crate) mod authz;
+pub(crate) mod credentials;
 pub(crate) mod dids;
 pub(crate) mod discovery;
 // Transitional: the areas still being moved under app/ will use every error and code.
 #[allow(dead_code)]
 pub(crate) mod error;
 pub(crate) mod failures;
+pub(crate) mod orgs;
+#[cfg(test)]
+mod registry_tests;
 pub(crate) mod state;
 #[cfg(test)]
 pub(crate) mod testing;
 pub(crate) mod text;
+pub(crate) mod validate;
 #[allow(dead_code)]
 pub(crate) mod vocab;
 

@@ -83,22 +83,6 @@ impl ApiError {
         )
     }
 
-    pub(crate) fn credential_not_found() -> Self {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "CREDENTIAL_NOT_FOUND",
-            "Credential with the specified ID was not found.",
-        )
-    }
-
-    pub(crate) fn org_not_found() -> Self {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "ORG_NOT_FOUND",
-            "Organization with the specified ID was not found.",
-        )
-    }
-
     pub(crate) fn invalid_id(name: &str) -> Self {
         ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -3,7 +3,7 @@
 //! handlers per path prefix. Handlers parse, authenticate, call the domain and render.
 
 mod agent_did;
-pub(crate) mod agents;
+mod agents;
 mod audit;
 mod auth;
 mod badges;
@@ -15,7 +15,7 @@ mod federation;
 mod health;
 mod keys;
 mod openapi;
-mod orgs;
+mod organizations;
 mod public_agents;
 mod tokens;
 mod wellknown;
@@ -26,6 +26,7 @@ use warp::filters::BoxedFilter;
 use warp::{Filter, Rejection, Reply};
 
 use crate::app::AppState;
+use agents::{credentials as agent_credentials, keys as agent_keys};
 
 pub(crate) use crate::app::Caller;
 pub(crate) use extract::{BodyTimeout, ClientAddr, DEFAULT_BODY_TIMEOUT, MAX_BODY};
@@ -115,23 +116,23 @@ pub(crate) const ROUTES: &[Route] = routes! {
     GET "/oauth2/authorize" => wellknown::authorize();
     GET "/api/v1/keys" => keys::signing_keys(auth, state);
     POST "/api/v1/keys/rotate" => keys::rotate(auth, opt_json, state);
-    POST "/api/v1/organizations" => orgs::create(auth, json, state);
-    GET "/api/v1/organizations" => orgs::list(auth, query, state);
-    GET "/api/v1/organizations/{orgId}" => orgs::get(auth, state);
-    PATCH "/api/v1/organizations/{orgId}" => orgs::update(auth, json, state);
-    DELETE "/api/v1/organizations/{orgId}" => orgs::delete(auth, state);
+    POST "/api/v1/organizations" => organizations::create(auth, json, state);
+    GET "/api/v1/organizations" => organizations::list(auth, query, state);
+    GET "/api/v1/organizations/{orgId}" => organizations::get(auth, state);
+    PATCH "/api/v1/organizations/{orgId}" => organizations::update(auth, json, state);
+    DELETE "/api/v1/organizations/{orgId}" => organizations::delete(auth, state);
     POST "/api/v1/agents" => agents::register(auth, json, state);
     GET "/api/v1/agents" => agents::list(auth, query, state);
     GET "/api/v1/agents/{agentId}" => agents::get(auth, state);
     PATCH "/api/v1/agents/{agentId}" => agents::update(auth, json, state);
     DELETE "/api/v1/agents/{agentId}" => agents::decommission(auth, state);
-    POST "/api/v1/agents/{agentId}/credentials" => agents::create_credential(auth, opt_json, state);
-    GET "/api/v1/agents/{agentId}/credentials" => agents::list_credentials(auth, state);
-    POST "/api/v1/agents/{agentId}/credentials/{credentialId}/rotate" => agents::rotate_credential(auth, opt_json, state);
-    DELETE "/api/v1/agents/{agentId}/credentials/{credentialId}" => agents::revoke_credential(auth, state);
-    POST "/api/v1/agents/{agentId}/keys" => keys::add_key(auth, json, state);
-    GET "/api/v1/agents/{agentId}/keys" => keys::list_keys(auth, state);
-    DELETE "/api/v1/agents/{agentId}/keys/{kid}" => keys::remove_key(auth, state);
+    POST "/api/v1/agents/{agentId}/credentials" => agent_credentials::create_credential(auth, opt_json, state);
+    GET "/api/v1/agents/{agentId}/credentials" => agent_credentials::list_credentials(auth, state);
+    POST "/api/v1/agents/{agentId}/credentials/{credentialId}/rotate" => agent_credentials::rotate_credential(auth, opt_json, state);
+    DELETE "/api/v1/agents/{agentId}/credentials/{credentialId}" => agent_credentials::revoke_credential(auth, state);
+    POST "/api/v1/agents/{agentId}/keys" => agent_keys::add_key(auth, json, state);
+    GET "/api/v1/agents/{agentId}/keys" => agent_keys::list_keys(auth, state);
+    DELETE "/api/v1/agents/{agentId}/keys/{kid}" => agent_keys::remove_key(auth, state);
     GET "/api/v1/agents/{agentId}/did" => agent_did::legacy_document(state);
     GET "/api/v1/agents/{agentId}/did/resolve" => agent_did::resolve(auth, state);
     GET "/api/v1/agents/{agentId}/did/card" => agent_did::legacy_card(state);

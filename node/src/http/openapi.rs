@@ -43,7 +43,7 @@ impl Modify for Finish {
         OrgView, OrgPage, CreateOrgRequest, UpdateOrgRequest, CreatedOrg, OrgAdmin,
         AuditView, AuditPage, AuditVerifyView, TokenResponse, ErrorBody, OAuthErrorBody,
         super::client_auth::OAuthForm, super::tokens::Introspection, super::wellknown::AgentInfo,
-        super::keys::AddKeyRequest, super::keys::AgentKeyView, super::keys::AgentKeyList,
+        super::agents::keys::AddKeyRequest, super::agents::keys::AgentKeyView, super::agents::keys::AgentKeyList,
         super::keys::SigningKeyView, super::keys::SigningKeyList, super::keys::RotateRequest, super::keys::Rotated,
         super::health::Health, super::health::DetailedHealth, super::health::Probe,
     ))

@@ -176,6 +176,32 @@ async fn full_lifecycle() {
         .await;
     assert_eq!(again.status, 409, "{:?}", again.body);
     assert_eq!(again.body["code"], "ORG_SLUG_CONFLICT");
+    // Unlimited plan limits are `null` (18446744073709551615 is no number JavaScript can hold),
+    // and PATCH takes `null` to lift a limit.
+    let r = api
+        .call("GET", "/api/v1/organizations?limit=100", Some(&admin), None)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let instance = r.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["slug"] == "instance")
+        .expect("the node's own organization is listed")
+        .clone();
+    assert_eq!(instance.get("maxAgents"), Some(&Value::Null), "{instance}");
+    assert_eq!(instance.get("maxTokensPerMonth"), Some(&Value::Null));
+    let r = api
+        .call(
+            "PATCH",
+            &format!("/api/v1/organizations/{org}"),
+            Some(&admin),
+            Some(json!({"maxTokensPerMonth": null})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body.get("maxTokensPerMonth"), Some(&Value::Null));
+    assert_eq!(r.body["maxAgents"], 10, "absent fields are unchanged");
 
     // The organization's admin works with the credential from the create response.
     let r = api
