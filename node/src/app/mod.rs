@@ -4,14 +4,21 @@
 //! did-method, oasf). Every store write of the node is opened here.
 
 pub(crate) mod authz;
+pub(crate) mod bearer;
+pub(crate) mod client_auth;
 // Transitional: the areas still being moved under app/ will use every error and code.
 #[allow(dead_code)]
 pub(crate) mod error;
+pub(crate) mod exchange;
 pub(crate) mod failures;
+pub(crate) mod policies;
 pub(crate) mod state;
 #[cfg(test)]
 pub(crate) mod testing;
 pub(crate) mod text;
+#[cfg(test)]
+pub(crate) mod token_fixture;
+pub(crate) mod tokens;
 #[allow(dead_code)]
 pub(crate) mod vocab;
 
