@@ -474,6 +474,31 @@ pub(crate) struct AuditVerifyView {
     pub(crate) reason: Option<String>,
 }
 
+// ---------- trust policies ----------
+
+/// Body of `POST /api/v1/oidc/trust-policies`: `issuer` + `subject`, or the predecessor's
+/// `provider: github` + `repository` (+ `branch`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct CreateTrustPolicyRequest {
+    /// `github` (the predecessor's shape).
+    pub(crate) provider: Option<String>,
+    /// `org/repo` (with `provider: github`).
+    pub(crate) repository: Option<String>,
+    /// A branch name (with `provider: github`); without it any ref of the repository.
+    pub(crate) branch: Option<String>,
+    pub(crate) issuer: Option<String>,
+    /// `sub` pattern, e.g. `repo:acme/app:ref:refs/heads/main` or `repo:acme/app:*`.
+    pub(crate) subject: Option<String>,
+    pub(crate) audience: Option<String>,
+    #[serde(default)]
+    pub(crate) claims: std::collections::BTreeMap<String, String>,
+    /// An agent of the caller's organization.
+    pub(crate) agent_id: Uuid,
+    /// Defaults to the agent's scopes; must be a subset of them.
+    pub(crate) scopes: Option<Vec<String>>,
+}
+
 // ---------- tokens ----------
 
 /// RFC 6749 §5.1 access token response.

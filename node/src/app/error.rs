@@ -237,6 +237,29 @@ impl DomainError {
         }
     }
 
+    /// `invalid_client` (RFC 6749 §5.2); `basic`: the client tried HTTP Basic, so the answer
+    /// carries a matching challenge.
+    pub(crate) fn invalid_client(description: impl Into<String>, basic: bool) -> Self {
+        DomainError::OAuth {
+            kind: OAuthKind::InvalidClient,
+            description: description.into(),
+            code: ErrorCode::Unauthorized,
+            retry_after: None,
+            basic,
+        }
+    }
+
+    /// An OAuth endpoint's `429` (`temporarily_unavailable` with `Retry-After`).
+    pub(crate) fn oauth_throttled(description: impl Into<String>, retry_after: u64) -> Self {
+        DomainError::OAuth {
+            kind: OAuthKind::TemporarilyUnavailable,
+            description: description.into(),
+            code: ErrorCode::RateLimited,
+            retry_after: Some(retry_after),
+            basic: false,
+        }
+    }
+
     pub(crate) fn missing_scope(scope: Scope) -> Self {
         DomainError::Forbidden {
             code: ErrorCode::AuthorizationError,

@@ -7,20 +7,27 @@ pub(crate) mod agent_keys;
 pub(crate) mod agents;
 pub(crate) mod artifacts;
 pub(crate) mod authz;
+pub(crate) mod bearer;
+pub(crate) mod client_auth;
 pub(crate) mod credentials;
 pub(crate) mod dids;
 pub(crate) mod discovery;
 // Transitional: the areas still being moved under app/ will use every error and code.
 #[allow(dead_code)]
 pub(crate) mod error;
+pub(crate) mod exchange;
 pub(crate) mod failures;
 pub(crate) mod orgs;
+pub(crate) mod policies;
 #[cfg(test)]
 mod registry_tests;
 pub(crate) mod state;
 #[cfg(test)]
 pub(crate) mod testing;
 pub(crate) mod text;
+#[cfg(test)]
+pub(crate) mod token_fixture;
+pub(crate) mod tokens;
 pub(crate) mod validate;
 #[allow(dead_code)]
 pub(crate) mod vocab;

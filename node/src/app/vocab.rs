@@ -162,6 +162,23 @@ error_codes! {
     IssuerMismatch => "ISSUER_MISMATCH",
     WrongTokenType => "WRONG_TOKEN_TYPE",
     JwksUnreachable => "JWKS_UNREACHABLE",
+    TokenMalformed => "TOKEN_MALFORMED",
+    // A partner token's refusals by the federation crate's verifier (`federation::VerifyError`).
+    TokenTooLarge => "TOKEN_TOO_LARGE",
+    AlgNotAllowed => "ALG_NOT_ALLOWED",
+    CritUnsupported => "CRIT_UNSUPPORTED",
+    UnknownKid => "UNKNOWN_KID",
+    KeyAlgMismatch => "KEY_ALG_MISMATCH",
+    NoSuitableKey => "NO_SUITABLE_KEY",
+    KidRequired => "KID_REQUIRED",
+    SignatureInvalid => "SIGNATURE_INVALID",
+    ExpirationMissing => "EXPIRATION_MISSING",
+    ClaimInvalid => "CLAIM_INVALID",
+    TokenExpired => "TOKEN_EXPIRED",
+    TokenNotYetValid => "TOKEN_NOT_YET_VALID",
+    TokenIssuedInFuture => "TOKEN_ISSUED_IN_FUTURE",
+    AudienceMismatch => "AUDIENCE_MISMATCH",
+    KeysUnavailable => "KEYS_UNAVAILABLE",
     BadgeMalformed => "BADGE_MALFORMED",
     BadgeUnsupportedType => "BADGE_UNSUPPORTED_TYPE",
     BadgeIssuerUnknown => "BADGE_ISSUER_UNKNOWN",
@@ -175,6 +192,14 @@ error_codes! {
     ShuttingDown => "SHUTTING_DOWN",
     StoreUnavailable => "STORE_UNAVAILABLE",
     InternalServerError => "INTERNAL_SERVER_ERROR",
+}
+
+impl ErrorCode {
+    /// The code named `name` (a code another crate reports by name, e.g. the federation
+    /// verifier's).
+    pub(crate) fn parse(name: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.iter().copied().find(|c| c.as_str() == name)
+    }
 }
 
 impl std::fmt::Display for ErrorCode {

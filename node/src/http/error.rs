@@ -66,23 +66,6 @@ impl ApiError {
         .with_details(serde_json::json!({ "field": field, "reason": reason }))
     }
 
-    pub(crate) fn unauthorized(reason: &str) -> Self {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            format!("A valid Bearer token is required to access this resource ({reason})."),
-        )
-    }
-
-    pub(crate) fn agent_not_found() -> Self {
-        // The same body for a missing agent and another tenant's agent: existence never leaks.
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "AGENT_NOT_FOUND",
-            "Agent with the specified ID was not found.",
-        )
-    }
-
     pub(crate) fn invalid_id(name: &str) -> Self {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -127,8 +110,12 @@ impl ApiError {
 /// How a [`DomainError`] is answered over HTTP: its status, its code, and the RFC 6749 error
 /// name an OAuth endpoint answers it with. The only place that maps domain errors to statuses.
 pub(crate) struct HttpOf {
+    /// The status at an OAuth endpoint (RFC 6749 §5.2).
     pub(crate) status: StatusCode,
     pub(crate) oauth: &'static str,
+    /// The status of the error envelope (`ApiError`), where it differs: a refused grant at the
+    /// predecessor's JSON exchange route (`POST /api/v1/oidc/token`) is `401`.
+    pub(crate) api_status: StatusCode,
 }
 
 /// See [`HttpOf`].
@@ -162,7 +149,19 @@ pub(crate) fn http_of(e: &DomainError) -> HttpOf {
         }
         DomainError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
     };
-    HttpOf { status, oauth }
+    let api_status = match e {
+        DomainError::OAuth {
+            kind: OAuthKind::InvalidGrant,
+            retry_after: None,
+            ..
+        } => StatusCode::UNAUTHORIZED,
+        _ => status,
+    };
+    HttpOf {
+        status,
+        oauth,
+        api_status,
+    }
 }
 
 fn retry_after_of(e: &DomainError) -> Option<u64> {
@@ -177,7 +176,7 @@ impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
         let h = http_of(&e);
         ApiError {
-            status: h.status,
+            status: h.api_status,
             code: e.code().as_str(),
             message: e.to_string(),
             details: e.details().cloned().map(Box::new),

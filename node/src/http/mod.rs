@@ -3,21 +3,23 @@
 //! handlers per path prefix. Handlers parse, authenticate, call the domain and render.
 
 mod agent_did;
+mod agent_info;
 mod agents;
 mod audit;
 mod auth;
 mod badges;
-mod client_auth;
 pub(crate) mod error;
-mod exchange;
 pub(crate) mod extract;
 mod federation;
 mod health;
 mod keys;
+mod oauth2;
+mod oauth_form;
+mod oidc;
 mod openapi;
 mod organizations;
 mod public_agents;
-mod tokens;
+mod token;
 mod wellknown;
 
 use std::convert::Infallible;
@@ -33,6 +35,9 @@ pub(crate) use extract::{BodyTimeout, ClientAddr, DEFAULT_BODY_TIMEOUT, MAX_BODY
 #[cfg(feature = "gossip")]
 pub(crate) use federation::key_source as partner_key_source;
 pub(crate) use federation::PartnerCache;
+// Transitional: `app::exchange` verifies subject tokens with it until the federation area
+// moves under `app/`.
+pub(crate) use federation::verify_partner_token;
 
 /// The part of a route every row shares: its template and method matched, its path parameters.
 type Base = BoxedFilter<(extract::Params,)>;
@@ -95,16 +100,16 @@ macro_rules! routes {
 /// Every route the node serves, the most requested first (the router tries them in order).
 /// Adding a route is one row here plus its handler.
 pub(crate) const ROUTES: &[Route] = routes! {
-    POST "/api/v1/token" => tokens::token(authorization, body, addr, state);
+    POST "/api/v1/token" => token::token(authorization, body, addr, state);
     GET "/agents/{agentId}/did.json" => public_agents::agent_document(accept, inm, state);
     GET "/.well-known/jwks.json" => wellknown::jwks(inm, state);
-    POST "/api/v1/token/introspect" => tokens::introspect(authorization, body, addr, state);
+    POST "/api/v1/token/introspect" => token::introspect(authorization, body, addr, state);
     GET "/.well-known/did.json" => wellknown::node_document(accept, inm, state);
     GET "/agents/{agentId}/.well-known/agent-card.json" => public_agents::agent_card(inm, state);
     GET "/agents/{agentId}/oasf.json" => public_agents::oasf_record(inm, state);
     GET "/agents/{agentId}/badge" => public_agents::agent_badge(state);
-    POST "/oauth2/token" => tokens::token(authorization, body, addr, state);
-    POST "/api/v1/token/revoke" => tokens::revoke(authorization, body, addr, state);
+    POST "/oauth2/token" => token::token(authorization, body, addr, state);
+    POST "/api/v1/token/revoke" => token::revoke(authorization, body, addr, state);
     GET "/health" => health::health(state);
     GET "/health/detailed" => health::detailed(state);
     GET "/metrics" => health::metrics(state);
@@ -112,8 +117,8 @@ pub(crate) const ROUTES: &[Route] = routes! {
     GET "/.well-known/openid-configuration" => wellknown::openid_configuration(state);
     GET "/.well-known/oauth-authorization-server" => wellknown::oauth_authorization_server(state);
     GET "/did.json" => wellknown::node_document_at_path(accept, inm, state);
-    GET "/agent-info" => wellknown::agent_info(auth, state);
-    GET "/oauth2/authorize" => wellknown::authorize();
+    GET "/agent-info" => agent_info::agent_info(auth, state);
+    GET "/oauth2/authorize" => oauth2::authorize();
     GET "/api/v1/keys" => keys::signing_keys(auth, state);
     POST "/api/v1/keys/rotate" => keys::rotate(auth, opt_json, state);
     POST "/api/v1/organizations" => organizations::create(auth, json, state);
@@ -144,11 +149,11 @@ pub(crate) const ROUTES: &[Route] = routes! {
     DELETE "/api/v1/federation/partners/{id}" => federation::delete(auth, state);
     POST "/api/v1/federation/verify" => federation::verify(auth, json, state);
     GET "/api/v1/federation/gossip" => federation::gossip(auth, state);
-    POST "/api/v1/oidc/trust-policies" => exchange::create(auth, json, state);
-    GET "/api/v1/oidc/trust-policies" => exchange::list(auth, query, state);
-    GET "/api/v1/oidc/trust-policies/{id}" => exchange::get(auth, state);
-    DELETE "/api/v1/oidc/trust-policies/{id}" => exchange::delete(auth, state);
-    POST "/api/v1/oidc/token" => exchange::oidc_token(json, addr, state);
+    POST "/api/v1/oidc/trust-policies" => oidc::create(auth, json, state);
+    GET "/api/v1/oidc/trust-policies" => oidc::list(auth, query, state);
+    GET "/api/v1/oidc/trust-policies/{id}" => oidc::get(auth, state);
+    DELETE "/api/v1/oidc/trust-policies/{id}" => oidc::delete(auth, state);
+    POST "/api/v1/oidc/token" => oidc::oidc_token(json, addr, state);
     GET "/api/v1/audit" => audit::list(auth, query, state);
     GET "/api/v1/audit/verify" => audit::verify(auth, query, state);
 };

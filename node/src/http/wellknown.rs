@@ -6,14 +6,12 @@
 //! and `/oauth2/authorize`, which exists only to say that there is no interactive authorization
 //! here.
 
-use warp::http::StatusCode;
 use warp::{Rejection, Reply};
 
 use super::public_agents::{document, public_reply};
 use crate::app::{dids, discovery, AppState};
 use crate::http::extract::Params;
-use crate::http::Caller;
-use crate::model::{ErrorBody, OAuthErrorBody};
+use crate::model::ErrorBody;
 
 /// How long relying parties may cache the JWKS and metadata. Far below the rotation grace
 /// period, so a cached set always still holds every key that signed a live token.
@@ -99,72 +97,4 @@ pub(crate) async fn node_document_at_path(
     Ok(public_reply(dids::node_document_at_path(&state), |r| {
         document(&r, accept.as_deref(), inm.as_deref())
     }))
-}
-
-/// There is no interactive authorization: agents get tokens at the token endpoint.
-#[utoipa::path(get, path = "/oauth2/authorize", tag = "Discovery",
-    responses((status = 400, description = "unsupported_response_type, always", body = OAuthErrorBody)))]
-pub(crate) async fn authorize(_p: Params) -> Result<warp::reply::Response, Rejection> {
-    Ok({
-        let body = serde_json::json!({
-            "error": "unsupported_response_type",
-            "error_description": "agentidp has no interactive authorization; agents obtain tokens at the token endpoint (client_credentials)",
-        });
-        warp::reply::with_status(warp::reply::json(&body), StatusCode::BAD_REQUEST).into_response()
-    })
-}
-
-/// Identity claims of the calling agent (UserInfo-like).
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub(crate) struct AgentInfo {
-    sub: String,
-    name: String,
-    email: String,
-    agent_type: String,
-    deployment_env: String,
-    organization_id: String,
-    did: String,
-    /// The scopes of the token used to call this endpoint.
-    scope: String,
-    version: String,
-    owner: String,
-    capabilities: Vec<String>,
-}
-
-/// Identity claims of the calling agent (the predecessor's `/agent-info`).
-#[utoipa::path(get, path = "/agent-info", tag = "Discovery", security(("bearer" = [])),
-    responses((status = 200, body = AgentInfo), (status = 401, body = ErrorBody)))]
-pub(crate) async fn agent_info(
-    _p: Params,
-    caller: Caller,
-    state: AppState,
-) -> Result<warp::reply::Response, Rejection> {
-    // The bearer filter has just checked that the agent exists and is active.
-    let a = state
-        .store
-        .get_agent(&caller.agent_id)
-        .map_err(crate::http::error::ApiError::from)?
-        .ok_or_else(crate::http::error::ApiError::agent_not_found)?;
-    let body = AgentInfo {
-        sub: a.id.to_string(),
-        name: a.name.clone(),
-        email: a.email.clone(),
-        agent_type: a.agent_type.clone(),
-        deployment_env: a.deployment_env.clone(),
-        organization_id: a.org_id.to_string(),
-        did: state.agent_did(&a.id),
-        scope: caller
-            .scopes
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join(" "),
-        version: a.version.clone(),
-        owner: a.owner.clone(),
-        capabilities: a.capabilities.clone(),
-    };
-    Ok(
-        warp::reply::with_header(warp::reply::json(&body), "cache-control", "no-store")
-            .into_response(),
-    )
 }

@@ -13,9 +13,6 @@ use crate::http::extract::{created, Params};
 use crate::http::Caller;
 use crate::model::*;
 
-// Transitional: the trust-policy handlers (`http/exchange.rs`) still look agents up here.
-pub(crate) use crate::app::agents::read_own_agent;
-
 /// A registration's answer: the agent, and the private half of the key the node generated when
 /// the registration supplied none (shown this once; the node keeps only the public key).
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]

@@ -2,23 +2,23 @@
 //! `client_secret_basic` (RFC 6749 §2.3.1), `client_secret_post`, and `private_key_jwt`
 //! (RFC 7523 §2.2 and §3, OIDC Core §9) with a key the agent registered.
 //!
-//! Every failure is `invalid_client` (RFC 6749 §5.2), charged to the source address and
-//! audited within a bound (`app::failures`); beyond the address's failure budget it becomes
-//! `429`. Client secrets are 256 random bits, so throttling bounds work and audit growth, not
-//! guessing; valid credentials are never refused by the failure throttle.
+//! The HTTP layer decodes the Basic header and the form; the decisions are here. Every failure
+//! of the credentials themselves is `invalid_client` (RFC 6749 §5.2), charged to the source
+//! address and audited within a bound (`app::failures`); beyond the address's failure budget it
+//! becomes `429`. Client secrets are 256 random bits, so throttling bounds work and audit
+//! growth, not guessing; valid credentials are never refused by the failure throttle.
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use base64::Engine as _;
-use serde::Deserialize;
 use std::sync::Arc;
-use storage::{Agent, AgentStatus, CredentialStatus};
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use storage::{Agent, AgentStatus, CredentialStatus, StoreError};
 use uuid::Uuid;
 
+use super::error::{DomainError, OAuthKind, Outcome};
+use super::state::{Actor, AppState};
+use super::vocab::ErrorCode;
 use crate::clients::ClientEntry;
-
-use crate::app::{Actor, AppState};
-use crate::http::error::OAuthError;
 use crate::secrets::secret_matches;
 use crate::token::{Compact, LEEWAY_SECS};
 
@@ -27,48 +27,22 @@ pub(crate) const JWT_BEARER_ASSERTION: &str =
     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// Longest client assertion lifetime we accept: it bounds how long used `jti`s are kept.
 const MAX_ASSERTION_LIFETIME_SECS: i64 = 300;
+/// Longest client id looked up.
+const MAX_CLIENT_ID_LEN: usize = 128;
+/// Largest client assertion looked at.
+const MAX_ASSERTION_LEN: usize = 16 * 1024;
+/// The one answer to credentials that do not authenticate anyone.
+const AUTH_FAILED: &str = "client authentication failed";
 
-/// The parameters of the OAuth endpoints (form-encoded per the RFCs, or JSON).
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-pub(crate) struct OAuthForm {
-    pub(crate) grant_type: Option<String>,
+/// The client credentials a request presented, as the HTTP layer decoded them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ClientCredentials {
+    /// `client_id` and `client_secret` of an HTTP Basic header, form-decoded.
+    pub(crate) basic: Option<(String, String)>,
     pub(crate) client_id: Option<String>,
     pub(crate) client_secret: Option<String>,
     pub(crate) client_assertion_type: Option<String>,
     pub(crate) client_assertion: Option<String>,
-    pub(crate) scope: Option<String>,
-    /// Introspection and revocation: the token in question. (`token_type_hint` may be sent and
-    /// is ignored: this node issues one type of token.)
-    pub(crate) token: Option<String>,
-    /// Token exchange (RFC 8693 §2.1): the partner-issued token and its type.
-    pub(crate) subject_token: Option<String>,
-    pub(crate) subject_token_type: Option<String>,
-    /// Token exchange: must be the access token type when given.
-    pub(crate) requested_token_type: Option<String>,
-    /// Token exchange: the agent to act as (id or DID), when several trust policies match.
-    pub(crate) audience: Option<String>,
-}
-
-impl OAuthForm {
-    /// Parses a form-encoded or JSON body.
-    pub(crate) fn parse(content_type: Option<&str>, body: &[u8]) -> Result<OAuthForm, OAuthError> {
-        let mime = content_type
-            .and_then(|c| c.split(';').next())
-            .map(|m| m.trim().to_ascii_lowercase());
-        match mime.as_deref() {
-            Some("application/x-www-form-urlencoded") => serde_urlencoded::from_bytes(body)
-                .map_err(|e| {
-                    OAuthError::new("invalid_request", format!("malformed form body: {e}"))
-                }),
-            Some("application/json") => serde_json::from_slice(body).map_err(|e| {
-                OAuthError::new("invalid_request", format!("malformed JSON body: {e}"))
-            }),
-            _ => Err(OAuthError::new(
-                "invalid_request",
-                "send the request as application/x-www-form-urlencoded (or application/json)",
-            )),
-        }
-    }
 }
 
 /// How the client authenticated.
@@ -113,6 +87,7 @@ impl Client {
     }
 }
 
+/// One authentication method's credentials.
 enum Presented {
     Secret {
         id: String,
@@ -125,58 +100,86 @@ enum Presented {
     },
 }
 
-/// Authenticates the client of an OAuth request. `action` names the audit action of failures.
-pub(crate) async fn authenticate(
-    state: &AppState,
-    authorization: Option<&str>,
-    form: &OAuthForm,
-    client_addr: Option<String>,
-    action: &str,
-) -> Result<Client, OAuthError> {
-    let basic = authorization.map(parse_basic).transpose()?;
-    let used_basic = basic.is_some();
-    let presented = match (basic, &form.client_secret, &form.client_assertion) {
+fn invalid_request(description: impl Into<String>) -> DomainError {
+    DomainError::oauth(
+        OAuthKind::InvalidRequest,
+        ErrorCode::ValidationError,
+        description,
+    )
+}
+
+/// Which one method the credentials use (RFC 6749 §2.3: exactly one).
+fn presented(c: &ClientCredentials) -> Outcome<Presented> {
+    match (&c.basic, &c.client_secret, &c.client_assertion) {
         (Some(_), Some(_), _) | (Some(_), _, Some(_)) | (None, Some(_), Some(_)) => {
-            return Err(OAuthError::new(
-                "invalid_request",
+            Err(invalid_request(
                 "use exactly one client authentication method (HTTP Basic, client_secret, or client_assertion)",
             ))
         }
         (Some((id, secret)), None, None) => {
-            if form.client_id.as_ref().is_some_and(|b| b != &id) {
-                return Err(OAuthError::new("invalid_request", "client_id in the body differs from HTTP Basic"));
-            }
-            Presented::Secret { id, secret, method: Method::SecretBasic }
-        }
-        (None, Some(secret), None) => match &form.client_id {
-            Some(id) => Presented::Secret { id: id.clone(), secret: secret.clone(), method: Method::SecretPost },
-            None => return Err(OAuthError::new("invalid_request", "client_secret needs client_id")),
-        },
-        (None, None, Some(jwt)) => {
-            if form.client_assertion_type.as_deref() != Some(JWT_BEARER_ASSERTION) {
-                return Err(OAuthError::new(
-                    "invalid_request",
-                    format!("client_assertion_type must be {JWT_BEARER_ASSERTION}"),
+            if c.client_id.as_ref().is_some_and(|b| b != id) {
+                return Err(invalid_request(
+                    "client_id in the body differs from HTTP Basic",
                 ));
             }
-            Presented::Assertion { id: form.client_id.clone(), jwt: jwt.clone() }
+            Ok(Presented::Secret {
+                id: id.clone(),
+                secret: secret.clone(),
+                method: Method::SecretBasic,
+            })
         }
-        (None, None, None) => {
-            let mut e = OAuthError::new(
-                "invalid_client",
-                "client authentication is required: HTTP Basic, client_secret_post or private_key_jwt",
-            );
-            e.basic_challenge = true;
-            return Err(e);
+        (None, Some(secret), None) => match &c.client_id {
+            Some(id) => Ok(Presented::Secret {
+                id: id.clone(),
+                secret: secret.clone(),
+                method: Method::SecretPost,
+            }),
+            None => Err(invalid_request("client_secret needs client_id")),
+        },
+        (None, None, Some(jwt)) => {
+            if c.client_assertion_type.as_deref() != Some(JWT_BEARER_ASSERTION) {
+                return Err(invalid_request(format!(
+                    "client_assertion_type must be {JWT_BEARER_ASSERTION}"
+                )));
+            }
+            Ok(Presented::Assertion {
+                id: c.client_id.clone(),
+                jwt: jwt.clone(),
+            })
         }
-    };
+        (None, None, None) => Err(DomainError::invalid_client(
+            "client authentication is required: HTTP Basic, client_secret_post or private_key_jwt",
+            true,
+        )),
+    }
+}
+
+/// A store failure at the OAuth endpoints (logged; never sent).
+pub(crate) fn store_failed(e: StoreError) -> DomainError {
+    tracing::error!(error = %e, "store error at the token endpoint");
+    DomainError::oauth(
+        OAuthKind::ServerError,
+        ErrorCode::InternalServerError,
+        "The token could not be issued; try again.",
+    )
+}
+
+/// Authenticates the client of an OAuth request from `client_addr`. `action` names the audit
+/// action of failures.
+pub(crate) async fn authenticate(
+    state: &AppState,
+    credentials: &ClientCredentials,
+    client_addr: Option<String>,
+    action: &str,
+) -> Outcome<Client> {
+    let used_basic = credentials.basic.is_some();
+    let presented = presented(credentials)?;
     let client_id = match &presented {
         Presented::Secret { id, .. } => id.clone(),
         Presented::Assertion { id, jwt } => match assertion_subject(jwt) {
             Some(sub) if id.as_ref().is_none_or(|i| i == &sub) => sub,
             Some(_) => {
-                return Err(OAuthError::new(
-                    "invalid_request",
+                return Err(invalid_request(
                     "client_id differs from the assertion's sub",
                 ))
             }
@@ -184,11 +187,8 @@ pub(crate) async fn authenticate(
         },
     };
     let now_ms = state.clock.now_ms();
-    if client_id.len() > 128 {
-        return Err(OAuthError::new(
-            "invalid_client",
-            "client authentication failed",
-        ));
+    if client_id.len() > MAX_CLIENT_ID_LEN {
+        return Err(DomainError::invalid_client(AUTH_FAILED, false));
     }
     // Credentials are checked before any throttle: valid ones are never refused because of
     // failures from the same address. Failures are charged to the address (429 beyond its
@@ -201,20 +201,19 @@ pub(crate) async fn authenticate(
         };
         async move {
             match state.auth_failure(&actor, action, reason).await {
-                Ok(()) => {
-                    let mut e = OAuthError::new("invalid_client", reason);
-                    e.basic_challenge = used_basic;
-                    e
-                }
-                Err(wait) => too_many_failures(wait),
+                Ok(()) => DomainError::invalid_client(reason, used_basic),
+                Err(wait) => DomainError::oauth_throttled(
+                    format!("too many failed authentications from this address; retry in {wait} s"),
+                    wait,
+                ),
             }
         }
     };
     let Ok(agent_id) = Uuid::parse_str(&client_id) else {
-        return Err(fail(None, "client authentication failed").await);
+        return Err(fail(None, AUTH_FAILED).await);
     };
-    let Some(entry) = state.clients.get(&agent_id).map_err(OAuthError::from)? else {
-        return Err(fail(None, "client authentication failed").await);
+    let Some(entry) = state.clients.get(&agent_id).map_err(store_failed)? else {
+        return Err(fail(None, AUTH_FAILED).await);
     };
     let agent = &entry.agent;
     let org = Some(agent.org_id);
@@ -228,7 +227,7 @@ pub(crate) async fn authenticate(
             });
             match matched {
                 Some(c) => (Some(c.id), method),
-                None => return Err(fail(org, "client authentication failed").await),
+                None => return Err(fail(org, AUTH_FAILED).await),
             }
         }
         Presented::Assertion { jwt, .. } => {
@@ -238,23 +237,19 @@ pub(crate) async fn authenticate(
                 format!("{iss}/api/v1/token"),
                 format!("{iss}/oauth2/token"),
             ];
-            let (jti, exp, kid) = match verify_assertion(
-                &jwt,
-                &entry.keys,
-                &client_id,
-                &audiences,
-                now_ms.div_euclid(1000),
-            ) {
-                Ok(v) => v,
-                Err(reason) => return Err(fail(org, reason).await),
-            };
             let now = now_ms.div_euclid(1000);
+            let (jti, exp, kid) =
+                match verify_assertion(&jwt, &entry.keys, &client_id, &audiences, now) {
+                    Ok(v) => v,
+                    Err(reason) => return Err(fail(org, reason).await),
+                };
             let cid = client_id.clone();
+            // The replay check and the record of this use are one atomic write.
             let fresh = state
                 .store
                 .write(move |tx| tx.use_assertion_jti(&cid, &jti, exp + LEEWAY_SECS, now))
                 .await
-                .map_err(OAuthError::from)?;
+                .map_err(store_failed)?;
             if !fresh {
                 return Err(fail(org, "the client assertion was already used (jti replay)").await);
             }
@@ -271,7 +266,10 @@ pub(crate) async fn authenticate(
         return Err(fail(org, "the agent's organization is not active").await);
     }
     if let Err(wait) = state.rate_limiter.check(&client_id, now_ms) {
-        return Err(too_many(wait));
+        return Err(DomainError::oauth_throttled(
+            format!("too many requests for this client; retry in {wait} s"),
+            wait,
+        ));
     }
     let actor = Actor {
         id: agent.id.to_string(),
@@ -285,26 +283,6 @@ pub(crate) async fn authenticate(
         method,
         actor,
     })
-}
-
-fn too_many_failures(wait: u64) -> OAuthError {
-    let mut e = OAuthError::new(
-        "temporarily_unavailable",
-        format!("too many failed authentications from this address; retry in {wait} s"),
-    );
-    e.status = warp::http::StatusCode::TOO_MANY_REQUESTS;
-    e.retry_after = Some(wait);
-    e
-}
-
-fn too_many(wait: u64) -> OAuthError {
-    let mut e = OAuthError::new(
-        "temporarily_unavailable",
-        format!("too many requests for this client; retry in {wait} s"),
-    );
-    e.status = warp::http::StatusCode::TOO_MANY_REQUESTS;
-    e.retry_after = Some(wait);
-    e
 }
 
 /// The unverified `sub` of an assertion, to know whose keys to try.
@@ -325,7 +303,7 @@ fn verify_assertion(
     now: i64,
 ) -> Result<(String, i64, String), &'static str> {
     const MALFORMED: &str = "the client assertion is not a well-formed JWS";
-    let jws = Compact::parse(jwt, 16 * 1024).ok_or(MALFORMED)?;
+    let jws = Compact::parse(jwt, MAX_ASSERTION_LEN).ok_or(MALFORMED)?;
     if jws.header.crit.is_some() {
         return Err(
             "the client assertion uses a critical header extension this node does not understand",
@@ -377,57 +355,14 @@ fn verify_assertion(
     }
 }
 
-/// RFC 6749 §2.3.1: `Basic base64(urlencode(client_id) ":" urlencode(client_secret))`.
-fn parse_basic(header: &str) -> Result<(String, String), OAuthError> {
-    let bad = || {
-        let mut e = OAuthError::new("invalid_client", "malformed HTTP Basic credentials");
-        e.basic_challenge = true;
-        e
-    };
-    let (scheme, value) = header.split_once(' ').ok_or_else(bad)?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(OAuthError::new(
-            "invalid_request",
-            "this endpoint takes HTTP Basic client authentication, not a bearer token",
-        ));
-    }
-    let decoded = STANDARD.decode(value.trim()).map_err(|_| bad())?;
-    let text = String::from_utf8(decoded).map_err(|_| bad())?;
-    let (id, secret) = text.split_once(':').ok_or_else(bad)?;
-    Ok((
-        form_decode(id).ok_or_else(bad)?,
-        form_decode(secret).ok_or_else(bad)?,
-    ))
-}
-
-fn form_decode(s: &str) -> Option<String> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&format!("v={s}")).ok()?;
-    match pairs.as_slice() {
-        [(_, v)] => Some(v.clone()),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::testing;
+    use crate::app::token_fixture::Fixture;
     use josekit::jwk::alg::ec::{EcCurve, EcKeyPair};
     use josekit::jwk::KeyPair;
     use josekit::jws::{JwsSigner, ES256};
-
-    #[test]
-    fn basic_credentials_are_form_decoded() {
-        let h = format!("Basic {}", STANDARD.encode("my%20id:se%3Acret+x"));
-        assert_eq!(
-            parse_basic(&h).unwrap(),
-            ("my id".to_string(), "se:cret x".to_string())
-        );
-        assert!(parse_basic("Basic !!!").is_err());
-        assert_eq!(
-            parse_basic("Bearer abc").unwrap_err().error,
-            "invalid_request"
-        );
-    }
 
     fn key_and_record(pair: &EcKeyPair) -> storage::AgentKey {
         let jwk: serde_json::Value =
@@ -497,5 +432,104 @@ mod tests {
         assert!(verify_assertion(&hs, std::slice::from_ref(&rec), "c", &aud, 1000).is_err());
         let crit = assertion(&pair, serde_json::json!({"alg":"ES256","crit":["x"]}), good);
         assert!(verify_assertion(&crit, &[rec], "c", &aud, 1000).is_err());
+    }
+
+    fn kind_of(e: &DomainError) -> (OAuthKind, bool) {
+        match e {
+            DomainError::OAuth { kind, basic, .. } => (*kind, *basic),
+            other => panic!("not an OAuth error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn exactly_one_method() {
+        let basic = Some(("a".to_string(), "s".to_string()));
+        let secret = Some("s".to_string());
+        for c in [
+            ClientCredentials {
+                basic: basic.clone(),
+                client_secret: secret.clone(),
+                ..Default::default()
+            },
+            ClientCredentials {
+                client_id: Some("a".into()),
+                client_secret: secret.clone(),
+                client_assertion: Some("x.y.z".into()),
+                ..Default::default()
+            },
+            ClientCredentials {
+                basic: basic.clone(),
+                client_id: Some("b".into()),
+                ..Default::default()
+            },
+            ClientCredentials {
+                client_secret: secret.clone(),
+                ..Default::default()
+            },
+            ClientCredentials {
+                client_assertion: Some("x.y.z".into()),
+                client_assertion_type: Some("urn:other".into()),
+                ..Default::default()
+            },
+        ] {
+            let e = presented(&c).err().unwrap();
+            assert_eq!(kind_of(&e), (OAuthKind::InvalidRequest, false), "{c:?}");
+        }
+        // Nothing at all: invalid_client with a Basic challenge (RFC 6749 §5.2).
+        let e = presented(&ClientCredentials::default()).err().unwrap();
+        assert_eq!(kind_of(&e), (OAuthKind::InvalidClient, true));
+        assert!(matches!(
+            presented(&ClientCredentials {
+                basic,
+                client_id: Some("a".into()),
+                ..Default::default()
+            }),
+            Ok(Presented::Secret {
+                method: Method::SecretBasic,
+                ..
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn secrets_authenticate_active_agents_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = testing::state(dir.path()).await;
+        let f = Fixture::new(&state).await;
+        let (cid, secret) = f.credential(&state, f.writer).await;
+        let post = ClientCredentials {
+            client_id: Some(f.writer.to_string()),
+            client_secret: Some(secret.clone()),
+            ..Default::default()
+        };
+        let c = authenticate(&state, &post, None, "token.issue")
+            .await
+            .unwrap();
+        assert_eq!(
+            (c.agent().id, c.credential, c.method),
+            (f.writer, Some(cid), Method::SecretPost)
+        );
+
+        let wrong = ClientCredentials {
+            basic: Some((f.writer.to_string(), "nope".into())),
+            ..Default::default()
+        };
+        let e = authenticate(&state, &wrong, None, "token.issue")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            kind_of(&e),
+            (OAuthKind::InvalidClient, true),
+            "Basic: challenge"
+        );
+        assert_eq!(e.to_string(), AUTH_FAILED);
+
+        f.set_agent(&state, f.writer, |a| a.status = AgentStatus::Suspended)
+            .await;
+        let e = authenticate(&state, &post, None, "token.issue")
+            .await
+            .unwrap_err();
+        assert_eq!(kind_of(&e), (OAuthKind::InvalidClient, false));
+        assert_eq!(e.to_string(), "the agent is suspended");
     }
 }
