@@ -23,11 +23,11 @@ use warp::http::StatusCode;
 use warp::{Rejection, Reply};
 
 use crate::app::authz::check_manage;
+use crate::app::partners::verify_partner_token;
 use crate::app::{Actor, AppState};
 use crate::clock::rfc3339;
 use crate::http::error::{ApiError, OAuthError};
 use crate::http::extract::{created, parse_id, Params};
-use crate::http::federation::verify_partner_token;
 use crate::http::Caller;
 use crate::model::{ErrorBody, TokenResponse};
 use crate::token::mint;
@@ -540,8 +540,8 @@ async fn exchange_once(
             state.metrics.federation_verify(false);
             return Err(ExchangeFailure::new(
                 "invalid_grant",
-                e.code,
-                format!("The subject token was refused: {}", e.message),
+                e.code().as_str(),
+                format!("The subject token was refused: {e}"),
             ));
         }
     };

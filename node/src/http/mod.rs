@@ -26,10 +26,7 @@ use warp::{Filter, Rejection, Reply};
 use crate::app::AppState;
 
 pub(crate) use crate::app::Caller;
-pub(crate) use extract::{BodyTimeout, ClientAddr, DEFAULT_BODY_TIMEOUT, MAX_BODY};
-#[cfg(feature = "gossip")]
-pub(crate) use federation::key_source as partner_key_source;
-pub(crate) use federation::PartnerCache;
+pub(crate) use extract::MAX_BODY;
 
 /// The part of a route every row shares: its template and method matched, its path parameters.
 type Base = BoxedFilter<(extract::Params,)>;
