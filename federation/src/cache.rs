@@ -6,6 +6,11 @@
 //! - A token whose `kid` the fresh set lacks (the partner rotated its keys) triggers one
 //!   refetch, at most one fetch per partner per [`CacheConfig::refetch_interval_secs`]: a flood
 //!   of tokens with random `kid`s causes one fetch, not a flood of them.
+//! - A token whose signature fails with a cached key (the partner replaced a key but kept its
+//!   `kid`) triggers one refetch too, under the same rate limit, and is verified once more with
+//!   the keys refetched: a flood of forged signatures costs one fetch per interval, and a
+//!   partner's in-place key replacement is picked up at once instead of after the cached set's
+//!   `max-age`.
 //! - When a fetch fails, the last good keys are served for up to
 //!   [`CacheConfig::stale_limit_secs`] after they went stale, and the next attempt waits
 //!   [`CacheConfig::refetch_interval_secs`]; past that limit the partner's tokens fail with the
@@ -76,9 +81,10 @@ pub struct CacheCounters {
     pub misses: u64,
     /// Fetch attempts of any kind.
     pub fetches: u64,
-    /// Fetch attempts caused by an unknown `kid` in a fresh set.
+    /// Fetch attempts caused by an unknown `kid` in a fresh set, or by a signature that failed
+    /// with cached keys.
     pub refetches: u64,
-    /// Unknown-`kid` refetches not made because of the rate limit.
+    /// Refetches (unknown `kid`, failed signature) not made because of the rate limit.
     pub refetches_suppressed: u64,
     /// Fetch attempts that failed.
     pub fetch_failures: u64,
@@ -280,11 +286,24 @@ impl KeyCache {
         source: &KeySource,
         kid: Option<&str>,
     ) -> Result<Arc<KeySet>, SourceError> {
+        self.lookup(partner, source, kid)
+            .await
+            .map(|(keys, _)| keys)
+    }
+
+    /// [`KeyCache::keys`], and whether this call fetched them (then they are as fresh as they
+    /// can be: a signature they fail is not worth a refetch).
+    async fn lookup(
+        &self,
+        partner: &str,
+        source: &KeySource,
+        kid: Option<&str>,
+    ) -> Result<(Arc<KeySet>, bool), SourceError> {
         let slot = self.slot(partner);
         let now = self.clock.now_secs();
         if let Step::Hit(keys) = decide(&slot.state(), source, kid, now, &self.config) {
             bump(&self.counters.hits);
-            return Ok(keys);
+            return Ok((keys, false));
         }
         bump(&self.counters.misses);
         let _flight = slot.flight.lock().await;
@@ -292,14 +311,14 @@ impl KeyCache {
         let now = self.clock.now_secs();
         let step = decide(&slot.state(), source, kid, now, &self.config);
         let refetch = match step {
-            Step::Hit(keys) => return Ok(keys),
+            Step::Hit(keys) => return Ok((keys, false)),
             Step::Suppressed(keys) => {
                 bump(&self.counters.refetches_suppressed);
-                return Ok(keys);
+                return Ok((keys, false));
             }
             Step::Stale(keys) => {
                 bump(&self.counters.stale_serves);
-                return Ok(keys);
+                return Ok((keys, false));
             }
             Step::Fail(e) => return Err(e),
             Step::Fetch { refetch } => refetch,
@@ -320,17 +339,17 @@ impl KeyCache {
         }
         st.last_attempt = Some(now);
         match result {
-            Ok(fetched) => Ok(self.store(&mut st, source, fetched, now)),
+            Ok(fetched) => Ok((self.store(&mut st, source, fetched, now), true)),
             Err(e) => {
                 bump(&self.counters.fetch_failures);
                 tracing::warn!(partner, code = e.code(), error = %e, "fetching a partner's keys failed");
                 st.retry_at = now.saturating_add(self.config.refetch_interval_secs);
                 st.last_error = Some(e.clone());
                 match st.keys.clone() {
-                    Some(keys) if now < st.fresh_until => Ok(keys),
+                    Some(keys) if now < st.fresh_until => Ok((keys, false)),
                     Some(keys) if now < st.stale_until => {
                         bump(&self.counters.stale_serves);
-                        Ok(keys)
+                        Ok((keys, false))
                     }
                     _ => {
                         st.keys = None;
@@ -341,9 +360,70 @@ impl KeyCache {
         }
     }
 
+    /// The signature of a token failed with `used`, keys this call did not fetch: the partner
+    /// may have replaced a key and kept its `kid`. Refetches once, under the rate limit of the
+    /// unknown-`kid` refetch (the two share one budget), and returns the keys to try again
+    /// with; `None` when there is nothing new to try (rate-limited, the fetch failed, or the
+    /// partner's entry was dropped or changed meanwhile).
+    async fn refetch_after_failure(
+        &self,
+        partner: &str,
+        source: &KeySource,
+        used: &Arc<KeySet>,
+    ) -> Option<Arc<KeySet>> {
+        let slot = self.slot(partner);
+        let _flight = slot.flight.lock().await;
+        let now = self.clock.now_secs();
+        {
+            let st = slot.state();
+            if st.source.as_ref() != Some(source) {
+                return None;
+            }
+            // Another task refetched while we verified or waited: try its keys, fetch nothing.
+            if let Some(keys) = st.keys.as_ref().filter(|k| !Arc::ptr_eq(k, used)) {
+                return Some(Arc::clone(keys));
+            }
+            let may_fetch = st
+                .last_attempt
+                .is_none_or(|t| now >= t.saturating_add(self.config.refetch_interval_secs));
+            if !may_fetch {
+                bump(&self.counters.refetches_suppressed);
+                return None;
+            }
+        }
+        bump(&self.counters.fetches);
+        bump(&self.counters.refetches);
+        tracing::info!(
+            partner,
+            "signature failed with a cached key: refetching the partner's keys"
+        );
+        let result = source.fetch(&self.fetcher).await;
+        let now = self.clock.now_secs();
+        let mut st = slot.state();
+        if st.source.as_ref() != Some(source) {
+            return None;
+        }
+        st.last_attempt = Some(now);
+        match result {
+            Ok(fetched) => Some(self.store(&mut st, source, fetched, now)),
+            Err(e) => {
+                // The keys held stay in use (fresh or stale, as before); the failure waits
+                // out the retry interval like any other.
+                bump(&self.counters.fetch_failures);
+                tracing::warn!(partner, code = e.code(), error = %e, "refetching a partner's keys failed");
+                st.retry_at = now.saturating_add(self.config.refetch_interval_secs);
+                st.last_error = Some(e);
+                None
+            }
+        }
+    }
+
     /// Verifies a token of `partner` with its cached keys: the header is checked first (so
     /// junk tokens cause no fetch), then the keys are looked up by the token's `kid` (an
-    /// unknown one refetches, rate-limited), then [`verify::verify_jwt`] decides.
+    /// unknown one refetches, rate-limited), then [`verify::verify_jwt`] decides. When the
+    /// signature fails with keys that came from the cache (or the key named by `kid` no longer
+    /// fits the token's algorithm), the keys are refetched once, rate-limited likewise, and
+    /// the token is verified again with them.
     pub async fn verify(
         &self,
         partner: &str,
@@ -352,12 +432,31 @@ impl KeyCache {
         expected: &Expectations<'_>,
     ) -> Result<VerifiedToken, VerifyError> {
         let kid = verify::precheck(token)?;
-        let keys = self
-            .keys(partner, source, kid.as_deref())
+        let (keys, fetched) = self
+            .lookup(partner, source, kid.as_deref())
             .await
             .map_err(VerifyError::KeysUnavailable)?;
-        verify::verify_jwt(token, &keys, expected)
+        match verify::verify_jwt(token, &keys, expected) {
+            Err(e) if !fetched && key_may_have_changed(&e) => {
+                match self.refetch_after_failure(partner, source, &keys).await {
+                    Some(newer) => verify::verify_jwt(token, &newer, expected),
+                    None => Err(e),
+                }
+            }
+            result => result,
+        }
     }
+}
+
+/// Failures that a key replaced under the same `kid` (or a key set changed in place) explains,
+/// and that newer keys may therefore cure.
+fn key_may_have_changed(e: &VerifyError) -> bool {
+    matches!(
+        e,
+        VerifyError::SignatureInvalid
+            | VerifyError::KeyAlgMismatch { .. }
+            | VerifyError::NoSuitableKey(_)
+    )
 }
 
 #[cfg(test)]

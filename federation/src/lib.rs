@@ -14,7 +14,8 @@
 //! - [`keys`]: JWKS parsing into a [`KeySet`] of ready verifiers; unusable entries are
 //!   skipped with a reason, not fatal.
 //! - [`cache`]: the per-partner [`KeyCache`]: `max-age` within bounds, one rate-limited
-//!   refetch on an unknown `kid`, stale keys bridging outages for a bounded time, single
+//!   refetch on an unknown `kid` or on a signature that fails with a cached key (a key
+//!   replaced under the same `kid`), stale keys bridging outages for a bounded time, single
 //!   flight, counters ([`CacheCounters`]).
 //! - [`verify`]: [`verify_jwt`], strict JWT verification: algorithm allowlist (no `none`, no
 //!   HMAC), key/algorithm match, `crit` refused, exact `iss`, `exp` required, `nbf`/`iat` and

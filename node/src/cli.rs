@@ -257,7 +257,7 @@ fn recover(args: RecoverArgs) -> ExitCode {
     let Some(rt) = runtime() else {
         return ExitCode::FAILURE;
     };
-    match rt.block_on(crate::server::recover_admin(
+    match rt.block_on(crate::app::boot::recover_admin(
         &args.data_dir,
         args.store.kind(),
     )) {
@@ -299,7 +299,7 @@ fn rotate(args: RotateArgs) -> ExitCode {
     let Some(rt) = runtime() else {
         return ExitCode::FAILURE;
     };
-    match rt.block_on(crate::server::rotate_offline(
+    match rt.block_on(crate::app::boot::rotate_offline(
         &args.data_dir,
         args.store.kind(),
         args.alg.as_str(),

@@ -6,7 +6,6 @@
 //! hash-chained audit log, health, metrics and an OpenAPI document.
 //! This crate is the only one that knows HTTP.
 
-mod accept;
 mod app;
 pub mod cli;
 mod clients;
@@ -20,11 +19,10 @@ mod model;
 mod ratelimit;
 mod secrets;
 mod server;
-mod tls;
 mod token;
 
-pub use accept::{Cidr, ConnectionOptions};
 pub use clock::{Clock, SystemClock};
 pub use gossip::GossipOptions;
+pub use server::accept::{Cidr, ConnectionOptions};
+pub use server::tls::{TlsError, TlsFiles};
 pub use server::{run, ServeConfig, StartError};
-pub use tls::{TlsError, TlsFiles};

@@ -407,3 +407,195 @@ async fn a_partner_that_never_answered_fails_and_backs_off() {
     cache.keys("p", &p.source, None).await.unwrap_err();
     assert_eq!(p.fetches(), 2);
 }
+
+/// A partner replaces its key but keeps the `kid`: the first token signed with the new key
+/// fails with the cached one, which refetches (once) and verifies with the new key — at once,
+/// not after the cached set's `max-age` of an hour.
+#[tokio::test]
+async fn a_key_replaced_under_the_same_kid_is_picked_up_by_one_refetch() {
+    let old = EcKeyPair::generate(EcCurve::P256).unwrap();
+    let new = EcKeyPair::generate(EcCurve::P256).unwrap();
+    let p = partner(jwks(&[("k1", &old)]), Some("max-age=3600")).await;
+    let (cache, clock) = cache();
+    cache
+        .verify(
+            "p",
+            &p.source,
+            &token("k1", &old, T0),
+            &Expectations::new(ISS, T0),
+        )
+        .await
+        .unwrap();
+    assert_eq!(p.fetches(), 1);
+    p.set(|a| a.body = jwks(&[("k1", &new)]));
+    clock.advance(30);
+    let now = T0 + 30;
+    let expect = Expectations::new(ISS, now);
+    let v = cache
+        .verify("p", &p.source, &token("k1", &new, now), &expect)
+        .await
+        .unwrap();
+    assert_eq!(v.kid.as_deref(), Some("k1"));
+    assert_eq!(p.fetches(), 2);
+    let c = cache.counters();
+    assert_eq!((c.refetches, c.refetches_suppressed), (1, 0));
+    // The new key is cached now: more tokens verify without fetching.
+    for _ in 0..10 {
+        cache
+            .verify("p", &p.source, &token("k1", &new, now), &expect)
+            .await
+            .unwrap();
+    }
+    assert_eq!(p.fetches(), 2);
+    // The replaced key is refused, and its tokens cause no fetch within the interval.
+    let err = cache
+        .verify("p", &p.source, &token("k1", &old, now), &expect)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "SIGNATURE_INVALID");
+    assert_eq!(p.fetches(), 2);
+    assert_eq!(cache.counters().refetches_suppressed, 1);
+}
+
+/// The refetch on a failed signature shares the unknown-`kid` refetch's rate limit: a flood
+/// of forged signatures under a known `kid` costs one fetch per interval, sequentially and
+/// concurrently, and the forgeries are refused throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_signatures_cause_at_most_one_fetch_per_interval() {
+    let real = EcKeyPair::generate(EcCurve::P256).unwrap();
+    let forger = EcKeyPair::generate(EcCurve::P256).unwrap();
+    let p = partner(jwks(&[("k1", &real)]), Some("max-age=3600")).await;
+    let (cache, clock) = cache();
+    cache.keys("p", &p.source, Some("k1")).await.unwrap();
+    // Within the interval of that fetch: no refetch at all.
+    let forged = token("k1", &forger, T0);
+    for _ in 0..100 {
+        let err = cache
+            .verify("p", &p.source, &forged, &Expectations::new(ISS, T0))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "SIGNATURE_INVALID");
+    }
+    assert_eq!(p.fetches(), 1);
+    // One interval later: one refetch for the whole flood, concurrent or not.
+    clock.advance(10);
+    let now = T0 + 10;
+    let forged = token("k1", &forger, now);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let (cache, source, forged) = (Arc::clone(&cache), p.source.clone(), forged.clone());
+        tasks.spawn(async move {
+            cache
+                .verify("p", &source, &forged, &Expectations::new(ISS, now))
+                .await
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        assert_eq!(r.unwrap().unwrap_err().code(), "SIGNATURE_INVALID");
+    }
+    assert_eq!(p.fetches(), 2);
+    let c = cache.counters();
+    assert_eq!(c.refetches, 1);
+    // The hundred sequential forgeries at least (concurrent ones may retry with the keys
+    // another task just refetched, which costs no fetch either).
+    assert!(c.refetches_suppressed >= 100, "{c:?}");
+    // The budget is shared with unknown kids: right after that refetch, an unknown kid waits.
+    let keys = cache.keys("p", &p.source, Some("k2")).await.unwrap();
+    assert!(!keys.contains_kid("k2"));
+    assert_eq!(p.fetches(), 2);
+    // And the genuine key still verifies from the cache.
+    cache
+        .verify(
+            "p",
+            &p.source,
+            &token("k1", &real, now),
+            &Expectations::new(ISS, now),
+        )
+        .await
+        .unwrap();
+    assert_eq!(p.fetches(), 2);
+}
+
+/// A key replaced right after a fetch is refused until the interval has passed, then
+/// picked up; a signature that fails with keys just fetched by the same call causes no
+/// second fetch.
+#[tokio::test]
+async fn a_replacement_waits_for_the_interval_and_fresh_keys_are_not_refetched() {
+    let old = EcKeyPair::generate(EcCurve::P256).unwrap();
+    let new = EcKeyPair::generate(EcCurve::P256).unwrap();
+    let p = partner(jwks(&[("k1", &new)]), Some("max-age=3600")).await;
+    let (cache, clock) = cache();
+    // First contact: the token's key is not the published one. One fetch, no refetch.
+    let err = cache
+        .verify(
+            "p",
+            &p.source,
+            &token("k1", &old, T0),
+            &Expectations::new(ISS, T0),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "SIGNATURE_INVALID");
+    assert_eq!(p.fetches(), 1);
+    assert_eq!(cache.counters().refetches, 0);
+    // The partner swaps the key under the same kid right away: refused within the interval...
+    let newer = EcKeyPair::generate(EcCurve::P256).unwrap();
+    p.set(|a| a.body = jwks(&[("k1", &newer)]));
+    clock.advance(9);
+    let now = T0 + 9;
+    let err = cache
+        .verify(
+            "p",
+            &p.source,
+            &token("k1", &newer, now),
+            &Expectations::new(ISS, now),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "SIGNATURE_INVALID");
+    assert_eq!(p.fetches(), 1);
+    // ...and accepted once it has passed.
+    clock.advance(1);
+    let now = T0 + 10;
+    cache
+        .verify(
+            "p",
+            &p.source,
+            &token("k1", &newer, now),
+            &Expectations::new(ISS, now),
+        )
+        .await
+        .unwrap();
+    assert_eq!(p.fetches(), 2);
+}
+
+/// A refetch that fails keeps the keys held: tokens of the current key still verify, the
+/// failed signature stays refused, and the next attempt waits out the retry interval.
+#[tokio::test]
+async fn a_failed_refetch_keeps_the_keys_held() {
+    let real = EcKeyPair::generate(EcCurve::P256).unwrap();
+    let other = EcKeyPair::generate(EcCurve::P256).unwrap();
+    let p = partner(jwks(&[("k1", &real)]), Some("max-age=3600")).await;
+    let (cache, clock) = cache();
+    cache.keys("p", &p.source, Some("k1")).await.unwrap();
+    p.set(|a| a.status = 503);
+    clock.advance(10);
+    let now = T0 + 10;
+    let expect = Expectations::new(ISS, now);
+    let err = cache
+        .verify("p", &p.source, &token("k1", &other, now), &expect)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "SIGNATURE_INVALID");
+    assert_eq!(p.fetches(), 2);
+    assert_eq!(cache.counters().fetch_failures, 1);
+    cache
+        .verify("p", &p.source, &token("k1", &real, now), &expect)
+        .await
+        .unwrap();
+    cache
+        .verify("p", &p.source, &token("k1", &other, now), &expect)
+        .await
+        .unwrap_err();
+    assert_eq!(p.fetches(), 2);
+}

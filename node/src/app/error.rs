@@ -15,7 +15,6 @@ pub(crate) enum OAuthKind {
     InvalidClient,
     InvalidGrant,
     UnauthorizedClient,
-    UnsupportedGrantType,
     InvalidScope,
     InvalidTarget,
     TemporarilyUnavailable,
@@ -30,7 +29,6 @@ impl OAuthKind {
             OAuthKind::InvalidClient => "invalid_client",
             OAuthKind::InvalidGrant => "invalid_grant",
             OAuthKind::UnauthorizedClient => "unauthorized_client",
-            OAuthKind::UnsupportedGrantType => "unsupported_grant_type",
             OAuthKind::InvalidScope => "invalid_scope",
             OAuthKind::InvalidTarget => "invalid_target",
             OAuthKind::TemporarilyUnavailable => "temporarily_unavailable",
@@ -152,14 +150,6 @@ impl DomainError {
             message: message.into(),
             details: None,
         }
-    }
-
-    /// A path id that is not a canonical UUID.
-    pub(crate) fn invalid_id(name: &str) -> Self {
-        DomainError::invalid(
-            ErrorCode::InvalidId,
-            format!("{name} must be a UUID (like 0b0d1c5e-58f4-4a5e-9a34-8d2f0c1b2a3d)."),
-        )
     }
 
     pub(crate) fn unauthenticated(reason: impl Into<String>) -> Self {

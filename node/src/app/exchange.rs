@@ -202,23 +202,11 @@ pub(crate) async fn exchange(
 }
 
 /// The subject token, verified with its partner's keys.
-///
-/// Transitional: partner verification still lives in the HTTP layer until the federation area
-/// moves under `app/`; its refusals are read back into domain errors here.
 async fn verify_subject(
     state: &AppState,
     token: &str,
 ) -> Outcome<(Arc<Partner>, federation::VerifiedToken)> {
-    crate::http::verify_partner_token(state, token, None)
-        .await
-        .map_err(|e| match ErrorCode::parse(e.code) {
-            Some(ErrorCode::ShuttingDown) => DomainError::from(storage::StoreError::Closed),
-            Some(ErrorCode::InternalServerError) | None => {
-                tracing::error!(code = e.code, "partner token verification failed");
-                DomainError::Internal
-            }
-            Some(code) => DomainError::unprocessable(code, e.message),
-        })
+    super::partners::verify_partner_token(state, token, None).await
 }
 
 async fn exchange_once(

@@ -5,22 +5,26 @@
 
 pub(crate) mod agent_keys;
 pub(crate) mod agents;
+pub(crate) mod anchors;
 pub(crate) mod artifacts;
+pub(crate) mod audit;
 pub(crate) mod authz;
 pub(crate) mod bearer;
+pub(crate) mod boot;
 pub(crate) mod client_auth;
 pub(crate) mod credentials;
 pub(crate) mod dids;
 pub(crate) mod discovery;
-// Transitional: the areas still being moved under app/ will use every error and code.
-#[allow(dead_code)]
 pub(crate) mod error;
 pub(crate) mod exchange;
 pub(crate) mod failures;
+pub(crate) mod health;
 pub(crate) mod orgs;
+pub(crate) mod partners;
 pub(crate) mod policies;
 #[cfg(test)]
 mod registry_tests;
+pub(crate) mod signing_keys;
 pub(crate) mod state;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -29,11 +33,8 @@ pub(crate) mod text;
 pub(crate) mod token_fixture;
 pub(crate) mod tokens;
 pub(crate) mod validate;
-#[allow(dead_code)]
 pub(crate) mod vocab;
 
-#[allow(unused_imports)]
 pub(crate) use error::{DomainError, OAuthKind, Outcome};
 pub(crate) use state::{Actor, AppState, Caller, Settings};
-#[allow(unused_imports)]
 pub(crate) use vocab::{ErrorCode, Scope};

@@ -114,7 +114,9 @@ pub(crate) struct StateInner {
     /// The one guarded outbound HTTP client.
     pub(crate) fetcher: Arc<federation::Fetcher>,
     /// Partners by issuer.
-    pub(crate) partners: Arc<crate::http::PartnerCache>,
+    pub(crate) partners: Arc<crate::app::partners::PartnerCache>,
+    /// The last verdict on the store's health (`/health`).
+    pub(crate) health: crate::app::health::HealthMonitor,
     /// Partner keys.
     pub(crate) key_cache: Arc<federation::KeyCache>,
     /// The OASF skill and domain taxonomy (`--oasf-schema`), when given.
@@ -135,7 +137,8 @@ impl AppState {
 
     /// Replaces the key ring with the keys now in the store.
     pub(crate) async fn reload_keys(&self) -> Result<Arc<KeyRing>, crate::server::StartError> {
-        let ring = crate::server::load_ring(&self.store, self.settings.key_grace_ms).await?;
+        let ring =
+            crate::app::signing_keys::load_ring(&self.store, self.settings.key_grace_ms).await?;
         match self.keys.write() {
             Ok(mut k) => *k = ring.clone(),
             Err(poisoned) => *poisoned.into_inner() = ring.clone(),
@@ -184,20 +187,6 @@ impl AppState {
     where
         T: Send + 'static,
         F: FnOnce(&mut storage::Tx<'_>) -> Result<T, crate::app::DomainError> + Send + 'static,
-    {
-        self.write_audited_as(entry, f).await
-    }
-
-    /// Transitional: [`AppState::write_audited`] for the handlers not yet moved under `app/`,
-    /// whose write jobs still return HTTP errors.
-    pub(crate) async fn write_audited_api<T, F>(
-        &self,
-        entry: NewAuditEntry,
-        f: F,
-    ) -> Result<T, crate::http::error::ApiError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut storage::Tx<'_>) -> Result<T, crate::http::error::ApiError> + Send + 'static,
     {
         self.write_audited_as(entry, f).await
     }

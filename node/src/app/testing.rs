@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::app::AppState;
-use crate::server::{open_state, ServeConfig};
+use crate::server::ServeConfig;
 
 pub(crate) const ISSUER: &str = "http://127.0.0.1:8080";
 
@@ -16,7 +16,12 @@ pub(crate) async fn state(dir: &std::path::Path) -> AppState {
 
 /// Like [`state`], on the given engine.
 pub(crate) async fn state_on(dir: &std::path::Path, engine: storage::EngineKind) -> AppState {
-    let cfg = ServeConfig {
+    state_with(dir, engine, |_| {}).await
+}
+
+/// The configuration [`state`] uses.
+pub(crate) fn config(dir: &std::path::Path, engine: storage::EngineKind) -> ServeConfig {
+    ServeConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         public_url: Some(ISSUER.into()),
         tls: None,
@@ -31,9 +36,20 @@ pub(crate) async fn state_on(dir: &std::path::Path, engine: storage::EngineKind)
         allow_http_fetch: false,
         gossip: Default::default(),
         connections: Default::default(),
-    };
+    }
+}
+
+/// Like [`state_on`], with the configuration changed by `adjust` first (e.g. to let the
+/// outbound client fetch a test server on loopback over plain http).
+pub(crate) async fn state_with(
+    dir: &std::path::Path,
+    engine: storage::EngineKind,
+    adjust: impl FnOnce(&mut ServeConfig),
+) -> AppState {
+    let mut cfg = config(dir, engine);
+    adjust(&mut cfg);
     let did = did_method::DidWeb::from_base_url(ISSUER, &[]).unwrap();
-    open_state(
+    crate::app::boot::open_state(
         &cfg,
         ISSUER.into(),
         did,
@@ -42,4 +58,59 @@ pub(crate) async fn state_on(dir: &std::path::Path, engine: storage::EngineKind)
     )
     .await
     .unwrap()
+}
+
+/// A fresh node state over a store on `engine` (already opened in `dir`), e.g. an engine a test
+/// can make fail.
+pub(crate) async fn state_over(
+    dir: &std::path::Path,
+    engine: Arc<dyn storage::Engine>,
+) -> AppState {
+    let cfg = config(dir, storage::EngineKind::Redb);
+    let store = Arc::new(storage::Store::from_engine(engine).unwrap());
+    let did = did_method::DidWeb::from_base_url(ISSUER, &[]).unwrap();
+    crate::app::boot::state_over(
+        &cfg,
+        store,
+        ISSUER.into(),
+        did,
+        Arc::new(crate::SystemClock),
+        std::time::Instant::now(),
+    )
+    .await
+    .unwrap()
+}
+
+/// The instance admin, as an authenticated caller holding every scope.
+pub(crate) fn instance_admin(state: &AppState) -> crate::app::Caller {
+    let org = state.settings.system_org;
+    let (agents, _) = state
+        .store
+        .list_agents(&org, &storage::AgentFilter::default(), 1, 10)
+        .unwrap();
+    let admin = agents
+        .into_iter()
+        .find(|a| crate::app::authz::is_admin(a, true))
+        .unwrap();
+    caller_as(&admin.id, org, &crate::app::Scope::ALL)
+}
+
+/// A caller of the node's organization holding `scopes` (an agent that need not exist: for
+/// operations that check the token's scopes only).
+pub(crate) fn caller_with(state: &AppState, scopes: &[crate::app::Scope]) -> crate::app::Caller {
+    caller_as(&uuid::Uuid::new_v4(), state.settings.system_org, scopes)
+}
+
+fn caller_as(id: &uuid::Uuid, org: uuid::Uuid, scopes: &[crate::app::Scope]) -> crate::app::Caller {
+    crate::app::Caller {
+        agent_id: *id,
+        org_id: org,
+        scopes: scopes.to_vec(),
+        token_scopes: scopes.to_vec(),
+        actor: crate::app::Actor {
+            id: id.to_string(),
+            org,
+            client: Some("127.0.0.1".into()),
+        },
+    }
 }

@@ -162,9 +162,9 @@ error_codes! {
     IssuerMismatch => "ISSUER_MISMATCH",
     WrongTokenType => "WRONG_TOKEN_TYPE",
     JwksUnreachable => "JWKS_UNREACHABLE",
-    TokenMalformed => "TOKEN_MALFORMED",
-    // A partner token's refusals by the federation crate's verifier (`federation::VerifyError`).
+    // A partner token that does not verify (`federation::VerifyError::code`).
     TokenTooLarge => "TOKEN_TOO_LARGE",
+    TokenMalformed => "TOKEN_MALFORMED",
     AlgNotAllowed => "ALG_NOT_ALLOWED",
     CritUnsupported => "CRIT_UNSUPPORTED",
     UnknownKid => "UNKNOWN_KID",

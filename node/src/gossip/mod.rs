@@ -10,18 +10,18 @@
 //! resulting partners carry `source: gossip` and their origin. Local operator decisions always
 //! win. Without the feature, the flags are refused with an explanation and nothing else
 //! changes.
+//!
+//! What an anchor says, and every store write that anchors cause (storing one, applying it to
+//! a partner, forgetting old ones), are the domain layer's (`app::anchors`); this module is
+//! the transport's side: joining the network, judging what arrives, signing and publishing
+//! this node's own anchors, and the admin view.
 
-mod anchor;
-mod apply;
 #[cfg(feature = "gossip")]
 mod service;
 
 use std::path::Path;
 
-/// The JOSE `typ` of a trust anchor (never accepted as a token).
-pub(crate) const ANCHOR_TYP: &str = "agentidp-trust-anchor+jwt";
-
-use crate::app::AppState;
+use crate::app::{AppState, DomainError};
 use crate::server::StartError;
 
 /// The `--gossip-*` flags.
@@ -157,7 +157,7 @@ impl GossipHub {
             let issuer = issuer.to_string();
             tokio::spawn(async move {
                 if let Err(e) = s.publish_issuer(&issuer).await {
-                    tracing::error!(issuer, error = %e.message, "gossip: cannot publish the anchor");
+                    tracing::error!(issuer, error = %e, "gossip: cannot publish the anchor");
                 }
             });
         }
@@ -166,10 +166,7 @@ impl GossipHub {
     }
 
     /// The admin view (`GET /api/v1/federation/gossip`).
-    pub(crate) async fn view(
-        &self,
-        state: &AppState,
-    ) -> Result<GossipView, crate::http::error::ApiError> {
+    pub(crate) async fn view(&self, state: &AppState) -> Result<GossipView, DomainError> {
         #[cfg(feature = "gossip")]
         if let Some(s) = self.service.get() {
             return view(s, state).await;
@@ -207,8 +204,8 @@ pub(crate) async fn start(
     data_dir: &Path,
 ) -> Result<(), StartError> {
     if !opts.any() {
-        if let Err(e) = apply::drop_gossip_partners(state).await {
-            tracing::error!(error = %e.message, "cannot remove the partners gossip gave this node");
+        if let Err(e) = crate::app::anchors::drop_gossip_partners(state).await {
+            tracing::error!(error = %e, "cannot remove the partners gossip gave this node");
         }
         return Ok(());
     }
@@ -339,7 +336,7 @@ async fn run(state: &AppState, opts: &GossipOptions, data_dir: &Path) -> Result<
         "gossip started"
     );
     if let Err(e) = service.maintain("gossip (start-up)").await {
-        tracing::error!(error = %e.message, "gossip: start-up reconciliation failed");
+        tracing::error!(error = %e, "gossip: start-up reconciliation failed");
     }
     let s = service.clone();
     let st = state.clone();
@@ -355,12 +352,12 @@ async fn run(state: &AppState, opts: &GossipOptions, data_dir: &Path) -> Result<
             tick.tick().await;
             if n.is_multiple_of(600) {
                 if let Err(e) = s.publish_all().await {
-                    tracing::error!(error = %e.message, "gossip: cannot publish own anchors");
+                    tracing::error!(error = %e, "gossip: cannot publish own anchors");
                 }
             }
             if n > 0 && n.is_multiple_of(60) {
                 if let Err(e) = s.maintain("gossip (maintenance)").await {
-                    tracing::error!(error = %e.message, "gossip: maintenance failed");
+                    tracing::error!(error = %e, "gossip: maintenance failed");
                 }
             }
             n += 1;
@@ -379,10 +376,7 @@ async fn run(state: &AppState, opts: &GossipOptions, data_dir: &Path) -> Result<
 }
 
 #[cfg(feature = "gossip")]
-async fn view(
-    s: &service::Service,
-    state: &AppState,
-) -> Result<GossipView, crate::http::error::ApiError> {
+async fn view(s: &service::Service, state: &AppState) -> Result<GossipView, DomainError> {
     use std::collections::BTreeMap;
     let net = match s.net() {
         Some(n) => n.status().await.ok(),

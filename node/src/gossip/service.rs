@@ -1,9 +1,11 @@
 //! The gossip service: judges and applies anchors received over libp2p, signs and publishes
 //! this node's own, and answers anti-entropy requests with the anchors it holds.
 //!
-//! Applying is a pure function of the stored anchors (`apply::reconcile`): for one issuer, the
-//! partner is whatever the preferred trusted origin's live anchor says, unless an operator of
-//! this node owns a partner with that issuer (local decisions always win).
+//! Applying is a pure function of the stored anchors (`app::anchors::reconcile`), run by the
+//! domain layer's writes: for one issuer, the partner is whatever the preferred trusted
+//! origin's live anchor says, unless an operator of this node owns a partner with that issuer
+//! (local decisions always win). This module keeps the transport's side: judging payloads,
+//! signing and publishing, answering anti-entropy requests, and the counters.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,19 +13,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use federation::gossip::{AnchorHandler, Gossip, PeerId, Snapshot, Verdict, Via};
 use sha2::{Digest, Sha256};
-use storage::{Partner, StoreError, TrustAnchor};
+use storage::{Partner, TrustAnchor};
 
-use super::anchor::{self, AnchorClaims};
-use super::apply::{audit_change, reconcile, Change, MAX_PARTNERS};
-use crate::app::{Actor, AppState};
-use crate::http::error::ApiError;
+use crate::app::anchors::{self, claims as anchor, AnchorClaims, Change, MAX_ANCHORS};
+use crate::app::{Actor, AppState, DomainError};
 
-/// Most anchors a node holds (its own and those of trusted origins).
-pub(crate) const MAX_ANCHORS: usize = 4096;
 /// An own anchor is signed again when it has less than this left, seconds.
 const REFRESH_BEFORE_SECS: i64 = 24 * 3600;
-/// The meta record holding this node's last anchor sequence number.
-const META_SEQ: &str = "gossip_seq";
 
 /// What happened to one payload, for the counters and the admin view.
 #[derive(Debug, Default)]
@@ -221,7 +217,7 @@ impl Service {
             Ok(true) => Verdict::Accept,
             Ok(false) => refuse("stale_sequence", false),
             Err(e) => {
-                tracing::error!(error = %e.message, "gossip: cannot store an anchor");
+                tracing::error!(error = %e, "gossip: cannot store an anchor");
                 refuse("store_error", false)
             }
         }
@@ -243,8 +239,8 @@ impl Service {
         jws: String,
         claims: AnchorClaims,
         now_ms: i64,
-    ) -> Result<bool, ApiError> {
-        let mut record = TrustAnchor {
+    ) -> Result<bool, DomainError> {
+        let record = TrustAnchor {
             origin: claims.iss.clone(),
             issuer: claims.sub.clone(),
             seq: claims.seq,
@@ -254,39 +250,18 @@ impl Service {
             received_at: now_ms,
             dismissed: false,
         };
-        let trusted = self.trusted.clone();
         let actor = self.actor(&claims.iss);
-        let state = self.state.clone();
-        let partner_room = self.state.store.list_partners()?.len() < MAX_PARTNERS;
-        let change = self
-            .state
-            .store
-            .write(move |tx| {
-                let prior = tx.get_trust_anchor(&record.origin, &record.issuer)?;
-                if prior.as_ref().is_some_and(|p| p.seq >= record.seq) {
-                    return Ok::<_, ApiError>(None);
-                }
-                // An operator's deletion holds until the origin says something new: a re-signed
-                // copy of the same statement stays dismissed.
-                record.dismissed = prior.as_ref().is_some_and(|p| {
-                    p.dismissed
-                        && anchor::parse_unverified(p.jws.as_bytes())
-                            .is_ok_and(|(_, c)| c.same_statement(&claims))
-                });
-                tx.put_trust_anchor(&record);
-                let change = reconcile(tx, &record.issuer, &trusted, now_ms, partner_room)?;
-                audit_change(&state, tx, &actor, &change)?;
-                Ok(Some((prior.is_none(), change)))
-            })
-            .await?;
+        let done =
+            anchors::store_and_apply(&self.state, record, claims, self.trusted.clone(), actor)
+                .await?;
         self.generation.fetch_add(1, Ordering::Relaxed);
-        let Some((new, change)) = change else {
+        let Some((new, change)) = done else {
             return Ok(false);
         };
         if new {
             self.anchors_held.fetch_add(1, Ordering::Relaxed);
         }
-        self.after_change(&change);
+        self.count_change(&change);
         Ok(true)
     }
 
@@ -298,19 +273,12 @@ impl Service {
         }
     }
 
-    fn after_change(&self, change: &Change) {
+    /// Counts a partner change (the domain layer already dropped its cached keys).
+    fn count_change(&self, change: &Change) {
         let mut c = self.counters();
         match change {
-            Change::Applied(p) => {
-                c.applied += 1;
-                self.state.key_cache.invalidate(&p.id.to_string());
-                self.state.metrics.audit_appends.inc();
-            }
-            Change::Removed(p) => {
-                c.removed += 1;
-                self.state.key_cache.invalidate(&p.id.to_string());
-                self.state.metrics.audit_appends.inc();
-            }
+            Change::Applied(_) => c.applied += 1,
+            Change::Removed(_) => c.removed += 1,
             Change::Shadowed => c.shadowed_by_local += 1,
             Change::None => {}
         }
@@ -318,8 +286,8 @@ impl Service {
 
     /// Forgets old anchors and re-derives every gossip partner from the stored ones (at
     /// start-up, where the operator may have changed `--gossip-trust`, then every minute).
-    pub(crate) async fn maintain(&self, actor: &str) -> Result<(), ApiError> {
-        let done = super::apply::maintain(&self.state, &self.own, &self.trusted, actor).await?;
+    pub(crate) async fn maintain(&self, actor: &str) -> Result<(), DomainError> {
+        let done = anchors::maintain(&self.state, &self.own, &self.trusted, actor).await?;
         if done.forgotten > 0 {
             tracing::info!(forgotten = done.forgotten, "gossip: old anchors forgotten");
             let held = self.state.store.list_trust_anchors()?.len();
@@ -327,14 +295,14 @@ impl Service {
             self.generation.fetch_add(1, Ordering::Relaxed);
         }
         for change in &done.changes {
-            self.after_change(change);
+            self.count_change(change);
         }
         Ok(())
     }
 
     /// Signs and publishes this node's anchor for `issuer` when what it would say differs from
     /// what it last said (or that is close to expiry). No-op without `--gossip-publish`.
-    pub(crate) async fn publish_issuer(&self, issuer: &str) -> Result<(), ApiError> {
+    pub(crate) async fn publish_issuer(&self, issuer: &str) -> Result<(), DomainError> {
         if !self.publish {
             return Ok(());
         }
@@ -368,11 +336,7 @@ impl Service {
             Some(p) => self.thumbprints(p).await,
             None => Vec::new(),
         };
-        // Sequence numbers follow the clock (milliseconds) as well as the counter, so that a
-        // store restored from a backup never signs below what receivers already hold.
-        let seq = (store.get_meta::<u64>(META_SEQ)?.unwrap_or(0) + 1)
-            .max(prior.as_ref().map_or(0, |a| a.seq) + 1)
-            .max(u64::try_from(now_ms).unwrap_or(0));
+        let seq = anchors::next_own_seq(&self.state, prior.as_ref().map(|a| a.seq), now_ms)?;
         let claims = AnchorClaims::describe(
             &self.own,
             issuer,
@@ -393,7 +357,7 @@ impl Service {
             .sign_with_header(&header, &payload)
             .map_err(|_| {
                 tracing::error!(issuer, "gossip: cannot sign a trust anchor");
-                ApiError::internal()
+                DomainError::Internal
             })?;
         let record = TrustAnchor {
             origin: self.own.clone(),
@@ -405,13 +369,7 @@ impl Service {
             received_at: now_ms,
             dismissed: false,
         };
-        store
-            .write(move |tx| {
-                tx.put_meta(META_SEQ, &seq);
-                tx.put_trust_anchor(&record);
-                Ok::<_, StoreError>(())
-            })
-            .await?;
+        anchors::record_own(&self.state, record).await?;
         self.generation.fetch_add(1, Ordering::Relaxed);
         tracing::info!(issuer, seq, status = %claims.status, "gossip: trust anchor signed");
         let sent = match self.net.get() {
@@ -434,7 +392,7 @@ impl Service {
 
     /// The thumbprints of the keys this node sees at a partner's key source now.
     async fn thumbprints(&self, p: &Partner) -> Vec<String> {
-        let Ok(source) = crate::http::partner_key_source(p) else {
+        let Ok(source) = crate::app::partners::key_source(p) else {
             return Vec::new();
         };
         match self
@@ -457,7 +415,7 @@ impl Service {
 
     /// Publishes (when changed) the anchor of every local partner and revokes the anchors of
     /// removed ones.
-    pub(crate) async fn publish_all(&self) -> Result<(), ApiError> {
+    pub(crate) async fn publish_all(&self) -> Result<(), DomainError> {
         if !self.publish {
             return Ok(());
         }

@@ -39,31 +39,9 @@ impl ApiError {
         }
     }
 
-    /// 429 with `Retry-After`: "Too many {what}; retry in {wait} s." (`what` says whose, e.g.
-    /// "failed authentications from this address").
-    pub(crate) fn too_many(what: &str, wait: u64) -> Self {
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "RATE_LIMITED",
-            format!("Too many {what}; retry in {wait} s."),
-        );
-        e.retry_after = Some(wait);
-        e
-    }
-
     pub(crate) fn with_details(mut self, details: Value) -> Self {
         self.details = Some(Box::new(details));
         self
-    }
-
-    pub(crate) fn validation(field: &str, reason: impl Into<String>) -> Self {
-        let reason = reason.into();
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "VALIDATION_ERROR",
-            format!("{field}: {reason}"),
-        )
-        .with_details(serde_json::json!({ "field": field, "reason": reason }))
     }
 
     pub(crate) fn invalid_id(name: &str) -> Self {

@@ -4,7 +4,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -15,6 +14,8 @@ use crate::app::AppState;
 use crate::http::error::ApiError;
 
 pub(crate) use super::auth::bearer;
+// What the accept loop puts on each request: the client's address and the body timeout.
+pub(crate) use crate::server::accept::{BodyTimeout, ClientAddr, DEFAULT_BODY_TIMEOUT};
 
 /// The path parameters of a matched route template (`{agentId}` ...), by name.
 #[derive(Debug, Clone, Default)]
@@ -122,11 +123,6 @@ pub(crate) fn created<T: serde::Serialize>(body: &T) -> warp::reply::Response {
 /// Largest request body any route accepts.
 pub(crate) const MAX_BODY: u64 = 64 * 1024;
 
-/// The peer address of a connection, put on each of its requests by the node's accept loop
-/// (`crate::accept`), because warp's own remote-address extension is private to warp.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ClientAddr(pub(crate) SocketAddr);
-
 /// The client's socket address, for per-address throttling and the audit log: warp's
 /// `remote()` when warp set it (`warp::test` requests), else the [`ClientAddr`] of our accept
 /// loop. Routes use this, never `warp::addr::remote()` alone, which is `None` in our loop.
@@ -138,15 +134,6 @@ pub(crate) fn client_addr(
             warp_addr.or(ours.map(|ClientAddr(a)| a))
         })
 }
-
-/// How long a request body may take to arrive once a handler starts reading it
-/// (`--body-timeout`), put on each request by the node's accept loop (`crate::accept`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct BodyTimeout(pub(crate) Duration);
-
-/// The body timeout of requests that carry no [`BodyTimeout`] (`warp::test` requests), and the
-/// default of `--body-timeout`.
-pub(crate) const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Injects the application state.
 pub(crate) fn with_state(

@@ -1,31 +1,21 @@
-//! Federation partners (`/api/v1/federation/trust`, `/partners`, `/partners/{id}`; scope
-//! `admin:orgs`) and verification of partner tokens (`/api/v1/federation/verify`, any
-//! authenticated caller), with the predecessor's fields (snake_case) and error codes.
-//!
-//! A partner is an issuer whose keys come from a JWKS URL, from the issuer's discovery document
-//! (OpenID Connect Discovery, falling back to RFC 8414), or from a `did:web` document. The key
-//! source is probed before the partner is stored, through the one guarded outbound client
-//! (`federation::Fetcher`), so a partner whose keys cannot be read — or whose URLs point at
-//! loopback, private or metadata addresses — is refused with `422` and the precise reason.
+//! `/api/v1/federation/...`: federation partners (`/trust`, `/partners`, `/partners/{id}`;
+//! scope `admin:orgs`), verification of partner tokens (`/verify`, any authenticated caller)
+//! and the gossip view (`/gossip`), with the predecessor's fields (snake_case) and error codes.
+//! The rules, the key-source probe and the writes are `app::partners`'.
 
 use serde::{Deserialize, Deserializer, Serialize};
-use storage::{KeySourceKind, Outcome, Partner, PartnerStatus};
+use storage::Partner;
 use utoipa::ToSchema;
 use uuid::Uuid;
 use warp::http::StatusCode;
 use warp::{Rejection, Reply};
 
+use crate::app::partners::{self, effective_status, NewPartner, PartnerUpdate};
 use crate::app::AppState;
-use crate::clock::{parse_rfc3339, rfc3339};
-use crate::http::error::ApiError;
-use crate::http::extract::{created, parse_id, Params};
+use crate::clock::rfc3339;
+use crate::http::extract::{created, Params};
 use crate::http::Caller;
 use crate::model::ErrorBody;
-
-/// Most partners a node keeps.
-const MAX_PARTNERS: usize = 1000;
-/// Longest partner token accepted.
-const MAX_TOKEN_LEN: usize = 16 * 1024;
 
 /// A trusted partner identity provider.
 #[derive(Debug, Serialize, ToSchema)]
@@ -63,15 +53,6 @@ pub(crate) struct PartnerView {
     expires_at: Option<String>,
 }
 
-/// `expired` once `expires_at` has passed, else the operator's status.
-fn effective_status(p: &Partner, now: i64) -> &'static str {
-    if p.expires_at.is_some_and(|t| t <= now) {
-        "expired"
-    } else {
-        p.status.as_str()
-    }
-}
-
 impl PartnerView {
     fn new(p: &Partner, now: i64) -> Self {
         PartnerView {
@@ -82,7 +63,7 @@ impl PartnerView {
             jwks_uri: p.jwks_uri.clone(),
             audience: p.audience.clone(),
             allowed_organizations: p.allowed_organizations.clone(),
-            status: effective_status(p, now),
+            status: effective_status(p, now).as_str(),
             source: if p.gossip.is_some() {
                 "gossip"
             } else {
@@ -167,150 +148,11 @@ pub(crate) struct VerifyResult {
     claims: serde_json::Map<String, serde_json::Value>,
 }
 
-fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
-}
-
-fn partner_not_found() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "FEDERATION_PARTNER_NOT_FOUND",
-        "Federation partner with the specified ID was not found.",
-    )
-}
-
-fn check_name(v: &str) -> Result<(), ApiError> {
-    if v.trim().is_empty() {
-        return Err(ApiError::validation("name", "must not be blank"));
-    }
-    crate::app::text::check_text(v, 1, 256).map_err(|e| ApiError::validation("name", e.to_string()))
-}
-
-/// An absolute URL the guarded client may fetch: https, or http when the operator allows it.
-fn check_url(state: &AppState, field: &str, v: &str) -> Result<url::Url, ApiError> {
-    let u =
-        url::Url::parse(v).map_err(|e| ApiError::validation(field, format!("not a URL: {e}")))?;
-    let http_ok = state.settings.allow_http_fetch;
-    let scheme_ok = u.scheme() == "https" || (http_ok && u.scheme() == "http");
-    if !scheme_ok {
-        let want = if http_ok {
-            "an http(s) URL"
-        } else {
-            "an https URL (plain http is allowed only with --allow-http-fetch)"
-        };
-        return Err(ApiError::validation(field, format!("must be {want}")));
-    }
-    if !u.username().is_empty()
-        || u.password().is_some()
-        || u.host_str().is_none()
-        || v.len() > 2048
-    {
-        return Err(ApiError::validation(
-            field,
-            "must be an absolute URL with a host and no credentials, at most 2048 characters",
-        ));
-    }
-    Ok(u)
-}
-
-fn check_orgs(v: &[String]) -> Result<(), ApiError> {
-    if v.len() > 1000 {
-        return Err(ApiError::validation(
-            "allowed_organizations",
-            "at most 1000 values",
-        ));
-    }
-    for o in v {
-        crate::app::text::check_text(o, 1, 256)
-            .map_err(|e| ApiError::validation("allowed_organizations", e.to_string()))?;
-    }
-    Ok(())
-}
-
-fn parse_time(field: &str, v: &str) -> Result<i64, ApiError> {
-    parse_rfc3339(v).ok_or_else(|| ApiError::validation(field, "must be an RFC 3339 date-time"))
-}
-
-/// Partners by issuer, read once per identity generation (which every partner change bumps
-/// before it is acknowledged): a verification does not read the store for its partner.
-pub(crate) struct PartnerCache {
-    map: std::sync::RwLock<PartnerMap>,
-}
-
-type PartnerMap = (
-    u64,
-    std::collections::HashMap<String, Option<std::sync::Arc<Partner>>>,
-);
-
-impl PartnerCache {
-    pub(crate) fn new() -> Self {
-        PartnerCache {
-            map: std::sync::RwLock::new((u64::MAX, std::collections::HashMap::new())),
-        }
-    }
-
-    fn by_issuer(
-        &self,
-        store: &storage::Store,
-        issuer: &str,
-    ) -> Result<Option<std::sync::Arc<Partner>>, storage::StoreError> {
-        let generation = store.identity_generation();
-        if let Ok(m) = self.map.read() {
-            if m.0 == generation {
-                if let Some(p) = m.1.get(issuer) {
-                    return Ok(p.clone());
-                }
-            }
-        }
-        // Read after taking the generation: a change landing meanwhile leaves the entry under
-        // the older generation, and it is read again next time.
-        let p = store.partner_by_issuer(issuer)?.map(std::sync::Arc::new);
-        if let Ok(mut m) = self.map.write() {
-            if m.0 != generation || m.1.len() >= 1024 {
-                *m = (generation, std::collections::HashMap::new());
-            }
-            m.1.insert(issuer.to_string(), p.clone());
-        }
-        Ok(p)
-    }
-}
-
-/// The key source of a partner record.
-pub(crate) fn key_source(p: &Partner) -> Result<federation::KeySource, ApiError> {
-    let bad = || {
-        tracing::error!(partner = %p.id, "a stored partner has an unusable key source");
-        ApiError::internal()
-    };
-    Ok(match p.source {
-        KeySourceKind::Did => federation::KeySource::DidWeb(p.issuer.parse().map_err(|_| bad())?),
-        KeySourceKind::Discovery => federation::KeySource::Discovery(p.issuer.clone()),
-        KeySourceKind::Jwks => federation::KeySource::Jwks(
-            url::Url::parse(p.jwks_uri.as_deref().unwrap_or("")).map_err(|_| bad())?,
-        ),
-    })
-}
-
-/// Reads the keys of `source` through the guarded client: 422 with the precise reason if they
-/// cannot be read.
-async fn probe(
-    state: &AppState,
-    source: &federation::KeySource,
-) -> Result<federation::FetchedKeys, ApiError> {
-    source.fetch(&state.fetcher).await.map_err(|e| {
-        tracing::warn!(%source, error = %e, code = e.code(), "partner key source refused");
-        unprocessable(
-            "JWKS_UNREACHABLE",
-            format!("The partner's keys could not be read: {e}. Check the URL, and that it is a public https address."),
-        )
-        .with_details(serde_json::json!({ "reason": e.code(), "source": source.to_string() }))
-    })
-}
-
 /// Register a trusted federation partner: its key source is probed first.
 #[utoipa::path(post, path = "/api/v1/federation/trust", tag = "Federation", security(("bearer" = ["admin:orgs"])),
     request_body = CreatePartnerRequest,
     responses((status = 201, body = PartnerView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 409, description = "FEDERATION_PARTNER_CONFLICT", body = ErrorBody),
+        (status = 409, description = "FEDERATION_PARTNER_CONFLICT, FEDERATION_PARTNER_LIMIT", body = ErrorBody),
         (status = 422, description = "JWKS_UNREACHABLE (details.reason: PRIVATE_ADDRESS, HTTP_NOT_ALLOWED, TIMEOUT, RESPONSE_TOO_LARGE, REDIRECT_TO_OTHER_HOST, DISCOVERY_ISSUER_MISMATCH, NO_USABLE_KEYS, ...)", body = ErrorBody)))]
 pub(crate) async fn create(
     _p: Params,
@@ -318,109 +160,16 @@ pub(crate) async fn create(
     req: CreatePartnerRequest,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require(crate::app::Scope::AdminOrgs)?;
-    check_name(&req.name)?;
-    check_orgs(&req.allowed_organizations)?;
-    if let Some(a) = &req.audience {
-        crate::app::text::check_text(a, 1, 2048)
-            .map_err(|e| ApiError::validation("audience", e.to_string()))?;
-    }
-    let expires_at = req
-        .expires_at
-        .as_deref()
-        .map(|v| parse_time("expires_at", v))
-        .transpose()?;
-    let (kind, source) = if req.issuer.starts_with("did:") {
-        let did: did_method::DidWeb = req
-            .issuer
-            .parse()
-            .map_err(|e| ApiError::validation("issuer", format!("not a usable did:web: {e}")))?;
-        if req.jwks_uri.is_some() {
-            return Err(ApiError::validation(
-                "jwks_uri",
-                "a did:web issuer's keys come from its DID document; give no jwks_uri",
-            )
-            .into());
-        }
-        (KeySourceKind::Did, federation::KeySource::DidWeb(did))
-    } else {
-        check_url(&state, "issuer", &req.issuer)?;
-        match &req.jwks_uri {
-            Some(u) => (
-                KeySourceKind::Jwks,
-                federation::KeySource::Jwks(check_url(&state, "jwks_uri", u)?),
-            ),
-            None => (
-                KeySourceKind::Discovery,
-                federation::KeySource::Discovery(req.issuer.clone()),
-            ),
-        }
-    };
-    if state
-        .store
-        .partner_by_issuer(&req.issuer)
-        .map_err(ApiError::from)?
-        .is_some()
-    {
-        return Err(conflict().into());
-    }
-    if state.store.list_partners().map_err(ApiError::from)?.len() >= MAX_PARTNERS {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "FEDERATION_PARTNER_LIMIT",
-            format!("This node keeps at most {MAX_PARTNERS} partners; remove one first."),
-        )
-        .into());
-    }
-    let fetched = probe(&state, &source).await?;
-    let now = state.clock.now_ms();
-    let partner = Partner {
-        id: Uuid::new_v4(),
+    let new = NewPartner {
         name: req.name,
-        jwks_uri: match kind {
-            KeySourceKind::Did => None,
-            _ => Some(fetched.keys_url.clone()),
-        },
         issuer: req.issuer,
-        source: kind,
+        jwks_uri: req.jwks_uri,
         audience: req.audience,
         allowed_organizations: req.allowed_organizations,
-        status: PartnerStatus::Active,
-        created_at: now,
-        updated_at: now,
-        expires_at,
-        gossip: None,
+        expires_at: req.expires_at,
     };
-    let entry = state.audit_entry(
-        &caller.actor,
-        "federation.partner.create",
-        partner.id.to_string(),
-        Outcome::Success,
-        serde_json::json!({ "issuer": partner.issuer, "keySource": kind.as_str(), "keysUrl": fetched.keys_url, "keys": fetched.keys.len() }),
-    );
-    let stored = partner.clone();
-    state
-        .write_audited_api(entry, move |tx| {
-            if tx.partner_id_by_issuer(&stored.issuer)?.is_some() {
-                return Err(conflict());
-            }
-            tx.put_partner(&stored);
-            Ok(())
-        })
-        .await?;
-    state
-        .key_cache
-        .seed(&partner.id.to_string(), &source, fetched);
-    state.gossip.local_partner_changed(&partner.issuer);
-    Ok(created(&PartnerView::new(&partner, now)))
-}
-
-fn conflict() -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "FEDERATION_PARTNER_CONFLICT",
-        "A federation partner with this issuer is already registered.",
-    )
+    let p = partners::create(&state, &caller, new).await?;
+    Ok(created(&PartnerView::new(&p, state.clock.now_ms())))
 }
 
 /// List every federation partner (expired ones say so).
@@ -431,17 +180,10 @@ pub(crate) async fn list(
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require(crate::app::Scope::AdminOrgs)?;
+    let partners = partners::list(&state, &caller)?;
     let now = state.clock.now_ms();
-    let mut partners = state.store.list_partners().map_err(ApiError::from)?;
-    partners.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
     let views: Vec<PartnerView> = partners.iter().map(|p| PartnerView::new(p, now)).collect();
     Ok(warp::reply::json(&views).into_response())
-}
-
-fn read_partner(state: &AppState, id: &str) -> Result<Partner, ApiError> {
-    let id = parse_id("id", id)?;
-    state.store.get_partner(&id)?.ok_or_else(partner_not_found)
 }
 
 /// Get one federation partner.
@@ -453,8 +195,7 @@ pub(crate) async fn get(
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require(crate::app::Scope::AdminOrgs)?;
-    let p = read_partner(&state, p.raw("id"))?;
+    let p = partners::get(&state, &caller, &p.id("id")?)?;
     Ok(warp::reply::json(&PartnerView::new(&p, state.clock.now_ms())).into_response())
 }
 
@@ -471,109 +212,21 @@ pub(crate) async fn update(
     req: UpdatePartnerRequest,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require(crate::app::Scope::AdminOrgs)?;
-    let current = read_partner(&state, p.raw("id"))?;
-    let mut changed: Vec<&'static str> = Vec::new();
-    if let Some(n) = &req.name {
-        check_name(n)?;
-        changed.push("name");
-    }
-    if let Some(o) = &req.allowed_organizations {
-        check_orgs(o)?;
-        changed.push("allowed_organizations");
-    }
-    let status = match req.status.as_deref() {
-        None => None,
-        Some("active") => Some(PartnerStatus::Active),
-        Some("suspended") => Some(PartnerStatus::Suspended),
-        Some(_) => {
-            return Err(ApiError::validation("status", "must be active or suspended").into())
-        }
+    let id = p.id("id")?;
+    let change = PartnerUpdate {
+        name: req.name,
+        jwks_uri: req.jwks_uri,
+        audience: req.audience,
+        allowed_organizations: req.allowed_organizations,
+        status: req
+            .status
+            .as_deref()
+            .map(partners::parse_status)
+            .transpose()?,
+        expires_at: req.expires_at,
     };
-    if status.is_some() {
-        changed.push("status");
-    }
-    let expires_at = match &req.expires_at {
-        None => None,
-        Some(None) => Some(None),
-        Some(Some(v)) => Some(Some(parse_time("expires_at", v)?)),
-    };
-    if expires_at.is_some() {
-        changed.push("expires_at");
-    }
-    if let Some(a) = &req.audience {
-        if let Some(a) = a {
-            crate::app::text::check_text(a, 1, 2048)
-                .map_err(|e| ApiError::validation("audience", e.to_string()))?;
-        }
-        changed.push("audience");
-    }
-    let mut new_source = None;
-    if let Some(u) = &req.jwks_uri {
-        if current.source == KeySourceKind::Did {
-            return Err(ApiError::validation(
-                "jwks_uri",
-                "a did:web partner's keys come from its DID document",
-            )
-            .into());
-        }
-        let source = federation::KeySource::Jwks(check_url(&state, "jwks_uri", u)?);
-        let fetched = probe(&state, &source).await?;
-        new_source = Some((source, fetched));
-        changed.push("jwks_uri");
-    }
-    if changed.is_empty() {
-        return Err(ApiError::validation("body", "give at least one field to change").into());
-    }
-    let now = state.clock.now_ms();
-    let pid = current.id;
-    let entry = state.audit_entry(
-        &caller.actor,
-        "federation.partner.update",
-        pid.to_string(),
-        Outcome::Success,
-        serde_json::json!({ "fields": changed, "status": req.status, "from_gossip": current.gossip.as_ref().map(|g| g.origin.clone()) }),
-    );
-    let jwks_uri = new_source.as_ref().map(|(_, f)| f.keys_url.clone());
-    let p = state
-        .write_audited_api(entry, move |tx| {
-            let mut p = tx.get_partner(&pid)?.ok_or_else(partner_not_found)?;
-            if let Some(n) = req.name {
-                p.name = n;
-            }
-            if let Some(o) = req.allowed_organizations {
-                p.allowed_organizations = o;
-            }
-            if let Some(s) = status {
-                p.status = s;
-            }
-            if let Some(e) = expires_at {
-                p.expires_at = e;
-            } else if let Some(g) = &p.gossip {
-                // Taken over from gossip: the origin's expiry for the partner, not the
-                // anchor's (which gossip would have renewed).
-                p.expires_at = g.partner_expires_at;
-            }
-            if let Some(a) = req.audience {
-                p.audience = a;
-            }
-            if let Some(u) = jwks_uri {
-                p.jwks_uri = Some(u);
-                p.source = KeySourceKind::Jwks;
-            }
-            p.gossip = None;
-            p.updated_at = now;
-            tx.put_partner(&p);
-            Ok(p)
-        })
-        .await?;
-    let key = p.id.to_string();
-    state.key_cache.invalidate(&key);
-    if let Some((source, fetched)) = new_source {
-        state.key_cache.seed(&key, &source, fetched);
-    }
-    state.gossip.local_partner_changed(&p.issuer);
-    Ok(warp::reply::json(&PartnerView::new(&p, now)).into_response())
+    let p = partners::update(&state, &caller, &id, change).await?;
+    Ok(warp::reply::json(&PartnerView::new(&p, state.clock.now_ms())).into_response())
 }
 
 /// Remove a federation partner: its tokens are refused at once. Gossip does not bring it back
@@ -587,140 +240,8 @@ pub(crate) async fn delete(
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require(crate::app::Scope::AdminOrgs)?;
-    let current = read_partner(&state, p.raw("id"))?;
-    let pid = current.id;
-    let entry = state.audit_entry(
-        &caller.actor,
-        "federation.partner.delete",
-        pid.to_string(),
-        Outcome::Success,
-        serde_json::json!({ "issuer": current.issuer, "from_gossip": current.gossip.as_ref().map(|g| g.origin.clone()) }),
-    );
-    // Every other node's anchor about this issuer is dismissed with it: gossip does not bring
-    // back what an operator removed until an origin says something new about it.
-    let own = state.settings.node_did.to_string();
-    let origins: Vec<String> = state
-        .store
-        .list_trust_anchors()
-        .map_err(ApiError::from)?
-        .into_iter()
-        .filter(|a| a.issuer == current.issuer && a.origin != own)
-        .map(|a| a.origin)
-        .collect();
-    state
-        .write_audited_api(entry, move |tx| {
-            let p = tx.get_partner(&pid)?.ok_or_else(partner_not_found)?;
-            for origin in &origins {
-                if let Some(mut a) = tx.get_trust_anchor(origin, &p.issuer)? {
-                    a.dismissed = true;
-                    tx.put_trust_anchor(&a);
-                }
-            }
-            tx.delete_partner(&p);
-            Ok(())
-        })
-        .await?;
-    state.key_cache.invalidate(&pid.to_string());
-    state.gossip.local_partner_changed(&current.issuer);
+    partners::delete(&state, &caller, &p.id("id")?).await?;
     Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
-}
-
-/// The unverified `iss` of a compact JWS, to find its partner; nothing else is trusted before
-/// the signature verifies.
-fn unverified_issuer(token: &str) -> Option<String> {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    v.get("iss")?.as_str().map(str::to_string)
-}
-
-/// Verifies a partner-issued token: the partner is found by the token's exact `iss`, must be
-/// active and unexpired, and the token must verify strictly with the partner's keys and pass
-/// `allowed_organizations`.
-pub(crate) async fn verify_partner_token(
-    state: &AppState,
-    token: &str,
-    expected_issuer: Option<&str>,
-) -> Result<(std::sync::Arc<Partner>, federation::VerifiedToken), ApiError> {
-    if token.len() > MAX_TOKEN_LEN {
-        return Err(unprocessable(
-            "TOKEN_MALFORMED",
-            format!("The token is longer than {MAX_TOKEN_LEN} bytes."),
-        ));
-    }
-    let iss = unverified_issuer(token).ok_or_else(|| {
-        unprocessable(
-            "TOKEN_MALFORMED",
-            "The token is not a JWT with a string iss claim.",
-        )
-    })?;
-    if expected_issuer.is_some_and(|e| e != iss) {
-        return Err(unprocessable(
-            "ISSUER_MISMATCH",
-            "The token's iss is not the expected issuer.",
-        ));
-    }
-    let partner = state
-        .partners
-        .by_issuer(&state.store, &iss)
-        .map_err(ApiError::from)?
-        .ok_or_else(|| {
-            unprocessable(
-                "UNKNOWN_FEDERATION_ISSUER",
-                "The token's issuer is not a federation partner of this node.",
-            )
-        })?;
-    let now = state.clock.now_ms();
-    match effective_status(&partner, now) {
-        "suspended" => {
-            return Err(unprocessable(
-                "FEDERATION_PARTNER_SUSPENDED",
-                "The token's issuer is a suspended federation partner.",
-            ))
-        }
-        "expired" => {
-            return Err(unprocessable(
-                "FEDERATION_PARTNER_EXPIRED",
-                "The token's issuer is an expired federation partner.",
-            ))
-        }
-        _ => {}
-    }
-    let source = key_source(&partner)?;
-    let mut expected = federation::Expectations::new(&partner.issuer, now.div_euclid(1000));
-    if let Some(a) = partner.audience.as_deref() {
-        expected = expected.with_audience(a);
-    }
-    let verified = state
-        .key_cache
-        .verify(&partner.id.to_string(), &source, token, &expected)
-        .await
-        .map_err(|e| unprocessable(e.code(), format!("The token does not verify: {e}.")))?;
-    // Explicit typing (RFC 8725 §3.11): a trust anchor a node gossips is signed with the same
-    // key as its tokens, but is never one.
-    if verified.header.get("typ").and_then(|t| t.as_str()) == Some(crate::gossip::ANCHOR_TYP) {
-        return Err(unprocessable(
-            "WRONG_TOKEN_TYPE",
-            "This is a gossiped trust anchor, not a token.",
-        ));
-    }
-    if !partner.allowed_organizations.is_empty() {
-        let org = verified
-            .claims
-            .get("organization_id")
-            .and_then(|v| v.as_str());
-        if !org.is_some_and(|o| partner.allowed_organizations.iter().any(|a| a == o)) {
-            return Err(unprocessable(
-                "FEDERATION_ORG_NOT_ALLOWED",
-                "The token's organization_id is not one this partner may speak for here.",
-            ));
-        }
-    }
-    Ok((partner, verified))
 }
 
 /// Verify a token issued by a federation partner.
@@ -734,18 +255,8 @@ pub(crate) async fn verify(
     req: VerifyRequest,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    let result = verify_partner_token(&state, &req.token, req.expected_issuer.as_deref()).await;
-    let (outcome, details) = match &result {
-        Ok((p, v)) => (
-            Outcome::Success,
-            serde_json::json!({ "partner": p.id, "issuer": p.issuer, "subject": v.claims.get("sub") }),
-        ),
-        Err(e) => (Outcome::Failure, serde_json::json!({ "reason": e.code })),
-    };
-    state.metrics.federation_verify(result.is_ok());
-    let entry = state.audit_entry(&caller.actor, "federation.verify", "-", outcome, details);
-    state.audit_detached(entry).await;
-    let (partner, v) = result?;
+    let (partner, v) =
+        partners::verify(&state, &caller, &req.token, req.expected_issuer.as_deref()).await?;
     let subject = v
         .claims
         .get("sub")
@@ -777,7 +288,6 @@ pub(crate) async fn gossip(
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require(crate::app::Scope::AdminOrgs)?;
-    let view = state.gossip.view(&state).await?;
+    let view = crate::app::anchors::gossip_view(&state, &caller).await?;
     Ok(warp::reply::json(&view).into_response())
 }

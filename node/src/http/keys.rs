@@ -7,7 +7,6 @@ use warp::{Rejection, Reply};
 
 use crate::app::AppState;
 use crate::clock::rfc3339;
-use crate::http::error::ApiError;
 use crate::http::extract::{created, Params};
 use crate::http::Caller;
 use crate::model::ErrorBody;
@@ -42,24 +41,15 @@ pub(crate) async fn signing_keys(
     caller: Caller,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require(crate::app::Scope::AdminOrgs)?;
-    let now = state.clock.now_ms();
-    let grace = state.settings.key_grace_ms;
-    let mut keys = state.store.signing_keys().map_err(ApiError::from)?;
-    keys.sort_by_key(|k| std::cmp::Reverse(k.created_at));
-    let data = keys
-        .iter()
+    let data = crate::app::signing_keys::list(&state, &caller)?
+        .into_iter()
         .map(|k| SigningKeyView {
-            kid: k.kid.clone(),
-            alg: k.alg.clone(),
-            status: match k.retired_at {
-                None => "active",
-                Some(r) if r + grace > now => "retired",
-                Some(_) => "expired",
-            },
+            kid: k.kid,
+            alg: k.alg,
+            status: k.status.as_str(),
             created_at: rfc3339(k.created_at),
             retired_at: k.retired_at.map(rfc3339),
-            published_until: k.retired_at.map(|r| rfc3339(r + grace)),
+            published_until: k.published_until.map(rfc3339),
         })
         .collect();
     Ok(warp::reply::json(&SigningKeyList { data }).into_response())
@@ -96,36 +86,12 @@ pub(crate) async fn rotate(
     req: RotateRequest,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    caller.require(crate::app::Scope::AdminOrgs)?;
-    let alg = match req.alg {
-        Some(a) if crate::keys::SIGNING_ALGS.contains(&a.as_str()) => a,
-        Some(_) => return Err(ApiError::validation("alg", "must be ES256 or RS256").into()),
-        None => state.keys().active.alg.to_string(),
-    };
-    let started = state.clock.now_ms();
-    let (kid, retired) = crate::server::rotate_stored(
-        &state.store,
-        state.clock.as_ref(),
-        state.settings.system_org,
-        &alg,
-        &caller.actor.id,
-    )
-    .await
-    .map_err(|e| {
-        tracing::error!(error = %e, "key rotation failed");
-        ApiError::internal()
-    })?;
-    state.reload_keys().await.map_err(|e| {
-        tracing::error!(error = %e, "reloading keys after rotation failed");
-        ApiError::internal()
-    })?;
-    state.metrics.audit_appends.inc();
-    tracing::info!(%kid, ?retired, %alg, "signing key rotated");
+    let r = crate::app::signing_keys::rotate(&state, &caller, req.alg).await?;
     let body = Rotated {
-        kid,
-        alg,
-        retired_kid: retired,
-        retired_key_published_until: rfc3339(started + state.settings.key_grace_ms),
+        kid: r.kid,
+        alg: r.alg,
+        retired_kid: r.retired_kid,
+        retired_key_published_until: rfc3339(r.retired_published_until),
     };
     Ok(created(&body))
 }

@@ -31,13 +31,7 @@ use crate::app::AppState;
 use agents::{credentials as agent_credentials, keys as agent_keys};
 
 pub(crate) use crate::app::Caller;
-pub(crate) use extract::{BodyTimeout, ClientAddr, DEFAULT_BODY_TIMEOUT, MAX_BODY};
-#[cfg(feature = "gossip")]
-pub(crate) use federation::key_source as partner_key_source;
-pub(crate) use federation::PartnerCache;
-// Transitional: `app::exchange` verifies subject tokens with it until the federation area
-// moves under `app/`.
-pub(crate) use federation::verify_partner_token;
+pub(crate) use extract::MAX_BODY;
 
 /// The part of a route every row shares: its template and method matched, its path parameters.
 type Base = BoxedFilter<(extract::Params,)>;

@@ -34,7 +34,9 @@ fn ensure_installed(dir: &Path) {
     static INSTALLED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     let result = INSTALLED.get_or_init(|| {
         let marker = dir.join("node_modules/.package-lock.json");
-        let installed = dir.join("node_modules/oidc-provider/package.json").is_file();
+        let installed = dir
+            .join("node_modules/oidc-provider/package.json")
+            .is_file();
         let lock_newer = match (
             std::fs::metadata(dir.join("package-lock.json")).and_then(|m| m.modified()),
             std::fs::metadata(&marker).and_then(|m| m.modified()),
@@ -45,13 +47,18 @@ fn ensure_installed(dir: &Path) {
         if installed && !lock_newer {
             return Ok(());
         }
-        eprintln!("oidc_provider: installing the pinned oidc-provider: npm ci in {}", dir.display());
+        eprintln!(
+            "oidc_provider: installing the pinned oidc-provider: npm ci in {}",
+            dir.display()
+        );
         let out = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
             .current_dir(dir)
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| format!("cannot run npm (Node.js and npm are needed for this test): {e}"))?;
+            .map_err(|e| {
+                format!("cannot run npm (Node.js and npm are needed for this test): {e}")
+            })?;
         if !out.status.success() {
             return Err(format!(
                 "npm ci in {} failed: {}",

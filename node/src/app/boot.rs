@@ -1,6 +1,9 @@
-//! Start-up, bootstrap and shutdown of `agentidp serve`.
+//! Start-up and the background work of `agentidp serve`, and the offline commands: every
+//! store write the node makes outside a request. Opening the state (the store, the first
+//! start's bootstrap, the signing keys), the signing-key rotation of `agentidp keys rotate`,
+//! the admin recovery of `agentidp admin recover`, and the tasks that purge expired records
+//! and summarize failed authentications. `server` calls these; it writes nothing itself.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -8,216 +11,18 @@ use std::time::Instant;
 use storage::{EngineKind, OrgStatus, Organization, Outcome, PlanTier, Store, StoreError};
 use uuid::Uuid;
 
+use crate::app::signing_keys::{load_ring, rotate_stored};
+use crate::app::state::StateInner;
 use crate::app::{Actor, AppState, Settings};
 use crate::clock::{Clock, SystemClock};
-use crate::keys::{generate, rotate_in, KeyRing, META_ACTIVE_KID};
+use crate::keys::{generate, rotate_in};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
-
-/// What `serve` needs.
-#[derive(Debug, Clone)]
-pub struct ServeConfig {
-    /// Address to listen on (port 0 picks a free port).
-    pub listen: SocketAddr,
-    /// Issuer and did:web base; derived from the bound address when absent
-    /// (`https://` when `tls` is given, else `http://`).
-    pub public_url: Option<String>,
-    /// Serve HTTPS with this certificate and key instead of plain HTTP.
-    pub tls: Option<crate::tls::TlsFiles>,
-    /// Where the store and the admin credential file live.
-    pub data_dir: PathBuf,
-    /// Storage engine.
-    pub store: EngineKind,
-    /// Access token lifetime, seconds.
-    pub token_ttl_secs: i64,
-    /// Algorithm of the signing key (`ES256` or `RS256`); a change rotates the key at start-up.
-    pub signing_alg: String,
-    /// How long a retired signing key stays published, seconds; default: token lifetime + 300.
-    pub key_grace_secs: Option<i64>,
-    /// Token requests per second allowed per client id (0: unlimited); bursts of twice that.
-    pub token_rate_limit: u32,
-    /// OASF schema directory whose skill and domain taxonomy registrations are checked against.
-    pub oasf_schema: Option<PathBuf>,
-    /// Let the outbound client fetch loopback, private, link-local and CGNAT addresses (tests,
-    /// closed networks). Cloud metadata addresses stay refused.
-    pub allow_private_fetch: bool,
-    /// Let the outbound client fetch plain `http://` URLs (tests only).
-    pub allow_http_fetch: bool,
-    /// Trust-anchor gossip (`--gossip-*`); off when empty.
-    pub gossip: crate::gossip::GossipOptions,
-    /// Connection timeouts, the connection cap and trusted proxies.
-    pub connections: crate::accept::ConnectionOptions,
-}
-
-/// Why the node could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The store could not be opened.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The TLS certificate or key (`--tls-cert`, `--tls-key`) cannot be used.
-    #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
-    /// The listen address could not be bound.
-    #[error(
-        "cannot listen on {addr}: {source}; choose another --listen address or stop what uses it"
-    )]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// `--public-url` is not usable.
-    #[error("--public-url {0:?} must be an absolute http(s) URL without query or fragment, e.g. https://idp.example.com")]
-    PublicUrl(String),
-    /// Key generation or loading failed.
-    #[error("signing keys: {0}")]
-    Keys(String),
-    /// The instance admin could not be created (e.g. the OS random generator failed).
-    #[error("cannot create the instance admin: {0}")]
-    Bootstrap(String),
-    /// The OASF schema directory could not be read.
-    #[error("--oasf-schema {0}: {1}; point it at the OASF schema folder (the one holding skills/ and domains/)")]
-    OasfSchema(PathBuf, String),
-    /// The gossip flags are unusable, or the gossip network could not be joined.
-    #[error("gossip: {0}")]
-    Gossip(String),
-    /// The signal handlers could not be installed.
-    #[error("cannot install the SIGINT/SIGTERM handlers: {0}")]
-    Signals(std::io::Error),
-    /// An offline command (`keys rotate`, `admin recover`) cannot run on this data directory.
-    #[error("{0}")]
-    Offline(String),
-    /// The admin credential file could not be written.
-    #[error("cannot write the admin credential file {path}: {source}")]
-    AdminFile {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-}
+use crate::server::{ServeConfig, StartError};
 
 const META_BOOTSTRAP: &str = "bootstrap";
+/// The instance admin's credential file in the data directory (mode 0600).
 pub(crate) const ADMIN_FILE: &str = "admin-credentials.json";
-
-/// Runs the node until SIGINT or SIGTERM; then stops accepting, finishes in-flight requests,
-/// commits everything queued in the store, and returns.
-pub async fn run(cfg: ServeConfig) -> Result<(), StartError> {
-    let started = Instant::now();
-    // Before anything else: a bad certificate must not leave a new data directory behind.
-    let tls = cfg
-        .tls
-        .as_ref()
-        .map(crate::tls::server_config)
-        .transpose()?
-        .map(tokio_rustls::TlsAcceptor::from);
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: cfg.listen,
-            source,
-        })?;
-    let local = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: cfg.listen,
-        source,
-    })?;
-    let issuer = match &cfg.public_url {
-        Some(u) => u.trim_end_matches('/').to_string(),
-        None => format!("{scheme}://{local}"),
-    };
-    let node_did = did_method::DidWeb::from_base_url(&issuer, &[])
-        .map_err(|_| StartError::PublicUrl(issuer.clone()))?;
-    if issuer.contains(['?', '#']) {
-        return Err(StartError::PublicUrl(issuer));
-    }
-
-    let state = open_state(
-        &cfg,
-        issuer.clone(),
-        node_did,
-        Arc::new(SystemClock),
-        started,
-    )
-    .await?;
-    let store = state.store.clone();
-    let metrics = state.metrics.clone();
-    crate::gossip::start(&state, &cfg.gossip, &cfg.data_dir).await?;
-    let shutdown = shutdown_signal().map_err(StartError::Signals)?;
-    tokio::spawn(purge_expired(store.clone(), state.clock.clone()));
-    tokio::spawn(summarize_failures(state.clone()));
-    tracing::info!(
-        listen = %local,
-        tls = tls.is_some(),
-        issuer = %issuer,
-        store = cfg.store.as_str(),
-        data_dir = %cfg.data_dir.display(),
-        startup_ms = started.elapsed().as_millis() as u64,
-        token_rate_limit_per_client = state.rate_limiter.per_sec(),
-        "agentidp listening"
-    );
-    // One plain line on stdout for scripts and tests that started us on port 0.
-    println!("agentidp listening on {scheme}://{local}");
-
-    let kept = state.clone();
-    let service =
-        hyper_util::service::TowerToHyperService::new(warp::service(crate::http::routes(state)));
-    crate::accept::serve(listener, tls, service, shutdown, metrics, &cfg.connections).await;
-    kept.gossip.shutdown().await;
-    // Failures counted in windows still open are summarized now, so none is lost at a restart.
-    let open = kept.failures.closed(kept.clock.now_ms(), true);
-    kept.audit_failure_summaries(open).await;
-
-    tracing::info!("no more requests; committing queued writes");
-    let s = store.clone();
-    let _ = tokio::task::spawn_blocking(move || s.close()).await;
-    tracing::info!("stopped");
-    Ok(())
-}
-
-/// Every minute, deletes revoked-token and used-assertion records that no longer matter (their
-/// tokens and assertions have expired), so that those tables stay as small as the live set.
-async fn purge_expired(store: Arc<Store>, clock: Arc<dyn Clock>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-    loop {
-        tick.tick().await;
-        let s = store.clone();
-        let now = clock.now_secs();
-        let Ok(Ok(keys)) = tokio::task::spawn_blocking(move || s.expired(now, 10_000)).await else {
-            continue;
-        };
-        if keys.is_empty() {
-            continue;
-        }
-        let n = keys.len();
-        let purged = store
-            .write(move |tx| {
-                for k in keys {
-                    tx.delete_raw(k);
-                }
-                Ok::<_, StoreError>(())
-            })
-            .await;
-        match purged {
-            Ok(()) => tracing::debug!(records = n, "purged expired revocations and assertion ids"),
-            Err(e) => tracing::warn!(error = %e, "purging expired records failed; will retry"),
-        }
-    }
-}
-
-/// Every 10 s, writes the summary entry of each window of failed authentications that closed
-/// (see `crate::app::failures`), so that a flood's count reaches the audit log even when the
-/// flood stops and no later failure closes its window.
-async fn summarize_failures(state: AppState) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
-    loop {
-        tick.tick().await;
-        let closed = state.failures.closed(state.clock.now_ms(), false);
-        state.audit_failure_summaries(closed).await;
-    }
-}
 
 /// Opens the store, bootstraps it on first start, loads the keys: everything but the listener.
 pub(crate) async fn open_state(
@@ -234,7 +39,18 @@ pub(crate) async fn open_state(
             .await
             .map_err(|e| StartError::Store(StoreError::Engine(e.to_string())))??
     };
-    let store = Arc::new(store);
+    state_over(cfg, Arc::new(store), issuer, node_did, clock, started).await
+}
+
+/// Bootstraps the store on first start and loads the keys: the state over an opened store.
+pub(crate) async fn state_over(
+    cfg: &ServeConfig,
+    store: Arc<Store>,
+    issuer: String,
+    node_did: did_method::DidWeb,
+    clock: Arc<dyn Clock>,
+    started: Instant,
+) -> Result<AppState, StartError> {
     let system_org = bootstrap(&store, clock.as_ref(), &cfg.data_dir, &cfg.signing_alg).await?;
     let grace_ms = cfg
         .key_grace_secs
@@ -294,7 +110,7 @@ pub(crate) async fn open_state(
         Arc::new(federation::SystemClock),
         federation::CacheConfig::default(),
     ));
-    Ok(AppState(Arc::new(crate::app::state::StateInner {
+    Ok(AppState(Arc::new(StateInner {
         clients: Arc::new(crate::clients::ClientCache::new(store.clone())),
         verified_tokens: Arc::new(crate::token::VerifiedTokens::new()),
         artifacts: Arc::new(crate::app::artifacts::ArtifactCache::new(
@@ -305,7 +121,8 @@ pub(crate) async fn open_state(
         gossip: crate::gossip::GossipHub::default(),
         fetcher,
         key_cache,
-        partners: Arc::new(crate::http::PartnerCache::new()),
+        partners: Arc::new(crate::app::partners::PartnerCache::new()),
+        health: crate::app::health::HealthMonitor::new(&store),
         store,
         keys: Arc::new(RwLock::new(ring)),
         clock,
@@ -322,55 +139,54 @@ pub(crate) async fn open_state(
     })))
 }
 
-/// The ring of stored keys; records the active `kid` in `meta` if an older store lacks it.
-pub(crate) async fn load_ring(
-    store: &Arc<Store>,
-    grace_ms: i64,
-) -> Result<Arc<KeyRing>, StartError> {
-    let records = store.signing_keys()?;
-    let ring =
-        KeyRing::from_records(&records, grace_ms).map_err(|e| StartError::Keys(e.to_string()))?;
-    if store.get_meta::<String>(META_ACTIVE_KID)?.as_deref() != Some(ring.active.kid.as_str()) {
-        let kid = ring.active.kid.clone();
-        store
+/// Every minute, deletes revoked-token and used-assertion records that no longer matter (their
+/// tokens and assertions have expired), so that those tables stay as small as the live set.
+pub(crate) async fn purge_expired(state: AppState) {
+    let (store, clock) = (state.store.clone(), state.clock.clone());
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let s = store.clone();
+        let now = clock.now_secs();
+        let Ok(Ok(keys)) = tokio::task::spawn_blocking(move || s.expired(now, 10_000)).await else {
+            continue;
+        };
+        if keys.is_empty() {
+            continue;
+        }
+        let n = keys.len();
+        let purged = store
             .write(move |tx| {
-                tx.put_meta(META_ACTIVE_KID, &kid);
+                for k in keys {
+                    tx.delete_raw(k);
+                }
                 Ok::<_, StoreError>(())
             })
-            .await?;
+            .await;
+        match purged {
+            Ok(()) => tracing::debug!(records = n, "purged expired revocations and assertion ids"),
+            Err(e) => tracing::warn!(error = %e, "purging expired records failed; will retry"),
+        }
     }
-    Ok(ring)
 }
 
-/// Rotates the signing key in the store (audited). Returns the new and the retired `kid`.
-pub(crate) async fn rotate_stored(
-    store: &Arc<Store>,
-    clock: &dyn Clock,
-    system_org: Uuid,
-    alg: &str,
-    actor: &str,
-) -> Result<(String, Option<String>), StartError> {
-    let now = clock.now_ms();
-    let key = generate(alg, now).map_err(|e| StartError::Keys(e.to_string()))?;
-    let kid = key.kid.clone();
-    let actor = actor.to_string();
-    let retired = store
-        .write(move |tx| {
-            let retired = rotate_in(tx, &key, now)?;
-            tx.audit(storage::NewAuditEntry {
-                time: now,
-                org_id: system_org,
-                actor,
-                action: "keys.rotate".into(),
-                target: key.kid.clone(),
-                outcome: Outcome::Success,
-                client: None,
-                details: serde_json::json!({ "alg": key.alg, "retiredKid": retired }),
-            })?;
-            Ok::<_, StoreError>(retired)
-        })
-        .await?;
-    Ok((kid, retired))
+/// Every 10 s, writes the summary entry of each window of failed authentications that closed
+/// (see `crate::app::failures`), so that a flood's count reaches the audit log even when the
+/// flood stops and no later failure closes its window.
+pub(crate) async fn summarize_failures(state: AppState) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+    loop {
+        tick.tick().await;
+        let closed = state.failures.closed(state.clock.now_ms(), false);
+        state.audit_failure_summaries(closed).await;
+    }
+}
+
+/// At shutdown: the failures counted in windows still open are summarized now, so that none
+/// is lost at a restart.
+pub(crate) async fn summarize_open_failures(state: &AppState) {
+    let open = state.failures.closed(state.clock.now_ms(), true);
+    state.audit_failure_summaries(open).await;
 }
 
 /// Opens the store of a stopped node's data directory for an offline command; never creates
@@ -534,21 +350,6 @@ async fn recover_in(
         admin_id,
         created,
         file: path,
-    })
-}
-
-/// Registers SIGINT and SIGTERM handlers now — before the node says it is listening, so that a
-/// signal arriving at any moment afterwards takes the graceful path — and returns the future
-/// that completes when one arrives.
-fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, std::io::Error> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(async move {
-        tokio::select! {
-            _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
-            _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
-        }
     })
 }
 

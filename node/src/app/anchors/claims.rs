@@ -15,8 +15,8 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use storage::{AnchorStatus, KeySourceKind, Partner, PartnerStatus};
 
-/// The JOSE `typ` of a trust anchor.
-pub(crate) const TYP: &str = super::ANCHOR_TYP;
+/// The JOSE `typ` of a trust anchor (never accepted as a partner token).
+pub(crate) const TYP: &str = "agentidp-trust-anchor+jwt";
 /// Largest anchor accepted, in bytes (the gossip frame cap is larger, so that an oversized
 /// anchor is seen, counted and its sender penalized, rather than lost in the transport).
 pub(crate) const MAX_ANCHOR_BYTES: usize = 16 * 1024;

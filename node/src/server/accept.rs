@@ -42,7 +42,7 @@
 //!
 //! warp's `RemoteAddr` request extension is private to warp, so each request carries our own
 //! [`ClientAddr`] instead — the client's address, which behind a `--trusted-proxy` comes from the
-//! forwarding headers (see [`proxy`]); handlers read it through [`crate::http::client_addr`].
+//! forwarding headers (see [`proxy`]); handlers read it through `http::extract::client_addr`.
 
 mod proxy;
 
@@ -70,8 +70,21 @@ use tokio::sync::{watch, Notify};
 use tokio_rustls::TlsAcceptor;
 use warp::http::{header, HeaderValue, Request, StatusCode};
 
-use crate::http::{BodyTimeout, ClientAddr};
 use crate::metrics::{CloseReason, Metrics};
+
+/// The peer address of a connection, put on each of its requests by this accept loop, because
+/// warp's own remote-address extension is private to warp (the HTTP layer reads it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClientAddr(pub(crate) SocketAddr);
+
+/// How long a request body may take to arrive once a handler starts reading it
+/// (`--body-timeout`), put on each request by this accept loop (the HTTP layer reads it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BodyTimeout(pub(crate) Duration);
+
+/// The body timeout of requests that carry no [`BodyTimeout`] (`warp::test` requests), and the
+/// default of `--body-timeout`.
+pub(crate) const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a client has to complete the TLS handshake after connecting; then the connection is
 /// dropped, so a client that connects and sends nothing does not hold a task forever.
@@ -116,7 +129,7 @@ impl Default for ConnectionOptions {
         ConnectionOptions {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
-            body_timeout: crate::http::DEFAULT_BODY_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
             max_connections: None,
             trusted_proxies: Vec::new(),
         }
