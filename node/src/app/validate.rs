@@ -543,7 +543,8 @@ mod tests {
         let writer = [AgentsRead, AgentsWrite];
         let instance_admin = Scope::ALL;
         // (scopes given, caller's scopes, node's own organization, expected code)
-        let cases: &[(&[&str], &[Scope], bool, Option<ErrorCode>)] = &[
+        type Case<'a> = (&'a [&'a str], &'a [Scope], bool, Option<ErrorCode>);
+        let cases: &[Case] = &[
             (&["agents:read"], &writer, false, None),
             (&["agents:read", "agents:write"], &writer, false, None),
             (&[], &writer, false, None),
