@@ -178,7 +178,6 @@ impl AppState {
 
     /// Runs the state change `f` and appends `entry` to the audit log in the same durable write
     /// (both or neither), and counts the append. Returns once the write is on disk.
-    #[allow(dead_code)] // Transitional: used as the areas move under app/.
     pub(crate) async fn write_audited<T, F>(
         &self,
         entry: NewAuditEntry,
@@ -188,21 +187,12 @@ impl AppState {
         T: Send + 'static,
         F: FnOnce(&mut storage::Tx<'_>) -> Result<T, crate::app::DomainError> + Send + 'static,
     {
-        self.write_audited_as(entry, f).await
-    }
-
-    async fn write_audited_as<T, E, F>(&self, entry: NewAuditEntry, f: F) -> Result<T, E>
-    where
-        T: Send + 'static,
-        E: From<storage::StoreError> + Send + 'static,
-        F: FnOnce(&mut storage::Tx<'_>) -> Result<T, E> + Send + 'static,
-    {
         let out = self
             .store
             .write(move |tx| {
                 let out = f(tx)?;
                 tx.audit(entry)?;
-                Ok::<_, E>(out)
+                Ok::<_, crate::app::DomainError>(out)
             })
             .await?;
         self.metrics.audit_appends.inc();
