@@ -1,29 +1,39 @@
-//! Prometheus text exposition (v0.0.4) of the node's counters, kept without a metrics library:
-//! a few atomics and one small map of request counts.
+//! The node's metrics: a `prometheus_client` [`Registry`] built once when the state is made,
+//! encoded as OpenMetrics text on `GET /metrics`.
+//!
+//! What the node counts itself lives in the registry: plain counters, label families whose
+//! fixed label sets are created up front (their handles are kept, so counting them touches one
+//! atomic), the request counter family, and a lock-free latency histogram. What other parts of
+//! the node own (the store's commit statistics, the outbound fetcher, the partner key cache,
+//! gossip) is read when `/metrics` is scraped, into a [`Sampled`] collector.
+//!
+//! Counters are registered without their `_total` suffix: the OpenMetrics encoder appends it
+//! to the samples (`agentidp_tokens_issued_total 3`), while the `# HELP`/`# TYPE` lines name
+//! the family (`agentidp_tokens_issued`).
 
-use std::collections::HashMap;
-use std::fmt::Write as _;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeCounterValue, EncodeGaugeValue, EncodeLabelSet, EncodeLabelValue,
+    EncodeMetric, LabelValueEncoder, MetricEncoder, NoLabelSet,
+};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
 
 use storage::Store;
 
-/// A monotonically increasing counter.
-#[derive(Debug, Default)]
-pub(crate) struct Counter(AtomicU64);
-
-impl Counter {
-    pub(crate) fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-    pub(crate) fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
+/// The content type of [`Metrics::render`]'s text.
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Why the node closed a connection (`agentidp_connections_closed_total{reason}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum CloseReason {
     /// No request began within the idle timeout (or a new connection sent nothing).
     Idle,
@@ -57,37 +67,206 @@ impl CloseReason {
     }
 }
 
+impl EncodeLabelValue for CloseReason {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&self.as_str(), encoder)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CloseLabels {
+    reason: CloseReason,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+/// `http_requests_total{method, route, status_code}`. Every value is bounded: a known method
+/// or `other`, a route template of the table or `unmatched`, a status code.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    method: &'static str,
+    route: &'static str,
+    status_code: u16,
+}
+
+/// Upper bounds of `http_request_duration_seconds`, in seconds (`+Inf` is implied).
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
+/// The request latency histogram. `prometheus_client`'s `Histogram` takes a mutex on every
+/// observation; this one counts with atomics (one bucket, the sum, per request) and hands the
+/// library's encoder the same `(upper bound, count)` pairs at scrape time.
+#[derive(Debug, Default, Clone)]
+struct LatencyHistogram(Arc<LatencyInner>);
+
 #[derive(Debug, Default)]
-struct Histogram {
-    counts: [AtomicU64; BUCKETS.len()],
+struct LatencyInner {
+    /// Observations per bucket, not cumulative; the last one is `+Inf`.
+    counts: [AtomicU64; BUCKETS.len() + 1],
     sum_micros: AtomicU64,
-    total: AtomicU64,
+}
+
+impl LatencyHistogram {
+    fn observe(&self, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        let i = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
+        self.0.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.0.sum_micros.fetch_add(
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+}
+
+impl TypedMetric for LatencyHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for LatencyHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let buckets: Vec<(f64, u64)> = BUCKETS
+            .iter()
+            .copied()
+            .chain([f64::INFINITY])
+            .zip(&self.0.counts)
+            .map(|(le, n)| (le, n.load(Ordering::Relaxed)))
+            .collect();
+        // The count is the buckets' sum, so that `_count` equals the `+Inf` bucket even while
+        // requests finish during the scrape.
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        let sum = self.0.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
 }
 
 /// The node's metrics.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Metrics {
-    requests: Mutex<HashMap<(&'static str, &'static str, u16), u64>>,
-    latency: Histogram,
+    registry: Registry,
     pub(crate) tokens_issued: Counter,
-    pub(crate) introspections: Counter,
     pub(crate) agents_registered: Counter,
     pub(crate) audit_appends: Counter,
     pub(crate) auth_failures: Counter,
     pub(crate) auth_throttled: Counter,
     pub(crate) tls_handshake_failures: Counter,
     /// HTTP connections open now (accepted and not yet closed).
-    pub(crate) connections_open: AtomicU64,
+    pub(crate) connections_open: Gauge,
+    /// One handle per [`CloseReason`], in [`CloseReason::ALL`]'s order.
     connections_closed: [Counter; CloseReason::ALL.len()],
     federation_verified: Counter,
     federation_refused: Counter,
+    requests: Family<RequestLabels, Counter>,
+    latency: LatencyHistogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Metrics {
+    /// Every metric registered, every fixed label set created (so it is reported at 0).
+    pub(crate) fn new() -> Self {
+        let mut registry = Registry::default();
+        let counter = |registry: &mut Registry, name: &str, help: &str| {
+            let c = Counter::default();
+            registry.register(name, help, c.clone());
+            c
+        };
+        // `register` appends the full stop to each help text.
+        let tokens_issued = counter(
+            &mut registry,
+            "agentidp_tokens_issued",
+            "Access tokens issued",
+        );
+        let agents_registered = counter(
+            &mut registry,
+            "agentidp_agents_registered",
+            "Agents registered",
+        );
+        let audit_appends = counter(
+            &mut registry,
+            "agentidp_audit_appends",
+            "Audit entries appended by this process",
+        );
+        let auth_failures = counter(
+            &mut registry,
+            "agentidp_auth_failures",
+            "Failed authentications",
+        );
+        let auth_throttled = counter(
+            &mut registry,
+            "agentidp_auth_throttled",
+            "Requests refused with 429 after too many failed bearer authentications from their address",
+        );
+        let tls_handshake_failures = counter(
+            &mut registry,
+            "agentidp_tls_handshake_failures",
+            "TLS handshakes that failed or timed out (plain HTTP on the HTTPS port, untrusted certificate, silent client)",
+        );
+        let connections_open = Gauge::default();
+        registry.register(
+            "agentidp_connections_open",
+            "HTTP connections open now",
+            connections_open.clone(),
+        );
+        let closed = Family::<CloseLabels, Counter>::default();
+        registry.register(
+            "agentidp_connections_closed",
+            "Connections the node closed, by reason (timeouts, eviction at the connection cap, refusal when every connection is busy)",
+            closed.clone(),
+        );
+        let connections_closed =
+            CloseReason::ALL.map(|reason| closed.get_or_create_owned(&CloseLabels { reason }));
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by method, route and status",
+            requests.clone(),
+        );
+        let latency = LatencyHistogram::default();
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            latency.clone(),
+        );
+        let verifications = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "agentidp_federation_verifications",
+            "Partner token verifications by outcome",
+            verifications.clone(),
+        );
+        let outcome = |outcome| verifications.get_or_create_owned(&OutcomeLabels { outcome });
+        let (federation_verified, federation_refused) = (outcome("valid"), outcome("refused"));
+        Metrics {
+            registry,
+            tokens_issued,
+            agents_registered,
+            audit_appends,
+            auth_failures,
+            auth_throttled,
+            tls_handshake_failures,
+            connections_open,
+            connections_closed,
+            federation_verified,
+            federation_refused,
+            requests,
+            latency,
+        }
+    }
+
     /// Counts one partner token verification by its outcome.
     pub(crate) fn federation_verify(&self, ok: bool) {
         if ok {
@@ -102,48 +281,8 @@ impl Metrics {
         self.connections_closed[reason as usize].inc();
     }
 
-    /// The federation part: verifications by outcome, outbound fetches by result code, and the
-    /// partner key cache's counters.
-    pub(crate) fn render_federation(
-        &self,
-        fetches: &[(&'static str, u64)],
-        cache: &federation::CacheCounters,
-    ) -> String {
-        let mut out = String::new();
-        out.push_str("# HELP agentidp_federation_verifications_total Partner token verifications by outcome.\n# TYPE agentidp_federation_verifications_total counter\n");
-        let _ = writeln!(
-            out,
-            "agentidp_federation_verifications_total{{outcome=\"valid\"}} {}\nagentidp_federation_verifications_total{{outcome=\"refused\"}} {}",
-            self.federation_verified.get(),
-            self.federation_refused.get()
-        );
-        out.push_str("# HELP agentidp_outbound_fetches_total Outbound fetches (partner keys, discovery, DID documents) by result; every code but OK is a refusal or failure.\n# TYPE agentidp_outbound_fetches_total counter\n");
-        for (code, n) in fetches {
-            let _ = writeln!(
-                out,
-                "agentidp_outbound_fetches_total{{result=\"{code}\"}} {n}"
-            );
-        }
-        out.push_str("# HELP agentidp_partner_key_cache_total Partner key cache events.\n# TYPE agentidp_partner_key_cache_total counter\n");
-        for (event, n) in [
-            ("hit", cache.hits),
-            ("miss", cache.misses),
-            ("fetch", cache.fetches),
-            ("refetch", cache.refetches),
-            ("refetch_suppressed", cache.refetches_suppressed),
-            ("fetch_failure", cache.fetch_failures),
-            ("stale_serve", cache.stale_serves),
-            ("key_skipped", cache.keys_skipped),
-        ] {
-            let _ = writeln!(
-                out,
-                "agentidp_partner_key_cache_total{{event=\"{event}\"}} {n}"
-            );
-        }
-        out
-    }
-
-    /// Records one finished request under its route template.
+    /// Records one finished request under its route template. Takes no lock but the request
+    /// family's read lock (a write lock only the first time a method, route and status meet).
     pub(crate) fn observe(
         &self,
         method: &str,
@@ -161,130 +300,445 @@ impl Metrics {
             "OPTIONS" => "OPTIONS",
             _ => "other",
         };
-        if let Ok(mut m) = self.requests.lock() {
-            *m.entry((method, route, status)).or_insert(0) += 1;
-        }
-        let secs = elapsed.as_secs_f64();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                self.latency.counts[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.latency
-            .sum_micros
-            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
-        self.latency.total.fetch_add(1, Ordering::Relaxed);
+        self.requests
+            .get_or_create(&RequestLabels {
+                method,
+                route,
+                status_code: status,
+            })
+            .inc();
+        self.latency.observe(elapsed);
     }
 
-    /// The exposition text.
-    pub(crate) fn render(&self, store: &Store) -> String {
-        let mut out = String::new();
-        let mut counter = |name: &str, help: &str, v: u64| {
-            let _ = write!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
-            );
-        };
-        counter(
-            "agentidp_tokens_issued_total",
-            "Access tokens issued.",
-            self.tokens_issued.get(),
-        );
-        counter(
-            "agentidp_agents_registered_total",
-            "Agents registered.",
-            self.agents_registered.get(),
-        );
-        counter(
-            "agentidp_audit_appends_total",
-            "Audit entries appended by this process.",
-            self.audit_appends.get(),
-        );
-        counter(
-            "agentidp_auth_failures_total",
-            "Failed authentications.",
-            self.auth_failures.get(),
-        );
-        counter(
-            "agentidp_auth_throttled_total",
-            "Requests refused with 429 after too many failed bearer authentications from their address.",
-            self.auth_throttled.get(),
-        );
-        counter(
-            "agentidp_tls_handshake_failures_total",
-            "TLS handshakes that failed or timed out (plain HTTP on the HTTPS port, untrusted certificate, silent client).",
-            self.tls_handshake_failures.get(),
-        );
-        let s = store.stats();
-        counter(
-            "agentidp_store_commits_total",
-            "Group commits of the store.",
-            s.batches.load(Ordering::Relaxed),
-        );
-        counter(
-            "agentidp_store_jobs_total",
-            "Write jobs run by the store committer.",
-            s.jobs.load(Ordering::Relaxed),
-        );
-        counter(
-            "agentidp_store_commit_failures_total",
-            "Failed store commits.",
-            s.failures.load(Ordering::Relaxed),
-        );
-        let _ = write!(
-            out,
-            "# HELP agentidp_store_commit_seconds_total Time spent committing.\n# TYPE agentidp_store_commit_seconds_total counter\nagentidp_store_commit_seconds_total {}\n",
-            s.commit_micros.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let _ = write!(
-            out,
-            "# HELP agentidp_store_commit_max_seconds Slowest group commit so far.\n# TYPE agentidp_store_commit_max_seconds gauge\nagentidp_store_commit_max_seconds {}\n",
-            s.max_commit_micros.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let _ = write!(
-            out,
-            "# HELP agentidp_store_max_batch Largest group commit so far.\n# TYPE agentidp_store_max_batch gauge\nagentidp_store_max_batch {}\n",
-            s.max_batch.load(Ordering::Relaxed)
-        );
-        let _ = write!(
-            out,
-            "# HELP agentidp_connections_open HTTP connections open now.\n# TYPE agentidp_connections_open gauge\nagentidp_connections_open {}\n",
-            self.connections_open.load(Ordering::Relaxed)
-        );
-        out.push_str("# HELP agentidp_connections_closed_total Connections the node closed, by reason (timeouts, eviction at the connection cap, refusal when every connection is busy).\n# TYPE agentidp_connections_closed_total counter\n");
-        for reason in CloseReason::ALL {
-            let _ = writeln!(
-                out,
-                "agentidp_connections_closed_total{{reason=\"{}\"}} {}",
-                reason.as_str(),
-                self.connections_closed[reason as usize].get()
-            );
+    /// The OpenMetrics exposition ([`CONTENT_TYPE`]): the registry, then `sampled`, then
+    /// `# EOF`.
+    pub(crate) fn render(&self, sampled: Sampled) -> String {
+        let mut scrape = Registry::default();
+        scrape.register_collector(Box::new(sampled));
+        let mut out = String::with_capacity(8 * 1024);
+        // Writing into a String cannot fail; an encoder error would be a bug in a metric's
+        // encoding, and the part written so far is still worth serving.
+        let encoded = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry)
+            .and_then(|()| prometheus_client::encoding::text::encode(&mut out, &scrape));
+        if let Err(e) = encoded {
+            tracing::error!(error = %e, "cannot encode the metrics");
         }
-        out.push_str("# HELP http_requests_total HTTP requests by method, route and status.\n# TYPE http_requests_total counter\n");
-        if let Ok(m) = self.requests.lock() {
-            let mut rows: Vec<_> = m.iter().collect();
-            rows.sort();
-            for ((method, route, status), n) in rows {
-                let _ = writeln!(
-                    out,
-                    "http_requests_total{{method=\"{method}\",route=\"{route}\",status_code=\"{status}\"}} {n}"
-                );
-            }
-        }
-        out.push_str("# HELP http_request_duration_seconds HTTP request latency.\n# TYPE http_request_duration_seconds histogram\n");
-        for (i, b) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "http_request_duration_seconds_bucket{{le=\"{b}\"}} {}",
-                self.latency.counts[i].load(Ordering::Relaxed)
-            );
-        }
-        let total = self.latency.total.load(Ordering::Relaxed);
-        let _ = write!(
-            out,
-            "http_request_duration_seconds_bucket{{le=\"+Inf\"}} {total}\nhttp_request_duration_seconds_sum {}\nhttp_request_duration_seconds_count {total}\n",
-            self.latency.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
-        );
         out
+    }
+}
+
+/// The store's commit statistics at scrape time.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct StoreSample {
+    commits: u64,
+    jobs: u64,
+    failures: u64,
+    commit_micros: u64,
+    max_commit_micros: u64,
+    max_batch: u64,
+}
+
+impl StoreSample {
+    pub(crate) fn of(store: &Store) -> Self {
+        let s = store.stats();
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StoreSample {
+            commits: get(&s.batches),
+            jobs: get(&s.jobs),
+            failures: get(&s.failures),
+            commit_micros: get(&s.commit_micros),
+            max_commit_micros: get(&s.max_commit_micros),
+            max_batch: get(&s.max_batch),
+        }
+    }
+}
+
+/// Gossip's counters at scrape time (only when gossip runs).
+#[derive(Debug, Default, Clone)]
+#[cfg_attr(not(feature = "gossip"), allow(dead_code))]
+pub(crate) struct GossipSample {
+    pub(crate) peers: u64,
+    pub(crate) accepted: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) sync_skipped: u64,
+    pub(crate) rejected: BTreeMap<&'static str, u64>,
+    pub(crate) published: u64,
+    pub(crate) applied: u64,
+    pub(crate) removed: u64,
+    pub(crate) shadowed_by_local: u64,
+}
+
+/// What other parts of the node own, read when `/metrics` is scraped.
+#[derive(Debug)]
+pub(crate) struct Sampled {
+    pub(crate) store: StoreSample,
+    /// Outbound fetches by result code (`OK` and every refusal or failure code).
+    pub(crate) fetches: Vec<(&'static str, u64)>,
+    pub(crate) key_cache: federation::CacheCounters,
+    pub(crate) gossip: Option<GossipSample>,
+}
+
+/// A counter or gauge without labels.
+fn encode_one<M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> Result<(), std::fmt::Error> {
+    let m = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+    metric.encode(m)
+}
+
+/// A counter family with one label, one sample per value.
+fn encode_labelled<V: EncodeCounterValue>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl IntoIterator<Item = (&'static str, V)>,
+) -> Result<(), std::fmt::Error> {
+    let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (value, n) in values {
+        let labels = [(label, value)];
+        ConstCounter::new(n).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn gauge<V: EncodeGaugeValue>(v: V) -> ConstGauge<V> {
+    ConstGauge::new(v)
+}
+
+impl Collector for Sampled {
+    // A collector writes its help texts as given: they carry their full stop here.
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let e = &mut encoder;
+        let s = &self.store;
+        encode_one(
+            e,
+            "agentidp_store_commits",
+            "Group commits of the store.",
+            ConstCounter::new(s.commits),
+        )?;
+        encode_one(
+            e,
+            "agentidp_store_jobs",
+            "Write jobs run by the store committer.",
+            ConstCounter::new(s.jobs),
+        )?;
+        encode_one(
+            e,
+            "agentidp_store_commit_failures",
+            "Failed store commits.",
+            ConstCounter::new(s.failures),
+        )?;
+        encode_one(
+            e,
+            "agentidp_store_commit_seconds",
+            "Time spent committing.",
+            ConstCounter::new(s.commit_micros as f64 / 1e6),
+        )?;
+        encode_one(
+            e,
+            "agentidp_store_commit_max_seconds",
+            "Slowest group commit so far.",
+            gauge(s.max_commit_micros as f64 / 1e6),
+        )?;
+        encode_one(
+            e,
+            "agentidp_store_max_batch",
+            "Largest group commit so far.",
+            gauge(s.max_batch),
+        )?;
+        encode_labelled(
+            e,
+            "agentidp_outbound_fetches",
+            "Outbound fetches (partner keys, discovery, DID documents) by result; every code but OK is a refusal or failure.",
+            "result",
+            self.fetches.iter().copied(),
+        )?;
+        let c = &self.key_cache;
+        encode_labelled(
+            e,
+            "agentidp_partner_key_cache",
+            "Partner key cache events.",
+            "event",
+            [
+                ("hit", c.hits),
+                ("miss", c.misses),
+                ("fetch", c.fetches),
+                ("refetch", c.refetches),
+                ("refetch_suppressed", c.refetches_suppressed),
+                ("fetch_failure", c.fetch_failures),
+                ("stale_serve", c.stale_serves),
+                ("key_skipped", c.keys_skipped),
+            ],
+        )?;
+        if let Some(g) = &self.gossip {
+            encode_one(
+                e,
+                "agentidp_gossip_peers",
+                "Connected gossip peers.",
+                gauge(g.peers),
+            )?;
+            encode_labelled(
+                e,
+                "agentidp_gossip_anchors",
+                "Trust anchors received and applied, or already held.",
+                "result",
+                [
+                    ("accepted", g.accepted),
+                    ("duplicate", g.duplicates),
+                    ("sync_skipped", g.sync_skipped),
+                ],
+            )?;
+            encode_labelled(
+                e,
+                "agentidp_gossip_rejected",
+                "Gossip payloads refused, by reason.",
+                "reason",
+                g.rejected.iter().map(|(r, n)| (*r, *n)),
+            )?;
+            encode_one(
+                e,
+                "agentidp_gossip_published",
+                "Own trust anchors signed and published.",
+                ConstCounter::new(g.published),
+            )?;
+            encode_labelled(
+                e,
+                "agentidp_gossip_partner_changes",
+                "Partners created, updated or removed by gossip.",
+                "change",
+                [
+                    ("applied", g.applied),
+                    ("removed", g.removed),
+                    ("shadowed_by_local", g.shadowed_by_local),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sampled() -> Sampled {
+        Sampled {
+            store: StoreSample {
+                commits: 7,
+                jobs: 9,
+                failures: 0,
+                commit_micros: 1_500_000,
+                max_commit_micros: 250_000,
+                max_batch: 4,
+            },
+            fetches: vec![("OK", 3), ("PRIVATE_ADDRESS", 1)],
+            key_cache: federation::CacheCounters {
+                hits: 5,
+                misses: 2,
+                ..Default::default()
+            },
+            gossip: None,
+        }
+    }
+
+    /// The sample lines of `text` (no `#` lines), as `name{labels} value`.
+    fn samples(text: &str) -> Vec<&str> {
+        text.lines().filter(|l| !l.starts_with('#')).collect()
+    }
+
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .map(|v| v.parse().unwrap())
+    }
+
+    #[test]
+    fn counters_keep_their_names_and_count() {
+        let m = Metrics::new();
+        m.tokens_issued.inc();
+        m.tokens_issued.inc();
+        m.auth_throttled.inc();
+        m.connections_open.inc();
+        m.connections_open.inc();
+        m.connections_open.dec();
+        m.connection_closed(CloseReason::HeaderTimeout);
+        m.federation_verify(true);
+        m.federation_verify(false);
+        m.federation_verify(false);
+        let text = m.render(sampled());
+        assert_eq!(value(&text, "agentidp_tokens_issued_total"), Some(2.0));
+        assert_eq!(value(&text, "agentidp_agents_registered_total"), Some(0.0));
+        assert_eq!(value(&text, "agentidp_auth_throttled_total"), Some(1.0));
+        assert_eq!(value(&text, "agentidp_connections_open"), Some(1.0));
+        assert!(text.contains("# TYPE agentidp_connections_open gauge\n"));
+        assert!(text.contains(
+            "# HELP agentidp_tokens_issued Access tokens issued.\n# TYPE agentidp_tokens_issued counter\n"
+        ));
+        // Every close reason is reported, at 0 until it happens.
+        for (reason, n) in [
+            ("idle", 0.0),
+            ("header_timeout", 1.0),
+            ("body_timeout", 0.0),
+            ("evicted", 0.0),
+            ("refused", 0.0),
+        ] {
+            let series = format!("agentidp_connections_closed_total{{reason=\"{reason}\"}}");
+            assert_eq!(value(&text, &series), Some(n), "{series}\n{text}");
+        }
+        assert_eq!(
+            value(
+                &text,
+                "agentidp_federation_verifications_total{outcome=\"valid\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                "agentidp_federation_verifications_total{outcome=\"refused\"}"
+            ),
+            Some(2.0)
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1);
+        // No name gets the suffix twice.
+        assert!(!text.contains("_total_total"), "{text}");
+    }
+
+    #[test]
+    fn requests_are_counted_by_method_route_and_status() {
+        let m = Metrics::new();
+        let ms = Duration::from_millis;
+        m.observe("POST", "/api/v1/token", 200, ms(2));
+        m.observe("POST", "/api/v1/token", 200, ms(3));
+        m.observe("POST", "/api/v1/token", 401, Duration::from_micros(300));
+        m.observe("BREW", "unmatched", 404, ms(0));
+        m.observe("GET", "/health", 200, Duration::from_secs(3));
+        let text = m.render(sampled());
+        let series = |method: &str, route: &str, status: u16| {
+            format!("http_requests_total{{method=\"{method}\",route=\"{route}\",status_code=\"{status}\"}}")
+        };
+        assert_eq!(
+            value(&text, &series("POST", "/api/v1/token", 200)),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(&text, &series("POST", "/api/v1/token", 401)),
+            Some(1.0)
+        );
+        assert_eq!(value(&text, &series("other", "unmatched", 404)), Some(1.0));
+        assert_eq!(value(&text, &series("GET", "/health", 200)), Some(1.0));
+        assert_eq!(
+            samples(&text)
+                .iter()
+                .filter(|l| l.starts_with("http_requests_total{"))
+                .count(),
+            4
+        );
+        assert!(text.contains("# TYPE http_requests counter\n"));
+        // Buckets are cumulative: 0 s and 0.3 ms fall in the first, 2 and 3 ms by 5 ms, 3 s
+        // only in +Inf.
+        let bucket = |le: &str| {
+            value(
+                &text,
+                &format!("http_request_duration_seconds_bucket{{le=\"{le}\"}}"),
+            )
+        };
+        assert_eq!(bucket("0.0005"), Some(2.0));
+        assert_eq!(bucket("0.0025"), Some(3.0));
+        assert_eq!(bucket("0.005"), Some(4.0));
+        assert_eq!(bucket("2.5"), Some(4.0));
+        assert_eq!(bucket("+Inf"), Some(5.0));
+        assert_eq!(
+            value(&text, "http_request_duration_seconds_count"),
+            Some(5.0)
+        );
+        let sum = value(&text, "http_request_duration_seconds_sum").unwrap();
+        assert!((sum - 3.0053).abs() < 1e-9, "{sum}");
+        assert!(text.contains("# TYPE http_request_duration_seconds histogram\n"));
+    }
+
+    #[test]
+    fn sampled_values_are_rendered() {
+        let m = Metrics::new();
+        let mut s = sampled();
+        let text = m.render(sampled());
+        assert_eq!(value(&text, "agentidp_store_commits_total"), Some(7.0));
+        assert_eq!(value(&text, "agentidp_store_jobs_total"), Some(9.0));
+        assert_eq!(
+            value(&text, "agentidp_store_commit_failures_total"),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(&text, "agentidp_store_commit_seconds_total"),
+            Some(1.5)
+        );
+        assert_eq!(
+            value(&text, "agentidp_store_commit_max_seconds"),
+            Some(0.25)
+        );
+        assert_eq!(value(&text, "agentidp_store_max_batch"), Some(4.0));
+        assert!(text.contains("# TYPE agentidp_store_max_batch gauge\n"));
+        assert_eq!(
+            value(
+                &text,
+                "agentidp_outbound_fetches_total{result=\"PRIVATE_ADDRESS\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&text, "agentidp_partner_key_cache_total{event=\"hit\"}"),
+            Some(5.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                "agentidp_partner_key_cache_total{event=\"key_skipped\"}"
+            ),
+            Some(0.0)
+        );
+        assert!(text.contains("# HELP agentidp_partner_key_cache Partner key cache events.\n"));
+        // Without gossip there is no gossip family at all.
+        assert!(!text.contains("agentidp_gossip"), "{text}");
+
+        s.gossip = Some(GossipSample {
+            peers: 2,
+            accepted: 3,
+            rejected: [("bad_signature", 4), ("oversized", 1)]
+                .into_iter()
+                .collect(),
+            shadowed_by_local: 1,
+            ..GossipSample::default()
+        });
+        let text = m.render(s);
+        assert_eq!(value(&text, "agentidp_gossip_peers"), Some(2.0));
+        assert_eq!(
+            value(&text, "agentidp_gossip_anchors_total{result=\"accepted\"}"),
+            Some(3.0)
+        );
+        assert_eq!(
+            value(&text, "agentidp_gossip_anchors_total{result=\"duplicate\"}"),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                "agentidp_gossip_rejected_total{reason=\"bad_signature\"}"
+            ),
+            Some(4.0)
+        );
+        assert_eq!(value(&text, "agentidp_gossip_published_total"), Some(0.0));
+        assert_eq!(
+            value(
+                &text,
+                "agentidp_gossip_partner_changes_total{change=\"shadowed_by_local\"}"
+            ),
+            Some(1.0)
+        );
+        assert!(text.ends_with("# EOF\n"));
     }
 }

@@ -178,13 +178,16 @@ impl GossipHub {
         })
     }
 
-    /// The gossip part of `/metrics` (empty when gossip does not run).
-    pub(crate) fn render_metrics(&self) -> String {
+    /// Gossip's counters for `/metrics` (`None` when gossip does not run).
+    pub(crate) fn metrics_sample(&self) -> Option<crate::metrics::GossipSample> {
         #[cfg(feature = "gossip")]
         if let Some(s) = self.service.get() {
-            return render_metrics(s, self.peers.load(std::sync::atomic::Ordering::Relaxed));
+            return Some(metrics_sample(
+                s,
+                self.peers.load(std::sync::atomic::Ordering::Relaxed),
+            ));
         }
-        String::new()
+        None
     }
 
     /// Leaves the gossip network (at shutdown).
@@ -445,35 +448,20 @@ async fn view(s: &service::Service, state: &AppState) -> Result<GossipView, Doma
 }
 
 #[cfg(feature = "gossip")]
-fn render_metrics(s: &service::Service, peers: u64) -> String {
-    use std::fmt::Write as _;
+fn metrics_sample(s: &service::Service, peers: u64) -> crate::metrics::GossipSample {
     let c = match s.counters.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
     };
-    let mut out = String::new();
-    out.push_str("# HELP agentidp_gossip_peers Connected gossip peers.\n# TYPE agentidp_gossip_peers gauge\n");
-    let _ = writeln!(out, "agentidp_gossip_peers {peers}");
-    out.push_str("# HELP agentidp_gossip_anchors_total Trust anchors received and applied, or already held.\n# TYPE agentidp_gossip_anchors_total counter\n");
-    let _ = writeln!(
-        out,
-        "agentidp_gossip_anchors_total{{result=\"accepted\"}} {}\nagentidp_gossip_anchors_total{{result=\"duplicate\"}} {}\nagentidp_gossip_anchors_total{{result=\"sync_skipped\"}} {}",
-        c.accepted, c.duplicates, c.sync_skipped
-    );
-    out.push_str("# HELP agentidp_gossip_rejected_total Gossip payloads refused, by reason.\n# TYPE agentidp_gossip_rejected_total counter\n");
-    for (reason, n) in &c.rejected {
-        let _ = writeln!(
-            out,
-            "agentidp_gossip_rejected_total{{reason=\"{reason}\"}} {n}"
-        );
+    crate::metrics::GossipSample {
+        peers,
+        accepted: c.accepted,
+        duplicates: c.duplicates,
+        sync_skipped: c.sync_skipped,
+        rejected: c.rejected.clone(),
+        published: c.published,
+        applied: c.applied,
+        removed: c.removed,
+        shadowed_by_local: c.shadowed_by_local,
     }
-    out.push_str("# HELP agentidp_gossip_published_total Own trust anchors signed and published.\n# TYPE agentidp_gossip_published_total counter\n");
-    let _ = writeln!(out, "agentidp_gossip_published_total {}", c.published);
-    out.push_str("# HELP agentidp_gossip_partner_changes_total Partners created, updated or removed by gossip.\n# TYPE agentidp_gossip_partner_changes_total counter\n");
-    let _ = writeln!(
-        out,
-        "agentidp_gossip_partner_changes_total{{change=\"applied\"}} {}\nagentidp_gossip_partner_changes_total{{change=\"removed\"}} {}\nagentidp_gossip_partner_changes_total{{change=\"shadowed_by_local\"}} {}",
-        c.applied, c.removed, c.shadowed_by_local
-    );
-    out
 }

@@ -103,27 +103,23 @@ pub(crate) async fn detailed(
     Ok(warp::reply::with_status(warp::reply::json(&body), code).into_response())
 }
 
-/// Prometheus text exposition.
+/// The metrics, as OpenMetrics text (Prometheus scrapes it; see `crate::metrics`).
 #[utoipa::path(get, path = "/metrics", tag = "Health",
-    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain")))]
+    responses((status = 200, description = "OpenMetrics text format 1.0.0", content_type = "application/openmetrics-text")))]
 pub(crate) async fn metrics(
     _p: Params,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    Ok({
-        let mut body = state.metrics.render(&state.store);
-        body.push_str(&state.metrics.render_federation(
-            &state.fetcher.stats().snapshot(),
-            &state.key_cache.counters(),
-        ));
-        body.push_str(&state.gossip.render_metrics());
-        warp::reply::with_header(
-            body,
-            "content-type",
-            "text/plain; version=0.0.4; charset=utf-8",
-        )
-        .into_response()
-    })
+    let body = state.metrics.render(crate::metrics::Sampled {
+        store: crate::metrics::StoreSample::of(&state.store),
+        fetches: state.fetcher.stats().snapshot(),
+        key_cache: state.key_cache.counters(),
+        gossip: state.gossip.metrics_sample(),
+    });
+    Ok(
+        warp::reply::with_header(body, "content-type", crate::metrics::CONTENT_TYPE)
+            .into_response(),
+    )
 }
 
 #[cfg(test)]

@@ -487,7 +487,7 @@ impl Registry {
         let state = Arc::new(ConnState::new(self.now()));
         table.conns.insert(id, state.clone());
         table.live += 1;
-        metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+        metrics.connections_open.inc();
         Some(Registered {
             registry: self.clone(),
             metrics: metrics.clone(),
@@ -519,9 +519,7 @@ impl Drop for Registered {
         }
         drop(table);
         self.registry.closed.notify_one();
-        self.metrics
-            .connections_open
-            .fetch_sub(1, Ordering::Relaxed);
+        self.metrics.connections_open.dec();
     }
 }
 
@@ -887,7 +885,7 @@ mod tests {
         assert_eq!((table.conns.len(), table.live), (2, 2));
         drop(table);
         drop((b, d));
-        assert_eq!(metrics.connections_open.load(Ordering::Relaxed), 0);
+        assert_eq!(metrics.connections_open.get(), 0);
     }
 
     #[tokio::test]

@@ -944,7 +944,7 @@ async fn health_and_metrics() {
             .unwrap();
         assert_eq!(r.status(), 200);
         let ct = r.headers()["content-type"].to_str().unwrap().to_string();
-        assert!(ct.starts_with("text/plain"), "{ct}");
+        assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
         let text = r.text().await.unwrap();
         let value = |name: &str| -> Option<f64> {
             text.lines()
@@ -974,7 +974,9 @@ async fn health_and_metrics() {
                 "http_requests_total for /api/v1/token 200: {token_ok}:\n{text}"
             );
             assert!(token_401, "no 401 line for /api/v1/token:\n{text}");
-            assert!(text.contains("# TYPE http_requests_total counter"));
+            // OpenMetrics: the family is named without `_total`, its samples with it.
+            assert!(text.contains("# TYPE http_requests counter"));
+            assert!(text.ends_with("# EOF\n"), "{text}");
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
