@@ -235,6 +235,11 @@ struct ServeArgs {
         value_parser = clap::value_parser!(crate::Cidr)
     )]
     trusted_proxy: Vec<crate::Cidr>,
+    /// Tests only: the node's time is the system time plus the offset in milliseconds held in
+    /// this file, re-read when it changes, so that end-to-end tests move time instead of
+    /// sleeping. Hidden, and refused unless AGENTIDP_TEST_CLOCK=1 is set.
+    #[arg(long, hide = true, value_name = "PATH")]
+    clock_file: Option<PathBuf>,
     /// Log format.
     #[arg(long, env = "AGENTIDP_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -360,6 +365,7 @@ fn serve(args: ServeArgs) -> ExitCode {
                 .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
             trusted_proxies: args.trusted_proxy,
         },
+        test_clock_file: args.clock_file,
     };
     let Some(runtime) = runtime() else {
         return ExitCode::FAILURE;

@@ -89,6 +89,8 @@ pub struct Node {
     pub store: String,
     /// Its log file (stderr).
     pub log: PathBuf,
+    /// The offset file of its test clock (`serve --clock-file`), when it runs on one.
+    clock: Option<PathBuf>,
 }
 
 impl Node {
@@ -99,14 +101,23 @@ impl Node {
     }
 
     /// Like [`Node::start`] with extra `serve` arguments.
+    ///
+    /// The node runs on a test clock (`serve --clock-file <data-dir>.clock` with
+    /// `AGENTIDP_TEST_CLOCK=1`) that [`Node::advance`] moves; the offset file stays beside
+    /// the data directory, so a node restarted on it keeps the time it had.
     pub fn start_with(data_dir: &Path, store: &str, extra: &[&str]) -> Node {
-        Node::start_program(&binary(), &[], data_dir, store, extra)
+        Node::launch(&binary(), &[], data_dir, store, extra, true)
     }
 
-    /// Like [`Node::start_with`], running `program` (e.g. another build of `agentidp`) behind
-    /// the command `prefix` (e.g. `["prlimit", "--nofile=1024:1024"]`; empty for none).
-    // The child is waited for by `kill9`, `stop` or `Drop`.
-    #[allow(clippy::zombie_processes)]
+    /// Like [`Node::start_with`], on the system clock, as an operator runs it (the load tool
+    /// measures this).
+    pub fn start_on_system_clock(data_dir: &Path, store: &str, extra: &[&str]) -> Node {
+        Node::launch(&binary(), &[], data_dir, store, extra, false)
+    }
+
+    /// Like [`Node::start_on_system_clock`], running `program` (e.g. another build of
+    /// `agentidp`) behind the command `prefix` (e.g. `["prlimit", "--nofile=1024:1024"]`;
+    /// empty for none).
     pub fn start_program(
         program: &Path,
         prefix: &[&str],
@@ -114,8 +125,22 @@ impl Node {
         store: &str,
         extra: &[&str],
     ) -> Node {
+        Node::launch(program, prefix, data_dir, store, extra, false)
+    }
+
+    // The child is waited for by `kill9`, `stop` or `Drop`.
+    #[allow(clippy::zombie_processes)]
+    fn launch(
+        program: &Path,
+        prefix: &[&str],
+        data_dir: &Path,
+        store: &str,
+        extra: &[&str],
+        test_clock: bool,
+    ) -> Node {
         std::fs::create_dir_all(data_dir).expect("create data dir");
         let log = data_dir.with_extension("log");
+        let clock = test_clock.then(|| data_dir.with_extension("clock"));
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -129,11 +154,16 @@ impl Node {
                 c
             }
         };
-        let mut child = cmd
-            .arg("serve")
+        cmd.arg("serve")
             .args(["--listen", "127.0.0.1:0", "--store", store, "--log", "info"])
             .arg("--data-dir")
-            .arg(data_dir)
+            .arg(data_dir);
+        if let Some(file) = &clock {
+            cmd.arg("--clock-file")
+                .arg(file)
+                .env("AGENTIDP_TEST_CLOCK", "1");
+        }
+        let mut child = cmd
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(log_file)
@@ -156,6 +186,7 @@ impl Node {
                     data_dir: data_dir.to_path_buf(),
                     store: store.into(),
                     log,
+                    clock,
                 };
             }
             if n == 0 || Instant::now() > deadline {
@@ -196,6 +227,27 @@ impl Node {
             .next()
             .and_then(|p| p.parse().ok())
             .expect("port in the base URL")
+    }
+
+    /// Moves the node's clock forward by `d`: every wall-clock rule (token lifetimes, grace
+    /// periods, rate-limit windows, the partner key cache, anchor expiry) sees the time `d`
+    /// later from the next request on. Timers of real durations (connection timeouts, gossip
+    /// heartbeats) are not moved.
+    pub fn advance(&self, d: Duration) {
+        let file = self
+            .clock
+            .as_ref()
+            .expect("this node runs on the system clock (started without the test clock)");
+        let now: i64 = match std::fs::read_to_string(file) {
+            Ok(text) => text.trim().parse().expect("offset file holds an integer"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => panic!("read {}: {e}", file.display()),
+        };
+        let ms = i64::try_from(d.as_millis()).expect("a sane duration");
+        // Replaced whole (rename), so that the node never reads it half-written.
+        let tmp = file.with_extension("clock-tmp");
+        std::fs::write(&tmp, (now + ms).to_string()).expect("write offset file");
+        std::fs::rename(&tmp, file).expect("replace offset file");
     }
 
     /// The node's process id, while it runs.

@@ -32,6 +32,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::clock::{Clock, SystemClock};
+
 pub use libp2p::identity::Keypair;
 pub use libp2p::{Multiaddr, PeerId};
 
@@ -78,6 +80,10 @@ pub struct GossipConfig {
     /// Most anchors in one sync response (default 4096): the sender truncates, the receiver
     /// drops extras.
     pub max_sync_anchors: usize,
+    /// The wall clock of the times it reports (`connected_since`, a ban's `until`); the node
+    /// passes its own. Timers (heartbeats, redials, ban lengths) run on tokio's monotonic
+    /// clock.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for GossipConfig {
@@ -93,6 +99,7 @@ impl Default for GossipConfig {
             ban_duration: Duration::from_secs(10 * 60),
             max_inflight_checks: 64,
             max_sync_anchors: 4096,
+            clock: Arc::new(SystemClock),
         }
     }
 }

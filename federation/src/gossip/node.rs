@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use libp2p::futures::StreamExt;
 use libp2p::gossipsub::{
@@ -146,13 +146,6 @@ pub(super) struct Node {
     startup_events: Vec<SwarmEvent<BehaviourEvent>>,
     /// Full sync answers served in the current second (start of the second, count).
     full_syncs: (Instant, u32),
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// `now + d`, saturating far in the future instead of overflowing.
@@ -635,7 +628,7 @@ impl Node {
                     peer_id,
                     PeerEntry {
                         address,
-                        connected_since: unix_now(),
+                        connected_since: self.cfg.clock.now_secs(),
                         agent_version: None,
                         accepted: 0,
                         ignored: 0,
@@ -910,7 +903,11 @@ impl Node {
         let d = self.cfg.ban_duration;
         let ban = Ban {
             until: later(Instant::now(), d),
-            until_unix: unix_now().saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+            until_unix: self
+                .cfg
+                .clock
+                .now_secs()
+                .saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
             reason: reason.clone(),
         };
         let behaviour = self.swarm.behaviour_mut();

@@ -107,7 +107,7 @@ pub(crate) async fn state_over(
     }
     let key_cache = Arc::new(federation::KeyCache::new(
         fetcher.clone(),
-        Arc::new(federation::SystemClock),
+        clock.clone(),
         federation::CacheConfig::default(),
     ));
     Ok(AppState(Arc::new(StateInner {
@@ -122,7 +122,7 @@ pub(crate) async fn state_over(
         fetcher,
         key_cache,
         partners: Arc::new(crate::app::partners::PartnerCache::new()),
-        health: crate::app::health::HealthMonitor::new(&store),
+        health: crate::app::health::HealthMonitor::new(&store, clock.clone()),
         store,
         keys: Arc::new(RwLock::new(ring)),
         clock,

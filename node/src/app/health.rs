@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use storage::{Store, StoreError};
 
 use crate::app::AppState;
+use crate::clock::Clock;
 
 /// How long a `/health` verdict is reused.
 pub(crate) const PROBE_EVERY: Duration = Duration::from_secs(1);
@@ -69,15 +70,18 @@ pub(crate) struct HealthMonitor {
     start: (u64, u64),
     /// Held by the one request that checks; the others answer with the last verdict.
     checking: tokio::sync::Mutex<()>,
+    /// The node's clock: the time the write probe records.
+    clock: Arc<dyn Clock>,
 }
 
 impl HealthMonitor {
     /// A monitor of `store`, whose commits so far (the start-up's) are not judged.
-    pub(crate) fn new(store: &Store) -> Self {
+    pub(crate) fn new(store: &Store, clock: Arc<dyn Clock>) -> Self {
         HealthMonitor {
             last: Mutex::new(None),
             start: commit_counters(store),
             checking: tokio::sync::Mutex::new(()),
+            clock,
         }
     }
 
@@ -111,7 +115,7 @@ impl HealthMonitor {
             return h;
         }
         let prev = self.last();
-        let check = check(store, prev, self.start).await;
+        let check = check(store, self.clock.as_ref(), prev, self.start).await;
         if prev.map_or(StoreHealth::Ok, |c| c.health) != check.health {
             match check.health.problem() {
                 None => tracing::info!("store health: the store reads and writes again"),
@@ -152,10 +156,9 @@ async fn read_probe(store: &Arc<Store>) -> Result<(), String> {
 }
 
 /// Commits one small record, within [`PROBE_TIMEOUT`].
-async fn write_probe(store: &Arc<Store>) -> Result<(), String> {
-    use crate::clock::Clock as _;
+async fn write_probe(store: &Arc<Store>, clock: &dyn Clock) -> Result<(), String> {
     // What is written does not matter; that the commit succeeds does.
-    let now = u64::try_from(crate::clock::SystemClock.now_ms()).unwrap_or(0);
+    let now = u64::try_from(clock.now_ms()).unwrap_or(0);
     let write = store.write(move |tx| {
         tx.put_meta(META_HEALTH_PROBE, &now);
         Ok::<_, StoreError>(())
@@ -167,7 +170,12 @@ async fn write_probe(store: &Arc<Store>) -> Result<(), String> {
     }
 }
 
-async fn check(store: &Arc<Store>, prev: Option<Check>, start: (u64, u64)) -> Check {
+async fn check(
+    store: &Arc<Store>,
+    clock: &dyn Clock,
+    prev: Option<Check>,
+    start: (u64, u64),
+) -> Check {
     let (mut commits, mut failures) = commit_counters(store);
     if let Err(e) = read_probe(store).await {
         tracing::error!(error = %e, "store health: the store cannot be read");
@@ -197,7 +205,7 @@ async fn check(store: &Arc<Store>, prev: Option<Check>, start: (u64, u64)) -> Ch
     };
     if failing && new_commits == 0 {
         // Nothing was committed since writes were last seen failing: try one write.
-        failing = match write_probe(store).await {
+        failing = match write_probe(store, clock).await {
             Ok(()) => false,
             Err(e) => {
                 tracing::error!(error = %e, "store health: the store cannot be written");

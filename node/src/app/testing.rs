@@ -1,9 +1,12 @@
 //! A real application state over a store in a temporary directory (either engine), for the
 //! domain layer's unit tests and the HTTP layer's filter tests.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::app::AppState;
+use crate::clock::Clock;
 use crate::server::ServeConfig;
 
 pub(crate) const ISSUER: &str = "http://127.0.0.1:8080";
@@ -36,6 +39,7 @@ pub(crate) fn config(dir: &std::path::Path, engine: storage::EngineKind) -> Serv
         allow_http_fetch: false,
         gossip: Default::default(),
         connections: Default::default(),
+        test_clock_file: None,
     }
 }
 
@@ -46,18 +50,45 @@ pub(crate) async fn state_with(
     engine: storage::EngineKind,
     adjust: impl FnOnce(&mut ServeConfig),
 ) -> AppState {
+    state_at(dir, engine, Arc::new(crate::SystemClock), adjust).await
+}
+
+/// Like [`state_with`], on `clock` (e.g. a [`ManualClock`]).
+pub(crate) async fn state_at(
+    dir: &std::path::Path,
+    engine: storage::EngineKind,
+    clock: Arc<dyn Clock>,
+    adjust: impl FnOnce(&mut ServeConfig),
+) -> AppState {
     let mut cfg = config(dir, engine);
     adjust(&mut cfg);
     let did = did_method::DidWeb::from_base_url(ISSUER, &[]).unwrap();
-    crate::app::boot::open_state(
-        &cfg,
-        ISSUER.into(),
-        did,
-        Arc::new(crate::SystemClock),
-        std::time::Instant::now(),
-    )
-    .await
-    .unwrap()
+    crate::app::boot::open_state(&cfg, ISSUER.into(), did, clock, std::time::Instant::now())
+        .await
+        .unwrap()
+}
+
+/// A clock that stands still until the test moves it.
+#[derive(Debug)]
+pub(crate) struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    /// A clock standing at the system time.
+    pub(crate) fn now() -> Arc<ManualClock> {
+        Arc::new(ManualClock(AtomicI64::new(crate::SystemClock.now_ms())))
+    }
+
+    /// Moves it forward by `d`.
+    pub(crate) fn advance(&self, d: Duration) {
+        let ms = i64::try_from(d.as_millis()).unwrap();
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 /// A fresh node state over a store on `engine` (already opened in `dir`), e.g. an engine a test

@@ -313,6 +313,7 @@ async fn run(state: &AppState, opts: &GossipOptions, data_dir: &Path) -> Result<
         GossipConfig {
             listen,
             peers,
+            clock: state.clock.clone(),
             ..GossipConfig::default()
         },
         Arc::new(service::Handler(service.clone())),

@@ -10,13 +10,11 @@ pub(crate) mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use storage::{EngineKind, StoreError};
 
 use crate::app::boot;
-use crate::clock::SystemClock;
 
 /// What `serve` needs.
 #[derive(Debug, Clone)]
@@ -51,6 +49,10 @@ pub struct ServeConfig {
     pub gossip: crate::gossip::GossipOptions,
     /// Connection timeouts, the connection cap and trusted proxies.
     pub connections: accept::ConnectionOptions,
+    /// Tests only (`--clock-file`, hidden): the node's time is the system time plus the
+    /// offset in milliseconds this file holds, so that a test can move it. Refused unless the
+    /// environment variable `AGENTIDP_TEST_CLOCK=1` is set.
+    pub test_clock_file: Option<PathBuf>,
 }
 
 /// Why the node could not start.
@@ -87,6 +89,9 @@ pub enum StartError {
     /// The gossip flags are unusable, or the gossip network could not be joined.
     #[error("gossip: {0}")]
     Gossip(String),
+    /// `--clock-file` was given without `AGENTIDP_TEST_CLOCK=1`.
+    #[error("--clock-file moves the node's clock and is for tests only; it is refused unless the environment variable {}=1 is set", crate::clock::TEST_CLOCK_ENV)]
+    TestClock,
     /// The signal handlers could not be installed.
     #[error("cannot install the SIGINT/SIGTERM handlers: {0}")]
     Signals(std::io::Error),
@@ -107,6 +112,11 @@ pub enum StartError {
 /// commits everything queued in the store, and returns.
 pub async fn run(cfg: ServeConfig) -> Result<(), StartError> {
     let started = Instant::now();
+    let clock = crate::clock::node_clock(
+        cfg.test_clock_file.as_deref(),
+        std::env::var_os(crate::clock::TEST_CLOCK_ENV).as_deref(),
+    )
+    .map_err(|_| StartError::TestClock)?;
     // Before anything else: a bad certificate must not leave a new data directory behind.
     let tls = cfg
         .tls
@@ -135,14 +145,7 @@ pub async fn run(cfg: ServeConfig) -> Result<(), StartError> {
         return Err(StartError::PublicUrl(issuer));
     }
 
-    let state = boot::open_state(
-        &cfg,
-        issuer.clone(),
-        node_did,
-        Arc::new(SystemClock),
-        started,
-    )
-    .await?;
+    let state = boot::open_state(&cfg, issuer.clone(), node_did, clock, started).await?;
     let store = state.store.clone();
     let metrics = state.metrics.clone();
     crate::gossip::start(&state, &cfg.gossip, &cfg.data_dir).await?;

@@ -200,7 +200,7 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 async fn register(clients: usize, seconds: u64, store: &str, dir: Option<PathBuf>) {
     let (dir, _keep) = data_dir(dir);
-    let node = Node::start(&dir, store);
+    let node = Node::start_on_system_clock(&dir, store, &[]);
     let api = Api::new(&node.base);
     let (cid, csecret) = org_admin(&api, &node, &format!("load-{}", std::process::id())).await;
     let token = Arc::new(api.token(&cid, &csecret).await);
@@ -321,7 +321,7 @@ async fn fail_once(api: &Api, kind: &str) -> u16 {
 
 async fn flood(seconds: u64, workers: usize, store: &str) {
     let (dir, _keep) = data_dir(None);
-    let mut node = Node::start(&dir, store);
+    let mut node = Node::start_on_system_clock(&dir, store, &[]);
     let (id, secret) = node.admin();
     for kind in [
         "token-post",
@@ -360,7 +360,7 @@ async fn flood(seconds: u64, workers: usize, store: &str) {
         // A clean restart writes the summaries of the windows still open, so every failure
         // of this flood is on record before counting.
         node.stop();
-        node = Node::start(&dir, store);
+        node = Node::start_on_system_clock(&dir, store, &[]);
         let api = Api::new(&node.base);
         let token = api.token(&id, &secret).await;
         // Minus the two token issuances of this round (before and after the restart).
@@ -377,7 +377,7 @@ async fn flood(seconds: u64, workers: usize, store: &str) {
 
 async fn startup(agents: usize, store: &str, dir: Option<PathBuf>) {
     let (dir, _keep) = data_dir(dir);
-    let mut node = Node::start(&dir, store);
+    let mut node = Node::start_on_system_clock(&dir, store, &[]);
     let api = Api::new(&node.base);
     let (cid, csecret) = org_admin(&api, &node, "startup").await;
     let token = Arc::new(api.token(&cid, &csecret).await);
@@ -416,7 +416,7 @@ async fn startup(agents: usize, store: &str, dir: Option<PathBuf>) {
     let status = node.stop();
     eprintln!("agentidp-load: node stopped ({status}); restarting to time start-up");
     let t = Instant::now();
-    let node = Node::start(&dir, store);
+    let node = Node::start_on_system_clock(&dir, store, &[]);
     let ms = t.elapsed().as_secs_f64() * 1000.0;
     let api = Api::new(&node.base);
     // A new port means a new issuer: authenticate again.
@@ -477,7 +477,7 @@ async fn gossip(count: usize, changes: usize) {
         let peers: Vec<u16> = prev.into_iter().collect();
         let args = tests::gossip_args(http, port, &peers, &trust, i == 0);
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let node = Node::start_with(&dirs.path().join(format!("n{i}")), "redb", &refs);
+        let node = Node::start_on_system_clock(&dirs.path().join(format!("n{i}")), "redb", &refs);
         let api = Api::new(&node.base);
         let (id, secret) = node.admin();
         let token = api.token(&id, &secret).await;

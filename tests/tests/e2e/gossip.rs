@@ -161,6 +161,45 @@ where
     panic!("{what}: not within {secs} s");
 }
 
+/// Every peer in a gossip view's `peers` has a positive gossipsub score: it is in the
+/// viewer's mesh (the time-in-mesh credit is the only score a peer earns before any message).
+fn all_meshed(peers: &[f64]) -> bool {
+    !peers.is_empty() && peers.iter().all(|s| *s > 0.0)
+}
+
+/// The scores `p` gives its connected peers.
+async fn scores(p: &Peer) -> Vec<f64> {
+    p.view().await["peers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| x["score"].as_f64().unwrap_or(0.0))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every peer `p` is connected to is in its gossipsub mesh.
+async fn meshed(p: &Peer) -> bool {
+    all_meshed(&scores(p).await)
+}
+
+/// A transport counter of `p`'s gossip view.
+async fn transport(p: &Peer, counter: &str) -> u64 {
+    p.view().await["transport"][counter].as_u64().unwrap_or(0)
+}
+
+/// The anchors `p` has judged (each judgement counts once, whatever its outcome).
+async fn judged(p: &Peer) -> u64 {
+    let a = &p.view().await["anchors"];
+    let n = |k: &str| a[k].as_u64().unwrap_or(0);
+    let rejected: u64 = a["rejected"]
+        .as_object()
+        .map(|m| m.values().filter_map(Value::as_u64).sum())
+        .unwrap_or(0);
+    n("accepted") + n("duplicates") + n("sync_skipped") + rejected
+}
+
 /// The partner of `issuer` on `p` came from gossip, signed by `origin`.
 async fn has_gossip_partner(p: &Peer, issuer: &str, origin: &str) -> bool {
     p.partner(issuer)
@@ -212,8 +251,19 @@ impl Rogue {
             net.status().await.is_ok_and(|s| !s.peers.is_empty())
         })
         .await;
-        // Let gossipsub exchange subscriptions before the first publish.
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // Gossipsub has exchanged subscriptions (the rogue grafted the peer into its mesh)
+        // before the first publish.
+        within(20, "the rogue's mesh forms", || async {
+            net.status().await.is_ok_and(|s| {
+                all_meshed(
+                    &s.peers
+                        .iter()
+                        .map(|p| p.score.unwrap_or(0.0))
+                        .collect::<Vec<_>>(),
+                )
+            })
+        })
+        .await;
         Rogue { net, seen }
     }
 
@@ -261,7 +311,15 @@ async fn five_nodes_in_a_line_converge_and_catch_up_after_restart() {
         .await;
     }
     // Gossipsub meshes form on the heartbeat after connecting.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    within(30, "the meshes form", || async {
+        for p in &line {
+            if !meshed(p).await {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
 
     let idp1 = TestIssuer::start("https://idp-one.example").await;
     let added = Instant::now();
@@ -598,7 +656,10 @@ async fn local_decisions_win_over_gossip() {
         b.view().await["peers"].as_array().map_or(0, |x| x.len()) >= 1
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    within(20, "the mesh forms", || async {
+        meshed(&a).await && meshed(&b).await
+    })
+    .await;
     let (i1, i2) = (
         TestIssuer::start("https://idp-kept.example").await,
         TestIssuer::start("https://idp-dropped.example").await,
@@ -641,13 +702,22 @@ async fn local_decisions_win_over_gossip() {
         (Some("local"), Some("suspended"))
     );
 
-    // The deleted one stays deleted across a restart (start-up reconciles every issuer).
+    // The deleted one stays deleted across a restart (start-up reconciles every issuer), and
+    // after a has answered b's sync request and b has judged whatever came with it.
+    let answered =
+        transport(&a, "sync_requests_served").await + transport(&a, "sync_requests_refused").await;
     let b = b.restart().await;
     within(30, "b reconnects", || async {
         b.view().await["peers"].as_array().map_or(0, |x| x.len()) >= 1
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    within(20, "b syncs with a", || async {
+        transport(&a, "sync_requests_served").await + transport(&a, "sync_requests_refused").await
+            > answered
+            && meshed(&b).await
+            && judged(&b).await >= transport(&b, "sync_anchors_received").await
+    })
+    .await;
     assert!(b.partner(&i2.issuer).await.is_none());
     // ... until a signs something new about that issuer.
     let r = a

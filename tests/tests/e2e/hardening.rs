@@ -1331,14 +1331,62 @@ async fn audit_queries_and_verification_under_a_flood() {
         .call("GET", "/api/v1/audit/verify?full=true", Some(&tenant), None)
         .await;
     assert_eq!(code(&r), (403, "AUTHORIZATION_ERROR".to_string()));
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // A second on the node's clock refills the organization's verification budget, so that
+    // the next refusal is the once-a-minute rule's.
+    node.advance(Duration::from_millis(1100));
     let r = api
         .call("GET", "/api/v1/audit/verify?full=true", Some(&root), None)
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    node.advance(Duration::from_millis(1100));
     let r = api
         .call("GET", "/api/v1/audit/verify?full=true", Some(&root), None)
         .await;
     assert_eq!(code(&r), (429, "RATE_LIMITED".to_string()));
+    // A minute after the last one, the next full re-hash is served.
+    node.advance(Duration::from_secs(60));
+    let r = api
+        .call("GET", "/api/v1/audit/verify?full=true", Some(&root), None)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["valid"], true, "{:?}", r.body);
+}
+
+// ---------- 12. the test clock ----------
+
+/// The clock the end-to-end tests move cannot be switched on by accident: `--clock-file` is
+/// not in `serve --help`, and a node given it refuses to start, creating nothing, unless
+/// `AGENTIDP_TEST_CLOCK=1` is set too.
+#[test]
+fn the_test_clock_is_hidden_and_refused_without_its_guard() {
+    let help = std::process::Command::new(binary())
+        .args(["serve", "--help"])
+        .output()
+        .expect("run agentidp serve --help");
+    assert!(help.status.success());
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("--token-rate-limit"), "{help}");
+    assert!(!help.contains("clock"), "{help}");
+
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    for guard in [None, Some("0"), Some("true")] {
+        let mut cmd = std::process::Command::new(binary());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .arg("--clock-file")
+            .arg(dir.path().join("clock"))
+            .env_remove("AGENTIDP_TEST_CLOCK");
+        if let Some(g) = guard {
+            cmd.env("AGENTIDP_TEST_CLOCK", g);
+        }
+        let out = cmd.output().expect("run agentidp serve");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{guard:?}: started");
+        assert!(
+            err.contains("--clock-file") && err.contains("AGENTIDP_TEST_CLOCK=1"),
+            "{guard:?}: {err}"
+        );
+        assert!(!data.exists(), "{guard:?}: the data directory was created");
+    }
 }

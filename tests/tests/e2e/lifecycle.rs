@@ -504,7 +504,7 @@ async fn credential_rotation_and_revocation() {
     let id = s(&agent["agentId"]).to_string();
     let other = api.register_agent(&oa, "other@rot.example").await;
     let other_id = s(&other["agentId"]).to_string();
-    let (other_cred, _) = new_credential(&api, &oa, &other_id).await;
+    let (other_cred, other_secret) = new_credential(&api, &oa, &other_id).await;
 
     let works = |secret: String| {
         let api = api.clone();
@@ -659,6 +659,44 @@ async fn credential_rotation_and_revocation() {
         assert_eq!(r.status, 404, "{m} {p}: {:?}", r.body);
         assert_eq!(r.body["code"], "CREDENTIAL_NOT_FOUND");
     }
+
+    // A grace period ends on the node's clock: the old secret works until it has passed, then
+    // stops, and its credential is listed as expired.
+    let r = api
+        .call(
+            "POST",
+            &format!("/api/v1/agents/{other_id}/credentials/{oc}/rotate"),
+            Some(&oa),
+            Some(json!({"graceSeconds": 60})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let other_works = |secret: String| {
+        let (api, other_id) = (api.clone(), other_id.clone());
+        async move { api.token_response(&other_id, &secret, None).await.status == 200 }
+    };
+    node.advance(Duration::from_secs(55));
+    assert!(
+        other_works(other_secret.clone()).await,
+        "old secret works 55 s into a 60 s grace period"
+    );
+    node.advance(Duration::from_secs(6));
+    assert!(
+        !other_works(other_secret).await,
+        "old secret must fail once its grace period has passed"
+    );
+    let r = api
+        .call(
+            "GET",
+            &format!("/api/v1/agents/{other_id}/credentials"),
+            Some(&oa),
+            None,
+        )
+        .await;
+    assert_eq!(
+        find(r.body["data"].as_array().unwrap(), oc)["status"],
+        "expired"
+    );
 
     let entries = audit_all(&api, &oa, &format!("target={id}")).await;
     let n = |a: &str| entries.iter().filter(|e| e["action"] == a).count();

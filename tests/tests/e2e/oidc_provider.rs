@@ -353,13 +353,15 @@ async fn oidc_provider_tokens_verify_through_a_key_rotation() {
     assert_eq!(jwt_part(&new, 1)["iss"], op.issuer.as_str());
 
     // The node still holds the old key set: the new kid is unknown until the rate limit lets
-    // the cache refetch (10 s after the last fetch), then the token verifies. Nothing else
-    // may be answered meanwhile.
+    // the cache refetch (10 s after the last fetch on the node's clock, which the test moves a
+    // second at a time instead of waiting), then the token verifies. Nothing else may be
+    // answered meanwhile.
     let deadline = Instant::now() + Duration::from_secs(25);
     let mut refused = 0;
+    let mut moved = Duration::ZERO;
     let v = loop {
         let v = verify(&api, &tenant, &new).await;
-        if v.status == 200 || Instant::now() > deadline {
+        if v.status == 200 || Instant::now() > deadline || moved > Duration::from_secs(25) {
             break v;
         }
         assert_eq!(
@@ -369,9 +371,10 @@ async fn oidc_provider_tokens_verify_through_a_key_rotation() {
             v.body
         );
         refused += 1;
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        node.advance(Duration::from_secs(1));
+        moved += Duration::from_secs(1);
     };
-    let rotated_after = last_fetch.elapsed();
+    let rotated_after = last_fetch.elapsed() + moved;
     assert_eq!(
         v.status, 200,
         "the rotated key was not picked up within 25 s: {:?}",
@@ -381,8 +384,8 @@ async fn oidc_provider_tokens_verify_through_a_key_rotation() {
     assert_eq!(v.body["subject"], client_id);
     assert!(key_cache_events(&api, "refetch").await >= 1);
     eprintln!(
-        "oidc-provider rotation: new key accepted {rotated_after:?} after the last key fetch, \
-         {refused} verification(s) answered UNKNOWN_KID before"
+        "oidc-provider rotation: new key accepted {rotated_after:?} (node time) after the last \
+         key fetch, {refused} verification(s) answered UNKNOWN_KID before"
     );
 
     // The old token names a kid that is no longer in the provider's key set (the refetched

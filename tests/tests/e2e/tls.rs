@@ -307,7 +307,25 @@ async fn sigterm_with_a_handshake_pending_shuts_down_cleanly_and_at_once() {
     let _silent = TcpStream::connect(format!("127.0.0.1:{}", node.port()))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Once the node has accepted it: two connections open.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = api.call("GET", "/metrics", None, None).await;
+        let open: u64 = r.body.as_str().map_or(0, |t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("agentidp_connections_open "))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        });
+        if open >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node did not accept the silent connection ({open} open)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let asked = Instant::now();
     let status = node.stop();

@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use storage::EngineKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -473,4 +475,49 @@ async fn tokens_of_unknown_suspended_or_expired_partners_are_refused() {
         .map(|_| ())
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::TokenMalformed);
+}
+
+/// The partner key cache runs on the node's clock: moving that clock (not waiting) is what lets
+/// the cache refetch on an unknown `kid` after the refetch interval, and fetch again once the
+/// key set's lifetime has passed.
+#[tokio::test]
+async fn the_partner_key_cache_runs_on_the_nodes_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = testing::ManualClock::now();
+    let state = testing::state_at(dir.path(), EngineKind::Redb, clock.clone(), |c| {
+        c.allow_private_fetch = true;
+        c.allow_http_fetch = true;
+    })
+    .await;
+    let base = jwks_server().await;
+    let admin = testing::instance_admin(&state);
+    let p = create(&state, &admin, new_partner(&base, 1)).await.unwrap();
+    let (id, source) = (p.id.to_string(), key_source(&p).unwrap());
+    let cache = &state.key_cache;
+    let counters = || cache.counters();
+    let before = counters();
+
+    // Seeded by the registration: the known kid is a hit; an unknown one may not refetch yet.
+    assert_eq!(cache.keys(&id, &source, Some("k1")).await.unwrap().len(), 1);
+    cache.keys(&id, &source, Some("k9")).await.unwrap();
+    let c = counters();
+    assert_eq!((c.hits, c.fetches), (before.hits + 1, before.fetches));
+    assert_eq!(c.refetches_suppressed, before.refetches_suppressed + 1);
+
+    // Ten seconds later on the node's clock, the unknown kid refetches once.
+    clock.advance(Duration::from_secs(10));
+    cache.keys(&id, &source, Some("k9")).await.unwrap();
+    let c = counters();
+    assert_eq!(
+        (c.fetches, c.refetches),
+        (before.fetches + 1, before.refetches + 1)
+    );
+
+    // The key set is fresh for the default 5 minutes (no max-age), then fetched again.
+    clock.advance(Duration::from_secs(299));
+    cache.keys(&id, &source, Some("k1")).await.unwrap();
+    assert_eq!(counters().fetches, before.fetches + 1);
+    clock.advance(Duration::from_secs(2));
+    cache.keys(&id, &source, Some("k1")).await.unwrap();
+    assert_eq!(counters().fetches, before.fetches + 2);
 }
