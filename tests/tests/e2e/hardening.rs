@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use tests::{agent_body, binary, tempdir, Api, Node, Resp};
 
 use super::federation::{TestIssuer, RELAXED};
-use super::lifecycle::{admin_token, audit_all, new_credential, s};
+use super::lifecycle::{admin_token, audit_all, audit_at_least, new_credential, s};
 
 const TENANT_SCOPES: [&str; 3] = ["agents:read", "agents:write", "audit:read"];
 const ALL_SCOPES: [&str; 4] = ["agents:read", "agents:write", "audit:read", "admin:orgs"];
@@ -1308,7 +1308,9 @@ async fn audit_queries_and_verification_under_a_flood() {
         .await;
     assert_eq!(r.body["data"].as_array().unwrap().len(), 1, "{:?}", r.body);
 
-    // Verification: valid, rate-limited per organization.
+    // Verification: valid, rate-limited per organization. (Issuance is audited without holding
+    // the response: first wait until the flood's entries are written.)
+    audit_at_least(&api, &root, "action=token.issue", 3000).await;
     let mut statuses = Vec::new();
     for _ in 0..30 {
         let r = api
