@@ -267,8 +267,7 @@ impl<'t> Jws<'t> {
             });
         }
         let mut it = token.split('.');
-        let (Some(h), Some(p), Some(s), None) = (it.next(), it.next(), it.next(), it.next())
-        else {
+        let (Some(h), Some(p), Some(s), None) = (it.next(), it.next(), it.next(), it.next()) else {
             return Err(VerifyError::Malformed(
                 "a compact JWS has exactly three parts",
             ));

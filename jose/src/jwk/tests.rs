@@ -222,7 +222,9 @@ fn the_callers_algorithms_decide_which_keys_are_accepted() {
         assert_eq!(k.algs().collect::<Vec<_>>(), vec![alg]);
         // The bare public members, nothing else.
         let members: Vec<&str> = k.public_members().keys().map(String::as_str).collect();
-        assert!(members.iter().all(|m| ["kty", "crv", "x", "y", "n", "e"].contains(m)));
+        assert!(members
+            .iter()
+            .all(|m| ["kty", "crv", "x", "y", "n", "e"].contains(m)));
     }
     let p384 = public(
         &EcKeyPair::generate(EcCurve::P384)

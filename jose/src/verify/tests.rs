@@ -346,7 +346,12 @@ fn refusals() {
             opts(),
             "SIGNATURE_INVALID",
         ),
-        ("tampered signature", forged_sig, opts(), "SIGNATURE_INVALID"),
+        (
+            "tampered signature",
+            forged_sig,
+            opts(),
+            "SIGNATURE_INVALID",
+        ),
         (
             "signed by another key",
             sign(&h("ES256", "ec"), &claims(), &attacker_signer),
@@ -434,7 +439,12 @@ fn refusals() {
             "WRONG_TOKEN_TYPE",
         ),
         ("oversized", big, opts(), "TOKEN_TOO_LARGE"),
-        ("claims not an object", not_object, opts(), "TOKEN_MALFORMED"),
+        (
+            "claims not an object",
+            not_object,
+            opts(),
+            "TOKEN_MALFORMED",
+        ),
         (
             "kid not a string",
             sign(&json!({"alg": "ES256", "kid": 1}), &claims(), &es),
@@ -443,7 +453,12 @@ fn refusals() {
         ),
         ("empty", String::new(), opts(), "TOKEN_MALFORMED"),
         ("two parts", "a.b".into(), opts(), "TOKEN_MALFORMED"),
-        ("JWE (five parts)", "a.b.c.d.e".into(), opts(), "TOKEN_MALFORMED"),
+        (
+            "JWE (five parts)",
+            "a.b.c.d.e".into(),
+            opts(),
+            "TOKEN_MALFORMED",
+        ),
         (
             "header not JSON",
             format!("{}.{}.{}", URL_SAFE_NO_PAD.encode("{"), parts[1], parts[2]),
@@ -518,7 +533,14 @@ fn typ_rules() {
         (Value::Null, Typ::Any, true),
     ];
     for (i, (typ, rule, ok)) in rows.into_iter().enumerate() {
-        let got = verify(&with_typ(typ.clone()), &f.keys, &Options { typ: rule, ..opts() });
+        let got = verify(
+            &with_typ(typ.clone()),
+            &f.keys,
+            &Options {
+                typ: rule,
+                ..opts()
+            },
+        );
         match got {
             Ok(_) => assert!(ok, "row {i} {typ} accepted"),
             Err(e) => {
@@ -540,8 +562,20 @@ fn time_claims_honour_the_leeway() {
     };
     let rows = [
         // (exp, nbf, iat, now, ok?)
-        (json!(NOW - 59), json!(NOW - 100), json!(NOW - 100), NOW, true),
-        (json!(NOW - 60), json!(NOW - 100), json!(NOW - 100), NOW, false),
+        (
+            json!(NOW - 59),
+            json!(NOW - 100),
+            json!(NOW - 100),
+            NOW,
+            true,
+        ),
+        (
+            json!(NOW - 60),
+            json!(NOW - 100),
+            json!(NOW - 100),
+            NOW,
+            false,
+        ),
         (json!(NOW + 600), json!(NOW + 60), json!(NOW), NOW, true),
         (json!(NOW + 600), json!(NOW + 61), json!(NOW), NOW, false),
         (json!(NOW + 600), json!(NOW), json!(NOW + 60), NOW, true),
@@ -570,14 +604,30 @@ fn time_claims_honour_the_leeway() {
             verify(&t, &f.keys, &strict).unwrap_err(),
             VerifyError::Expired
         );
-        assert!(verify(&t, &f.keys, &Options { now: NOW - 1, ..strict }).is_ok());
+        assert!(verify(
+            &t,
+            &f.keys,
+            &Options {
+                now: NOW - 1,
+                ..strict
+            }
+        )
+        .is_ok());
     }
     // Audience arrays are searched, against any of the expected audiences; without an
     // expected audience, aud is not looked at.
     let t = token(json!({"iss": ISS, "exp": NOW + 10, "aud": ["x", AUD]}));
     assert!(verify(&t, &f.keys, &opts()).is_ok());
     let two: &[&str] = &["https://a.example", "x"];
-    assert!(verify(&t, &f.keys, &Options { audience: Some(two), ..opts() }).is_ok());
+    assert!(verify(
+        &t,
+        &f.keys,
+        &Options {
+            audience: Some(two),
+            ..opts()
+        }
+    )
+    .is_ok());
     let t = token(json!({"iss": ISS, "exp": NOW + 10, "aud": "somebody-else"}));
     assert!(verify(&t, &f.keys, &base).is_ok());
 }
@@ -653,13 +703,13 @@ fn step_by_step() {
     let rsa = f.keys.iter().find(|k| k.kid() == Some("rsa")).unwrap();
     let ed = f.keys.iter().find(|k| k.kid() == Some("ed")).unwrap();
     jws.verify_with(ec).unwrap();
-    assert_eq!(
-        jws.verify_with(rsa).unwrap_err().code(),
-        "KEY_ALG_MISMATCH"
-    );
+    assert_eq!(jws.verify_with(rsa).unwrap_err().code(), "KEY_ALG_MISMATCH");
     let t2 = sign(&json!({"alg": "EdDSA"}), &claims(), &es);
     let jws2 = Jws::parse(&t2, &opts()).unwrap();
-    assert_eq!(jws2.verify_with(ed).unwrap_err(), VerifyError::SignatureInvalid);
+    assert_eq!(
+        jws2.verify_with(ed).unwrap_err(),
+        VerifyError::SignatureInvalid
+    );
     assert_eq!(jws.claims(&opts()).unwrap()["jti"], "j1");
     assert_eq!(
         serde_json::from_slice::<Value>(&jws.payload().unwrap()).unwrap(),
