@@ -7,6 +7,10 @@ use josekit::jws::{self, JwsVerifier};
 use serde_json::{Map, Value};
 
 /// JWK members that hold private key material (RFC 7518 §6.2.2, §6.3.2, §6.4.1; RFC 8037 §2).
+///
+/// The node's own list is `jose::PRIVATE_MEMBERS`; this one is kept apart on purpose: the
+/// conformance runner checks a node from the outside, as a third party would, and shares none
+/// of the node's JOSE code, so that a mistake there cannot hide itself here.
 pub(crate) const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
 /// The private members present in `jwk`.

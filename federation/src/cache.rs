@@ -453,9 +453,11 @@ impl KeyCache {
 fn key_may_have_changed(e: &VerifyError) -> bool {
     matches!(
         e,
-        VerifyError::SignatureInvalid
-            | VerifyError::KeyAlgMismatch { .. }
-            | VerifyError::NoSuitableKey(_)
+        VerifyError::Token(
+            jose::VerifyError::SignatureInvalid
+                | jose::VerifyError::KeyAlgMismatch { .. }
+                | jose::VerifyError::NoSuitableKey(_)
+        )
     )
 }
 

@@ -11,15 +11,16 @@
 //!   production).
 //! - [`source`]: where keys come from ([`KeySource`]): a JWKS URL, an issuer's OpenID
 //!   Connect / RFC 8414 discovery document, or a `did:web` DID document.
-//! - [`keys`]: JWKS parsing into a [`KeySet`] of ready verifiers; unusable entries are
-//!   skipped with a reason, not fatal.
+//! - [`keys`]: JWKS parsing into a [`KeySet`] of ready verifiers (the `jose` crate's, the one
+//!   JWK validator of the workspace); unusable entries are skipped with a reason, not fatal.
 //! - [`cache`]: the per-partner [`KeyCache`]: `max-age` within bounds, one rate-limited
 //!   refetch on an unknown `kid` or on a signature that fails with a cached key (a key
 //!   replaced under the same `kid`), stale keys bridging outages for a bounded time, single
 //!   flight, counters ([`CacheCounters`]).
-//! - [`verify`]: [`verify_jwt`], strict JWT verification: algorithm allowlist (no `none`, no
-//!   HMAC), key/algorithm match, `crit` refused, exact `iss`, `exp` required, `nbf`/`iat` and
-//!   `aud`, each failure a [`VerifyError`] with a stable code.
+//! - [`verify`]: [`verify_jwt`], the partner rules for the `jose` crate's strict verifier:
+//!   algorithm allowlist (no `none`, no HMAC), key/algorithm match, `crit` refused, exact
+//!   `iss`, `exp` required, `nbf`/`iat` and `aud`, each failure a [`VerifyError`] with a stable
+//!   code.
 //! - `gossip` (feature `gossip`): the trust-anchor gossip transport over libp2p: signed
 //!   gossipsub push, request-response anti-entropy, peer bans; the application judges each
 //!   payload through `gossip::AnchorHandler`.

@@ -369,7 +369,7 @@ async fn fetch_did_keys(fetcher: &Fetcher, did: &DidWeb) -> Result<FetchedKeys, 
             Some(format!("{prefix}{fragment}")),
         ));
     }
-    let (keys, more) = KeySet::from_entries(entries);
+    let (keys, more) = KeySet::from_entries(entries, &crate::keys::Alg::ALL);
     skipped.extend(more.into_iter().map(|mut s| {
         s.index = positions.get(s.index).copied().unwrap_or(s.index);
         s

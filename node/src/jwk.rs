@@ -1,39 +1,17 @@
-//! Agents' public keys: validation of a submitted JWK, and verifiers built from stored ones.
+//! Agents' public keys: validation of a submitted JWK (by the workspace's one JWK validator,
+//! [`jose::Key::from_jwk`]) and generation of a key pair for agents registered without one.
 //!
-//! Accepted: P-256 (`ES256`), Ed25519 (`EdDSA`) and RSA of at least 2048 bits (`RS256`). A JWK
-//! carrying any private member is refused outright — a private key sent to us is already
-//! compromised, and we must never store one by mistake.
+//! Accepted for agents: P-256 (`ES256`), Ed25519 (`EdDSA`) and RSA of 2048 to 16384 bits,
+//! counted exactly (`RS256`). A JWK carrying any private member is refused outright — a
+//! private key sent to us is already compromised, and we must never store one by mistake.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use josekit::jwk::Jwk;
-use josekit::jws::{EdDSA, JwsVerifier, ES256, RS256};
+use jose::Alg;
 use serde_json::{Map, Value};
 
-/// Why a JWK was refused; the message is safe to show to the caller.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum JwkError {
-    #[error("the JWK must be a JSON object")]
-    NotObject,
-    #[error("the JWK carries the private member {0:?}: send only the public key")]
-    Private(&'static str),
-    #[error("unsupported key: {0}")]
-    Unsupported(String),
-    #[error("invalid key: {0}")]
-    Invalid(String),
-}
+pub(crate) use jose::JwkError;
 
-const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
-
-fn b64_member(o: &Map<String, Value>, name: &str) -> Result<Vec<u8>, JwkError> {
-    let s = o
-        .get(name)
-        .and_then(Value::as_str)
-        .ok_or_else(|| JwkError::Invalid(format!("member {name:?} is missing or not a string")))?;
-    URL_SAFE_NO_PAD
-        .decode(s)
-        .map_err(|_| JwkError::Invalid(format!("member {name:?} is not base64url without padding")))
-}
+/// The algorithms of agents' keys: one per key type, so a key's algorithm follows from it.
+pub(crate) const AGENT_KEY_ALGS: &[Alg] = &[Alg::Es256, Alg::EdDsa, Alg::Rs256];
 
 /// A checked public key: its algorithm and its normalized JWK (public members, `kid`, `alg`).
 #[derive(Debug, Clone)]
@@ -43,77 +21,34 @@ pub(crate) struct PublicKey {
     pub(crate) jwk: Value,
 }
 
-/// Validates a submitted public JWK.
+/// Validates a submitted public JWK; its `kid` becomes its RFC 7638 thumbprint.
 pub(crate) fn validate_public_jwk(v: &Value) -> Result<PublicKey, JwkError> {
-    let o = v.as_object().ok_or(JwkError::NotObject)?;
-    if let Some(m) = PRIVATE_MEMBERS.iter().find(|m| o.contains_key(**m)) {
-        return Err(JwkError::Private(m));
-    }
-    let kty = o.get("kty").and_then(Value::as_str).unwrap_or("");
-    let crv = o.get("crv").and_then(Value::as_str);
-    let (alg, members): (&'static str, &[&str]) = match (kty, crv) {
-        ("EC", Some("P-256")) => {
-            if b64_member(o, "x")?.len() != 32 || b64_member(o, "y")?.len() != 32 {
-                return Err(JwkError::Invalid(
-                    "P-256 coordinates must be 32 bytes".into(),
-                ));
-            }
-            ("ES256", &["kty", "crv", "x", "y"])
-        }
-        ("OKP", Some("Ed25519")) => {
-            if b64_member(o, "x")?.len() != 32 {
-                return Err(JwkError::Invalid("an Ed25519 key is 32 bytes".into()));
-            }
-            ("EdDSA", &["kty", "crv", "x"])
-        }
-        ("RSA", _) => {
-            let n = b64_member(o, "n")?;
-            let bits = n.iter().skip_while(|b| **b == 0).count() * 8;
-            if bits < 2048 {
-                return Err(JwkError::Unsupported(format!(
-                    "RSA keys need at least 2048 bits, this one has about {bits}"
-                )));
-            }
-            b64_member(o, "e")?;
-            ("RS256", &["kty", "n", "e"])
-        }
-        ("EC", c) | ("OKP", c) => {
-            return Err(JwkError::Unsupported(format!(
-                "curve {c:?}; use P-256 or Ed25519"
-            )))
-        }
-        (other, _) => {
-            return Err(JwkError::Unsupported(format!(
-                "kty {other:?}; use EC (P-256), OKP (Ed25519) or RSA"
-            )))
-        }
+    let key = jose::Key::from_jwk(v, AGENT_KEY_ALGS)?;
+    let mut algs = key.algs();
+    let (Some(alg), None) = (algs.next(), algs.next()) else {
+        return Err(JwkError::Unsupported(
+            "the key fits no single algorithm".into(),
+        ));
     };
-    if let Some(a) = o.get("alg") {
-        if a.as_str() != Some(alg) {
-            return Err(JwkError::Unsupported(format!(
-                "alg {a} does not fit this key; it would be {alg}"
-            )));
-        }
-    }
-    if let Some(u) = o.get("use") {
-        if u.as_str() != Some("sig") {
-            return Err(JwkError::Unsupported("use must be \"sig\"".into()));
-        }
-    }
-    let mut norm = Map::new();
-    for m in members {
-        if let Some(v) = o.get(*m) {
-            norm.insert((*m).to_string(), v.clone());
-        }
-    }
+    let mut norm: Map<String, Value> = key.public_members().clone();
     let kid = did_method::jwk_thumbprint(&Value::Object(norm.clone()))
         .map_err(|e| JwkError::Invalid(e.to_string()))?;
     norm.insert("kid".into(), kid.clone().into());
-    norm.insert("alg".into(), alg.into());
-    let jwk = Value::Object(norm);
-    // OpenSSL checks the key itself (e.g. that the point is on the curve).
-    verifier(alg, &jwk)?;
-    Ok(PublicKey { kid, alg, jwk })
+    norm.insert("alg".into(), alg.name().into());
+    Ok(PublicKey {
+        kid,
+        alg: alg.name(),
+        jwk: Value::Object(norm),
+    })
+}
+
+/// A verifier for a stored agent key (validated when it was registered): the JOSE core's key
+/// for its one algorithm.
+pub(crate) fn stored_key(k: &storage::AgentKey) -> Result<jose::Key, JwkError> {
+    let alg = Alg::from_name(&k.alg)
+        .filter(|a| AGENT_KEY_ALGS.contains(a))
+        .ok_or_else(|| JwkError::Unsupported(format!("algorithm {}", k.alg)))?;
+    jose::Key::from_jwk(&k.jwk, &[alg])
 }
 
 /// A new P-256 key pair for an agent registered without keys: the checked public key and the
@@ -134,26 +69,15 @@ pub(crate) fn generate_p256() -> Result<(PublicKey, Value), JwkError> {
     Ok((public, private))
 }
 
-/// A signature verifier for a stored public key.
-pub(crate) fn verifier(alg: &str, jwk: &Value) -> Result<Box<dyn JwsVerifier>, JwkError> {
-    let map = jwk.as_object().cloned().ok_or(JwkError::NotObject)?;
-    let jwk = Jwk::from_map(map).map_err(|e| JwkError::Invalid(e.to_string()))?;
-    let bad = |e: josekit::JoseError| JwkError::Invalid(e.to_string());
-    Ok(match alg {
-        "ES256" => Box::new(ES256.verifier_from_jwk(&jwk).map_err(bad)?),
-        "EdDSA" => Box::new(EdDSA.verifier_from_jwk(&jwk).map_err(bad)?),
-        "RS256" => Box::new(RS256.verifier_from_jwk(&jwk).map_err(bad)?),
-        other => return Err(JwkError::Unsupported(format!("algorithm {other}"))),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
     use josekit::jwk::alg::ec::{EcCurve, EcKeyPair};
     use josekit::jwk::alg::ed::{EdCurve, EdKeyPair};
     use josekit::jwk::alg::rsa::RsaKeyPair;
-    use josekit::jwk::KeyPair;
+    use josekit::jwk::{Jwk, KeyPair};
 
     fn value(jwk: &Jwk) -> Value {
         serde_json::from_str(&jwk.to_string()).unwrap()
@@ -173,9 +97,34 @@ mod tests {
         );
         let rsa = value(&RsaKeyPair::generate(2048).unwrap().to_jwk_public_key());
         for (v, alg) in [(ec, "ES256"), (ed, "EdDSA"), (rsa, "RS256")] {
-            let k = validate_public_jwk(&v).unwrap();
+            let mut decorated = v.clone();
+            decorated["kid"] = "my-name".into();
+            decorated["use"] = "sig".into();
+            let k = validate_public_jwk(&decorated).unwrap();
             assert_eq!(k.alg, alg);
             assert_eq!(k.kid, did_method::jwk_thumbprint(&v).unwrap());
+            // Normalized: the public members, the thumbprint as kid, the algorithm.
+            let mut want = serde_json::json!({});
+            for m in ["kty", "crv", "x", "y", "n", "e"] {
+                if let Some(x) = v.get(m) {
+                    want[m] = x.clone();
+                }
+            }
+            want["kid"] = k.kid.clone().into();
+            want["alg"] = alg.into();
+            assert_eq!(k.jwk, want);
+            let stored = storage::AgentKey {
+                kid: k.kid.clone(),
+                agent_id: uuid::Uuid::nil(),
+                org_id: uuid::Uuid::nil(),
+                alg: k.alg.into(),
+                jwk: k.jwk.clone(),
+                created_at: 0,
+                generated: false,
+            };
+            let key = stored_key(&stored).unwrap();
+            assert_eq!(key.kid(), Some(k.kid.as_str()));
+            assert_eq!(key.algs().map(Alg::name).collect::<Vec<_>>(), vec![alg]);
         }
     }
 

@@ -7,7 +7,8 @@
 //! again as the signature itself in per-call EVP provider look-ups and context set-up (profiled at
 //! a third of the token endpoint's CPU). RS256 uses OpenSSL (josekit), whose RSA is about twice
 //! as fast as ring's here, where the per-call overhead is small beside a ~400 µs signature. Keys
-//! are generated and verified with josekit (OpenSSL). `kid` is the key's RFC 7638 thumbprint. Private keys are stored in the store
+//! are generated with josekit (OpenSSL) and verified by the workspace's JOSE core (`jose`), from
+//! their public JWK. `kid` is the key's RFC 7638 thumbprint. Private keys are stored in the store
 //! (PKCS#8 PEM) so that restarts keep them.
 //!
 //! Rotation: the new key signs at once; each retired key stays published (and accepted) for a
@@ -21,7 +22,7 @@ use base64::Engine as _;
 use josekit::jwk::alg::ec::{EcCurve, EcKeyPair};
 use josekit::jwk::alg::rsa::RsaKeyPair;
 use josekit::jwk::KeyPair;
-use josekit::jws::{JwsSigner, JwsVerifier, ES256, RS256};
+use josekit::jws::{JwsSigner, RS256};
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use storage::SigningKey;
@@ -39,6 +40,8 @@ pub(crate) enum KeyError {
     NoActiveKey,
     #[error("the signing library refused the key: {0}")]
     Ring(String),
+    #[error("the public key is not usable: {0}")]
+    Jwk(#[from] jose::JwkError),
 }
 
 /// The signing algorithms the node offers.
@@ -105,18 +108,10 @@ fn signer(r: &SigningKey, rng: &SystemRandom) -> Result<Signer, KeyError> {
     })
 }
 
-fn verifier(r: &SigningKey) -> Result<Box<dyn JwsVerifier>, KeyError> {
-    Ok(match r.alg.as_str() {
-        "ES256" => {
-            let pair = EcKeyPair::from_pem(&r.private_pem, Some(EcCurve::P256))?;
-            Box::new(ES256.verifier_from_der(pair.to_der_public_key())?)
-        }
-        "RS256" => {
-            let pair = RsaKeyPair::from_pem(&r.private_pem)?;
-            Box::new(RS256.verifier_from_der(pair.to_der_public_key())?)
-        }
-        other => return Err(KeyError::Alg(other.to_string())),
-    })
+/// The JOSE core's key for a stored signing key: its public JWK, for its one algorithm.
+fn public_key(r: &SigningKey) -> Result<jose::Key, KeyError> {
+    let alg = jose::Alg::from_name(&r.alg).ok_or_else(|| KeyError::Alg(r.alg.clone()))?;
+    Ok(jose::Key::from_jwk(&r.public_jwk, &[alg])?)
 }
 
 /// `meta` record naming the signing key in force.
@@ -203,7 +198,7 @@ impl ActiveKey {
 struct Published {
     kid: String,
     alg: &'static str,
-    verifier: Box<dyn JwsVerifier>,
+    key: jose::Key,
     jwk: serde_json::Value,
     /// Published and accepted until this time (ms); `None` while it is the active key.
     until: Option<i64>,
@@ -229,7 +224,7 @@ impl KeyRing {
             published.push(Published {
                 kid: r.kid.clone(),
                 alg,
-                verifier: verifier(r)?,
+                key: public_key(r)?,
                 jwk: r.public_jwk.clone(),
                 until: r.retired_at.map(|t| t.saturating_add(grace_ms)),
             });
@@ -253,22 +248,20 @@ impl KeyRing {
         }))
     }
 
-    fn in_force(&self, now_ms: i64) -> impl Iterator<Item = &Published> {
+    fn in_force(&self, now_ms: i64) -> impl Iterator<Item = &Published> + Clone {
         self.published
             .iter()
             .filter(move |p| p.until.is_none_or(|u| u > now_ms))
     }
 
-    /// The verifier for `kid` if that key is still in force, with the one algorithm it may be
-    /// used with.
-    pub(crate) fn verifier(
-        &self,
-        kid: &str,
-        now_ms: i64,
-    ) -> Option<(&'static str, &dyn JwsVerifier)> {
-        self.in_force(now_ms)
-            .find(|p| p.kid == kid)
-            .map(|p| (p.alg, p.verifier.as_ref()))
+    /// The keys in force at `now_ms`, to verify with (each for its one algorithm).
+    pub(crate) fn keys(&self, now_ms: i64) -> impl Iterator<Item = &jose::Key> + Clone {
+        self.in_force(now_ms).map(|p| &p.key)
+    }
+
+    /// The key `kid` if it is still in force at `now_ms`.
+    pub(crate) fn key(&self, kid: &str, now_ms: i64) -> Option<&jose::Key> {
+        self.in_force(now_ms).find(|p| p.kid == kid).map(|p| &p.key)
     }
 
     /// The JWKS at `now_ms`: the active key and retired keys still in their grace period.
@@ -312,10 +305,34 @@ mod tests {
         let jws = ring.active.sign_compact(br#"{"a":1}"#).unwrap();
         let parts: Vec<&str> = jws.split('.').collect();
         let sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
-        let (got_alg, v) = ring.verifier(&k.kid, 0).unwrap();
-        assert_eq!(got_alg, alg);
-        v.verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)
-            .unwrap();
+        let key = ring.key(&k.kid, 0).unwrap();
+        assert_eq!(key.algs().map(jose::Alg::name).collect::<Vec<_>>(), [alg]);
+        let opts = jose::Options {
+            max_len: 1024,
+            algs: &jose::Alg::ALL,
+            typ: jose::Typ::Exact(&["at+jwt"]),
+            kid: jose::KidRule::Required,
+            issuer: None,
+            subject: None,
+            audience: None,
+            require: &[],
+            leeway_secs: 0,
+            now: 0,
+        };
+        let v = jose::verify_jwt(&jws, ring.keys(0), &opts).unwrap();
+        assert_eq!(v.claims["a"], 1);
+        // The signature covers header and payload.
+        let tampered = format!(
+            "{}.{}.{}",
+            parts[0],
+            URL_SAFE_NO_PAD.encode(br#"{"a":2}"#),
+            parts[2]
+        );
+        assert_eq!(
+            jose::verify_jwt(&tampered, ring.keys(0), &opts).unwrap_err(),
+            jose::VerifyError::SignatureInvalid
+        );
+        assert!(!sig.is_empty());
     }
 
     #[test]
@@ -332,10 +349,10 @@ mod tests {
         old.retired_at = Some(2_000);
         let ring = KeyRing::from_records(&[old.clone(), new.clone()], 500).unwrap();
         assert_eq!(ring.active.kid, new.kid);
-        assert!(ring.verifier(&old.kid, 2_499).is_some());
+        assert!(ring.key(&old.kid, 2_499).is_some());
         assert_eq!(ring.jwks(2_499)["keys"].as_array().unwrap().len(), 2);
-        assert!(ring.verifier(&old.kid, 2_500).is_none());
+        assert!(ring.key(&old.kid, 2_500).is_none());
         assert_eq!(ring.jwks(2_500)["keys"].as_array().unwrap().len(), 1);
-        assert!(ring.verifier(&new.kid, i64::MAX).is_some());
+        assert!(ring.key(&new.kid, i64::MAX).is_some());
     }
 }

@@ -1,25 +1,31 @@
 //! RFC 9068 access tokens: minting, and the strict verification our bearer auth uses.
 //!
-//! Verification follows RFC 8725 (JWT BCP) and RFC 9068 §4, in this order:
-//! 1. size limit, exactly three base64url parts (RFC 7515 §7.1);
-//! 2. header: `typ` is `at+jwt` (RFC 9068 §4 step 2), no `crit` (we understand no extensions,
-//!    RFC 7515 §4.1.11), `kid` names one of our keys and `alg` is exactly that key's algorithm —
-//!    so `none`, HMAC with a public key and algorithm confusion are impossible (RFC 8725 §3.1);
+//! Verification is the JOSE core's ([`jose::verify_jwt`], RFC 8725 and RFC 9068 §4) with our
+//! tokens' options:
+//! 1. at most [`MAX_TOKEN_LEN`] bytes, exactly three base64url parts (RFC 7515 §7.1);
+//! 2. header: `typ` is `at+jwt` (RFC 9068 §4 step 2, any case, `application/` allowed), `alg`
+//!    one of our signing algorithms, no `crit` (RFC 7515 §4.1.11), `kid` required and naming one
+//!    of our keys in force, whose one algorithm `alg` must be — so `none`, HMAC with a public
+//!    key and algorithm confusion are impossible (RFC 8725 §3.1);
 //! 3. signature;
-//! 4. claims: exact `iss`, `aud` contains our audience, `exp` in the future and `nbf`/`iat` not in
-//!    the future, within a small leeway (RFC 9068 §4 steps 3-7).
+//! 4. claims: exact `iss`, `aud` contains our audience, `exp`, `sub` and `jti` present, `exp` in
+//!    the future and `nbf`/`iat` not in the future, within [`LEEWAY_SECS`] (RFC 9068 §4 steps
+//!    3-7); then our own claims (`sub` and `organization_id` are UUIDs, `client_id` present).
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::keys::KeyRing;
 
-/// Largest token we look at.
+/// Largest token we look at: ours are well under 2 KiB.
 const MAX_TOKEN_LEN: usize = 8 * 1024;
-/// Clock skew tolerated on `exp`, `nbf` and `iat`.
+/// Clock skew tolerated on `exp`, `nbf` and `iat`: our own tokens, checked by the node that
+/// signed them (or one sharing its keys), need less than a partner's (60 s).
 pub(crate) const LEEWAY_SECS: i64 = 30;
+/// The algorithms of our signing keys ([`crate::keys::SIGNING_ALGS`]).
+pub(crate) const ALGS: &[jose::Alg] = &[jose::Alg::Es256, jose::Alg::Rs256];
+/// RFC 9068 §4 step 2: `at+jwt`, or its full media type.
+const TYPES: &[&str] = &["at+jwt", "application/at+jwt"];
 
 /// The claims of our access tokens (DESIGN.md, Tokens).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -129,7 +135,7 @@ impl VerifiedTokens {
         let now = now_ms.div_euclid(1000);
         if let Ok(map) = self.map.read() {
             if let Some(v) = map.get(token) {
-                if v.exp + LEEWAY_SECS > now && keys.verifier(&v.kid, now_ms).is_some() {
+                if v.exp + LEEWAY_SECS > now && keys.key(&v.kid, now_ms).is_some() {
                     return Ok(v.clone());
                 }
             }
@@ -145,25 +151,14 @@ impl VerifiedTokens {
     }
 }
 
-/// The JOSE header members we look at (RFC 7515 §4.1).
+/// Our claims beyond those the JOSE core checks (RFC 7519 §4, RFC 9068 §2.2).
 #[derive(Deserialize)]
-pub(crate) struct Header {
-    pub(crate) alg: Option<String>,
-    pub(crate) typ: Option<String>,
-    pub(crate) kid: Option<String>,
-    pub(crate) crit: Option<serde_json::Value>,
-}
-
-/// The claims we look at, in our tokens and in client assertions (RFC 7519 §4).
-#[derive(Deserialize)]
-pub(crate) struct Claims {
-    pub(crate) iss: Option<String>,
-    pub(crate) sub: Option<String>,
-    pub(crate) aud: Option<serde_json::Value>,
-    pub(crate) exp: Option<i64>,
-    pub(crate) nbf: Option<i64>,
-    pub(crate) iat: Option<i64>,
-    pub(crate) jti: Option<String>,
+struct Claims {
+    sub: Option<String>,
+    exp: Option<i64>,
+    nbf: Option<i64>,
+    iat: Option<i64>,
+    jti: Option<String>,
     client_id: Option<String>,
     scope: Option<String>,
     organization_id: Option<String>,
@@ -172,62 +167,23 @@ pub(crate) struct Claims {
     tep: Option<[u32; 2]>,
 }
 
-impl Claims {
-    /// Whether `aud` (a string or an array of strings, RFC 7519 §4.1.3) names one of `ours`.
-    pub(crate) fn aud_is_one_of(&self, ours: &[&str]) -> bool {
-        match &self.aud {
-            Some(serde_json::Value::String(a)) => ours.contains(&a.as_str()),
-            Some(serde_json::Value::Array(v)) => v
-                .iter()
-                .any(|a| a.as_str().is_some_and(|a| ours.contains(&a))),
-            _ => false,
-        }
+/// Our tokens' refusals, from the JOSE core's.
+fn refused(e: jose::VerifyError) -> TokenError {
+    use jose::VerifyError as V;
+    match e {
+        V::TypeNotAccepted => TokenError::WrongType,
+        V::CritUnsupported => TokenError::Crit,
+        V::KidMissing | V::UnknownKid(_) => TokenError::UnknownKey,
+        V::AlgNotAllowed(_) | V::KeyAlgMismatch { .. } => TokenError::WrongAlg,
+        V::SignatureInvalid => TokenError::BadSignature,
+        V::IssuerMismatch => TokenError::WrongIssuer,
+        V::AudienceMismatch => TokenError::WrongAudience,
+        V::Expired | V::ExpirationMissing => TokenError::Expired,
+        V::NotYetValid | V::IssuedInFuture => TokenError::NotYetValid,
+        // Too large, not a JWS, claims missing or of the wrong type; with `kid` required,
+        // the key-choice refusals without one cannot happen.
+        _ => TokenError::Malformed,
     }
-}
-
-/// A compact JWS split into its parts (RFC 7515 §7.1), not yet verified.
-pub(crate) struct Compact<'a> {
-    pub(crate) header: Header,
-    /// `base64url(header) "." base64url(payload)`: what the signature covers.
-    pub(crate) signing_input: &'a str,
-    pub(crate) signature: Vec<u8>,
-    payload: &'a str,
-}
-
-impl<'a> Compact<'a> {
-    /// Splits `jws` (at most `max_len` bytes) into exactly three base64url parts and decodes
-    /// the header and signature.
-    pub(crate) fn parse(jws: &'a str, max_len: usize) -> Option<Compact<'a>> {
-        if jws.len() > max_len {
-            return None;
-        }
-        let mut parts = jws.split('.');
-        let (Some(h), Some(p), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return None;
-        };
-        Some(Compact {
-            header: b64json(h)?,
-            signing_input: &jws[..h.len() + 1 + p.len()],
-            signature: URL_SAFE_NO_PAD.decode(s).ok()?,
-            payload: p,
-        })
-    }
-
-    /// The claims; read them only after the signature verified.
-    pub(crate) fn claims(&self) -> Option<Claims> {
-        b64json(self.payload)
-    }
-
-    /// The payload as any JSON type; read it only after the signature verified.
-    pub(crate) fn payload_json<T: for<'de> Deserialize<'de>>(&self) -> Option<T> {
-        b64json(self.payload)
-    }
-}
-
-fn b64json<T: for<'de> Deserialize<'de>>(part: &str) -> Option<T> {
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).ok()?).ok()
 }
 
 /// Verifies one of our access tokens strictly (see the module docs for the steps).
@@ -238,44 +194,24 @@ pub(crate) fn verify(
     audience: &str,
     now_ms: i64,
 ) -> Result<Verified, TokenError> {
-    let now = now_ms.div_euclid(1000);
-    // 1.
-    let jws = Compact::parse(token, MAX_TOKEN_LEN).ok_or(TokenError::Malformed)?;
-    // 2.
-    let header = &jws.header;
-    let typ = header.typ.as_deref().unwrap_or("");
-    if !typ.eq_ignore_ascii_case("at+jwt") && !typ.eq_ignore_ascii_case("application/at+jwt") {
-        return Err(TokenError::WrongType);
-    }
-    if header.crit.is_some() {
-        return Err(TokenError::Crit);
-    }
-    let kid = header.kid.as_deref().ok_or(TokenError::UnknownKey)?;
-    let (alg, verifier) = keys.verifier(kid, now_ms).ok_or(TokenError::UnknownKey)?;
-    if header.alg.as_deref() != Some(alg) {
-        return Err(TokenError::WrongAlg);
-    }
-    // 3.
-    verifier
-        .verify(jws.signing_input.as_bytes(), &jws.signature)
-        .map_err(|_| TokenError::BadSignature)?;
-    // 4.
-    let c = jws.claims().ok_or(TokenError::Malformed)?;
-    if c.iss.as_deref() != Some(issuer) {
-        return Err(TokenError::WrongIssuer);
-    }
-    if !c.aud_is_one_of(&[audience]) {
-        return Err(TokenError::WrongAudience);
-    }
-    match c.exp {
-        Some(exp) if exp + LEEWAY_SECS > now => {}
-        _ => return Err(TokenError::Expired),
-    }
-    if c.nbf.is_some_and(|nbf| nbf > now + LEEWAY_SECS)
-        || c.iat.is_some_and(|iat| iat > now + LEEWAY_SECS)
-    {
-        return Err(TokenError::NotYetValid);
-    }
+    let audiences = [audience];
+    let opts = jose::Options {
+        max_len: MAX_TOKEN_LEN,
+        algs: ALGS,
+        typ: jose::Typ::IgnoreCase(TYPES),
+        kid: jose::KidRule::Required,
+        issuer: Some(issuer),
+        subject: None,
+        audience: Some(&audiences),
+        require: &[jose::Claim::Exp, jose::Claim::Sub, jose::Claim::Jti],
+        leeway_secs: LEEWAY_SECS,
+        now: now_ms.div_euclid(1000),
+    };
+    // 1-4.
+    let v = jose::verify_jwt(token, keys.keys(now_ms), &opts).map_err(refused)?;
+    let kid = v.kid.ok_or(TokenError::UnknownKey)?;
+    let c: Claims = serde_json::from_value(serde_json::Value::Object(v.claims))
+        .map_err(|_| TokenError::Malformed)?;
     let (Some(jti), Some(client_id), Some(exp)) = (c.jti, c.client_id, c.exp) else {
         return Err(TokenError::Malformed);
     };
@@ -287,7 +223,7 @@ pub(crate) fn verify(
         Some(v) => Some(v.parse::<Uuid>().map_err(|_| TokenError::Malformed)?),
     };
     Ok(Verified {
-        kid: kid.to_string(),
+        kid,
         agent_id,
         org_id,
         scopes: c
@@ -322,6 +258,9 @@ pub(crate) fn mint(
 mod tests {
     use super::*;
     use crate::keys::{generate, KeyRing};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use serde_json::json;
     use std::sync::Arc;
 
     const ISS: &str = "http://127.0.0.1:8080";
@@ -464,6 +403,81 @@ mod tests {
                 "{junk}"
             );
         }
+    }
+
+    #[test]
+    fn our_options_leeway_typ_and_kid() {
+        let k = ring();
+        let now = 1000;
+        let kid = k.active.kid.clone();
+        let good = mint(&k, &claims(now)).unwrap();
+        // exp = now + 600; 30 s of leeway, exactly.
+        assert!(verify(&good, &k, ISS, ISS, (now + 600 + LEEWAY_SECS - 1) * 1000).is_ok());
+        assert_eq!(
+            verify(&good, &k, ISS, ISS, (now + 600 + LEEWAY_SECS) * 1000).unwrap_err(),
+            TokenError::Expired
+        );
+        // nbf = iat = now: valid from now - 30 s.
+        assert!(verify(&good, &k, ISS, ISS, (now - LEEWAY_SECS) * 1000).is_ok());
+        assert_eq!(
+            verify(&good, &k, ISS, ISS, (now - LEEWAY_SECS - 1) * 1000).unwrap_err(),
+            TokenError::NotYetValid
+        );
+        // typ: at+jwt in any case, or its media type; the header is signed, so these only
+        // get as far as the signature.
+        let c = claims(now);
+        for typ in ["AT+JWT", "application/at+jwt", "Application/AT+JWT"] {
+            let t = forge(json!({"alg":"ES256","typ":typ,"kid":kid}), &c, b"x");
+            assert_eq!(
+                verify(&t, &k, ISS, ISS, now * 1000).unwrap_err(),
+                TokenError::BadSignature,
+                "{typ}"
+            );
+        }
+        for (header, want) in [
+            (json!({"alg":"ES256","kid":kid}), TokenError::WrongType),
+            (
+                json!({"alg":"ES256","typ":"vc+jwt","kid":kid}),
+                TokenError::WrongType,
+            ),
+            (
+                json!({"alg":"ES256","typ":"at+jwt"}),
+                TokenError::UnknownKey,
+            ),
+            // An algorithm we sign with, but not this key's.
+            (
+                json!({"alg":"RS256","typ":"at+jwt","kid":kid}),
+                TokenError::WrongAlg,
+            ),
+            (
+                json!({"alg":"PS256","typ":"at+jwt","kid":kid}),
+                TokenError::WrongAlg,
+            ),
+            (
+                json!({"alg":"ES256","typ":"at+jwt","kid":7}),
+                TokenError::Malformed,
+            ),
+        ] {
+            let t = forge(header.clone(), &c, b"x");
+            assert_eq!(
+                verify(&t, &k, ISS, ISS, now * 1000).unwrap_err(),
+                want,
+                "{header}"
+            );
+        }
+        // Our claims: sub and organization_id are UUIDs, jti is there.
+        let mut bad = claims(now);
+        bad.sub = "not-a-uuid".into();
+        let t = mint(&k, &bad).unwrap();
+        assert_eq!(
+            verify(&t, &k, ISS, ISS, now * 1000).unwrap_err(),
+            TokenError::Malformed
+        );
+        let big = format!("{good}{}", "A".repeat(MAX_TOKEN_LEN));
+        assert_eq!(
+            verify(&big, &k, ISS, ISS, now * 1000).unwrap_err(),
+            TokenError::Malformed
+        );
     }
 
     #[test]

@@ -24,7 +24,8 @@ fn jwk_code(e: &JwkError) -> ErrorCode {
     match e {
         JwkError::Private(_) => ErrorCode::PrivateKeyMaterial,
         JwkError::Unsupported(_) => ErrorCode::UnsupportedKey,
-        JwkError::NotObject | JwkError::Invalid(_) => ErrorCode::InvalidKey,
+        // NotObject, Invalid, and whatever else the JOSE core may refuse a key for.
+        _ => ErrorCode::InvalidKey,
     }
 }
 

@@ -20,7 +20,7 @@ use super::state::{Actor, AppState};
 use super::vocab::ErrorCode;
 use crate::clients::ClientEntry;
 use crate::secrets::secret_matches;
-use crate::token::{Compact, LEEWAY_SECS};
+use crate::token::LEEWAY_SECS;
 
 /// RFC 7523 §2.2.
 pub(crate) const JWT_BEARER_ASSERTION: &str =
@@ -293,8 +293,10 @@ fn assertion_subject(jwt: &str) -> Option<String> {
     v.get("sub")?.as_str().map(str::to_string)
 }
 
-/// RFC 7523 §3 checks of a client assertion, in the RFC's order; returns its `jti`, its `exp`
-/// and the `kid` of the key that verified it.
+/// RFC 7523 §3 checks of a client assertion by the JOSE core; returns its `jti`, its `exp`
+/// and the `kid` of the key that verified it. The key: the one named by `kid`, or any of the
+/// agent's keys for the header's algorithm, which must be the key's own (no algorithm
+/// confusion). Every refusal has its own message (the `error_description`).
 fn verify_assertion(
     jwt: &str,
     keys: &[storage::AgentKey],
@@ -302,55 +304,75 @@ fn verify_assertion(
     audiences: &[String],
     now: i64,
 ) -> Result<(String, i64, String), &'static str> {
+    use jose::VerifyError as V;
     const MALFORMED: &str = "the client assertion is not a well-formed JWS";
-    let jws = Compact::parse(jwt, MAX_ASSERTION_LEN).ok_or(MALFORMED)?;
-    if jws.header.crit.is_some() {
-        return Err(
-            "the client assertion uses a critical header extension this node does not understand",
-        );
-    }
-    let alg = jws.header.alg.as_deref().ok_or(MALFORMED)?;
-    // The key: the one named by kid, or any of the agent's keys for that algorithm. The
-    // algorithm must be the key's own: no algorithm confusion.
-    let verified = keys
-        .iter()
-        .filter(|k| jws.header.kid.as_ref().is_none_or(|kid| kid == &k.kid) && k.alg == alg)
-        .find(|k| {
-            crate::jwk::verifier(&k.alg, &k.jwk)
-                .map(|v| {
-                    v.verify(jws.signing_input.as_bytes(), &jws.signature)
-                        .is_ok()
-                })
-                .unwrap_or(false)
-        });
-    let Some(key) = verified else {
-        return Err("the client assertion is not signed by a key registered for this client");
-    };
-    let c = jws.claims().ok_or(MALFORMED)?;
-    // §3 items 1-2: iss and sub are the client.
-    if c.iss.as_deref() != Some(client_id) || c.sub.as_deref() != Some(client_id) {
-        return Err("the client assertion's iss and sub must both be the client_id");
-    }
-    // §3 item 3: aud identifies us (issuer or token endpoint).
+    const NOT_SIGNED: &str =
+        "the client assertion is not signed by a key registered for this client";
     let audiences: Vec<&str> = audiences.iter().map(String::as_str).collect();
-    if !c.aud_is_one_of(&audiences) {
-        return Err("the client assertion's aud must be this node's issuer or token endpoint");
-    }
-    // §3 items 4-6: exp required and in the future; nbf and iat not in the future.
-    let exp = c.exp.ok_or("the client assertion has no exp")?;
-    if exp + LEEWAY_SECS <= now {
-        return Err("the client assertion has expired");
-    }
+    let opts = jose::Options {
+        max_len: MAX_ASSERTION_LEN,
+        algs: crate::jwk::AGENT_KEY_ALGS,
+        typ: jose::Typ::Any,
+        kid: jose::KidRule::AnyFitting,
+        // §3 items 1-2: iss and sub are the client.
+        issuer: Some(client_id),
+        subject: Some(client_id),
+        // §3 item 3: aud identifies us (issuer or token endpoint).
+        audience: Some(&audiences),
+        // §3 items 4 and 7: exp, and jti for replay protection.
+        require: &[jose::Claim::Exp, jose::Claim::Jti],
+        // §3 items 4-6: exp in the future; nbf and iat not in the future.
+        leeway_secs: LEEWAY_SECS,
+        now,
+    };
+    let jws = jose::Jws::parse(jwt, &opts).map_err(|e| match e {
+        V::CritUnsupported => {
+            "the client assertion uses a critical header extension this node does not understand"
+        }
+        // An algorithm no agent key can have: no key of this client verifies it.
+        V::AlgNotAllowed(name) if !name.is_empty() => NOT_SIGNED,
+        _ => MALFORMED,
+    })?;
+    // Only the keys of the header's algorithm are parsed (stored keys were validated when
+    // they were registered).
+    let candidates: Vec<jose::Key> = keys
+        .iter()
+        .filter(|k| k.alg == jws.alg().name() && jws.kid().is_none_or(|kid| kid == k.kid))
+        .filter_map(|k| crate::jwk::stored_key(k).ok())
+        .collect();
+    let key = jws
+        .verify_signature(&candidates, opts.kid)
+        .map_err(|e| match e {
+            V::Malformed(_) => MALFORMED,
+            _ => NOT_SIGNED,
+        })?;
+    let c = jws.claims(&opts).map_err(|e| match e {
+        V::IssuerMismatch | V::SubjectMismatch => {
+            "the client assertion's iss and sub must both be the client_id"
+        }
+        V::AudienceMismatch => {
+            "the client assertion's aud must be this node's issuer or token endpoint"
+        }
+        V::ExpirationMissing => "the client assertion has no exp",
+        V::Expired => "the client assertion has expired",
+        V::NotYetValid | V::IssuedInFuture => "the client assertion is not valid yet",
+        V::ClaimMissing("jti") => "the client assertion needs a jti of at most 256 characters",
+        _ => MALFORMED,
+    })?;
+    // exp is an integer of ours to keep (the replay record lives until it).
+    let exp = c
+        .get("exp")
+        .and_then(serde_json::Value::as_i64)
+        .ok_or(MALFORMED)?;
     if exp > now + MAX_ASSERTION_LIFETIME_SECS + LEEWAY_SECS {
         return Err("the client assertion lives too long (at most 300 s)");
     }
-    if c.nbf.is_some_and(|n| n > now + LEEWAY_SECS) || c.iat.is_some_and(|i| i > now + LEEWAY_SECS)
-    {
-        return Err("the client assertion is not valid yet");
-    }
-    // §3 item 7: jti, for replay protection.
-    match c.jti {
-        Some(j) if !j.is_empty() && j.len() <= 256 => Ok((j, exp, key.kid.clone())),
+    match c.get("jti").and_then(serde_json::Value::as_str) {
+        Some(j) if !j.is_empty() && j.len() <= 256 => Ok((
+            j.to_string(),
+            exp,
+            key.kid().unwrap_or_default().to_string(),
+        )),
         _ => Err("the client assertion needs a jti of at most 256 characters"),
     }
 }
@@ -430,8 +452,80 @@ mod tests {
         assert!(verify_assertion(&wrong_key, std::slice::from_ref(&rec), "c", &aud, 1000).is_err());
         let hs = assertion(&pair, serde_json::json!({"alg":"HS256"}), good.clone());
         assert!(verify_assertion(&hs, std::slice::from_ref(&rec), "c", &aud, 1000).is_err());
-        let crit = assertion(&pair, serde_json::json!({"alg":"ES256","crit":["x"]}), good);
-        assert!(verify_assertion(&crit, &[rec], "c", &aud, 1000).is_err());
+        let crit = assertion(
+            &pair,
+            serde_json::json!({"alg":"ES256","crit":["x"]}),
+            good.clone(),
+        );
+        assert!(verify_assertion(&crit, std::slice::from_ref(&rec), "c", &aud, 1000).is_err());
+        // Each refusal keeps its own description.
+        let not_signed =
+            Err("the client assertion is not signed by a key registered for this client");
+        let with_header = |h: serde_json::Value| {
+            verify_assertion(
+                &assertion(&pair, h, good.clone()),
+                std::slice::from_ref(&rec),
+                "c",
+                &aud,
+                1000,
+            )
+        };
+        assert_eq!(with_header(serde_json::json!({"alg":"HS256"})), not_signed);
+        assert_eq!(with_header(serde_json::json!({"alg":"none"})), not_signed);
+        assert_eq!(
+            with_header(serde_json::json!({"alg":"ES256","kid":"another"})),
+            not_signed
+        );
+        assert_eq!(
+            with_header(serde_json::json!({"alg":"EdDSA"})),
+            not_signed,
+            "an algorithm the key does not have"
+        );
+        assert_eq!(
+            with_header(serde_json::json!({"alg":"ES256","kid": rec.kid, "typ": "JWT"})),
+            Ok(("j1".to_string(), 1100, rec.kid.clone())),
+            "kid and any typ"
+        );
+        assert_eq!(
+            with_header(serde_json::json!({"kid": rec.kid})),
+            Err("the client assertion is not a well-formed JWS")
+        );
+        let mut c = good.clone();
+        c["exp"] = (1000 - LEEWAY_SECS + 1).into();
+        assert!(ok(c).is_ok(), "within the leeway");
+        let mut c = good.clone();
+        c["exp"] = (1000 - LEEWAY_SECS).into();
+        assert_eq!(ok(c), Err("the client assertion has expired"));
+        let mut c = good.clone();
+        c["iat"] = (1000 + LEEWAY_SECS + 1).into();
+        assert_eq!(ok(c), Err("the client assertion is not valid yet"));
+        let mut c = good.clone();
+        c["iss"] = "d".into();
+        assert_eq!(
+            ok(c),
+            Err("the client assertion's iss and sub must both be the client_id")
+        );
+        let mut c = good.clone();
+        c.as_object_mut().unwrap().remove("exp");
+        assert_eq!(ok(c), Err("the client assertion has no exp"));
+        let mut c = good.clone();
+        c["jti"] = "x".repeat(257).into();
+        assert_eq!(
+            ok(c),
+            Err("the client assertion needs a jti of at most 256 characters")
+        );
+        // Two keys of the algorithm and no kid: each is tried.
+        let rec2 = key_and_record(&other);
+        assert_eq!(
+            verify_assertion(
+                &assertion(&pair, h.clone(), good.clone()),
+                &[rec2, rec.clone()],
+                "c",
+                &aud,
+                1000
+            ),
+            Ok(("j1".to_string(), 1100, rec.kid.clone()))
+        );
     }
 
     fn kind_of(e: &DomainError) -> (OAuthKind, bool) {

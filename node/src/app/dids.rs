@@ -19,7 +19,6 @@ use uuid::Uuid;
 use super::artifacts::{self, AgentArtifacts, Rendered, Standing, VC_CONTEXT};
 use super::{AppState, Caller, DomainError, ErrorCode, Outcome, Scope};
 use crate::clock::{parse_rfc3339, rfc3339};
-use crate::token::Compact;
 
 /// JSON-LD media type of a DID document (DID Core §6.3): what a resolution result says its
 /// document is, and what the document routes answer when asked for it.
@@ -28,6 +27,8 @@ pub(crate) const DID_LD_JSON: &str = "application/did+ld+json";
 const MAX_BADGE_LEN: usize = 32 * 1024;
 /// Clock skew tolerated on a badge's validity window.
 const LEEWAY_MS: i64 = 60_000;
+/// A VC secured with JOSE (VC-JOSE-COSE §3.1.1), any case.
+const BADGE_TYPES: &[&str] = &["vc+jwt"];
 
 fn decommissioned() -> DomainError {
     DomainError::gone(
@@ -205,35 +206,48 @@ fn refused(code: ErrorCode, message: impl Into<String>) -> DomainError {
     DomainError::unprocessable(code, message)
 }
 
+fn signature_invalid() -> DomainError {
+    refused(
+        ErrorCode::BadgeSignatureInvalid,
+        "The badge's signature does not verify.",
+    )
+}
+
 /// Verifies an Agent Badge issued by this node, now. Every refusal is `Unprocessable` with its
 /// `BADGE_*` code.
 pub(crate) fn verify_badge(state: &AppState, badge: &str) -> Outcome<VerifiedBadge> {
     let now = state.clock.now_ms();
-    // 1. A compact JWS (RFC 7515 §7.1) of bounded size.
-    let jws = Compact::parse(badge.trim(), MAX_BADGE_LEN).ok_or_else(|| {
-        refused(
-            ErrorCode::BadgeMalformed,
-            "The badge is not a compact JWS (three base64url parts, JSON header).",
-        )
-    })?;
-    // 2. A VC secured with JOSE (`typ: vc+jwt`), no extensions we would have to understand.
-    let h = &jws.header;
-    if !h
-        .typ
-        .as_deref()
-        .is_some_and(|t| t.eq_ignore_ascii_case("vc+jwt"))
-        || h.crit.is_some()
-    {
-        return Err(refused(
+    // 1-2. A compact JWS (RFC 7515 §7.1) of bounded size, a VC secured with JOSE
+    // (`typ: vc+jwt`), one of our signing algorithms, no extensions we would have to
+    // understand. The JOSE core checks the header; the claims are a VC, checked below.
+    let opts = jose::Options {
+        max_len: MAX_BADGE_LEN,
+        algs: crate::token::ALGS,
+        typ: jose::Typ::IgnoreCase(BADGE_TYPES),
+        kid: jose::KidRule::Required,
+        issuer: None,
+        subject: None,
+        audience: None,
+        require: &[],
+        leeway_secs: LEEWAY_MS / 1000,
+        now: now.div_euclid(1000),
+    };
+    let jws = jose::Jws::parse(badge.trim(), &opts).map_err(|e| match e {
+        jose::VerifyError::TypeNotAccepted | jose::VerifyError::CritUnsupported => refused(
             ErrorCode::BadgeUnsupportedType,
             "The JWS header must say typ vc+jwt and carry no crit.",
-        ));
-    }
+        ),
+        // An algorithm none of our keys has.
+        jose::VerifyError::AlgNotAllowed(_) => signature_invalid(),
+        _ => refused(
+            ErrorCode::BadgeMalformed,
+            "The badge is not a compact JWS (three base64url parts, JSON header).",
+        ),
+    })?;
     // 3. Signed by a verification method of this node's DID, with a key it publishes now.
     let node_did = state.settings.node_did.to_string();
-    let kid = h
-        .kid
-        .as_deref()
+    let kid = jws
+        .kid()
         .and_then(|k| k.strip_prefix(node_did.as_str()))
         .and_then(|k| k.strip_prefix('#'))
         .ok_or_else(|| {
@@ -243,30 +257,25 @@ pub(crate) fn verify_badge(state: &AppState, badge: &str) -> Outcome<VerifiedBad
             )
         })?;
     let ring = state.keys();
-    let (alg, verifier) = ring.verifier(kid, now).ok_or_else(|| {
+    let key = ring.key(kid, now).ok_or_else(|| {
         refused(
             ErrorCode::BadgeKeyUnknown,
             "The badge was signed with a key this node no longer publishes.",
         )
     })?;
     // 4. The key's own algorithm, and a signature that verifies.
-    if h.alg.as_deref() != Some(alg)
-        || verifier
-            .verify(jws.signing_input.as_bytes(), &jws.signature)
-            .is_err()
-    {
-        return Err(refused(
-            ErrorCode::BadgeSignatureInvalid,
-            "The badge's signature does not verify.",
-        ));
-    }
+    jws.verify_with(key).map_err(|_| signature_invalid())?;
     // 5. A VCDM 2.0 AgentBadge issued by this node.
-    let c: BadgeClaims = jws.payload_json().ok_or_else(|| {
-        refused(
-            ErrorCode::BadgeMalformed,
-            "The badge payload is not an Agent Badge credential.",
-        )
-    })?;
+    let c: BadgeClaims = jws
+        .payload()
+        .ok()
+        .and_then(|p| serde_json::from_slice(&p).ok())
+        .ok_or_else(|| {
+            refused(
+                ErrorCode::BadgeMalformed,
+                "The badge payload is not an Agent Badge credential.",
+            )
+        })?;
     if c.context.first().map(String::as_str) != Some(VC_CONTEXT)
         || !c.kind.iter().any(|t| t == "VerifiableCredential")
         || !c.kind.iter().any(|t| t == "AgentBadge")
@@ -689,6 +698,20 @@ mod tests {
         for bad in ["", "not-a-jws", "a.b", "a.b.c.d", "!!.e30.AA"] {
             assert_eq!(refusal(&state, bad), BadgeMalformed, "{bad:?}");
         }
+        // A kid that is not a string (null included) is malformed, as in every JOSE header.
+        for kid in [Value::Null, json!(7)] {
+            assert_eq!(
+                refusal(&state, &reheaded(&good, &with("kid", kid.clone()))),
+                BadgeMalformed,
+                "{kid}"
+            );
+        }
+        let mut no_kid = header.clone();
+        no_kid.as_object_mut().unwrap().remove("kid");
+        assert_eq!(
+            refusal(&state, &reheaded(&good, &no_kid)),
+            BadgeIssuerUnknown
+        );
         let huge = format!("{}{}", good, "A".repeat(MAX_BADGE_LEN));
         assert_eq!(refusal(&state, &huge), BadgeMalformed);
         assert_eq!(
@@ -737,7 +760,6 @@ mod tests {
         for kid in [
             json!("did:web:elsewhere.example#k1"),
             json!(state.keys().active.kid.clone()),
-            Value::Null,
         ] {
             assert_eq!(
                 refusal(&state, &reheaded(&good, &with("kid", kid.clone()))),

@@ -162,7 +162,10 @@ error_codes! {
     IssuerMismatch => "ISSUER_MISMATCH",
     WrongTokenType => "WRONG_TOKEN_TYPE",
     JwksUnreachable => "JWKS_UNREACHABLE",
-    // A partner token that does not verify (`federation::VerifyError::code`).
+    // A partner token that does not verify (`federation::VerifyError::code`, which is
+    // `jose::VerifyError::code` or KEYS_UNAVAILABLE). KID_MISSING, SUBJECT_MISMATCH and
+    // CLAIM_MISSING answer to options the partner rules do not set; they are listed so that
+    // every code of the JOSE core has its name here.
     TokenTooLarge => "TOKEN_TOO_LARGE",
     TokenMalformed => "TOKEN_MALFORMED",
     AlgNotAllowed => "ALG_NOT_ALLOWED",
@@ -171,9 +174,12 @@ error_codes! {
     KeyAlgMismatch => "KEY_ALG_MISMATCH",
     NoSuitableKey => "NO_SUITABLE_KEY",
     KidRequired => "KID_REQUIRED",
+    KidMissing => "KID_MISSING",
     SignatureInvalid => "SIGNATURE_INVALID",
     ExpirationMissing => "EXPIRATION_MISSING",
     ClaimInvalid => "CLAIM_INVALID",
+    ClaimMissing => "CLAIM_MISSING",
+    SubjectMismatch => "SUBJECT_MISMATCH",
     TokenExpired => "TOKEN_EXPIRED",
     TokenNotYetValid => "TOKEN_NOT_YET_VALID",
     TokenIssuedInFuture => "TOKEN_ISSUED_IN_FUTURE",

@@ -192,13 +192,15 @@ impl Service {
             }
             // Signed with a key the origin no longer publishes (rotated out): not the relaying
             // peer's fault.
-            Err(federation::VerifyError::UnknownKid(_)) => return refuse("unknown_key", false),
+            Err(federation::VerifyError::Token(jose::VerifyError::UnknownKid(_))) => {
+                return refuse("unknown_key", false)
+            }
             // Time checks depend on this node's clock.
-            Err(
-                federation::VerifyError::Expired
-                | federation::VerifyError::NotYetValid
-                | federation::VerifyError::IssuedInFuture,
-            ) => return refuse("expired", false),
+            Err(federation::VerifyError::Token(
+                jose::VerifyError::Expired
+                | jose::VerifyError::NotYetValid
+                | jose::VerifyError::IssuedInFuture,
+            )) => return refuse("expired", false),
             Err(e) => {
                 tracing::warn!(origin = %claims.iss, code = e.code(), "gossip: anchor signature refused");
                 return refuse("bad_signature", true);

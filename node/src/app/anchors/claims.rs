@@ -10,8 +10,6 @@
 // Without the transport only the reading of stored anchors and `reconcile` are used.
 #![cfg_attr(not(feature = "gossip"), allow(dead_code))]
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use storage::{AnchorStatus, KeySourceKind, Partner, PartnerStatus};
 
@@ -182,45 +180,45 @@ impl Shape {
     }
 }
 
-#[derive(Deserialize)]
-struct Header {
-    alg: Option<String>,
-    typ: Option<String>,
-    kid: Option<String>,
-}
-
 /// Reads an anchor without verifying it: its claims, for the checks that come before the
-/// signature. Nothing read here is trusted until the signature verified.
+/// signature. Nothing read here is trusted until the signature verified. The JOSE core
+/// reads the header (`typ` exactly [`TYP`], an algorithm it verifies, no `crit`); the `kid`
+/// must be a verification method of the origin's DID.
 pub(crate) fn parse_unverified(data: &[u8]) -> Result<(String, AnchorClaims), Shape> {
     if data.len() > MAX_ANCHOR_BYTES {
         return Err(Shape::Oversized);
     }
     let text = std::str::from_utf8(data).map_err(|_| Shape::Malformed)?;
-    let mut parts = text.split('.');
-    let (Some(h), Some(p), Some(_), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(Shape::Malformed);
+    let opts = jose::Options {
+        max_len: MAX_ANCHOR_BYTES,
+        algs: &jose::Alg::ALL,
+        typ: jose::Typ::Exact(&[TYP]),
+        kid: jose::KidRule::Required,
+        issuer: None,
+        subject: None,
+        audience: None,
+        require: &[],
+        leeway_secs: LEEWAY_SECS,
+        now: 0,
     };
-    let header: Header = b64json(h).ok_or(Shape::Malformed)?;
-    let claims: AnchorClaims = b64json(p).ok_or(Shape::Malformed)?;
-    if header.typ.as_deref() != Some(TYP) || header.alg.is_none() {
-        return Err(Shape::WrongType);
-    }
-    let kid_ok = header
-        .kid
-        .as_deref()
+    let jws = jose::Jws::parse(text, &opts).map_err(|e| match e {
+        jose::VerifyError::TooLarge { .. } => Shape::Oversized,
+        jose::VerifyError::Malformed(_) => Shape::Malformed,
+        _ => Shape::WrongType,
+    })?;
+    let claims: AnchorClaims = jws
+        .payload()
+        .ok()
+        .and_then(|p| serde_json::from_slice(&p).ok())
+        .ok_or(Shape::Malformed)?;
+    let kid_ok = jws
+        .kid()
         .and_then(|k| k.strip_prefix(claims.iss.as_str()))
         .is_some_and(|frag| frag.len() > 1 && frag.starts_with('#'));
     if !kid_ok {
         return Err(Shape::WrongType);
     }
     Ok((text.to_string(), claims))
-}
-
-fn b64json<T: for<'de> Deserialize<'de>>(part: &str) -> Option<T> {
-    let bytes = URL_SAFE_NO_PAD.decode(part).ok()?;
-    serde_json::from_slice(&bytes).ok()
 }
 
 /// `header.payload` of a compact JWS: what its signature covers. Two anchors with the same
@@ -307,6 +305,8 @@ pub(crate) fn check_claims(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
 
     fn jws(header: serde_json::Value, claims: &serde_json::Value) -> Vec<u8> {
         format!(
@@ -370,6 +370,12 @@ mod tests {
             serde_json::json!({"alg":"ES256","typ":TYP,"kid":"did:web:a.example:x#k1"}),
             serde_json::json!({"alg":"ES256","typ":TYP,"kid":"did:web:a.example#"}),
             serde_json::json!({"alg":"ES256","typ":TYP}),
+            // Never an algorithm the JOSE core cannot verify, nor a critical extension.
+            serde_json::json!({"alg":"none","typ":TYP,"kid":"did:web:a.example#k1"}),
+            serde_json::json!({"alg":"HS256","typ":TYP,"kid":"did:web:a.example#k1"}),
+            serde_json::json!({"alg":"ES256","typ":TYP,"kid":"did:web:a.example#k1","crit":["b64"]}),
+            // The type exactly.
+            serde_json::json!({"alg":"ES256","typ":TYP.to_uppercase(),"kid":"did:web:a.example#k1"}),
         ] {
             assert_eq!(
                 parse_unverified(&jws(header.clone(), &claims)),

@@ -157,12 +157,15 @@ fn the_key_source_follows_the_issuer() {
 /// Every failure of the federation verifier has an [`ErrorCode`] of the same name.
 #[test]
 fn every_verification_failure_has_its_code() {
-    use federation::{Alg, VerifyError as V};
-    let all = [
+    use federation::Alg;
+    use jose::VerifyError as V;
+    let token = [
         V::TooLarge { limit: 1 },
         V::Malformed("x"),
+        V::TypeNotAccepted,
         V::AlgNotAllowed("none".into()),
         V::CritUnsupported,
+        V::KidMissing,
         V::UnknownKid("k".into()),
         V::KeyAlgMismatch {
             kid: "k".into(),
@@ -172,14 +175,21 @@ fn every_verification_failure_has_its_code() {
         V::KidRequired(Alg::Es256),
         V::SignatureInvalid,
         V::IssuerMismatch,
+        V::SubjectMismatch,
         V::ExpirationMissing,
+        V::ClaimMissing("jti"),
         V::ClaimInvalid("exp"),
         V::Expired,
         V::NotYetValid,
         V::IssuedInFuture,
         V::AudienceMismatch,
-        V::KeysUnavailable(federation::SourceError::BadSource("x".into())),
     ];
+    let all = token
+        .into_iter()
+        .map(federation::VerifyError::Token)
+        .chain([federation::VerifyError::KeysUnavailable(
+            federation::SourceError::BadSource("x".into()),
+        )]);
     for e in all {
         assert_eq!(code_of(&e).as_str(), e.code());
     }
