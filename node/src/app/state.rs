@@ -78,7 +78,7 @@ impl Caller {
     }
 }
 
-/// The application state: one `Arc`, so that the many copies warp's filters hold cost one
+/// The application state: one `Arc`, so that the many copies the HTTP layer's filters hold cost one
 /// reference count each, not one per field.
 #[derive(Clone)]
 pub(crate) struct AppState(pub(crate) Arc<StateInner>);
