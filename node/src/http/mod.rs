@@ -182,15 +182,19 @@ pub(crate) fn routes(
     let metrics = state.metrics.clone();
     let mut table = ROUTES
         .iter()
+        .rev()
         .map(|r| (r.serve)(extract::template(r.path, r.method).boxed(), &state));
-    let first = table.next().unwrap_or_else(|| {
+    let last = table.next().unwrap_or_else(|| {
         warp::any()
             .and_then(|| async {
                 Err::<warp::reply::Response, Rejection>(warp::reject::not_found())
             })
             .boxed()
     });
-    let api = table.fold(first, |acc, f| acc.or(f).unify().boxed());
+    // Nested to the right, `r0.or(r1.or(r2 ...))`: rows are tried in table order, and a request
+    // that the k-th row serves passes through k+1 `or`s only (nested to the left, every request
+    // went through one boxed future per row of the table: ~10% of token throughput).
+    let api = table.fold(last, |rest, f| f.or(rest).unify().boxed());
     api.recover(crate::http::error::handle_rejection)
         .with(warp::log::custom(move |info| {
             let route = route_label(info.method().as_str(), info.path());
