@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 use storage::StoreError;
 
-use crate::app::DomainError;
+use crate::app::{DomainError, ErrorCode, OAuthKind};
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Rejection, Reply};
@@ -19,7 +19,7 @@ use warp::{Rejection, Reply};
 #[derive(Debug, Clone)]
 pub(crate) struct ApiError {
     pub(crate) status: StatusCode,
-    pub(crate) code: &'static str,
+    pub(crate) code: ErrorCode,
     pub(crate) message: String,
     pub(crate) details: Option<Box<Value>>,
     /// Seconds to wait, sent as `Retry-After` (rate limiting).
@@ -29,7 +29,7 @@ pub(crate) struct ApiError {
 impl warp::reject::Reject for ApiError {}
 
 impl ApiError {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -47,7 +47,7 @@ impl ApiError {
     pub(crate) fn invalid_id(name: &str) -> Self {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "INVALID_ID",
+            ErrorCode::InvalidId,
             format!("{name} must be a UUID (like 0b0d1c5e-58f4-4a5e-9a34-8d2f0c1b2a3d)."),
         )
     }
@@ -55,7 +55,7 @@ impl ApiError {
     pub(crate) fn internal() -> Self {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL_SERVER_ERROR",
+            ErrorCode::InternalServerError,
             "An unexpected error occurred. Please try again later.",
         )
     }
@@ -69,7 +69,7 @@ impl ApiError {
             details: Option<&'a Value>,
         }
         let body = Envelope {
-            code: self.code,
+            code: self.code.as_str(),
             message: &self.message,
             details: self.details.as_deref(),
         };
@@ -90,7 +90,7 @@ impl ApiError {
 pub(crate) struct HttpOf {
     /// The status at an OAuth endpoint (RFC 6749 §5.2).
     pub(crate) status: StatusCode,
-    pub(crate) oauth: &'static str,
+    pub(crate) oauth: OAuthKind,
     /// The status of the error envelope (`ApiError`), where it differs: a refused grant at the
     /// predecessor's JSON exchange route (`POST /api/v1/oidc/token`) is `401`.
     pub(crate) api_status: StatusCode,
@@ -98,18 +98,20 @@ pub(crate) struct HttpOf {
 
 /// See [`HttpOf`].
 pub(crate) fn http_of(e: &DomainError) -> HttpOf {
-    use crate::app::OAuthKind;
     let (status, oauth) = match e {
-        DomainError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
-        DomainError::Unauthenticated { .. } => (StatusCode::UNAUTHORIZED, "invalid_client"),
-        DomainError::Forbidden { .. } => (StatusCode::FORBIDDEN, "unauthorized_client"),
-        DomainError::NotFound { .. } => (StatusCode::NOT_FOUND, "invalid_request"),
-        DomainError::Conflict { .. } => (StatusCode::CONFLICT, "invalid_request"),
-        DomainError::Gone { .. } => (StatusCode::GONE, "invalid_request"),
-        DomainError::Unprocessable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
-        DomainError::RateLimited { .. } => {
-            (StatusCode::TOO_MANY_REQUESTS, "temporarily_unavailable")
+        DomainError::Invalid { .. } => (StatusCode::BAD_REQUEST, OAuthKind::InvalidRequest),
+        DomainError::Unauthenticated { .. } => (StatusCode::UNAUTHORIZED, OAuthKind::InvalidClient),
+        DomainError::Forbidden { .. } => (StatusCode::FORBIDDEN, OAuthKind::UnauthorizedClient),
+        DomainError::NotFound { .. } => (StatusCode::NOT_FOUND, OAuthKind::InvalidRequest),
+        DomainError::Conflict { .. } => (StatusCode::CONFLICT, OAuthKind::InvalidRequest),
+        DomainError::Gone { .. } => (StatusCode::GONE, OAuthKind::InvalidRequest),
+        DomainError::Unprocessable { .. } => {
+            (StatusCode::UNPROCESSABLE_ENTITY, OAuthKind::InvalidRequest)
         }
+        DomainError::RateLimited { .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            OAuthKind::TemporarilyUnavailable,
+        ),
         DomainError::OAuth {
             kind, retry_after, ..
         } => {
@@ -120,12 +122,13 @@ pub(crate) fn http_of(e: &DomainError) -> HttpOf {
                 OAuthKind::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::BAD_REQUEST,
             };
-            (status, kind.as_str())
+            (status, *kind)
         }
-        DomainError::Unavailable { .. } => {
-            (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
-        }
-        DomainError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+        DomainError::Unavailable { .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            OAuthKind::TemporarilyUnavailable,
+        ),
+        DomainError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, OAuthKind::ServerError),
     };
     let api_status = match e {
         DomainError::OAuth {
@@ -155,7 +158,7 @@ impl From<DomainError> for ApiError {
         let h = http_of(&e);
         ApiError {
             status: h.api_status,
-            code: e.code().as_str(),
+            code: e.code(),
             message: e.to_string(),
             details: e.details().cloned().map(Box::new),
             retry_after: retry_after_of(&e),
@@ -189,7 +192,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Closed => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "SHUTTING_DOWN",
+                ErrorCode::ShuttingDown,
                 "The node is shutting down; retry against another node or after restart.",
             ),
             _ => ApiError::internal(),
@@ -201,7 +204,7 @@ impl From<StoreError> for ApiError {
 #[derive(Debug, Clone)]
 pub(crate) struct OAuthError {
     pub(crate) status: StatusCode,
-    pub(crate) error: &'static str,
+    pub(crate) error: OAuthKind,
     pub(crate) description: String,
     /// Set when the client tried HTTP Basic: RFC 6749 asks for a matching WWW-Authenticate.
     pub(crate) basic_challenge: bool,
@@ -212,11 +215,11 @@ pub(crate) struct OAuthError {
 impl warp::reject::Reject for OAuthError {}
 
 impl OAuthError {
-    pub(crate) fn new(error: &'static str, description: impl Into<String>) -> Self {
+    pub(crate) fn new(error: OAuthKind, description: impl Into<String>) -> Self {
         let status = match error {
-            "invalid_client" => StatusCode::UNAUTHORIZED,
-            "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
-            "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            OAuthKind::InvalidClient => StatusCode::UNAUTHORIZED,
+            OAuthKind::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            OAuthKind::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         };
         OAuthError {
@@ -229,8 +232,7 @@ impl OAuthError {
     }
 
     fn into_response(self) -> Response {
-        let body =
-            serde_json::json!({ "error": self.error, "error_description": self.description });
+        let body = serde_json::json!({ "error": self.error.as_str(), "error_description": self.description });
         let mut resp =
             warp::reply::with_status(warp::reply::json(&body), self.status).into_response();
         let h = resp.headers_mut();
@@ -254,7 +256,10 @@ impl OAuthError {
 impl From<StoreError> for OAuthError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "store error at the token endpoint");
-        OAuthError::new("server_error", "The token could not be issued; try again.")
+        OAuthError::new(
+            OAuthKind::ServerError,
+            "The token could not be issued; try again.",
+        )
     }
 }
 
@@ -281,7 +286,7 @@ pub(crate) async fn handle_rejection(err: Rejection) -> Result<Response, Infalli
     } else if err.find::<r::PayloadTooLarge>().is_some() {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "PAYLOAD_TOO_LARGE",
+            ErrorCode::PayloadTooLarge,
             format!(
                 "The request body is larger than the {} bytes this route accepts.",
                 crate::http::MAX_BODY
@@ -291,49 +296,49 @@ pub(crate) async fn handle_rejection(err: Rejection) -> Result<Response, Infalli
     } else if err.find::<r::LengthRequired>().is_some() {
         ApiError::new(
             StatusCode::LENGTH_REQUIRED,
-            "LENGTH_REQUIRED",
+            ErrorCode::LengthRequired,
             "Send a Content-Length header with the request body.",
         )
         .into_response()
     } else if let Some(e) = err.find::<r::InvalidQuery>() {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "INVALID_QUERY",
+            ErrorCode::InvalidQuery,
             format!("Invalid query string: {e}."),
         )
         .into_response()
     } else if let Some(e) = err.find::<r::InvalidHeader>() {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "INVALID_HEADER",
+            ErrorCode::InvalidHeader,
             format!("Invalid header {}.", e.name()),
         )
         .into_response()
     } else if let Some(e) = err.find::<r::MissingHeader>() {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "MISSING_HEADER",
+            ErrorCode::MissingHeader,
             format!("Missing header {}.", e.name()),
         )
         .into_response()
     } else if err.find::<r::UnsupportedMediaType>().is_some() {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UNSUPPORTED_MEDIA_TYPE",
+            ErrorCode::UnsupportedMediaType,
             "Send the body as application/json.",
         )
         .into_response()
     } else if err.find::<r::MethodNotAllowed>().is_some() {
         ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            "METHOD_NOT_ALLOWED",
+            ErrorCode::MethodNotAllowed,
             "This route does not accept that HTTP method; see /openapi.json.",
         )
         .into_response()
     } else if err.is_not_found() {
         ApiError::new(
             StatusCode::NOT_FOUND,
-            "ROUTE_NOT_FOUND",
+            ErrorCode::RouteNotFound,
             "No such route; see /openapi.json for the API.",
         )
         .into_response()

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use crate::app::AppState;
+use crate::app::{AppState, ErrorCode};
 use crate::http::error::ApiError;
 
 pub(crate) use super::auth::bearer;
@@ -177,14 +177,14 @@ pub(crate) fn bounded_body(
             match (len, te) {
                 (Some(l), _) if l > MAX_BODY => Err(Rejection::from(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    "PAYLOAD_TOO_LARGE",
+                    ErrorCode::PayloadTooLarge,
                     format!(
                         "The request body is larger than the {MAX_BODY} bytes this route accepts."
                     ),
                 ))),
                 (None, Some(_)) => Err(Rejection::from(ApiError::new(
                     StatusCode::LENGTH_REQUIRED,
-                    "LENGTH_REQUIRED",
+                    ErrorCode::LengthRequired,
                     "Send a Content-Length header with the request body.",
                 ))),
                 _ => Ok(()),
@@ -202,7 +202,7 @@ pub(crate) fn bounded_body(
                     Ok(Err(e)) => Err(Rejection::from(e)),
                     Err(_) => Err(Rejection::from(ApiError::new(
                         StatusCode::REQUEST_TIMEOUT,
-                        "REQUEST_TIMEOUT",
+                        ErrorCode::RequestTimeout,
                         format!(
                             "The request body did not arrive within {} s; send it at once after the headers.",
                             limit.as_secs_f64()
@@ -229,14 +229,14 @@ where
             tracing::debug!(error = %e, "reading a request body failed");
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "BODY_INCOMPLETE",
+                ErrorCode::BodyIncomplete,
                 "The request body ended before it was complete.",
             )
         })?;
         if (out.len() + chunk.remaining()) as u64 > MAX_BODY {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "PAYLOAD_TOO_LARGE",
+                ErrorCode::PayloadTooLarge,
                 format!("The request body is larger than the {MAX_BODY} bytes this route accepts."),
             ));
         }
@@ -260,7 +260,7 @@ pub(crate) fn parse_json<T: DeserializeOwned>(
     if !is_json {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UNSUPPORTED_MEDIA_TYPE",
+            ErrorCode::UnsupportedMediaType,
             "Send the body as JSON with Content-Type: application/json.",
         ));
     }
@@ -272,19 +272,19 @@ pub(crate) fn parse_json<T: DeserializeOwned>(
                 let field = msg.split('`').nth(1).unwrap_or("").to_string();
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
-                    "UNKNOWN_FIELD",
+                    ErrorCode::UnknownField,
                     format!("Unknown field `{field}` in the request body."),
                 )
                 .with_details(serde_json::json!({ "field": field }))
             }
             Category::Data => ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "VALIDATION_ERROR",
+                ErrorCode::ValidationError,
                 format!("The request body does not match the expected shape: {msg}."),
             ),
             _ => ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "MALFORMED_JSON",
+                ErrorCode::MalformedJson,
                 format!("The request body is not valid JSON: {msg}."),
             ),
         }

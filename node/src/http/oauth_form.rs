@@ -9,6 +9,7 @@ use serde::Deserialize;
 use warp::http::{header, HeaderValue};
 
 use crate::app::client_auth::ClientCredentials;
+use crate::app::OAuthKind;
 use crate::http::error::OAuthError;
 
 /// The parameters of the OAuth endpoints (form-encoded per the RFCs, or JSON).
@@ -41,13 +42,19 @@ impl OAuthForm {
         match mime.as_deref() {
             Some("application/x-www-form-urlencoded") => serde_urlencoded::from_bytes(body)
                 .map_err(|e| {
-                    OAuthError::new("invalid_request", format!("malformed form body: {e}"))
+                    OAuthError::new(
+                        OAuthKind::InvalidRequest,
+                        format!("malformed form body: {e}"),
+                    )
                 }),
             Some("application/json") => serde_json::from_slice(body).map_err(|e| {
-                OAuthError::new("invalid_request", format!("malformed JSON body: {e}"))
+                OAuthError::new(
+                    OAuthKind::InvalidRequest,
+                    format!("malformed JSON body: {e}"),
+                )
             }),
             _ => Err(OAuthError::new(
-                "invalid_request",
+                OAuthKind::InvalidRequest,
                 "send the request as application/x-www-form-urlencoded (or application/json)",
             )),
         }
@@ -81,14 +88,14 @@ pub(crate) fn bearer_token(authorization: Option<&str>) -> Option<&str> {
 /// RFC 6749 §2.3.1: `Basic base64(urlencode(client_id) ":" urlencode(client_secret))`.
 fn parse_basic(header: &str) -> Result<(String, String), OAuthError> {
     let bad = || {
-        let mut e = OAuthError::new("invalid_client", "malformed HTTP Basic credentials");
+        let mut e = OAuthError::new(OAuthKind::InvalidClient, "malformed HTTP Basic credentials");
         e.basic_challenge = true;
         e
     };
     let (scheme, value) = header.split_once(' ').ok_or_else(bad)?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(OAuthError::new(
-            "invalid_request",
+            OAuthKind::InvalidRequest,
             "this endpoint takes HTTP Basic client authentication, not a bearer token",
         ));
     }
@@ -131,7 +138,7 @@ mod tests {
         assert!(parse_basic("Basic !!!").unwrap_err().basic_challenge);
         assert_eq!(
             parse_basic("Bearer abc").unwrap_err().error,
-            "invalid_request"
+            OAuthKind::InvalidRequest
         );
         assert_eq!(bearer_token(Some("bearer  t1 ")), Some("t1"));
         assert_eq!(bearer_token(Some("Basic x")), None);

@@ -14,6 +14,7 @@ use warp::{Rejection, Reply};
 
 use crate::app::exchange::ExchangeRequest;
 use crate::app::tokens::{Issued, ResourceCaller, ResourceCredentials};
+use crate::app::OAuthKind;
 use crate::app::{bearer::ActiveToken, AppState};
 use crate::http::auth::client_ip;
 use crate::http::error::OAuthError;
@@ -67,7 +68,7 @@ pub(crate) async fn token(
 ) -> Result<warp::reply::Response, Rejection> {
     let form = OAuthForm::parse(content_type.as_deref(), &body)?;
     match form.grant_type.as_deref() {
-        None => Err(OAuthError::new("invalid_request", "grant_type is required").into()),
+        None => Err(OAuthError::new(OAuthKind::InvalidRequest, "grant_type is required").into()),
         Some(CLIENT_CREDENTIALS) => {
             let credentials = form.client_credentials(authorization.as_deref())?;
             let issued = crate::app::tokens::client_credentials(
@@ -90,7 +91,7 @@ pub(crate) async fn token(
             let subject_token = form
                 .subject_token
                 .as_deref()
-                .ok_or_else(|| OAuthError::new("invalid_request", "subject_token is required"))?;
+                .ok_or_else(|| OAuthError::new(OAuthKind::InvalidRequest, "subject_token is required"))?;
             let issued = crate::app::exchange::exchange(
                 &state,
                 ExchangeRequest {
@@ -107,7 +108,7 @@ pub(crate) async fn token(
             ))
         }
         Some(other) => Err(OAuthError::new(
-            "unsupported_grant_type",
+            OAuthKind::UnsupportedGrantType,
             format!(
                 "grant_type {other:?} is not supported; use {CLIENT_CREDENTIALS} or {TOKEN_EXCHANGE}"
             ),
@@ -124,13 +125,13 @@ fn check_exchange_params(
     match subject_token_type {
         None => {
             return Err(OAuthError::new(
-                "invalid_request",
+                OAuthKind::InvalidRequest,
                 "subject_token_type is required",
             ))
         }
         Some(t) if !SUBJECT_TOKEN_TYPES.contains(&t) => {
             return Err(OAuthError::new(
-                "invalid_request",
+                OAuthKind::InvalidRequest,
                 format!(
                     "subject_token_type {t:?} is not supported; send a JWT ({})",
                     SUBJECT_TOKEN_TYPES.join(", ")
@@ -141,7 +142,7 @@ fn check_exchange_params(
     }
     if requested.is_some_and(|r| r != ACCESS_TOKEN_TYPE) {
         return Err(OAuthError::new(
-            "invalid_request",
+            OAuthKind::InvalidRequest,
             format!("requested_token_type must be {ACCESS_TOKEN_TYPE}"),
         ));
     }
@@ -194,7 +195,7 @@ async fn token_request(
         crate::app::tokens::resource_caller(state, client, client_ip(addr), action).await?;
     let token = form
         .token
-        .ok_or_else(|| OAuthError::new("invalid_request", "token is required"))?;
+        .ok_or_else(|| OAuthError::new(OAuthKind::InvalidRequest, "token is required"))?;
     Ok((caller, token))
 }
 
