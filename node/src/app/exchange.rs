@@ -14,8 +14,6 @@
 //! 429 beyond its budget, and audited within the bound of `app::failures`, so a flood of junk
 //! subject tokens cannot grow the audit log at will.
 
-use std::sync::Arc;
-
 use serde_json::{Map, Value};
 use storage::{AgentStatus, Partner, TrustPolicy};
 use uuid::Uuid;
@@ -201,34 +199,27 @@ pub(crate) async fn exchange(
     }
 }
 
-/// The subject token, verified with its partner's keys.
-async fn verify_subject(
-    state: &AppState,
-    token: &str,
-) -> Outcome<(Arc<Partner>, federation::VerifiedToken)> {
-    super::partners::verify_partner_token(state, token, None).await
-}
-
 async fn exchange_once(
     state: &AppState,
     req: ExchangeRequest<'_>,
     client: Option<String>,
 ) -> Result<Issued, Refusal> {
-    let (partner, verified) = match verify_subject(state, req.subject_token).await {
-        Ok(v) => v,
-        Err(e) => {
-            state.metrics.federation_verify(false);
-            if is_internal(&e) {
-                return Err(e.into());
+    let (partner, verified) =
+        match super::partners::verify_partner_token(state, req.subject_token, None).await {
+            Ok(v) => v,
+            Err(e) => {
+                state.metrics.federation_verify(false);
+                if is_internal(&e) {
+                    return Err(e.into());
+                }
+                return Err(DomainError::oauth(
+                    OAuthKind::InvalidGrant,
+                    e.code(),
+                    format!("The subject token was refused: {e}"),
+                )
+                .into());
             }
-            return Err(DomainError::oauth(
-                OAuthKind::InvalidGrant,
-                e.code(),
-                format!("The subject token was refused: {e}"),
-            )
-            .into());
-        }
-    };
+        };
     state.metrics.federation_verify(true);
     let ext_sub = verified
         .claims
