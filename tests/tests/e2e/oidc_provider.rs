@@ -27,52 +27,6 @@ fn provider_dir() -> PathBuf {
         .join("oidc-provider")
 }
 
-/// Installs the pinned oidc-provider (`npm ci` in `dir`, from its `package-lock.json`) when it is
-/// missing or older than the lock file, once per test run: `cargo test --workspace` needs no
-/// set-up step of its own beyond Node.js and npm being installed.
-fn ensure_installed(dir: &Path) {
-    static INSTALLED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-    let result = INSTALLED.get_or_init(|| {
-        let marker = dir.join("node_modules/.package-lock.json");
-        let installed = dir
-            .join("node_modules/oidc-provider/package.json")
-            .is_file();
-        let lock_newer = match (
-            std::fs::metadata(dir.join("package-lock.json")).and_then(|m| m.modified()),
-            std::fs::metadata(&marker).and_then(|m| m.modified()),
-        ) {
-            (Ok(lock), Ok(done)) => lock > done,
-            _ => true,
-        };
-        if installed && !lock_newer {
-            return Ok(());
-        }
-        eprintln!(
-            "oidc_provider: installing the pinned oidc-provider: npm ci in {}",
-            dir.display()
-        );
-        let out = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| {
-                format!("cannot run npm (Node.js and npm are needed for this test): {e}")
-            })?;
-        if !out.status.success() {
-            return Err(format!(
-                "npm ci in {} failed: {}",
-                dir.display(),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok(())
-    });
-    if let Err(e) = result {
-        panic!("{e}");
-    }
-}
-
 /// `node bench/oidc-provider/server.mjs <port>`: an issuer at `http://127.0.0.1:<port>` with a
 /// signing key generated at start. Killed on drop.
 struct OidcProvider {
@@ -92,7 +46,7 @@ impl OidcProvider {
     #[allow(clippy::zombie_processes)]
     async fn start(log_dir: &Path, n: u32, port: u16, client_id: &str, secret: &str) -> Self {
         let dir = provider_dir();
-        ensure_installed(&dir);
+        tests::tools::npm_ci(&dir);
         let log = log_dir.join(format!("oidc-provider-{n}.log"));
         let out = std::fs::File::create(&log).expect("create the provider log");
         let child = Command::new("node")
