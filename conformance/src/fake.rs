@@ -59,8 +59,14 @@ fn did_json(doc: &DidDocument, broken_cors: bool) -> Resp {
     )
 }
 
-fn signed_card(card: &Value, sign: &Sign) -> Value {
-    let canonical = did_method::jcs::canonicalize(card).unwrap();
+/// `card` signed over its A2A canonical form, or over its raw JCS when `raw` (a node that
+/// ignores A2A §8.4.1).
+fn signed_card(card: &Value, sign: &Sign, raw: bool) -> Value {
+    let canonical = if raw {
+        did_method::jcs::canonicalize(card).unwrap()
+    } else {
+        crate::suites::a2a::a2a_canonical(card).unwrap()
+    };
     let protected = b64(json!({"alg": "ES256", "kid": "k1", "typ": "JOSE"})
         .to_string()
         .as_bytes());
@@ -75,6 +81,9 @@ fn card(name: &str, target: &str) -> Value {
     json!({"name": name, "description": "an agent", "version": "1.0.0",
         "supportedInterfaces": [{"url": format!("{target}/a2a"), "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}],
         "capabilities": {"streaming": false}, "defaultInputModes": ["text/plain"], "defaultOutputModes": ["text/plain"],
+        "securitySchemes": {"idp": {"oauth2SecurityScheme": {"flows": {"clientCredentials": {
+            "tokenUrl": format!("{target}/oauth2/token"), "scopes": {"agents:read": "read agents"}}}}}},
+        "securityRequirements": [{"schemes": {"idp": {"list": []}}}],
         "skills": [{"id": "s1", "name": "Summarize", "description": "summarizes text", "tags": ["nlp"]}]})
 }
 
@@ -148,6 +157,12 @@ impl World {
                 "A2AAgentCard",
                 &format!("{target}/agents/{a}/.well-known/agent-card.json"),
             );
+            doc.add_service(
+                "oasf",
+                "OASFRecord",
+                &format!("{target}/agents/{a}/oasf.json"),
+            );
+            doc.add_service("badge", "AgentBadge", &format!("{target}/agents/{a}/badge"));
             routes.insert(
                 format!("/agents/{a}/did.json"),
                 did_json(&doc, broken && i == 0),
@@ -168,14 +183,12 @@ impl World {
 
             let mut c = card(&format!("agent {i}"), &target);
             if broken && i == 0 {
-                // a2a-card: a required field missing (the card is still signed correctly).
-                c.as_object_mut().map(|o| o.remove("defaultOutputModes"));
+                // a2a-card: a REQUIRED collection empty (the card is still signed correctly).
+                c["securitySchemes"]["idp"]["oauth2SecurityScheme"]["flows"]["clientCredentials"]
+                    ["scopes"] = json!({});
             }
-            let mut signed = signed_card(&c, &sign);
-            if broken && i == 1 {
-                // a2a-card: the card changed after signing.
-                signed["description"] = json!("changed after signing");
-            }
+            // a2a-card: signed over raw JCS, with `"list": []` the canonical form leaves out.
+            let signed = signed_card(&c, &sign, broken && i == 1);
             let etag = if broken && i == 1 {
                 vec![]
             } else {
@@ -208,9 +221,15 @@ impl World {
             } else {
                 did.clone()
             };
-            let vc = json!({"@context": ["https://www.w3.org/ns/credentials/v2"], "type": ["VerifiableCredential", "AgentBadge"],
-                "issuer": node.to_string(), "validFrom": fmt(now), "validUntil": fmt(now + time::Duration::hours(24)),
-                "credentialSubject": {"id": subject.to_string(), "badge": signed.to_string()}});
+            let until = now + time::Duration::hours(24);
+            let mut vc = json!({"@context": ["https://www.w3.org/ns/credentials/v2"], "type": ["VerifiableCredential", "AgentBadge"],
+                "issuer": node.to_string(), "validFrom": fmt(now), "validUntil": fmt(until),
+                "credentialSubject": {"id": subject.to_string(), "badge": signed.to_string()},
+                "iss": node.to_string(), "sub": subject.to_string(), "nbf": now.unix_timestamp(), "exp": until.unix_timestamp()});
+            if broken && i == 0 {
+                // badge: no JWT `iss` (DID-JWT verifiers cannot find the key).
+                vc.as_object_mut().map(|o| o.remove("iss"));
+            }
             let badge_signer = if broken && i == 0 { &other_sign } else { &sign };
             let badge = compact(
                 &json!({"alg": "ES256", "kid": format!("{node}#k1"), "typ": "vc+jwt"}),
@@ -483,6 +502,7 @@ async fn a_broken_node_fails_exactly_the_broken_checks() {
         format!("a2a-card.caching[{a1}]"),
         format!("oasf.record[{a1}]"),
         format!("badge.signature[{a0}]"),
+        format!("badge.credential[{a0}]"),
         format!("badge.credential[{a1}]"),
     ]
     .into_iter()
@@ -494,17 +514,17 @@ async fn a_broken_node_fails_exactly_the_broken_checks() {
 async fn the_reports_carry_every_result() {
     let (results, _, target) = results_against(true).await;
     let (p, f, k) = crate::report::counts(&results);
-    assert_eq!((f, k), (17, 0));
+    assert_eq!((f, k), (18, 0));
     let text = crate::report::text(&target, &results);
-    assert!(text.contains(&format!("{p} passed, 17 failed, 0 skipped")));
+    assert!(text.contains(&format!("{p} passed, 18 failed, 0 skipped")));
     assert!(text.lines().any(|l| l.starts_with("oidc.jwks-no-private ")
         && l.contains("FAIL")
         && l.contains("private members")));
     let json: Value = serde_json::from_str(&crate::report::json(&target, &results)).unwrap();
-    assert_eq!(json["summary"]["failed"], 17);
+    assert_eq!(json["summary"]["failed"], 18);
     assert_eq!(json["results"].as_array().unwrap().len(), results.len());
     let junit = crate::report::junit(&target, &results);
     assert_eq!(junit.matches("<testcase ").count(), results.len());
-    assert_eq!(junit.matches("<failure ").count(), 17);
+    assert_eq!(junit.matches("<failure ").count(), 18);
     assert!(junit.contains("<testsuite name=\"oauth\" tests=\"6\" failures=\"2\""));
 }

@@ -62,6 +62,13 @@ pub(crate) fn generate_p256() -> Result<(PublicKey, Value), JwkError> {
     let public = validate_public_jwk(&parse(josekit::jwk::KeyPair::to_jwk_public_key(&pair))?)?;
     let mut private = parse(josekit::jwk::KeyPair::to_jwk_private_key(&pair))?;
     if let Some(o) = private.as_object_mut() {
+        // RFC 7518 §6.2.2: a private EC key carries its public coordinates too; WebCrypto, Node's
+        // crypto and the Python JOSE libraries refuse to import one without them.
+        for m in ["x", "y"] {
+            if let Some(v) = public.jwk.get(m) {
+                o.insert(m.into(), v.clone());
+            }
+        }
         o.insert("kid".into(), public.kid.clone().into());
         o.insert("alg".into(), public.alg.into());
         o.insert("use".into(), "sig".into());
@@ -81,6 +88,24 @@ mod tests {
 
     fn value(jwk: &Jwk) -> Value {
         serde_json::from_str(&jwk.to_string()).unwrap()
+    }
+
+    /// RFC 7518 §6.2.2: the generated private key has `d` and the public `x`/`y`, and they
+    /// form one key pair (a signature made with it verifies with the public key).
+    #[test]
+    fn the_generated_private_key_is_complete() {
+        let (public, private) = generate_p256().unwrap();
+        for m in ["kty", "crv", "x", "y", "d", "kid", "alg", "use"] {
+            assert!(private.get(m).is_some(), "{m} missing from {private}");
+        }
+        assert_eq!(private["x"], public.jwk["x"]);
+        assert_eq!(private["y"], public.jwk["y"]);
+        let jwk = Jwk::from_bytes(private.to_string().as_bytes()).unwrap();
+        let signer = josekit::jws::ES256.signer_from_jwk(&jwk).unwrap();
+        let sig = josekit::jws::JwsSigner::sign(&signer, b"m").unwrap();
+        let pub_jwk = Jwk::from_bytes(public.jwk.to_string().as_bytes()).unwrap();
+        let verifier = josekit::jws::ES256.verifier_from_jwk(&pub_jwk).unwrap();
+        josekit::jws::JwsVerifier::verify(&verifier, b"m", &sig).unwrap();
     }
 
     #[test]

@@ -197,7 +197,6 @@ impl ActiveKey {
 
 struct Published {
     kid: String,
-    alg: &'static str,
     key: jose::Key,
     jwk: serde_json::Value,
     /// Published and accepted until this time (ms); `None` while it is the active key.
@@ -220,10 +219,10 @@ impl KeyRing {
         let mut published = Vec::new();
         let mut active: Option<&SigningKey> = None;
         for r in records {
-            let alg = static_alg(&r.alg)?;
+            // An unknown algorithm in the store is refused at load.
+            static_alg(&r.alg)?;
             published.push(Published {
                 kid: r.kid.clone(),
-                alg,
                 key: public_key(r)?,
                 jwk: r.public_jwk.clone(),
                 until: r.retired_at.map(|t| t.saturating_add(grace_ms)),
@@ -277,14 +276,6 @@ impl KeyRing {
         now_ms: i64,
     ) -> impl Iterator<Item = (&str, &serde_json::Value)> {
         self.in_force(now_ms).map(|p| (p.kid.as_str(), &p.jwk))
-    }
-
-    /// Algorithms of the keys in force.
-    pub(crate) fn algs(&self, now_ms: i64) -> Vec<&'static str> {
-        let mut algs: Vec<&'static str> = self.in_force(now_ms).map(|p| p.alg).collect();
-        algs.sort_unstable();
-        algs.dedup();
-        algs
     }
 }
 

@@ -1,5 +1,8 @@
 //! Suite `badge`: the Agent Badge, a VCDM 2.0 credential secured as a compact JWS
-//! (VC-JOSE-COSE) by a verification method of the node's DID document.
+//! (VC-JOSE-COSE) by a verification method of the node's DID document, with the JWT registered
+//! claims that mirror the credential (`iss` = issuer, `sub` = subject, `nbf`, `exp`): DID-JWT
+//! verifiers find the issuer's key through `iss`. An agent whose DID document lists no
+//! `AgentBadge` service must answer 404 for the badge; its checks are then skipped.
 
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
@@ -21,18 +24,21 @@ async fn badge(c: &Ctx, agent: Uuid) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&f.body).trim().to_string())
 }
 
+fn badge_path(agent: Uuid) -> String {
+    format!("/agents/{agent}/badge")
+}
+
 pub(crate) async fn signature(c: &Ctx, agent: Uuid) -> Outcome {
-    async {
+    super::when_advertised(c, agent, "AgentBadge", &badge_path(agent), || async {
         let jws = badge(c, agent).await?;
         let doc = c.get(&c.node_document_url()?).await?.ok_json()?;
         check_signature(&jws, &doc)
-    }
+    })
     .await
-    .into()
 }
 
 pub(crate) async fn credential(c: &Ctx, agent: Uuid) -> Outcome {
-    async {
+    super::when_advertised(c, agent, "AgentBadge", &badge_path(agent), || async {
         let jws = badge(c, agent).await?;
         let node = c.node_did()?;
         let agent_did = node
@@ -44,9 +50,8 @@ pub(crate) async fn credential(c: &Ctx, agent: Uuid) -> Outcome {
             &agent_did.to_string(),
             OffsetDateTime::now_utc(),
         )
-    }
+    })
     .await
-    .into()
 }
 
 /// The header's `kid` is a verification method of the node document, and its key verifies.
@@ -109,6 +114,21 @@ pub(crate) fn check_credential(
     })?;
     let from = time_member(vc, "validFrom")?;
     let until = time_member(vc, "validUntil")?;
+    // The JWT registered claims mirror the credential (VC-JOSE-COSE §3.1.2).
+    let iss = vc.get("iss").and_then(Value::as_str);
+    ensure(iss == Some(node_did), || {
+        format!("the JWT claim `iss` is {iss:?}, not the issuer {node_did}: DID-JWT verifiers find the key through it")
+    })?;
+    let sub = vc.get("sub").and_then(Value::as_str);
+    ensure(sub == Some(agent_did), || {
+        format!("the JWT claim `sub` is {sub:?}, not the subject {agent_did}")
+    })?;
+    for (claim, at) in [("nbf", from), ("exp", until)] {
+        let v = vc.get(claim).and_then(Value::as_i64);
+        ensure(v == Some(at.unix_timestamp()), || {
+            format!("the JWT claim `{claim}` is {v:?}, not the credential's {at}")
+        })?;
+    }
     ensure(from <= now + time::Duration::seconds(60), || {
         format!("validFrom {from} is in the future")
     })?;
@@ -138,7 +158,8 @@ mod tests {
     fn vc() -> Value {
         json!({"@context": [VC_CONTEXT], "type": ["VerifiableCredential", "AgentBadge"], "issuer": NODE,
             "validFrom": "2026-01-01T00:00:00Z", "validUntil": "2026-01-02T00:00:00Z",
-            "credentialSubject": {"id": AGENT, "badge": "{\"name\":\"a\"}"}})
+            "credentialSubject": {"id": AGENT, "badge": "{\"name\":\"a\"}"},
+            "iss": NODE, "sub": AGENT, "nbf": 1_767_225_600, "exp": 1_767_312_000})
     }
 
     fn at(s: &str) -> OffsetDateTime {
@@ -161,6 +182,30 @@ mod tests {
         let mut v = vc();
         v["credentialSubject"]["badge"] = json!({"name": "a"});
         assert!(check_credential(&v, NODE, AGENT, now).is_err());
+        // The JWT registered claims: present and equal to the credential's.
+        for (claim, other) in [
+            ("iss", json!("did:web:b.example")),
+            ("sub", json!("did:web:a.example:agents:2")),
+            ("nbf", json!(1)),
+            ("exp", json!(2_000_000_000)),
+        ] {
+            let mut v = vc();
+            v.as_object_mut().unwrap().remove(claim);
+            assert!(
+                check_credential(&v, NODE, AGENT, now)
+                    .unwrap_err()
+                    .contains(claim),
+                "{claim}"
+            );
+            let mut v = vc();
+            v[claim] = other;
+            assert!(
+                check_credential(&v, NODE, AGENT, now)
+                    .unwrap_err()
+                    .contains(claim),
+                "{claim}"
+            );
+        }
     }
 
     #[test]

@@ -40,3 +40,58 @@ pub(crate) fn is_absolute_url(s: &str) -> bool {
         !host.is_empty() && !r.contains(char::is_whitespace)
     })
 }
+
+/// Whether agent `agent`'s DID document lists a service of type `kind`, and if not, that `path`
+/// (the artifact such a service would point at) answers 404: an agent may lack a card, an OASF
+/// record or a badge (A2A requires skills and interfaces, OASF a skill), and then the node must
+/// neither advertise nor serve it. `Ok(true)`: advertised, check it; `Ok(false)`: rightly absent.
+pub(crate) async fn advertised(
+    c: &crate::Ctx,
+    agent: uuid::Uuid,
+    kind: &str,
+    path: &str,
+) -> Result<bool, String> {
+    let doc = c
+        .get(&format!("/agents/{agent}/did.json"))
+        .await?
+        .ok_json()?;
+    let listed = doc
+        .get("service")
+        .and_then(Value::as_array)
+        .is_some_and(|ss| {
+            ss.iter()
+                .any(|s| s.get("type").and_then(Value::as_str) == Some(kind))
+        });
+    if listed {
+        return Ok(true);
+    }
+    let f = c.get(path).await?;
+    ensure(f.status == 404, || {
+        format!(
+            "the DID document lists no {kind} service, yet {} answered {}",
+            f.url, f.status
+        )
+    })?;
+    Ok(false)
+}
+
+/// Runs `check` when the agent's DID document advertises `kind`; a skip when it rightly lacks it.
+pub(crate) async fn when_advertised<F, Fut>(
+    c: &crate::Ctx,
+    agent: uuid::Uuid,
+    kind: &str,
+    path: &str,
+    check: F,
+) -> crate::Outcome
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<String, String>>,
+{
+    match advertised(c, agent, kind, path).await {
+        Ok(true) => check().await.into(),
+        Ok(false) => crate::Outcome::Skip(format!(
+            "the agent has no {kind}: none in its DID document, {path} answers 404"
+        )),
+        Err(e) => crate::Outcome::Fail(e),
+    }
+}

@@ -8,15 +8,12 @@ use uuid::Uuid;
 use crate::{Ctx, Outcome};
 
 pub(crate) async fn record(c: &Ctx, agent: Uuid) -> Outcome {
-    async {
-        let r = c
-            .get(&format!("/agents/{agent}/oasf.json"))
-            .await?
-            .ok_json()?;
+    let path = format!("/agents/{agent}/oasf.json");
+    super::when_advertised(c, agent, "OASFRecord", &path, || async {
+        let r = c.get(&path).await?.ok_json()?;
         check_record(&r, c.opts.taxonomy.as_ref())
-    }
+    })
     .await
-    .into()
 }
 
 /// Valid, or the errors (path, code, message).

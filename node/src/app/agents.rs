@@ -101,10 +101,14 @@ pub(crate) fn new_agent(
         },
         taxonomy,
     )?;
+    let id = Uuid::new_v4();
     Ok(Agent {
-        id: Uuid::new_v4(),
+        id,
         org_id: org,
-        name: req.name.unwrap_or_else(|| req.email.clone()),
+        // Never the email: the name is published (card, OASF record, badge).
+        name: req
+            .name
+            .unwrap_or_else(|| super::artifacts::default_public_name(&id)),
         email: req.email,
         agent_type: req.agent_type,
         version: req.version,

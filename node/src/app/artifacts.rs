@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 use storage::{Agent, AgentKey, AgentStatus, OrgStatus, Organization, Store, StoreError};
 use uuid::Uuid;
 
-use crate::app::{DomainError, Settings};
+use crate::app::{DomainError, Scope, Settings};
 use crate::clock::rfc3339;
 use crate::keys::KeyRing;
 
@@ -133,6 +133,7 @@ pub(crate) struct AgentArtifacts {
     card: OnceLock<Result<(Value, Rendered), String>>,
     oasf: OnceLock<Result<Rendered, String>>,
     badge: Mutex<Option<(i64, Rendered)>>,
+    status: Mutex<Option<(i64, Rendered)>>,
 }
 
 /// The per-agent cache.
@@ -201,15 +202,19 @@ impl ArtifactCache {
         }
         if active {
             let base = agent_base_url(s, &agent.id);
-            doc.add_service(
-                "a2a",
-                "A2AAgentCard",
-                &format!("{base}/.well-known/agent-card.json"),
-            );
+            if has_card(&agent) {
+                doc.add_service(
+                    "a2a",
+                    "A2AAgentCard",
+                    &format!("{base}/.well-known/agent-card.json"),
+                );
+            }
             if !agent.skills.is_empty() {
                 doc.add_service("oasf", "OASFRecord", &format!("{base}/oasf.json"));
             }
-            doc.add_service("badge", "AgentBadge", &format!("{base}/badge"));
+            if has_card(&agent) {
+                doc.add_service("badge", "AgentBadge", &format!("{base}/badge"));
+            }
         }
         doc.add_service(
             "agentIdP",
@@ -229,6 +234,7 @@ impl ArtifactCache {
             card: OnceLock::new(),
             oasf: OnceLock::new(),
             badge: Mutex::new(None),
+            status: Mutex::new(None),
         }
     }
 }
@@ -239,6 +245,100 @@ pub(crate) fn agent_did(s: &Settings, id: &Uuid) -> DidWeb {
     s.node_did
         .child(&["agents", &id.to_string()])
         .unwrap_or_else(|_| s.node_did.clone())
+}
+
+/// The public name of an agent registered without one: never its email (which the node does not
+/// publish), but a name derived from its id.
+pub(crate) fn default_public_name(id: &Uuid) -> String {
+    let hex = id.simple().to_string();
+    format!("Agent {}", &hex[..8])
+}
+
+/// The name published for `a`. Records written before registrations stopped defaulting the name
+/// to the email may still carry it; it is replaced here, so no public document shows it.
+fn public_name(a: &Agent) -> String {
+    let email = a.email.to_lowercase();
+    if a.name.trim().is_empty() || (!email.is_empty() && a.name.to_lowercase().contains(&email)) {
+        default_public_name(&a.id)
+    } else {
+        a.name.clone()
+    }
+}
+
+/// Whether `a` has an A2A card: A2A 1.0 requires `supportedInterfaces` and `skills` to be
+/// non-empty (§5.7 field presence), so an agent needs at least one endpoint and one skill. Without
+/// them it has no card, no badge (which carries the card) and no such services in its DID
+/// document.
+pub(crate) fn has_card(a: &Agent) -> bool {
+    !a.endpoints.is_empty() && !a.skills.is_empty()
+}
+
+/// The A2A canonical form of a card (A2A 1.0 §8.4.1): the card without `signatures`, with every
+/// member at its default value left out — empty strings, empty lists and empty objects,
+/// recursively (an object or list emptied that way goes too) — then JCS (RFC 8785). This is
+/// what the official SDK (`a2a.utils.signing`) computes from its protobuf model before it
+/// verifies, so it is what the node signs.
+pub(crate) fn a2a_canonical_form(card: &Value) -> Result<String, ArtifactError> {
+    fn clean(v: &Value) -> Option<Value> {
+        match v {
+            Value::String(s) if s.is_empty() => None,
+            Value::Array(a) => {
+                let out: Vec<Value> = a.iter().filter_map(clean).collect();
+                (!out.is_empty()).then_some(Value::Array(out))
+            }
+            Value::Object(o) => {
+                let out: serde_json::Map<String, Value> = o
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != "signatures")
+                    .filter_map(|(k, v)| clean(v).map(|v| (k.clone(), v)))
+                    .collect();
+                (!out.is_empty()).then_some(Value::Object(out))
+            }
+            other => Some(other.clone()),
+        }
+    }
+    // `signatures` is dropped at the top level only; nested members of that name are content.
+    let mut top = card.clone();
+    if let Some(o) = top.as_object_mut() {
+        o.remove("signatures");
+    }
+    let cleaned = match &top {
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .filter_map(|(k, v)| clean(v).map(|v| (k.clone(), v)))
+                .collect(),
+        ),
+        other => clean(other).unwrap_or(Value::Null),
+    };
+    did_method::jcs::canonicalize(&cleaned).map_err(|e| ArtifactError::Jcs(e.to_string()))
+}
+
+/// Bits in an agent's status list: the W3C Bitstring Status List minimum (16 KiB), for herd
+/// privacy should lists ever be shared.
+const STATUS_LIST_BITS: usize = 131_072;
+/// The purpose of the status entry in every badge: `suspension`, a reversible status.
+pub(crate) const STATUS_PURPOSE: &str = "suspension";
+/// How long a verifier may cache the status list (its `ttl`, ms).
+const STATUS_TTL_MS: i64 = 5 * 60 * 1000;
+
+/// `{issuer}/agents/{id}/status`: the agent's Bitstring Status List credential.
+pub(crate) fn status_list_url(s: &Settings, id: &Uuid) -> String {
+    format!("{}/status", agent_base_url(s, id))
+}
+
+/// `u` + base64url (no padding) of the GZIP of a bitstring of [`STATUS_LIST_BITS`] bits whose
+/// bit 0 (the most significant bit of the first byte, W3C Bitstring Status List §3.2) is `set`.
+fn encoded_list(set: bool) -> Result<String, ArtifactError> {
+    use std::io::Write as _;
+    let mut bits = vec![0u8; STATUS_LIST_BITS / 8];
+    if set {
+        bits[0] = 0x80;
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&bits)
+        .map_err(|e| ArtifactError::Jcs(e.to_string()))?;
+    let zipped = gz.finish().map_err(|e| ArtifactError::Jcs(e.to_string()))?;
+    Ok(format!("u{}", URL_SAFE_NO_PAD.encode(zipped)))
 }
 
 /// `{issuer}/agents/{id}`: where the agent's public artifacts live.
@@ -262,8 +362,8 @@ pub(crate) fn node_document(s: &Settings, ring: &KeyRing, now_ms: i64) -> Render
 }
 
 impl AgentArtifacts {
-    /// The A2A card (v1.0), signed: the card without `signatures` is canonicalized with JCS
-    /// (RFC 8785) and signed as a detached JWS (RFC 7515 Appendix F) by the node's active key;
+    /// The A2A card (v1.0), signed: the card's A2A canonical form ([`a2a_canonical_form`]:
+    /// without `signatures` and members at default values, JCS) is signed as a detached JWS (RFC 7515 Appendix F) by the node's active key;
     /// the protected header carries `alg`, `kid` (in the node's JWKS), `typ: JOSE` and `jku`.
     pub(crate) fn card(&self, s: &Settings) -> Result<&(Value, Rendered), ArtifactError> {
         self.card
@@ -274,8 +374,7 @@ impl AgentArtifacts {
 
     fn sign_card(&self, s: &Settings) -> Result<(Value, Rendered), ArtifactError> {
         let mut card = card_value(s, &self.agent, &self.org_name);
-        let canonical =
-            did_method::jcs::canonicalize(&card).map_err(|e| ArtifactError::Jcs(e.to_string()))?;
+        let canonical = a2a_canonical_form(&card)?;
         let header = json!({
             "alg": self.ring.active.alg,
             "kid": self.ring.active.kid,
@@ -305,7 +404,11 @@ impl AgentArtifacts {
             return Ok(None);
         }
         let r = self.oasf.get_or_init(|| {
-            let (card, _) = self.card(s).map_err(|e| e.to_string())?;
+            let card = if has_card(&self.agent) {
+                Some(&self.card(s).map_err(|e| e.to_string())?.0)
+            } else {
+                None
+            };
             let record = oasf_value(s, &self.agent, &self.did, card);
             Ok(Rendered::new(
                 serde_json::to_vec(&record).unwrap_or_default(),
@@ -329,14 +432,92 @@ impl AgentArtifacts {
         }
         let (_, card) = self.card(s)?;
         let card_json = String::from_utf8_lossy(&card.body).into_owned();
+        let id = format!("urn:uuid:{}", Uuid::new_v4());
+        let status = status_list_url(s, &self.agent.id);
+        let (from, until) = (
+            now_ms.div_euclid(1000),
+            (now_ms + BADGE_VALIDITY_MS).div_euclid(1000),
+        );
+        // The JWT registered claims mirror the credential (VC-JOSE-COSE §3.1.2), so verifiers
+        // that find the issuer's key through `iss` (DID-JWT style) and check `nbf`/`exp` work.
         let vc = json!({
             "@context": [VC_CONTEXT],
-            "id": format!("urn:uuid:{}", Uuid::new_v4()),
+            "id": id,
             "type": ["VerifiableCredential", "AgentBadge"],
             "issuer": s.node_did.to_string(),
             "validFrom": rfc3339_secs(now_ms),
             "validUntil": rfc3339_secs(now_ms + BADGE_VALIDITY_MS),
             "credentialSubject": { "id": self.did.to_string(), "badge": card_json },
+            "credentialStatus": {
+                "id": format!("{status}#0"),
+                "type": "BitstringStatusListEntry",
+                "statusPurpose": STATUS_PURPOSE,
+                "statusListIndex": "0",
+                "statusListCredential": status,
+            },
+            "iss": s.node_did.to_string(),
+            "sub": self.did.to_string(),
+            "jti": id,
+            "nbf": from,
+            "iat": from,
+            "exp": until,
+        });
+        let header = json!({
+            "alg": self.ring.active.alg,
+            "kid": format!("{}#{}", s.node_did, self.ring.active.kid),
+            "typ": "vc+jwt",
+            "cty": "vc",
+        });
+        let payload = serde_json::to_vec(&vc).unwrap_or_default();
+        let jws = self
+            .ring
+            .active
+            .sign_with_header(&header, &payload)
+            .map_err(|_| ArtifactError::Sign)?;
+        let r = Rendered::new(jws.into_bytes());
+        *slot = Some((now_ms, r.clone()));
+        Ok(r)
+    }
+}
+
+impl AgentArtifacts {
+    /// The agent's W3C Bitstring Status List credential (purpose `suspension`), a compact JWS
+    /// signed like the badges. Its one meaningful bit, index 0, is set while the agent is not in
+    /// good standing (it or its organization suspended, or it decommissioned) and clear while it
+    /// is; every badge points at it. Served whatever the standing: that is its purpose.
+    pub(crate) fn status_list(&self, s: &Settings, now_ms: i64) -> Result<Rendered, ArtifactError> {
+        let mut slot = match self.status.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some((issued, r)) = slot.as_ref() {
+            if now_ms - *issued < BADGE_REISSUE_MS && now_ms >= *issued {
+                return Ok(r.clone());
+            }
+        }
+        let url = status_list_url(s, &self.agent.id);
+        let from = now_ms.div_euclid(1000);
+        let until = (now_ms + BADGE_VALIDITY_MS).div_euclid(1000);
+        let vc = json!({
+            "@context": [VC_CONTEXT],
+            "id": url,
+            "type": ["VerifiableCredential", "BitstringStatusListCredential"],
+            "issuer": s.node_did.to_string(),
+            "validFrom": rfc3339_secs(now_ms),
+            "validUntil": rfc3339_secs(now_ms + BADGE_VALIDITY_MS),
+            "credentialSubject": {
+                "id": format!("{url}#list"),
+                "type": "BitstringStatusList",
+                "statusPurpose": STATUS_PURPOSE,
+                "encodedList": encoded_list(self.standing != Standing::Active)?,
+                "ttl": STATUS_TTL_MS,
+            },
+            "iss": s.node_did.to_string(),
+            "sub": format!("{url}#list"),
+            "jti": format!("urn:uuid:{}", Uuid::new_v4()),
+            "nbf": from,
+            "iat": from,
+            "exp": until,
         });
         let header = json!({
             "alg": self.ring.active.alg,
@@ -365,7 +546,9 @@ fn description(s: &Settings, a: &Agent) -> String {
     a.description.clone().unwrap_or_else(|| {
         format!(
             "{} ({} agent) registered at {}",
-            a.name, a.agent_type, s.issuer
+            public_name(a),
+            a.agent_type,
+            s.issuer
         )
     })
 }
@@ -409,8 +592,12 @@ pub(crate) fn card_value(s: &Settings, a: &Agent, org_name: &str) -> Value {
     if !org_name.is_empty() {
         provider["organization"] = org_name.into();
     }
+    let scopes: serde_json::Map<String, Value> = Scope::TENANT
+        .iter()
+        .map(|sc| (sc.as_str().to_string(), scope_description(*sc).into()))
+        .collect();
     json!({
-        "name": a.name,
+        "name": public_name(a),
         "description": description(s, a),
         "supportedInterfaces": interfaces,
         "provider": provider,
@@ -420,7 +607,7 @@ pub(crate) fn card_value(s: &Settings, a: &Agent, org_name: &str) -> Value {
             "agentidp": {
                 "oauth2SecurityScheme": {
                     "description": "Access tokens (RFC 9068) from this agent's identity provider, client credentials grant.",
-                    "flows": { "clientCredentials": { "tokenUrl": format!("{}/api/v1/token", s.issuer), "scopes": {} } },
+                    "flows": { "clientCredentials": { "tokenUrl": format!("{}/api/v1/token", s.issuer), "scopes": scopes } },
                     "oauth2MetadataUrl": format!("{}/.well-known/oauth-authorization-server", s.issuer),
                 }
             }
@@ -432,15 +619,42 @@ pub(crate) fn card_value(s: &Settings, a: &Agent, org_name: &str) -> Value {
     })
 }
 
-/// The OASF 1.0.0 record of an agent, with its signed A2A card in module `integration/a2a`.
-pub(crate) fn oasf_value(s: &Settings, a: &Agent, did: &DidWeb, signed_card: &Value) -> Value {
+/// What a scope a client may request at the token endpoint lets it do (the card's OAuth 2.0
+/// flow lists them; A2A 1.0 requires the map to be non-empty).
+fn scope_description(sc: Scope) -> &'static str {
+    match sc {
+        Scope::AgentsRead => "Read the organization's agents, their credentials' metadata and keys, and trust policies.",
+        Scope::AgentsWrite => "Register, change and decommission the organization's agents, their credentials, keys and trust policies.",
+        Scope::AuditRead => "Read the organization's audit log and verify its chain.",
+        Scope::AdminOrgs => "Administer the node: organizations, federation partners, signing keys.",
+    }
+}
+
+/// The OASF 1.0.0 record of an agent, with its signed A2A card, when it has one, in module
+/// `integration/a2a`.
+pub(crate) fn oasf_value(
+    s: &Settings,
+    a: &Agent,
+    did: &DidWeb,
+    signed_card: Option<&Value>,
+) -> Value {
+    let modules: Vec<Value> = signed_card
+        .map(|card| {
+            json!({
+                "name": OASF_A2A_MODULE.0,
+                "id": OASF_A2A_MODULE.1,
+                "data": { "card_data": card, "card_schema_version": format!("v{A2A_PROTOCOL_VERSION}.0") },
+            })
+        })
+        .into_iter()
+        .collect();
     let refs = |v: &[storage::Skill]| -> Vec<Value> {
         v.iter()
             .map(|x| json!({ "id": x.id, "name": x.name }))
             .collect()
     };
     let mut record = json!({
-        "name": a.name,
+        "name": public_name(a),
         "version": a.version,
         "schema_version": OASF_SCHEMA_VERSION,
         "description": description(s, a),
@@ -448,11 +662,7 @@ pub(crate) fn oasf_value(s: &Settings, a: &Agent, did: &DidWeb, signed_card: &Va
         "created_at": rfc3339_secs(a.created_at),
         "skills": refs(&a.skills),
         "domains": refs(&a.domains),
-        "modules": [{
-            "name": OASF_A2A_MODULE.0,
-            "id": OASF_A2A_MODULE.1,
-            "data": { "card_data": signed_card, "card_schema_version": format!("v{A2A_PROTOCOL_VERSION}.0") },
-        }],
+        "modules": modules,
         "annotations": { "agentidp.did": did.to_string(), "agentidp.agent_id": a.id.to_string() },
     });
     if !a.locators.is_empty() {
@@ -470,7 +680,7 @@ pub(crate) fn oasf_value(s: &Settings, a: &Agent, did: &DidWeb, signed_card: &Va
 pub(crate) fn predecessor_card(s: &Settings, a: &Agent, did: &DidWeb, now_ms: i64) -> Value {
     json!({
         "did": did.to_string(),
-        "name": a.name,
+        "name": public_name(a),
         "agentType": a.agent_type,
         "capabilities": a.capabilities,
         "owner": a.owner,
@@ -657,6 +867,38 @@ mod tests {
             "Text Summarization"
         );
         assert_eq!(title_of("x"), "X");
+    }
+
+    /// A2A §8.4.1 as the SDK computes it: empty strings, lists and objects go, recursively;
+    /// `false` and `0` stay; `signatures` goes at the top only.
+    #[test]
+    fn the_a2a_canonical_form_leaves_out_default_values() {
+        let card = json!({"name": "a", "documentationUrl": "", "capabilities": {"streaming": false},
+            "securityRequirements": [{"schemes": {"x": {"list": []}}}], "n": 0,
+            "skills": [{"id": "s", "tags": [], "ext": {"signatures": [1]}}], "signatures": [{"p": 1}]});
+        assert_eq!(
+            a2a_canonical_form(&card).unwrap(),
+            r#"{"capabilities":{"streaming":false},"n":0,"name":"a","skills":[{"ext":{"signatures":[1]},"id":"s"}]}"#
+        );
+    }
+
+    /// Bitstring Status List §3.2: GZIP, multibase base64url, bit 0 = MSB of byte 0.
+    #[test]
+    fn the_status_list_encodes_bit_zero_msb_first() {
+        use std::io::Read as _;
+        for set in [false, true] {
+            let enc = encoded_list(set).unwrap();
+            let zipped = URL_SAFE_NO_PAD
+                .decode(enc.strip_prefix('u').unwrap())
+                .unwrap();
+            let mut bits = Vec::new();
+            flate2::read::GzDecoder::new(&zipped[..])
+                .read_to_end(&mut bits)
+                .unwrap();
+            assert_eq!(bits.len() * 8, STATUS_LIST_BITS);
+            assert_eq!(bits[0], if set { 0x80 } else { 0 });
+            assert!(bits[1..].iter().all(|b| *b == 0));
+        }
     }
 
     #[test]

@@ -25,8 +25,11 @@ use crate::token::LEEWAY_SECS;
 /// RFC 7523 §2.2.
 pub(crate) const JWT_BEARER_ASSERTION: &str =
     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-/// Longest client assertion lifetime we accept: it bounds how long used `jti`s are kept.
-const MAX_ASSERTION_LIFETIME_SECS: i64 = 300;
+/// Longest client assertion lifetime we accept: it bounds how long used `jti`s are kept. RFC 7523
+/// sets no maximum; one hour is what widely used OAuth libraries (Authlib among them) make by
+/// default, and every `jti` is kept until its assertion expires, so a longer life costs only a
+/// longer-kept replay record.
+const MAX_ASSERTION_LIFETIME_SECS: i64 = 3600;
 /// Longest client id looked up.
 const MAX_CLIENT_ID_LEN: usize = 128;
 /// Largest client assertion looked at.
@@ -365,7 +368,7 @@ fn verify_assertion(
         .and_then(serde_json::Value::as_i64)
         .ok_or(MALFORMED)?;
     if exp > now + MAX_ASSERTION_LIFETIME_SECS + LEEWAY_SECS {
-        return Err("the client assertion lives too long (at most 300 s)");
+        return Err("the client assertion lives too long (exp at most 3600 s ahead)");
     }
     match c.get("jti").and_then(serde_json::Value::as_str) {
         Some(j) if !j.is_empty() && j.len() <= 256 => Ok((
@@ -439,9 +442,16 @@ mod tests {
         let mut c = good.clone();
         c["exp"] = 900.into();
         assert_eq!(ok(c), Err("the client assertion has expired"));
+        // Up to an hour ahead (plus leeway) is accepted, a second more is not.
         let mut c = good.clone();
-        c["exp"] = 5000.into();
-        assert!(ok(c).is_err());
+        c["exp"] = (1000 + 3600).into();
+        assert_eq!(ok(c), Ok(("j1".to_string(), 4600, rec.kid.clone())));
+        let mut c = good.clone();
+        c["exp"] = (1000 + 3600 + LEEWAY_SECS + 1).into();
+        assert_eq!(
+            ok(c),
+            Err("the client assertion lives too long (exp at most 3600 s ahead)")
+        );
         let mut c = good.clone();
         c["sub"] = "d".into();
         assert!(ok(c).is_err());

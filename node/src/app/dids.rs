@@ -90,9 +90,19 @@ pub(crate) fn agent_document(state: &AppState, id: &Uuid) -> Outcome<Rendered> {
     Ok(published(state, id)?.document.clone())
 }
 
-/// An agent's signed A2A card.
+fn no_card() -> DomainError {
+    DomainError::not_found(
+        ErrorCode::AgentCardUnavailable,
+        "The agent has no A2A card: A2A requires at least one interface and one skill; add endpoints and skills with PATCH /api/v1/agents/{agentId}. Its badge carries the card and is unavailable too.",
+    )
+}
+
+/// An agent's signed A2A card; unavailable while the agent lists no endpoint or no skill.
 pub(crate) fn agent_card(state: &AppState, id: &Uuid) -> Outcome<Rendered> {
     let x = in_good_standing(state, id)?;
+    if !artifacts::has_card(&x.agent) {
+        return Err(no_card());
+    }
     let (_, r) = x.card(&state.settings)?;
     Ok(r.clone())
 }
@@ -112,7 +122,20 @@ pub(crate) fn oasf_record(state: &AppState, id: &Uuid) -> Outcome<Rendered> {
 /// An agent's Agent Badge (a compact JWS), re-issued when the cached one is an hour old.
 pub(crate) fn agent_badge(state: &AppState, id: &Uuid) -> Outcome<Rendered> {
     let x = in_good_standing(state, id)?;
+    if !artifacts::has_card(&x.agent) {
+        return Err(no_card());
+    }
     Ok(x.badge(&state.settings, state.clock.now_ms())?)
+}
+
+/// An agent's Bitstring Status List credential (the `credentialStatus` of its badges), whatever
+/// its standing: bit 0 is set while it is suspended or decommissioned.
+pub(crate) fn agent_status_list(state: &AppState, id: &Uuid) -> Outcome<Rendered> {
+    let x = state
+        .artifacts
+        .get(id, &state.keys())?
+        .ok_or_else(DomainError::agent_not_found)?;
+    Ok(x.status_list(&state.settings, state.clock.now_ms())?)
 }
 
 /// The predecessor's per-agent DID document (with its `agntcy` extension), also while the
@@ -512,14 +535,32 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_agent_without_skills_has_no_oasf_record() {
+    async fn an_agent_without_skills_has_no_oasf_record_card_or_badge() {
         let dir = tempfile::tempdir().unwrap();
         let state = testing::state(dir.path()).await;
         let org = fixtures::org(&state).await;
         let (agent, _) = fixtures::agent(&state, &org.id, false).await;
         let mut want = expect(ALL, || (Kind::Other, ErrorCode::InternalServerError));
+        // A2A requires a skill and an interface: no card, so no badge (it carries the card).
+        want[1].1 = Some((Kind::NotFound, ErrorCode::AgentCardUnavailable));
         want[2].1 = Some((Kind::NotFound, ErrorCode::OasfRecordUnavailable));
+        want[3].1 = Some((Kind::NotFound, ErrorCode::AgentCardUnavailable));
         assert_eq!(public_routes(&state, &agent.id), want);
+        // Its DID document names none of them; the status list is served.
+        let x = state
+            .artifacts
+            .get(&agent.id, &state.keys())
+            .unwrap()
+            .unwrap();
+        let doc: Value = serde_json::from_slice(&x.document.body).unwrap();
+        let types: Vec<&str> = doc["service"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(types, ["AgentIdP"]);
+        assert!(agent_status_list(&state, &agent.id).is_ok());
         // The standing is checked first: a suspended agent's record is withheld, not missing.
         fixtures::set_agent_status(&state, &agent.id, AgentStatus::Suspended).await;
         assert_eq!(

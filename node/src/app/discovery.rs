@@ -61,6 +61,12 @@ pub(crate) struct ServerMetadata {
 /// members OIDC Discovery requires anyway say so as precisely as the format allows:
 /// `response_types_supported` is empty and `authorization_endpoint` answers every request with
 /// `unsupported_response_type`.
+///
+/// `id_token_signing_alg_values_supported` is required and must include `RS256` (OIDC Discovery
+/// 1.0 §3). It lists [`crate::keys::SIGNING_ALGS`], the algorithms the node signs with (`ES256`
+/// and `RS256`, chosen by `--signing-alg`): an accurate statement about ID tokens, since no
+/// response type the node supports returns one, so no ID token signed otherwise can exist. The
+/// keys in force, whatever their algorithm, are in `jwks_uri`.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct ProviderMetadata {
     #[serde(flatten)]
@@ -68,8 +74,8 @@ pub(crate) struct ProviderMetadata {
     pub(crate) authorization_endpoint: String,
     pub(crate) userinfo_endpoint: String,
     pub(crate) subject_types_supported: [&'static str; 1],
-    /// The algorithms of the node's signing keys in force.
-    pub(crate) id_token_signing_alg_values_supported: Vec<&'static str>,
+    /// The algorithms the node signs with (`ES256`, `RS256`), RS256 included as required.
+    pub(crate) id_token_signing_alg_values_supported: &'static [&'static str],
     pub(crate) userinfo_signing_alg_values_supported: [&'static str; 0],
     pub(crate) claims_supported: [&'static str; 13],
 }
@@ -111,7 +117,7 @@ pub(crate) fn provider_metadata(state: &AppState) -> ProviderMetadata {
         authorization_endpoint: format!("{iss}/oauth2/authorize"),
         userinfo_endpoint: format!("{iss}/agent-info"),
         subject_types_supported: ["public"],
-        id_token_signing_alg_values_supported: state.keys().algs(state.clock.now_ms()),
+        id_token_signing_alg_values_supported: crate::keys::SIGNING_ALGS,
         userinfo_signing_alg_values_supported: [],
         claims_supported: CLAIMS,
     }
@@ -158,10 +164,11 @@ mod tests {
             oidc["subject_types_supported"],
             serde_json::json!(["public"])
         );
-        // The test node signs with ES256.
+        // OIDC Discovery §3: RS256 is listed (with ES256) whatever the node's key signs with.
+        assert_eq!(state.keys().active.alg, "ES256");
         assert_eq!(
             oidc["id_token_signing_alg_values_supported"],
-            serde_json::json!(["ES256"])
+            serde_json::json!(["ES256", "RS256"])
         );
         assert!(rfc8414.get("authorization_endpoint").is_none());
     }

@@ -145,6 +145,7 @@ error_codes! {
     KeyAlreadyRegistered => "KEY_ALREADY_REGISTERED",
     KeyLimitExceeded => "KEY_LIMIT_EXCEEDED",
     OasfRecordUnavailable => "OASF_RECORD_UNAVAILABLE",
+    AgentCardUnavailable => "AGENT_CARD_UNAVAILABLE",
     DidDocumentNotHere => "DID_DOCUMENT_NOT_HERE",
     TrustPolicyNotFound => "TRUST_POLICY_NOT_FOUND",
     TrustPolicyLimit => "TRUST_POLICY_LIMIT",

@@ -102,6 +102,7 @@ pub(crate) const ROUTES: &[Route] = routes! {
     GET "/agents/{agentId}/.well-known/agent-card.json" => public_agents::agent_card(inm, state);
     GET "/agents/{agentId}/oasf.json" => public_agents::oasf_record(inm, state);
     GET "/agents/{agentId}/badge" => public_agents::agent_badge(state);
+    GET "/agents/{agentId}/status" => public_agents::agent_status_list(state);
     POST "/oauth2/token" => token::token(authorization, body, addr, state);
     POST "/api/v1/token/revoke" => token::revoke(authorization, body, addr, state);
     GET "/health" => health::health(state);

@@ -112,11 +112,15 @@ pub(crate) async fn agent_document(
     ))
 }
 
-/// An agent's A2A agent card (v1.0), signed with a detached JWS over its JCS form.
+/// An agent's A2A agent card (v1.0), signed with a detached JWS over its A2A canonical form
+/// (A2A §8.4.1: members at default values left out, then JCS). Only agents with at least one
+/// endpoint and one skill have one (A2A requires both collections non-empty).
 #[utoipa::path(get, path = "/agents/{agentId}/.well-known/agent-card.json", tag = "DIDs",
     params(("agentId" = Uuid, Path)),
     responses((status = 200, description = "A2A AgentCard with `signatures`", body = Object), (status = 304, description = "Not modified"),
-        (status = 403, description = "AGENT_NOT_ACTIVE", body = ErrorBody), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)))]
+        (status = 403, description = "AGENT_NOT_ACTIVE", body = ErrorBody),
+        (status = 404, description = "AGENT_NOT_FOUND, AGENT_CARD_UNAVAILABLE (no endpoint or no skill)", body = ErrorBody),
+        (status = 410, body = ErrorBody)))]
 pub(crate) async fn agent_card(
     p: Params,
     inm: Option<String>,
@@ -151,10 +155,14 @@ pub(crate) async fn oasf_record(
 /// An agent's Agent Badge: a VCDM 2.0 credential (`AgentBadge`, subject = the agent's DID,
 /// `badge` = its signed A2A card as a JSON string) as a compact JWS (`typ: vc+jwt`) signed by
 /// the node, whose `kid` is a verification method of the node's DID document. Valid 24 hours.
+/// The JWT claims `iss`/`sub`/`nbf`/`exp`/`jti` mirror the credential; `credentialStatus` points
+/// at bit 0 of the agent's status list (`/agents/{agentId}/status`).
 #[utoipa::path(get, path = "/agents/{agentId}/badge", tag = "DIDs",
     params(("agentId" = Uuid, Path)),
-    responses((status = 200, description = "Compact JWS (application/vc+jwt)", body = String),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)))]
+    responses((status = 200, description = "Compact JWS (application/vc+jwt)", body = String, content_type = "application/vc+jwt"),
+        (status = 403, body = ErrorBody),
+        (status = 404, description = "AGENT_NOT_FOUND, AGENT_CARD_UNAVAILABLE (the badge carries the card)", body = ErrorBody),
+        (status = 410, body = ErrorBody)))]
 pub(crate) async fn agent_badge(
     p: Params,
     state: AppState,
@@ -170,6 +178,35 @@ pub(crate) async fn agent_badge(
                 HeaderValue::from_static("application/vc+jwt"),
             );
             // Re-issued hourly: always revalidate.
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            cors(resp)
+        },
+    ))
+}
+
+/// An agent's W3C Bitstring Status List credential (purpose `suspension`) as a compact JWS
+/// (`typ: vc+jwt`) signed like the badges: bit 0 is set while the agent or its organization is
+/// suspended or the agent is decommissioned, clear while it is active. Served whatever the
+/// agent's standing, so a verifier holding a badge can learn it no longer holds.
+#[utoipa::path(get, path = "/agents/{agentId}/status", tag = "DIDs", operation_id = "getAgentStatusList",
+    params(("agentId" = Uuid, Path)),
+    responses((status = 200, description = "BitstringStatusListCredential, compact JWS", body = String, content_type = "application/vc+jwt"),
+        (status = 400, body = ErrorBody), (status = 404, description = "AGENT_NOT_FOUND", body = ErrorBody)))]
+pub(crate) async fn agent_status_list(
+    p: Params,
+    state: AppState,
+) -> Result<warp::reply::Response, Rejection> {
+    Ok(about_agent(
+        &p,
+        |id| dids::agent_status_list(&state, id),
+        |r| {
+            let mut resp = warp::reply::Response::new(r.body.into());
+            let h = resp.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/vc+jwt"),
+            );
+            // Flips with the agent's standing: always revalidate.
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             cors(resp)
         },

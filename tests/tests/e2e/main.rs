@@ -8,6 +8,7 @@ mod durability;
 mod federation;
 mod gossip;
 mod hardening;
+mod interop;
 mod lifecycle;
 mod oidc_provider;
 mod security;
