@@ -289,7 +289,6 @@ pub(crate) fn a2a_canonical_form(card: &Value) -> Result<String, ArtifactError> 
             Value::Object(o) => {
                 let out: serde_json::Map<String, Value> = o
                     .iter()
-                    .filter(|(k, _)| k.as_str() != "signatures")
                     .filter_map(|(k, v)| clean(v).map(|v| (k.clone(), v)))
                     .collect();
                 (!out.is_empty()).then_some(Value::Object(out))
