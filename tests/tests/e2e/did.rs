@@ -429,7 +429,7 @@ async fn documents_cards_record_and_badge() {
     let protected = b64json(sig["protected"].as_str().unwrap());
     let mut unsigned = card.clone();
     unsigned.as_object_mut().unwrap().remove("signatures");
-    let canonical = serde_jcs::to_string(&unsigned).unwrap();
+    let canonical = a2a_canonical(&unsigned);
     let signing_input = format!(
         "{}.{}",
         sig["protected"].as_str().unwrap(),
@@ -456,9 +456,16 @@ async fn documents_cards_record_and_badge() {
     let bad_input = format!(
         "{}.{}",
         sig["protected"].as_str().unwrap(),
-        URL_SAFE_NO_PAD.encode(serde_jcs::to_string(&tampered).unwrap())
+        URL_SAFE_NO_PAD.encode(a2a_canonical(&tampered))
     );
     assert!(v.verify(bad_input.as_bytes(), &raw_sig).is_err());
+    // Nor does the raw JCS of the card (with the `"list": []` A2A leaves out).
+    let raw_input = format!(
+        "{}.{}",
+        sig["protected"].as_str().unwrap(),
+        URL_SAFE_NO_PAD.encode(serde_jcs::to_string(&unsigned).unwrap())
+    );
+    assert!(v.verify(raw_input.as_bytes(), &raw_sig).is_err());
 
     // The OASF record: valid against the OASF 1.0.4 definitions, with the card inside.
     let o = get(&api, &format!("/agents/{id}/oasf.json"), &[]).await;
@@ -890,7 +897,9 @@ async fn did_routes_isolate_tenants_and_reveal_no_private_fields() {
     let private = [
         "hidden-mailbox",
         "TOP-SECRET-MARKER",
-        "audit:read",
+        // The agent's granted scopes (a list). The card's OAuth flow names the node's whole
+        // scope vocabulary (a map, the same for every agent), which says nothing of the grant.
+        "\"scopes\":[",
         org_a.as_str(),
         "clientSecret",
     ];
@@ -1026,7 +1035,7 @@ async fn documents_are_served_over_https_with_the_nodes_own_certificate() {
     let input = format!(
         "{}.{}",
         sig["protected"].as_str().unwrap(),
-        URL_SAFE_NO_PAD.encode(serde_jcs::to_string(&strip(&c.body)).unwrap())
+        URL_SAFE_NO_PAD.encode(a2a_canonical(&strip(&c.body)))
     );
     verifier_for(&key)
         .verify(
@@ -1083,4 +1092,26 @@ async fn a_public_url_with_a_path_puts_the_node_document_at_did_json() {
     let d = get(&api, &format!("/agents/{id}/did.json"), &[]).await;
     assert_eq!(d.body["id"], agent_did.as_str());
     assert_eq!(d.body["controller"], did.to_string());
+}
+
+/// The A2A canonical form of a card without `signatures` (A2A 1.0 §8.4.1, as the A2A SDK computes
+/// it): members at default values (empty strings, lists, objects) left out recursively, then JCS.
+fn a2a_canonical(card: &Value) -> String {
+    fn clean(v: &Value) -> Option<Value> {
+        match v {
+            Value::String(s) if s.is_empty() => None,
+            Value::Array(a) => Some(a.iter().filter_map(clean).collect::<Vec<_>>())
+                .filter(|a| !a.is_empty())
+                .map(Value::Array),
+            Value::Object(o) => Some(
+                o.iter()
+                    .filter_map(|(k, v)| clean(v).map(|v| (k.clone(), v)))
+                    .collect::<serde_json::Map<_, _>>(),
+            )
+            .filter(|o| !o.is_empty())
+            .map(Value::Object),
+            other => Some(other.clone()),
+        }
+    }
+    serde_jcs::to_string(&clean(card).unwrap()).unwrap()
 }
