@@ -20,6 +20,10 @@ const T_AGENT_BY_ORG: u8 = 0x11;
 /// to schema 2; never written again, and the byte is never reused.
 const T_AGENT_EMAIL_V1: u8 = 0x12;
 const T_AGENT_EMAIL: u8 = 0x13;
+/// Agent id -> its position in the node's Bitstring Status List (u64, allocated once).
+const T_AGENT_STATUS_INDEX: u8 = 0x14;
+/// Status-list position (u64 big-endian) -> agent id: the list is rendered by range.
+const T_STATUS_INDEX_AGENT: u8 = 0x15;
 const T_CRED: u8 = 0x20;
 const T_CRED_BY_AGENT: u8 = 0x21;
 const T_SIGNING_KEY: u8 = 0x30;
@@ -61,6 +65,16 @@ pub fn prefix_range(prefix: &[u8]) -> (Vec<u8>, Vec<u8>) {
     }
     // The prefix was all 0xff: nothing sorts after it within one byte of table space.
     (start, vec![0xff; prefix.len() + 1])
+}
+
+/// The status-list position of agent `id`.
+pub fn agent_status_index(id: &Uuid) -> Vec<u8> {
+    key(T_AGENT_STATUS_INDEX, &[id.as_bytes()])
+}
+
+/// The agent at status-list position `index`.
+pub fn status_index_agent(index: u64) -> Vec<u8> {
+    key(T_STATUS_INDEX_AGENT, &[&index.to_be_bytes()])
 }
 
 /// A federation partner by id.

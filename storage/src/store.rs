@@ -448,6 +448,49 @@ impl Store {
         Ok(out)
     }
 
+    /// The position of agent `id` in the node's Bitstring Status List, if it has one yet.
+    pub fn status_index(&self, id: &Uuid) -> Result<Option<u64>, StoreError> {
+        self.get(&keys::agent_status_index(id))
+    }
+
+    /// The agents at status-list positions `from..to`, as `(position, agent id)` in order.
+    pub fn status_index_range(&self, from: u64, to: u64) -> Result<Vec<(u64, Uuid)>, StoreError> {
+        let mut out = Vec::new();
+        self.scan_range(
+            keys::status_index_agent(from),
+            keys::status_index_agent(to),
+            false,
+            |k, v| {
+                let mut be = [0u8; 8];
+                let tail = k.get(1..9).unwrap_or_default();
+                if tail.len() == 8 {
+                    be.copy_from_slice(tail);
+                    out.push((u64::from_be_bytes(be), decode(k, v)?));
+                }
+                Ok(true)
+            },
+        )?;
+        Ok(out)
+    }
+
+    /// Ids of the agents that have no status-list position yet (written before status lists
+    /// existed), for the boot pass that gives them one.
+    pub fn agents_without_status_index(&self) -> Result<Vec<Uuid>, StoreError> {
+        let mut out = Vec::new();
+        self.scan_all(&keys::agent_prefix(), false, |k, v| {
+            let agent: Agent = decode(k, v)?;
+            if self
+                .engine
+                .get(&keys::agent_status_index(&agent.id))?
+                .is_none()
+            {
+                out.push(agent.id);
+            }
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
     /// Whether the access token `jti` was revoked (and the revocation still matters at `now`).
     pub fn is_token_revoked(&self, jti: &str, now: i64) -> Result<bool, StoreError> {
         Ok(self

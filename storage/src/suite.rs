@@ -1487,6 +1487,64 @@ pub(crate) fn interrupted_migration_is_redone(kind: EngineKind) {
     }
 }
 
+pub(crate) fn status_indexes_are_allocated_once_and_never_reused(kind: EngineKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let org = Uuid::new_v4();
+    let (a, b, c, old) = (
+        agent(org, "a@x", 1),
+        agent(org, "b@x", 2),
+        agent(org, "c@x", 3),
+        agent(org, "old@x", 0),
+    );
+    {
+        let store = Store::open(dir.path(), kind).unwrap();
+        rt().block_on(async {
+            let (a2, b2) = (a.clone(), b.clone());
+            // Two agents in one job: each sees the counter the other moved.
+            store
+                .write(move |tx| {
+                    tx.put_agent(&a2)?;
+                    tx.put_agent(&b2)
+                })
+                .await
+                .unwrap();
+            // Writing an agent again keeps its position.
+            let a3 = a.clone();
+            store.write(move |tx| tx.put_agent(&a3)).await.unwrap();
+        });
+        assert_eq!(store.status_index(&a.id).unwrap(), Some(0));
+        assert_eq!(store.status_index(&b.id).unwrap(), Some(1));
+        // An agent record from before status lists: no position until the boot pass.
+        store
+            .engine()
+            .apply(vec![(keys::agent(&old.id), Some(encode(&old)))])
+            .unwrap();
+        assert_eq!(store.agents_without_status_index().unwrap(), vec![old.id]);
+        store.close();
+    }
+    let store = Store::open(dir.path(), kind).unwrap();
+    rt().block_on(async {
+        let c2 = c.clone();
+        store.write(move |tx| tx.put_agent(&c2)).await.unwrap();
+        let id = old.id;
+        let got = store
+            .write(move |tx| tx.ensure_status_index(&id))
+            .await
+            .unwrap();
+        assert_eq!(got, 3);
+    });
+    assert_eq!(store.status_index(&c.id).unwrap(), Some(2));
+    assert!(store.agents_without_status_index().unwrap().is_empty());
+    assert_eq!(
+        store.status_index_range(0, 2).unwrap(),
+        vec![(0, a.id), (1, b.id)]
+    );
+    assert_eq!(
+        store.status_index_range(2, 100).unwrap(),
+        vec![(2, c.id), (3, old.id)]
+    );
+}
+
 macro_rules! engine_suite {
     ($($engine:ident => $kind:expr),*) => {$(
         mod $engine {
@@ -1514,6 +1572,7 @@ macro_rules! engine_suite {
             #[test] fn incremental_verification_finds_a_cut_tail() { super::incremental_verification_finds_a_cut_tail($kind) }
             #[test] fn checkpoint_beyond_the_head_is_a_break() { super::checkpoint_beyond_the_head_is_a_break($kind) }
             #[test] fn schema_1_store_is_migrated_once() { super::schema_1_store_is_migrated_once($kind) }
+            #[test] fn status_indexes_are_allocated_once_and_never_reused() { super::status_indexes_are_allocated_once_and_never_reused($kind) }
             #[test] fn interrupted_migration_is_redone() { super::interrupted_migration_is_redone($kind) }
         }
     )*};

@@ -21,6 +21,9 @@ use crate::records::{
     Organization, Partner, Record, SigningKey, TrustAnchor, TrustPolicy,
 };
 
+/// The next free status-list position (`meta`).
+const META_STATUS_NEXT: &str = "status_list_next";
+
 /// Pending writes: `Some` puts, `None` deletes.
 pub(crate) type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
@@ -253,7 +256,24 @@ impl<'a> Tx<'a> {
             &agent.id,
         );
         self.put(keys::agent(&agent.id), agent);
+        self.ensure_status_index(&agent.id)?;
         Ok(())
+    }
+
+    /// The position of agent `id` in the node's Bitstring Status List, allocating the next free
+    /// one (never reused) if it has none yet. [`Tx::put_agent`] calls it, so every agent written
+    /// since status lists exist has one; agents of older stores get theirs when next written, or
+    /// from a boot pass that calls this for each of them.
+    pub fn ensure_status_index(&mut self, id: &Uuid) -> Result<u64, StoreError> {
+        if let Some(index) = self.get::<u64>(&keys::agent_status_index(id))? {
+            return Ok(index);
+        }
+        let index: u64 = self.get_meta(META_STATUS_NEXT)?.unwrap_or(0);
+        self.put_meta(META_STATUS_NEXT, &(index + 1));
+        self.put(keys::agent_status_index(id), &index);
+        self.put(keys::status_index_agent(index), id);
+        self.identity = true;
+        Ok(index)
     }
 
     /// A federation partner by id.

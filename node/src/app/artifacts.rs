@@ -78,6 +78,8 @@ pub(crate) enum ArtifactError {
     /// A failure remembered by the card or record cache, as its message.
     #[error("rendering failed earlier: {0}")]
     Cached(String),
+    #[error("the agent has no status-list position")]
+    NoStatusIndex,
 }
 
 impl From<ArtifactError> for DomainError {
@@ -133,7 +135,8 @@ pub(crate) struct AgentArtifacts {
     card: OnceLock<Result<(Value, Rendered), String>>,
     oasf: OnceLock<Result<Rendered, String>>,
     badge: Mutex<Option<(i64, Rendered)>>,
-    status: Mutex<Option<(i64, Rendered)>>,
+    /// The agent's position in the node's status list (`None`: not assigned yet).
+    status_index: Option<u64>,
 }
 
 /// The per-agent cache.
@@ -141,6 +144,16 @@ pub(crate) struct ArtifactCache {
     store: Arc<Store>,
     settings: Arc<Settings>,
     entries: RwLock<HashMap<Uuid, Arc<AgentArtifacts>>>,
+    /// Rendered status lists by list number: (identity generation, key ring, issued at, list).
+    status_lists: Mutex<HashMap<u64, CachedList>>,
+}
+
+/// A rendered status list and what it was rendered from.
+struct CachedList {
+    generation: u64,
+    ring: Arc<KeyRing>,
+    issued_ms: i64,
+    list: Rendered,
 }
 
 impl ArtifactCache {
@@ -149,6 +162,7 @@ impl ArtifactCache {
             store,
             settings,
             entries: RwLock::new(HashMap::new()),
+            status_lists: Mutex::new(HashMap::new()),
         }
     }
 
@@ -174,7 +188,8 @@ impl ArtifactCache {
         };
         let org = self.store.get_org(&agent.org_id)?;
         let keys = self.store.list_agent_keys(id)?;
-        let entry = Arc::new(self.render(generation, ring.clone(), agent, org, keys));
+        let status_index = self.store.status_index(id)?;
+        let entry = Arc::new(self.render(generation, ring.clone(), agent, org, keys, status_index));
         if let Ok(mut map) = self.entries.write() {
             if map.len() >= MAX_ENTRIES {
                 map.clear();
@@ -184,6 +199,75 @@ impl ArtifactCache {
         Ok(Some(entry))
     }
 
+    /// Status list number `list` of the node (W3C Bitstring Status List, purpose
+    /// `suspension`) as a compact JWS signed like the badges, or `None` if no agent has a
+    /// position in it. Bit `i` stands for the agent at position `list * STATUS_LIST_BITS + i`
+    /// and is set while that agent is not in good standing. Re-rendered after any committed
+    /// identity change (so a suspension shows on the next request) and hourly.
+    pub(crate) fn status_list(
+        &self,
+        list: u64,
+        ring: &Arc<KeyRing>,
+        now_ms: i64,
+    ) -> Result<Option<Rendered>, ArtifactError> {
+        let generation = self.store.identity_generation();
+        let mut lists = match self.status_lists.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(c) = lists.get(&list) {
+            if c.generation == generation
+                && Arc::ptr_eq(&c.ring, ring)
+                && now_ms >= c.issued_ms
+                && now_ms - c.issued_ms < BADGE_REISSUE_MS
+            {
+                return Ok(Some(c.list.clone()));
+            }
+        }
+        let Some(from) = list.checked_mul(STATUS_LIST_BITS as u64) else {
+            return Ok(None);
+        };
+        let members = self
+            .store
+            .status_index_range(from, from.saturating_add(STATUS_LIST_BITS as u64))?;
+        if members.is_empty() {
+            return Ok(None);
+        }
+        let mut bits = vec![0u8; STATUS_LIST_BITS / 8];
+        let mut orgs: HashMap<Uuid, Option<Organization>> = HashMap::new();
+        for (index, id) in members {
+            let Some(agent) = self.store.get_agent(&id)? else {
+                continue;
+            };
+            let org = match orgs.get(&agent.org_id) {
+                Some(o) => o.clone(),
+                None => {
+                    let o = self.store.get_org(&agent.org_id)?;
+                    orgs.insert(agent.org_id, o.clone());
+                    o
+                }
+            };
+            if Standing::of(&agent, org.as_ref()) != Standing::Active {
+                let bit = (index - from) as usize;
+                bits[bit / 8] |= 0x80 >> (bit % 8);
+            }
+        }
+        let rendered = sign_status_list(&self.settings, ring, list, &bits, now_ms)?;
+        if lists.len() >= MAX_ENTRIES {
+            lists.clear();
+        }
+        lists.insert(
+            list,
+            CachedList {
+                generation,
+                ring: ring.clone(),
+                issued_ms: now_ms,
+                list: rendered.clone(),
+            },
+        );
+        Ok(Some(rendered))
+    }
+
     fn render(
         &self,
         generation: u64,
@@ -191,6 +275,7 @@ impl ArtifactCache {
         agent: Agent,
         org: Option<Organization>,
         keys: Vec<AgentKey>,
+        status_index: Option<u64>,
     ) -> AgentArtifacts {
         let s = &self.settings;
         let did = agent_did(s, &agent.id);
@@ -234,7 +319,7 @@ impl ArtifactCache {
             card: OnceLock::new(),
             oasf: OnceLock::new(),
             badge: Mutex::new(None),
-            status: Mutex::new(None),
+            status_index,
         }
     }
 }
@@ -312,32 +397,82 @@ pub(crate) fn a2a_canonical_form(card: &Value) -> Result<String, ArtifactError> 
     did_method::jcs::canonicalize(&cleaned).map_err(|e| ArtifactError::Jcs(e.to_string()))
 }
 
-/// Bits in an agent's status list: the W3C Bitstring Status List minimum (16 KiB), for herd
-/// privacy should lists ever be shared.
-const STATUS_LIST_BITS: usize = 131_072;
+/// Bits in one status list: the W3C Bitstring Status List minimum (16 KiB uncompressed), so
+/// that fetching a list tells its publisher nothing about which of up to 131072 agents a
+/// verifier is checking (herd privacy, §6.4). Agent `n` is bit `n % BITS` of list `n / BITS`.
+pub(crate) const STATUS_LIST_BITS: usize = 131_072;
 /// The purpose of the status entry in every badge: `suspension`, a reversible status.
 pub(crate) const STATUS_PURPOSE: &str = "suspension";
-/// How long a verifier may cache the status list (its `ttl`, ms).
+/// How long a verifier may cache a status list (its `ttl`, ms).
 const STATUS_TTL_MS: i64 = 5 * 60 * 1000;
 
-/// `{issuer}/agents/{id}/status`: the agent's Bitstring Status List credential.
-pub(crate) fn status_list_url(s: &Settings, id: &Uuid) -> String {
-    format!("{}/status", agent_base_url(s, id))
+/// `{issuer}/status/{list}`: the node's status list number `list`.
+pub(crate) fn status_list_url(s: &Settings, list: u64) -> String {
+    format!("{}/status/{list}", s.issuer)
 }
 
-/// `u` + base64url (no padding) of the GZIP of a bitstring of [`STATUS_LIST_BITS`] bits whose
-/// bit 0 (the most significant bit of the first byte, W3C Bitstring Status List §3.2) is `set`.
-fn encoded_list(set: bool) -> Result<String, ArtifactError> {
+/// `u` + base64url (no padding) of the GZIP of `bits` (W3C Bitstring Status List §3.2: bit 0 is
+/// the most significant bit of the first byte).
+fn encoded_list(bits: &[u8]) -> Result<String, ArtifactError> {
     use std::io::Write as _;
-    let mut bits = vec![0u8; STATUS_LIST_BITS / 8];
-    if set {
-        bits[0] = 0x80;
-    }
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&bits)
+    gz.write_all(bits)
         .map_err(|e| ArtifactError::Jcs(e.to_string()))?;
     let zipped = gz.finish().map_err(|e| ArtifactError::Jcs(e.to_string()))?;
     Ok(format!("u{}", URL_SAFE_NO_PAD.encode(zipped)))
+}
+
+/// The `BitstringStatusListCredential` of list `list` over `bits`, as a compact JWS signed by
+/// the ring's active key like the badges (`typ: vc+jwt`), valid as long as a badge.
+fn sign_status_list(
+    s: &Settings,
+    ring: &KeyRing,
+    list: u64,
+    bits: &[u8],
+    now_ms: i64,
+) -> Result<Rendered, ArtifactError> {
+    let url = status_list_url(s, list);
+    let from = now_ms.div_euclid(1000);
+    let until = (now_ms + BADGE_VALIDITY_MS).div_euclid(1000);
+    let vc = json!({
+        "@context": [VC_CONTEXT],
+        "id": url,
+        "type": ["VerifiableCredential", "BitstringStatusListCredential"],
+        "issuer": s.node_did.to_string(),
+        "validFrom": rfc3339_secs(now_ms),
+        "validUntil": rfc3339_secs(now_ms + BADGE_VALIDITY_MS),
+        "credentialSubject": {
+            "id": format!("{url}#list"),
+            "type": "BitstringStatusList",
+            "statusPurpose": STATUS_PURPOSE,
+            "encodedList": encoded_list(bits)?,
+            "ttl": STATUS_TTL_MS,
+        },
+        "iss": s.node_did.to_string(),
+        "sub": format!("{url}#list"),
+        "jti": format!("urn:uuid:{}", Uuid::new_v4()),
+        "nbf": from,
+        "iat": from,
+        "exp": until,
+    });
+    sign_vc_jwt(s, ring, &vc)
+}
+
+/// `vc` as a compact JWS (`typ: vc+jwt`, `cty: vc`) signed by the ring's active key, whose `kid`
+/// is a verification method of the node's DID document.
+fn sign_vc_jwt(s: &Settings, ring: &KeyRing, vc: &Value) -> Result<Rendered, ArtifactError> {
+    let header = json!({
+        "alg": ring.active.alg,
+        "kid": format!("{}#{}", s.node_did, ring.active.kid),
+        "typ": "vc+jwt",
+        "cty": "vc",
+    });
+    let payload = serde_json::to_vec(vc).unwrap_or_default();
+    let jws = ring
+        .active
+        .sign_with_header(&header, &payload)
+        .map_err(|_| ArtifactError::Sign)?;
+    Ok(Rendered::new(jws.into_bytes()))
 }
 
 /// `{issuer}/agents/{id}`: where the agent's public artifacts live.
@@ -432,7 +567,11 @@ impl AgentArtifacts {
         let (_, card) = self.card(s)?;
         let card_json = String::from_utf8_lossy(&card.body).into_owned();
         let id = format!("urn:uuid:{}", Uuid::new_v4());
-        let status = status_list_url(s, &self.agent.id);
+        // Every agent gets its position when it is first written (or by the boot pass for
+        // older stores), so a missing one is a broken invariant, not a client error.
+        let index = self.status_index.ok_or(ArtifactError::NoStatusIndex)?;
+        let bits = STATUS_LIST_BITS as u64;
+        let status = status_list_url(s, index / bits);
         let (from, until) = (
             now_ms.div_euclid(1000),
             (now_ms + BADGE_VALIDITY_MS).div_euclid(1000),
@@ -448,10 +587,10 @@ impl AgentArtifacts {
             "validUntil": rfc3339_secs(now_ms + BADGE_VALIDITY_MS),
             "credentialSubject": { "id": self.did.to_string(), "badge": card_json },
             "credentialStatus": {
-                "id": format!("{status}#0"),
+                "id": format!("{status}#{}", index % bits),
                 "type": "BitstringStatusListEntry",
                 "statusPurpose": STATUS_PURPOSE,
-                "statusListIndex": "0",
+                "statusListIndex": (index % bits).to_string(),
                 "statusListCredential": status,
             },
             "iss": s.node_did.to_string(),
@@ -461,76 +600,7 @@ impl AgentArtifacts {
             "iat": from,
             "exp": until,
         });
-        let header = json!({
-            "alg": self.ring.active.alg,
-            "kid": format!("{}#{}", s.node_did, self.ring.active.kid),
-            "typ": "vc+jwt",
-            "cty": "vc",
-        });
-        let payload = serde_json::to_vec(&vc).unwrap_or_default();
-        let jws = self
-            .ring
-            .active
-            .sign_with_header(&header, &payload)
-            .map_err(|_| ArtifactError::Sign)?;
-        let r = Rendered::new(jws.into_bytes());
-        *slot = Some((now_ms, r.clone()));
-        Ok(r)
-    }
-}
-
-impl AgentArtifacts {
-    /// The agent's W3C Bitstring Status List credential (purpose `suspension`), a compact JWS
-    /// signed like the badges. Its one meaningful bit, index 0, is set while the agent is not in
-    /// good standing (it or its organization suspended, or it decommissioned) and clear while it
-    /// is; every badge points at it. Served whatever the standing: that is its purpose.
-    pub(crate) fn status_list(&self, s: &Settings, now_ms: i64) -> Result<Rendered, ArtifactError> {
-        let mut slot = match self.status.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        if let Some((issued, r)) = slot.as_ref() {
-            if now_ms - *issued < BADGE_REISSUE_MS && now_ms >= *issued {
-                return Ok(r.clone());
-            }
-        }
-        let url = status_list_url(s, &self.agent.id);
-        let from = now_ms.div_euclid(1000);
-        let until = (now_ms + BADGE_VALIDITY_MS).div_euclid(1000);
-        let vc = json!({
-            "@context": [VC_CONTEXT],
-            "id": url,
-            "type": ["VerifiableCredential", "BitstringStatusListCredential"],
-            "issuer": s.node_did.to_string(),
-            "validFrom": rfc3339_secs(now_ms),
-            "validUntil": rfc3339_secs(now_ms + BADGE_VALIDITY_MS),
-            "credentialSubject": {
-                "id": format!("{url}#list"),
-                "type": "BitstringStatusList",
-                "statusPurpose": STATUS_PURPOSE,
-                "encodedList": encoded_list(self.standing != Standing::Active)?,
-                "ttl": STATUS_TTL_MS,
-            },
-            "iss": s.node_did.to_string(),
-            "sub": format!("{url}#list"),
-            "jti": format!("urn:uuid:{}", Uuid::new_v4()),
-            "nbf": from,
-            "iat": from,
-            "exp": until,
-        });
-        let header = json!({
-            "alg": self.ring.active.alg,
-            "kid": format!("{}#{}", s.node_did, self.ring.active.kid),
-            "typ": "vc+jwt",
-            "cty": "vc",
-        });
-        let payload = serde_json::to_vec(&vc).unwrap_or_default();
-        let jws = self
-            .ring
-            .active
-            .sign_with_header(&header, &payload)
-            .map_err(|_| ArtifactError::Sign)?;
-        let r = Rendered::new(jws.into_bytes());
+        let r = sign_vc_jwt(s, &self.ring, &vc)?;
         *slot = Some((now_ms, r.clone()));
         Ok(r)
     }
@@ -885,19 +955,18 @@ mod tests {
     #[test]
     fn the_status_list_encodes_bit_zero_msb_first() {
         use std::io::Read as _;
-        for set in [false, true] {
-            let enc = encoded_list(set).unwrap();
-            let zipped = URL_SAFE_NO_PAD
-                .decode(enc.strip_prefix('u').unwrap())
-                .unwrap();
-            let mut bits = Vec::new();
-            flate2::read::GzDecoder::new(&zipped[..])
-                .read_to_end(&mut bits)
-                .unwrap();
-            assert_eq!(bits.len() * 8, STATUS_LIST_BITS);
-            assert_eq!(bits[0], if set { 0x80 } else { 0 });
-            assert!(bits[1..].iter().all(|b| *b == 0));
-        }
+        let mut bits = vec![0u8; STATUS_LIST_BITS / 8];
+        bits[0] = 0x80;
+        bits[1] = 0x01;
+        let enc = encoded_list(&bits).unwrap();
+        let zipped = URL_SAFE_NO_PAD
+            .decode(enc.strip_prefix('u').unwrap())
+            .unwrap();
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&zipped[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, bits);
     }
 
     #[test]

@@ -42,6 +42,34 @@ pub(crate) async fn open_state(
     state_over(cfg, Arc::new(store), issuer, node_did, clock, started).await
 }
 
+/// Gives every agent written before status lists existed its position in the node's status
+/// list (agents written since get theirs in the write that creates them). Idempotent; a crash
+/// in the middle leaves the rest for the next start.
+async fn assign_status_indexes(store: &Arc<Store>) -> Result<(), StartError> {
+    let missing = store
+        .agents_without_status_index()
+        .map_err(StartError::Store)?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let total = missing.len();
+    for chunk in missing.chunks(1000) {
+        let ids = chunk.to_vec();
+        store
+            .write(move |tx| {
+                ids.iter()
+                    .try_for_each(|id| tx.ensure_status_index(id).map(|_| ()))
+            })
+            .await
+            .map_err(StartError::Store)?;
+    }
+    tracing::info!(
+        agents = total,
+        "status-list positions given to agents registered before status lists"
+    );
+    Ok(())
+}
+
 /// Bootstraps the store on first start and loads the keys: the state over an opened store.
 pub(crate) async fn state_over(
     cfg: &ServeConfig,
@@ -52,6 +80,7 @@ pub(crate) async fn state_over(
     started: Instant,
 ) -> Result<AppState, StartError> {
     let system_org = bootstrap(&store, clock.as_ref(), &cfg.data_dir, &cfg.signing_alg).await?;
+    assign_status_indexes(&store).await?;
     let grace_ms = cfg
         .key_grace_secs
         .unwrap_or(cfg.token_ttl_secs + 300)

@@ -128,14 +128,18 @@ pub(crate) fn agent_badge(state: &AppState, id: &Uuid) -> Outcome<Rendered> {
     Ok(x.badge(&state.settings, state.clock.now_ms())?)
 }
 
-/// An agent's Bitstring Status List credential (the `credentialStatus` of its badges), whatever
-/// its standing: bit 0 is set while it is suspended or decommissioned.
-pub(crate) fn agent_status_list(state: &AppState, id: &Uuid) -> Outcome<Rendered> {
-    let x = state
+/// The node's status list number `list` (the `credentialStatus` of its badges), whatever the
+/// standing of the agents in it; `STATUS_LIST_NOT_FOUND` beyond the positions given out.
+pub(crate) fn status_list(state: &AppState, list: u64) -> Outcome<Rendered> {
+    state
         .artifacts
-        .get(id, &state.keys())?
-        .ok_or_else(DomainError::agent_not_found)?;
-    Ok(x.status_list(&state.settings, state.clock.now_ms())?)
+        .status_list(list, &state.keys(), state.clock.now_ms())?
+        .ok_or_else(|| {
+            DomainError::not_found(
+                ErrorCode::StatusListNotFound,
+                format!("The node has no status list {list}; take the list's URL from a badge's credentialStatus."),
+            )
+        })
 }
 
 /// The predecessor's per-agent DID document (with its `agntcy` extension), also while the
@@ -560,12 +564,89 @@ mod tests {
             .map(|s| s["type"].as_str().unwrap())
             .collect();
         assert_eq!(types, ["AgentIdP"]);
-        assert!(agent_status_list(&state, &agent.id).is_ok());
+        assert!(status_list(&state, 0).is_ok());
         // The standing is checked first: a suspended agent's record is withheld, not missing.
         fixtures::set_agent_status(&state, &agent.id, AgentStatus::Suspended).await;
         assert_eq!(
             oasf_record(&state, &agent.id).err().map(kind),
             Some((Kind::Forbidden, ErrorCode::AgentNotActive))
+        );
+    }
+
+    /// The bits of the node's status list `list`, decoded from its JWS as a verifier would.
+    fn status_bits(state: &AppState, list: u64) -> Vec<u8> {
+        use std::io::Read as _;
+        let jws = status_list(state, list).unwrap();
+        let jws = String::from_utf8(jws.body.to_vec()).unwrap();
+        let payload = URL_SAFE_NO_PAD
+            .decode(jws.split('.').nth(1).unwrap())
+            .unwrap();
+        let vc: Value = serde_json::from_slice(&payload).unwrap();
+        let enc = vc["credentialSubject"]["encodedList"].as_str().unwrap();
+        let zipped = URL_SAFE_NO_PAD
+            .decode(enc.strip_prefix('u').unwrap())
+            .unwrap();
+        let mut bits = Vec::new();
+        flate2::read::GzDecoder::new(&zipped[..])
+            .read_to_end(&mut bits)
+            .unwrap();
+        assert_eq!(bits.len() * 8, artifacts::STATUS_LIST_BITS);
+        bits
+    }
+
+    fn bit(bits: &[u8], i: u64) -> bool {
+        bits[(i / 8) as usize] & (0x80 >> (i % 8)) != 0
+    }
+
+    #[tokio::test]
+    async fn one_status_list_for_the_node_with_a_bit_per_agent() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = testing::state(dir.path()).await;
+        let org = fixtures::org(&state).await;
+        let (a, _) = fixtures::agent(&state, &org.id, true).await;
+        let (b, _) = fixtures::agent(&state, &org.id, true).await;
+        let ia = state.store.status_index(&a.id).unwrap().unwrap();
+        let ib = state.store.status_index(&b.id).unwrap().unwrap();
+        assert_ne!(ia, ib);
+        // Each badge points at its own bit of list 0.
+        for (agent, index) in [(&a, ia), (&b, ib)] {
+            let x = state
+                .artifacts
+                .get(&agent.id, &state.keys())
+                .unwrap()
+                .unwrap();
+            let jws = x.badge(&state.settings, state.clock.now_ms()).unwrap();
+            let jws = String::from_utf8(jws.body.to_vec()).unwrap();
+            let payload = URL_SAFE_NO_PAD
+                .decode(jws.split('.').nth(1).unwrap())
+                .unwrap();
+            let vc: Value = serde_json::from_slice(&payload).unwrap();
+            let entry = &vc["credentialStatus"];
+            assert_eq!(entry["statusListIndex"], index.to_string());
+            assert_eq!(
+                entry["statusListCredential"],
+                format!("{}/status/0", state.settings.issuer)
+            );
+        }
+        assert!(!bit(&status_bits(&state, 0), ia));
+        // Suspending one agent sets its bit only, at once; reactivating clears it.
+        fixtures::set_agent_status(&state, &a.id, AgentStatus::Suspended).await;
+        let bits = status_bits(&state, 0);
+        assert!(bit(&bits, ia) && !bit(&bits, ib));
+        fixtures::set_agent_status(&state, &a.id, AgentStatus::Active).await;
+        assert!(!bit(&status_bits(&state, 0), ia));
+        // The organization's suspension covers all its agents.
+        fixtures::set_org_status(&state, &org.id, OrgStatus::Suspended).await;
+        let bits = status_bits(&state, 0);
+        assert!(bit(&bits, ia) && bit(&bits, ib));
+        // No list beyond the positions given out.
+        assert_eq!(
+            status_list(&state, 1).err().map(kind),
+            Some((Kind::NotFound, ErrorCode::StatusListNotFound))
+        );
+        assert_eq!(
+            status_list(&state, u64::MAX).err().map(kind),
+            Some((Kind::NotFound, ErrorCode::StatusListNotFound))
         );
     }
 

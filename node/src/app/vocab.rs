@@ -146,6 +146,7 @@ error_codes! {
     KeyLimitExceeded => "KEY_LIMIT_EXCEEDED",
     OasfRecordUnavailable => "OASF_RECORD_UNAVAILABLE",
     AgentCardUnavailable => "AGENT_CARD_UNAVAILABLE",
+    StatusListNotFound => "STATUS_LIST_NOT_FOUND",
     DidDocumentNotHere => "DID_DOCUMENT_NOT_HERE",
     TrustPolicyNotFound => "TRUST_POLICY_NOT_FOUND",
     TrustPolicyLimit => "TRUST_POLICY_LIMIT",

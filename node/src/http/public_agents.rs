@@ -7,12 +7,12 @@
 
 use did_method::DID_JSON_CONTENT_TYPE;
 use uuid::Uuid;
-use warp::http::{header, HeaderValue};
+use warp::http::{header, HeaderValue, StatusCode};
 use warp::Rejection;
 
 use crate::app::artifacts::Rendered;
 use crate::app::dids::{self, DID_LD_JSON};
-use crate::app::{AppState, Outcome};
+use crate::app::{AppState, ErrorCode, Outcome};
 use crate::http::error::ApiError;
 use crate::http::extract::{conditional, parse_id, Params};
 use crate::model::ErrorBody;
@@ -167,50 +167,56 @@ pub(crate) async fn agent_badge(
     p: Params,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    Ok(about_agent(
-        &p,
-        |id| dids::agent_badge(&state, id),
-        |r| {
-            let mut resp = warp::reply::Response::new(r.body.into());
-            let h = resp.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/vc+jwt"),
-            );
-            // Re-issued hourly: always revalidate.
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            cors(resp)
-        },
-    ))
+    Ok(about_agent(&p, |id| dids::agent_badge(&state, id), vc_jwt))
 }
 
-/// An agent's W3C Bitstring Status List credential (purpose `suspension`) as a compact JWS
-/// (`typ: vc+jwt`) signed like the badges: bit 0 is set while the agent or its organization is
-/// suspended or the agent is decommissioned, clear while it is active. Served whatever the
-/// agent's standing, so a verifier holding a badge can learn it no longer holds.
-#[utoipa::path(get, path = "/agents/{agentId}/status", tag = "DIDs", operation_id = "getAgentStatusList",
-    params(("agentId" = Uuid, Path)),
+/// The node's W3C Bitstring Status List credential number `{list}` (purpose `suspension`) as a
+/// compact JWS (`typ: vc+jwt`) signed like the badges. Every badge's `credentialStatus` names a
+/// list and a bit in it; the bit is set while that agent or its organization is suspended or the
+/// agent is decommissioned, clear while it is active. One list covers 131072 agents, so fetching
+/// it reveals nothing about which agent a verifier checks.
+#[utoipa::path(get, path = "/status/{list}", tag = "DIDs", operation_id = "getStatusList",
+    params(("list" = u64, Path, description = "List number (the agent's position divided by 131072)", minimum = 0)),
     responses((status = 200, description = "BitstringStatusListCredential, compact JWS", body = String, content_type = "application/vc+jwt"),
-        (status = 400, body = ErrorBody), (status = 404, description = "AGENT_NOT_FOUND", body = ErrorBody)))]
-pub(crate) async fn agent_status_list(
+        (status = 400, description = "INVALID_ID: the list number is not a non-negative integer", body = ErrorBody),
+        (status = 404, description = "STATUS_LIST_NOT_FOUND", body = ErrorBody)))]
+pub(crate) async fn status_list(
     p: Params,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    Ok(about_agent(
-        &p,
-        |id| dids::agent_status_list(&state, id),
-        |r| {
-            let mut resp = warp::reply::Response::new(r.body.into());
-            let h = resp.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/vc+jwt"),
-            );
-            // Flips with the agent's standing: always revalidate.
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            cors(resp)
-        },
-    ))
+    let raw = p.raw("list");
+    // Decimal digits only, one spelling per list (no sign, no leading zeros).
+    let list = match raw.parse::<u64>() {
+        Ok(n)
+            if raw.bytes().all(|b| b.is_ascii_digit()) && (raw == "0" || !raw.starts_with('0')) =>
+        {
+            n
+        }
+        _ => {
+            return Ok(cors(
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::InvalidId,
+                    "list must be a non-negative decimal integer without leading zeros, like 0.",
+                )
+                .into_response(),
+            ))
+        }
+    };
+    Ok(public_reply(dids::status_list(&state, list), vc_jwt))
+}
+
+/// A credential as `application/vc+jwt`, CORS-open. Badges are re-issued hourly and status
+/// lists flip with the agents' standing: `no-cache`, always revalidate.
+fn vc_jwt(r: Rendered) -> warp::reply::Response {
+    let mut resp = warp::reply::Response::new(r.body.into());
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/vc+jwt"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    cors(resp)
 }
 
 #[cfg(test)]

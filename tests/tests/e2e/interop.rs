@@ -225,7 +225,7 @@ async fn public_documents(api: &Api, id: &str) -> Vec<(String, String)> {
         format!("/agents/{id}/.well-known/agent-card.json"),
         format!("/agents/{id}/oasf.json"),
         format!("/agents/{id}/badge"),
-        format!("/agents/{id}/status"),
+        "/status/0".to_string(),
         format!("/api/v1/agents/{id}/did"),
         format!("/api/v1/agents/{id}/did/card"),
     ] {
@@ -326,7 +326,29 @@ async fn a_badge_verifies_with_did_jwt_and_its_status_bit_follows_suspension() {
     // Suspended: the badge is no longer served, but the one held still verifies — and its
     // status bit, read from the node's live list, says it no longer holds; reactivated, it
     // holds again.
+    // A second agent: its own bit of the same list, untouched by the first one's suspension.
+    let other = register(
+        &api,
+        &token,
+        with_card("other@interop.example", &["https://b.example/rpc"]),
+    )
+    .await;
+    let other_id = other["agentId"].as_str().unwrap();
+    let other_badge = api
+        .raw("GET", &format!("/agents/{other_id}/badge"), &[], vec![])
+        .await;
+    assert_eq!(other_badge.status, 200);
+    let other_file = dir.path().join("other.jwt");
+    std::fs::write(&other_file, other_badge.body.as_str().unwrap()).unwrap();
+    let second = check_held(&other_file, &ca_file);
+    assert_ne!(
+        first["statusListIndex"], second["statusListIndex"],
+        "{second}"
+    );
+    assert_eq!(second["bit"], 0, "{second}");
+
     set_status("suspended").await;
+    assert_eq!(check_held(&other_file, &ca_file)["bit"], 0);
     let r = api
         .raw("GET", &format!("/agents/{id}/badge"), &[], vec![])
         .await;
