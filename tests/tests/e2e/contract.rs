@@ -198,6 +198,8 @@ fn schemathesis(node: &Node, token: Option<&str>, report: &Path) -> Output {
         .args(["--generation-database", "none", "--no-color"])
         .arg("--report-dir")
         .arg(report)
+        // Its cache (.schemathesis/) goes where the report goes, not into the repository.
+        .current_dir(report.parent().unwrap())
         .env("SCHEMATHESIS_TELEMETRY", "false");
     match token {
         Some(t) => {
