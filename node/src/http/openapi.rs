@@ -94,7 +94,14 @@ const ALIASES: &[(&str, &str, &str)] = &[("POST", "/oauth2/token", "issueTokenOA
 /// Links from a created resource to the operations that take it (`operationId`, status, link
 /// name, target `operationId`, parameters as runtime expressions): how generators and stateful
 /// testers follow what a `POST` made.
-const LINKS: &[(&str, &str, &str, &str, &[(&str, &str)])] = &[
+type Link = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+const LINKS: &[Link] = &[
     (
         "createAgent",
         "201",
@@ -605,5 +612,182 @@ mod tests {
             .map(|item| item.as_object().unwrap().len())
             .sum();
         assert_eq!(documented, ROUTES.len());
+    }
+
+    /// The contract every row of the table is held to, the rows added later included: each is
+    /// in the document under a unique camelCase operationId and a declared tag, with explicit
+    /// security, its path parameters in the path and nothing else there, and the responses its
+    /// extractors bring (401/403/429 with `auth`, 400/408/413/415 with a JSON body, 304 and
+    /// `If-None-Match` with `inm`, 400 INVALID_ID for a UUID path parameter).
+    #[test]
+    fn every_route_meets_the_contract() {
+        let doc = document();
+        let tags: Vec<&str> = TAGS.iter().map(|(t, _)| *t).collect();
+        let mut ids = std::collections::HashSet::new();
+        for r in ROUTES {
+            let what = format!("{} {}", r.method, r.path);
+            let op = &doc["paths"][r.path][r.method.to_ascii_lowercase()];
+            assert!(op.is_object(), "{what} is not in the document");
+            let id = op["operationId"].as_str().unwrap_or("");
+            assert!(
+                id.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                    && id.chars().all(|c| c.is_ascii_alphanumeric()),
+                "{what}: operationId {id:?} is not camelCase"
+            );
+            assert!(ids.insert(id.to_string()), "{what}: operationId {id} twice");
+            let op_tags = op["tags"].as_array().cloned().unwrap_or_default();
+            assert!(!op_tags.is_empty(), "{what} has no tag");
+            for t in &op_tags {
+                assert!(
+                    tags.contains(&t.as_str().unwrap_or("")),
+                    "{what}: tag {t} is not in TAGS"
+                );
+            }
+            assert!(op["security"].is_array(), "{what}: no explicit security");
+            let path_params: Vec<&str> = r
+                .path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+                .collect();
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            for p in &params {
+                if p["in"] == "path" {
+                    let name = p["name"].as_str().unwrap_or("");
+                    assert!(
+                        path_params.contains(&name),
+                        "{what}: {name} is not in the path"
+                    );
+                }
+            }
+            for name in &path_params {
+                assert!(
+                    params
+                        .iter()
+                        .any(|p| p["in"] == "path" && p["name"] == *name),
+                    "{what}: path parameter {name} undocumented"
+                );
+            }
+            let responses = &op["responses"];
+            let has = |x: &str| r.extractors.contains(&x);
+            let mut need: Vec<&str> = Vec::new();
+            if has("auth") {
+                need.extend(["401", "403", "429"]);
+                let schemes = serde_json::to_string(&op["security"]).unwrap_or_default();
+                assert!(
+                    schemes.contains("bearer"),
+                    "{what}: authenticated, but no bearer security"
+                );
+                assert!(
+                    responses["401"]["headers"]["WWW-Authenticate"].is_object(),
+                    "{what}"
+                );
+            }
+            if has("json") || has("opt_json") {
+                need.extend(["400", "408", "413", "415"]);
+            }
+            if has("body") {
+                need.extend(["400", "401", "408", "413", "429"]);
+            }
+            if has("query") {
+                need.push("400");
+            }
+            if has("inm") {
+                need.push("304");
+                assert!(responses["200"]["headers"]["ETag"].is_object(), "{what}");
+                assert!(
+                    params
+                        .iter()
+                        .any(|p| p["$ref"] == "#/components/parameters/If-None-Match"),
+                    "{what}: 304 without If-None-Match"
+                );
+            }
+            if params
+                .iter()
+                .any(|p| p["in"] == "path" && p["schema"]["format"] == "uuid")
+            {
+                need.push("400");
+            }
+            for status in need {
+                assert!(
+                    responses[status].is_object(),
+                    "{what}: no {status} response"
+                );
+            }
+            for (status, resp) in responses.as_object().into_iter().flatten() {
+                assert!(
+                    !resp["description"].as_str().unwrap_or("").is_empty(),
+                    "{what} {status}: no description"
+                );
+            }
+            if r.path != "/oauth2/authorize" {
+                assert!(
+                    responses
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .any(|(s, _)| s.starts_with('2')),
+                    "{what}: no 2xx response"
+                );
+            }
+        }
+        // Links name operations that exist.
+        for (from, _, _, to, _) in LINKS {
+            assert!(
+                ids.contains(*from) && ids.contains(*to),
+                "link {from} -> {to}"
+            );
+        }
+        // The query parameters are in the query (never `in: path` for a name the path lacks).
+        let listing = &doc["paths"]["/api/v1/agents"]["get"]["parameters"];
+        assert!(
+            listing
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p["in"] == "query"),
+            "{listing}"
+        );
+        assert_eq!(listing[1]["schema"]["minimum"], 1);
+    }
+
+    /// The closed lists of the schema are the lists the server enforces.
+    #[test]
+    fn schema_enums_are_the_enforced_lists() {
+        use crate::app::validate::{AGENT_TYPES, DEPLOYMENT_ENVS};
+        let doc = document();
+        let list = |name: &str| -> Vec<String> {
+            doc["components"]["schemas"][name]["enum"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{name} has no enum"))
+                .iter()
+                .map(|v| v.as_str().unwrap_or("").to_string())
+                .collect()
+        };
+        assert_eq!(list("AgentType"), AGENT_TYPES);
+        assert_eq!(list("DeploymentEnv"), DEPLOYMENT_ENVS);
+        let scopes: Vec<&str> = crate::app::Scope::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(list("Scope"), scopes);
+        for status in ["active", "suspended", "decommissioned"] {
+            assert!(crate::app::validate::parse_agent_status(status).is_ok());
+        }
+        assert_eq!(
+            list("AgentStatus"),
+            ["active", "suspended", "decommissioned"]
+        );
+        for plan in list("PlanTier") {
+            assert!(crate::app::validate::parse_plan(&plan).is_ok(), "{plan}");
+        }
+        for status in list("OrgStatus") {
+            assert!(
+                crate::app::validate::parse_org_status(&status).is_ok(),
+                "{status}"
+            );
+        }
+        for status in list("OrgStatusChange") {
+            assert!(
+                crate::app::validate::parse_org_status_change(&status).is_ok(),
+                "{status}"
+            );
+        }
     }
 }
