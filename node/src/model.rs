@@ -20,13 +20,104 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
+// ---------- closed lists (for the OpenAPI document) ----------
+
+/// The closed lists the domain checks (`app::validate`), as schemas, so clients can validate
+/// before sending; a test keeps each equal to the list the server enforces.
+pub(crate) mod wire {
+    #![allow(dead_code)]
+    use utoipa::ToSchema;
+
+    /// An agent's type.
+    #[derive(ToSchema)]
+    #[schema(rename_all = "lowercase")]
+    pub(crate) enum AgentType {
+        Screener,
+        Classifier,
+        Orchestrator,
+        Extractor,
+        Summarizer,
+        Router,
+        Monitor,
+        Custom,
+    }
+
+    /// Where an agent runs.
+    #[derive(ToSchema)]
+    #[schema(rename_all = "lowercase")]
+    pub(crate) enum DeploymentEnv {
+        Development,
+        Staging,
+        Production,
+    }
+
+    /// An agent's status.
+    #[derive(ToSchema)]
+    #[schema(rename_all = "lowercase")]
+    pub(crate) enum AgentStatus {
+        Active,
+        Suspended,
+        Decommissioned,
+    }
+
+    /// An organization's status.
+    #[derive(ToSchema)]
+    #[schema(rename_all = "lowercase")]
+    pub(crate) enum OrgStatus {
+        Active,
+        Suspended,
+        Deleted,
+    }
+
+    /// The status an organization can be set to (deletion is `DELETE`).
+    #[derive(ToSchema)]
+    #[schema(rename_all = "lowercase")]
+    pub(crate) enum OrgStatusChange {
+        Active,
+        Suspended,
+    }
+
+    /// An organization's plan.
+    #[derive(ToSchema)]
+    #[schema(rename_all = "lowercase")]
+    pub(crate) enum PlanTier {
+        Free,
+        Pro,
+        Enterprise,
+    }
+
+    /// An OAuth scope of this node.
+    #[derive(ToSchema)]
+    pub(crate) enum Scope {
+        #[schema(rename = "agents:read")]
+        AgentsRead,
+        #[schema(rename = "agents:write")]
+        AgentsWrite,
+        #[schema(rename = "audit:read")]
+        AuditRead,
+        #[schema(rename = "admin:orgs")]
+        AdminOrgs,
+    }
+}
+use wire::{
+    AgentStatus as AgentStatusWire, AgentType, DeploymentEnv, OrgStatus as OrgStatusWire,
+    OrgStatusChange, PlanTier, Scope as ScopeWire,
+};
+
 // ---------- agents ----------
+
+/// A capability, `resource:action` (each part of letters, digits, `_`, `.`, `*` and `-`).
+#[derive(ToSchema)]
+#[schema(value_type = String, pattern = r"^(?=.{3,128}$)[A-Za-z0-9_.*-]+:[A-Za-z0-9_.*-]+$")]
+#[allow(dead_code)]
+pub(crate) struct Capability(String);
 
 /// A skill in OASF shape.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SkillView {
     /// OASF taxonomy id.
+    #[schema(minimum = 1)]
     pub(crate) id: u64,
     /// OASF taxonomy name, e.g. `natural_language_processing/summarization`.
     pub(crate) name: String,
@@ -120,19 +211,30 @@ impl AgentView {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct RegisterAgentRequest {
     /// Unique within the organization (case-insensitive).
+    #[schema(min_length = 3, max_length = 254, pattern = r"^[^@\s]+@[^@\s]+$")]
     pub(crate) email: String,
     /// Defaults to the email.
+    #[schema(min_length = 1, max_length = 256)]
     pub(crate) name: Option<String>,
     /// One of screener, classifier, orchestrator, extractor, summarizer, router, monitor, custom.
+    #[schema(value_type = AgentType)]
     pub(crate) agent_type: String,
     /// Semantic version, e.g. `1.4.2`.
+    #[schema(
+        max_length = 64,
+        pattern = r"^[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.+-]*)?$"
+    )]
     pub(crate) version: String,
     #[serde(default)]
+    #[schema(max_items = 100, value_type = Vec<Capability>)]
     pub(crate) capabilities: Vec<String>,
+    #[schema(min_length = 1, max_length = 256)]
     pub(crate) owner: String,
     /// development, staging or production.
+    #[schema(value_type = DeploymentEnv)]
     pub(crate) deployment_env: String,
     /// Scopes the agent may request; a subset of the caller's. Defaults to `agents:read`.
+    #[schema(value_type = Option<Vec<ScopeWire>>)]
     pub(crate) scopes: Option<Vec<String>>,
     #[schema(value_type = Option<Object>)]
     pub(crate) metadata: Option<serde_json::Value>,
@@ -154,8 +256,8 @@ pub(crate) struct RegisterAgentRequest {
     #[serde(default)]
     #[schema(value_type = Vec<Object>)]
     pub(crate) keys: Vec<serde_json::Value>,
-    /// Accepted and ignored: the organization comes only from the caller's token.
-    #[schema(value_type = Option<String>)]
+    /// Accepted and ignored (any value): the organization comes only from the caller's token.
+    #[schema(value_type = Option<Value>)]
     #[allow(dead_code)]
     pub(crate) organization_id: Option<serde::de::IgnoredAny>,
 }
@@ -163,16 +265,29 @@ pub(crate) struct RegisterAgentRequest {
 /// Body of `PATCH /api/v1/agents/{agentId}`: only the fields given change.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub(crate) struct UpdateAgentRequest {
+    #[schema(min_length = 3, max_length = 254, pattern = r"^[^@\s]+@[^@\s]+$")]
     pub(crate) email: Option<String>,
+    #[schema(min_length = 1, max_length = 256)]
     pub(crate) name: Option<String>,
+    #[schema(value_type = Option<AgentType>)]
     pub(crate) agent_type: Option<String>,
+    #[schema(
+        max_length = 64,
+        pattern = r"^[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.+-]*)?$"
+    )]
     pub(crate) version: Option<String>,
+    #[schema(max_items = 100, value_type = Option<Vec<Capability>>)]
     pub(crate) capabilities: Option<Vec<String>>,
+    #[schema(min_length = 1, max_length = 256)]
     pub(crate) owner: Option<String>,
+    #[schema(value_type = Option<DeploymentEnv>)]
     pub(crate) deployment_env: Option<String>,
     /// active, suspended, or decommissioned (one-way).
+    #[schema(value_type = Option<AgentStatusWire>)]
     pub(crate) status: Option<String>,
+    #[schema(value_type = Option<Vec<ScopeWire>>)]
     pub(crate) scopes: Option<Vec<String>>,
     #[schema(value_type = Option<Object>)]
     pub(crate) metadata: Option<serde_json::Value>,
@@ -187,14 +302,19 @@ pub(crate) struct UpdateAgentRequest {
 /// Query of the agent listing.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub(crate) struct AgentListQuery {
     /// Page number, from 1.
+    #[param(minimum = 1)]
     pub(crate) page: Option<usize>,
     /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub(crate) limit: Option<usize>,
     pub(crate) owner: Option<String>,
+    #[param(value_type = Option<AgentType>)]
     pub(crate) agent_type: Option<String>,
     /// active, suspended or decommissioned.
+    #[param(value_type = Option<AgentStatusWire>)]
     pub(crate) status: Option<String>,
 }
 
@@ -281,6 +401,7 @@ pub(crate) struct CredentialList {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct CreateCredentialRequest {
     /// RFC 3339 expiry; none means no expiry.
+    #[schema(format = DateTime)]
     pub(crate) expires_at: Option<String>,
 }
 
@@ -289,6 +410,7 @@ pub(crate) struct CreateCredentialRequest {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct RotateCredentialRequest {
     /// Seconds the old secret keeps working (0 to 2,592,000). Default 0: revoked at once.
+    #[schema(minimum = 0, maximum = 2592000)]
     pub(crate) grace_seconds: Option<u64>,
 }
 
@@ -335,10 +457,13 @@ impl OrgView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct CreateOrgRequest {
+    #[schema(min_length = 1, max_length = 256)]
     pub(crate) name: String,
     /// Lowercase letters, digits and hyphens; unique; immutable.
+    #[schema(pattern = r"^[a-z0-9-]{1,64}$")]
     pub(crate) slug: String,
     /// free (default), pro or enterprise.
+    #[schema(value_type = Option<PlanTier>)]
     pub(crate) plan_tier: Option<String>,
     /// 1 to 2^53 − 1; absent or `null`: the plan's default (free 100, pro 1,000, enterprise
     /// unlimited).
@@ -349,14 +474,18 @@ pub(crate) struct CreateOrgRequest {
     #[schema(minimum = 1, maximum = 9007199254740991_u64)]
     pub(crate) max_tokens_per_month: Option<u64>,
     /// Email of the organization's first admin agent; default `admin@<slug>.agentidp.local`.
+    #[schema(min_length = 3, max_length = 254, pattern = r"^[^@\s]+@[^@\s]+$")]
     pub(crate) admin_email: Option<String>,
 }
 
 /// Body of `PATCH /api/v1/organizations/{orgId}`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub(crate) struct UpdateOrgRequest {
+    #[schema(min_length = 1, max_length = 256)]
     pub(crate) name: Option<String>,
+    #[schema(value_type = Option<PlanTier>)]
     pub(crate) plan_tier: Option<String>,
     /// 1 to 2^53 − 1, or `null`: unlimited. Absent: unchanged.
     #[serde(default, deserialize_with = "present")]
@@ -367,6 +496,7 @@ pub(crate) struct UpdateOrgRequest {
     #[schema(value_type = Option<u64>, minimum = 1, maximum = 9007199254740991_u64)]
     pub(crate) max_tokens_per_month: Option<Option<u64>>,
     /// active or suspended (deletion is DELETE).
+    #[schema(value_type = Option<OrgStatusChange>)]
     pub(crate) status: Option<String>,
 }
 
@@ -389,12 +519,16 @@ pub(crate) struct CreatedOrg {
 
 /// Query of the organization listing.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct OrgListQuery {
     /// Page number, from 1.
+    #[param(minimum = 1)]
     pub(crate) page: Option<usize>,
     /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub(crate) limit: Option<usize>,
     /// active, suspended or deleted.
+    #[param(value_type = Option<OrgStatusWire>)]
     pub(crate) status: Option<String>,
 }
 

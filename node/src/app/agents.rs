@@ -348,6 +348,9 @@ pub(crate) fn list(
 ) -> Result<Page<Agent>, DomainError> {
     caller.require(Scope::AgentsRead)?;
     let (page, limit) = page_params(q.page, q.limit)?;
+    if let Some(t) = &q.agent_type {
+        check_one_of("agentType", t, AGENT_TYPES)?;
+    }
     let filter = AgentFilter {
         owner: q.owner,
         agent_type: q.agent_type,

@@ -16,7 +16,7 @@ use crate::http::Caller;
 use crate::model::ErrorBody;
 
 /// The predecessor's per-agent DID document: the DID document with its `agntcy` extension.
-#[utoipa::path(get, path = "/api/v1/agents/{agentId}/did", tag = "DIDs",
+#[utoipa::path(get, operation_id = "getAgentDidDocumentLegacy", path = "/api/v1/agents/{agentId}/did", tag = "DIDs",
     params(("agentId" = Uuid, Path)),
     responses((status = 200, description = "DID document with the `agntcy` extension", body = Object),
         (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)))]
@@ -32,7 +32,7 @@ pub(crate) async fn legacy_document(
 }
 
 /// The predecessor's AGNTCY agent card.
-#[utoipa::path(get, path = "/api/v1/agents/{agentId}/did/card", tag = "DIDs",
+#[utoipa::path(get, operation_id = "getAgentDidCardLegacy", path = "/api/v1/agents/{agentId}/did/card", tag = "DIDs",
     params(("agentId" = Uuid, Path)),
     responses((status = 200, description = "AGNTCY card (predecessor shape)", body = Object),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)))]
@@ -48,9 +48,9 @@ pub(crate) async fn legacy_card(
 }
 
 /// W3C DID Resolution of one of the caller's organization's agents.
-#[utoipa::path(get, path = "/api/v1/agents/{agentId}/did/resolve", tag = "DIDs", security(("bearer" = ["agents:read"])),
+#[utoipa::path(get, operation_id = "resolveAgentDid", path = "/api/v1/agents/{agentId}/did/resolve", tag = "DIDs", security(("bearer" = ["agents:read"])),
     params(("agentId" = Uuid, Path)),
-    responses((status = 200, description = "DID Resolution result (application/ld+json;profile=\"https://w3id.org/did-resolution\")", body = Object),
+    responses((status = 200, description = "DID Resolution result", body = Object, content_type = "application/ld+json;profile=\"https://w3id.org/did-resolution\""),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn resolve(
     p: Params,

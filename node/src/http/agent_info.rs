@@ -25,7 +25,7 @@ pub(crate) struct AgentInfo {
 }
 
 /// Identity claims of the calling agent (the predecessor's `/agent-info`).
-#[utoipa::path(get, path = "/agent-info", tag = "Discovery", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "getAgentInfo", path = "/agent-info", tag = "Discovery", security(("bearer" = [])),
     responses((status = 200, body = AgentInfo), (status = 401, body = ErrorBody)))]
 pub(crate) async fn agent_info(
     _p: Params,

@@ -12,6 +12,7 @@ use crate::model::{AuditPage, AuditVerifyView, AuditView, ErrorBody};
 
 /// Query of the audit listing.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct AuditQuery {
     /// Exact action, e.g. `agent.register`, `token.issue`, `auth.bearer`.
     action: Option<String>,
@@ -20,17 +21,20 @@ pub(crate) struct AuditQuery {
     /// Exact target.
     target: Option<String>,
     /// RFC 3339 lower bound (inclusive).
+    #[param(format = DateTime)]
     from: Option<String>,
     /// RFC 3339 upper bound (inclusive).
+    #[param(format = DateTime)]
     to: Option<String>,
     /// Page size, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
     /// `nextCursor` of the previous page.
     cursor: Option<String>,
 }
 
 /// The caller's organization's audit entries, newest first.
-#[utoipa::path(get, path = "/api/v1/audit", tag = "Audit", security(("bearer" = ["audit:read"])), params(AuditQuery),
+#[utoipa::path(get, operation_id = "listAuditEntries", path = "/api/v1/audit", tag = "Audit", security(("bearer" = ["audit:read"])), params(AuditQuery),
     responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn list(
     _p: Params,
@@ -68,7 +72,7 @@ pub(crate) struct VerifyQuery {
 /// Verify the hash chain: incrementally, from the last verified checkpoint (the first call
 /// after a start re-hashes the whole chain); report the first broken sequence number.
 /// Rate-limited per organization.
-#[utoipa::path(get, path = "/api/v1/audit/verify", tag = "Audit", security(("bearer" = ["audit:read"])),
+#[utoipa::path(get, operation_id = "verifyAuditChain", path = "/api/v1/audit/verify", tag = "Audit", security(("bearer" = ["audit:read"])),
     params(VerifyQuery),
     responses((status = 200, body = AuditVerifyView), (status = 403, body = ErrorBody),
         (status = 429, description = "RATE_LIMITED", body = ErrorBody)))]

@@ -53,7 +53,7 @@ impl From<dids::VerifiedBadge> for VerifiedBadge {
 
 /// Verify an Agent Badge issued by this node: signature by a key of the node's DID document,
 /// issuer, type, validity window, and that the subject agent still exists and is active.
-#[utoipa::path(post, path = "/api/v1/badges/verify", tag = "DIDs", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "verifyBadge", path = "/api/v1/badges/verify", tag = "DIDs", security(("bearer" = [])),
     request_body = VerifyBadgeRequest,
     responses((status = 200, body = VerifiedBadge), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 422, description = "BADGE_MALFORMED, BADGE_UNSUPPORTED_TYPE, BADGE_ISSUER_UNKNOWN, BADGE_KEY_UNKNOWN, BADGE_SIGNATURE_INVALID, BADGE_NOT_YET_VALID, BADGE_EXPIRED, BADGE_SUBJECT_UNKNOWN, BADGE_SUBJECT_DEACTIVATED, BADGE_SUBJECT_NOT_ACTIVE", body = ErrorBody)))]

@@ -98,7 +98,8 @@ pub(crate) fn template(
     method: &'static str,
 ) -> impl Filter<Extract = (Params,), Error = Rejection> + Clone {
     let method_filter = match method {
-        "GET" => warp::get().boxed(),
+        // HEAD is GET without the body (RFC 9110 §9.3.2); `routes` drops the body.
+        "GET" => warp::get().or(warp::head()).unify().boxed(),
         "POST" => warp::post().boxed(),
         "PATCH" => warp::patch().boxed(),
         "DELETE" => warp::delete().boxed(),
@@ -157,13 +158,17 @@ pub(crate) fn optional_json_body<T: DeserializeOwned + Send + Default>(
         if bytes.is_empty() {
             return Ok(T::default());
         }
-        parse_json(ct.as_deref(), &bytes).map_err(Rejection::from)
+        // `null` is the documented "no body" too.
+        parse_json::<Option<T>>(ct.as_deref(), &bytes)
+            .map(Option::unwrap_or_default)
+            .map_err(Rejection::from)
     })
 }
 
 /// The content type and the body, refused from the headers alone — before a byte of the body is
-/// read — when it is declared larger than [`MAX_BODY`] (413) or streamed without a length (411).
-/// A request with neither `Content-Length` nor `Transfer-Encoding` has an empty body.
+/// read — when it is declared larger than [`MAX_BODY`] (413). A chunked body (no length) is
+/// read up to the same cap and refused with 413 at the first byte beyond it. A request with
+/// neither `Content-Length` nor `Transfer-Encoding` has an empty body.
 ///
 /// The body must arrive completely within the request's [`BodyTimeout`], else 408: this is the
 /// only place the node reads request bodies, so a client dripping one byte at a time holds a
@@ -172,20 +177,14 @@ pub(crate) fn optional_json_body<T: DeserializeOwned + Send + Default>(
 pub(crate) fn bounded_body(
 ) -> impl Filter<Extract = (Option<String>, Bytes), Error = Rejection> + Clone {
     warp::header::optional::<u64>("content-length")
-        .and(warp::header::optional::<String>("transfer-encoding"))
-        .and_then(|len: Option<u64>, te: Option<String>| async move {
-            match (len, te) {
-                (Some(l), _) if l > MAX_BODY => Err(Rejection::from(ApiError::new(
+        .and_then(|len: Option<u64>| async move {
+            match len {
+                Some(l) if l > MAX_BODY => Err(Rejection::from(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     ErrorCode::PayloadTooLarge,
                     format!(
                         "The request body is larger than the {MAX_BODY} bytes this route accepts."
                     ),
-                ))),
-                (None, Some(_)) => Err(Rejection::from(ApiError::new(
-                    StatusCode::LENGTH_REQUIRED,
-                    ErrorCode::LengthRequired,
-                    "Send a Content-Length header with the request body.",
                 ))),
                 _ => Ok(()),
             }
@@ -264,31 +263,68 @@ pub(crate) fn parse_json<T: DeserializeOwned>(
             "Send the body as JSON with Content-Type: application/json.",
         ));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
-        use serde_json::error::Category;
-        let msg = e.to_string();
-        match e.classify() {
-            Category::Data if msg.starts_with("unknown field") => {
-                let field = msg.split('`').nth(1).unwrap_or("").to_string();
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::UnknownField,
-                    format!("Unknown field `{field}` in the request body."),
-                )
-                .with_details(serde_json::json!({ "field": field }))
+    serde_json::from_slice(bytes)
+        .or_else(|e| {
+            // JSON Schema counts 61500.0 as an integer: retry with integer-valued numbers made
+            // integers (only after a failure, so the common body is parsed once).
+            if e.classify() == serde_json::error::Category::Data
+                && bytes.iter().any(|b| matches!(b, b'.' | b'e' | b'E'))
+            {
+                let mut v: serde_json::Value = serde_json::from_slice(bytes).map_err(|_| e)?;
+                integral_numbers(&mut v);
+                serde_json::from_value(v)
+            } else {
+                Err(e)
             }
-            Category::Data => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::ValidationError,
-                format!("The request body does not match the expected shape: {msg}."),
-            ),
-            _ => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::MalformedJson,
-                format!("The request body is not valid JSON: {msg}."),
-            ),
+        })
+        .map_err(|e| {
+            use serde_json::error::Category;
+            let msg = e.to_string();
+            match e.classify() {
+                Category::Data if msg.starts_with("unknown field") => {
+                    let field = msg.split('`').nth(1).unwrap_or("").to_string();
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        ErrorCode::UnknownField,
+                        format!("Unknown field `{field}` in the request body."),
+                    )
+                    .with_details(serde_json::json!({ "field": field }))
+                }
+                Category::Data => ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::ValidationError,
+                    format!("The request body does not match the expected shape: {msg}."),
+                ),
+                _ => ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::MalformedJson,
+                    format!("The request body is not valid JSON: {msg}."),
+                ),
+            }
+        })
+}
+
+/// Every number of `v` that is a float with an integer value (and exact as an `f64`) becomes
+/// that integer.
+fn integral_numbers(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64() {
+                const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+                if f.fract() == 0.0 && f.abs() <= EXACT {
+                    *v = if f < 0.0 {
+                        Value::from(f as i64)
+                    } else {
+                        Value::from(f as u64)
+                    };
+                }
+            }
         }
-    })
+        Value::Array(a) => a.iter_mut().for_each(integral_numbers),
+        Value::Object(m) => m.values_mut().for_each(integral_numbers),
+        _ => {}
+    }
 }
 
 /// A cacheable representation: `ETag`, `Cache-Control: public, max-age`, and `304 Not Modified`

@@ -86,6 +86,7 @@ pub(crate) struct CreatePartnerRequest {
     /// 1 to 256 characters.
     name: String,
     /// An https URL (exactly the `iss` of its tokens), or a `did:web` DID.
+    #[schema(pattern = r"^https?://[^\s/?#]+")]
     issuer: String,
     /// The JWKS URL. Without it, an URL issuer's discovery document gives it; a did:web issuer
     /// needs none.
@@ -108,6 +109,7 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 /// Body of `PATCH /api/v1/federation/partners/{id}`: only the fields given change.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub(crate) struct UpdatePartnerRequest {
     name: Option<String>,
     /// A new JWKS URL: probed before it is stored; the key cache is dropped.
@@ -118,6 +120,7 @@ pub(crate) struct UpdatePartnerRequest {
     audience: Option<Option<String>>,
     allowed_organizations: Option<Vec<String>>,
     /// `active` or `suspended`.
+    #[schema(value_type = Option<crate::model::wire::OrgStatusChange>)]
     status: Option<String>,
     /// RFC 3339, or `null` to remove the expiry.
     #[serde(default, deserialize_with = "nullable")]
@@ -149,7 +152,7 @@ pub(crate) struct VerifyResult {
 }
 
 /// Register a trusted federation partner: its key source is probed first.
-#[utoipa::path(post, path = "/api/v1/federation/trust", tag = "Federation", security(("bearer" = ["admin:orgs"])),
+#[utoipa::path(post, operation_id = "createFederationPartner", path = "/api/v1/federation/trust", tag = "Federation", security(("bearer" = ["admin:orgs"])),
     request_body = CreatePartnerRequest,
     responses((status = 201, body = PartnerView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, description = "FEDERATION_PARTNER_CONFLICT, FEDERATION_PARTNER_LIMIT", body = ErrorBody),
@@ -173,7 +176,7 @@ pub(crate) async fn create(
 }
 
 /// List every federation partner (expired ones say so).
-#[utoipa::path(get, path = "/api/v1/federation/partners", tag = "Federation", security(("bearer" = ["admin:orgs"])),
+#[utoipa::path(get, operation_id = "listFederationPartners", path = "/api/v1/federation/partners", tag = "Federation", security(("bearer" = ["admin:orgs"])),
     responses((status = 200, body = [PartnerView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn list(
     _p: Params,
@@ -187,7 +190,7 @@ pub(crate) async fn list(
 }
 
 /// Get one federation partner.
-#[utoipa::path(get, path = "/api/v1/federation/partners/{id}", tag = "Federation", security(("bearer" = ["admin:orgs"])),
+#[utoipa::path(get, operation_id = "getFederationPartner", path = "/api/v1/federation/partners/{id}", tag = "Federation", security(("bearer" = ["admin:orgs"])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = PartnerView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get(
@@ -202,7 +205,7 @@ pub(crate) async fn get(
 /// Update a federation partner (only the fields given). A new `jwks_uri` is probed first. A
 /// partner that came from gossip becomes this node's own (`source: local`): an operator's
 /// decision always wins over gossip.
-#[utoipa::path(patch, path = "/api/v1/federation/partners/{id}", tag = "Federation", security(("bearer" = ["admin:orgs"])),
+#[utoipa::path(patch, operation_id = "updateFederationPartner", path = "/api/v1/federation/partners/{id}", tag = "Federation", security(("bearer" = ["admin:orgs"])),
     params(("id" = Uuid, Path)), request_body = UpdatePartnerRequest,
     responses((status = 200, body = PartnerView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -232,7 +235,7 @@ pub(crate) async fn update(
 /// Remove a federation partner: its tokens are refused at once. Gossip does not bring it back
 /// until a trusted origin signs a different statement about the issuer (to keep it out for
 /// good, suspend it instead: a suspension is a local decision, which gossip never overrides).
-#[utoipa::path(delete, path = "/api/v1/federation/partners/{id}", tag = "Federation", security(("bearer" = ["admin:orgs"])),
+#[utoipa::path(delete, operation_id = "deleteFederationPartner", path = "/api/v1/federation/partners/{id}", tag = "Federation", security(("bearer" = ["admin:orgs"])),
     params(("id" = Uuid, Path)),
     responses((status = 204, description = "Removed"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn delete(
@@ -245,7 +248,7 @@ pub(crate) async fn delete(
 }
 
 /// Verify a token issued by a federation partner.
-#[utoipa::path(post, path = "/api/v1/federation/verify", tag = "Federation", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "verifyFederatedToken", path = "/api/v1/federation/verify", tag = "Federation", security(("bearer" = [])),
     request_body = VerifyRequest,
     responses((status = 200, body = VerifyResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 422, description = "UNKNOWN_FEDERATION_ISSUER, FEDERATION_PARTNER_SUSPENDED, FEDERATION_PARTNER_EXPIRED, FEDERATION_ORG_NOT_ALLOWED, ISSUER_MISMATCH, TOKEN_MALFORMED, ALG_NOT_ALLOWED, UNKNOWN_KID, SIGNATURE_INVALID, TOKEN_EXPIRED, TOKEN_NOT_YET_VALID, AUDIENCE_MISMATCH, CRIT_UNSUPPORTED, KEYS_UNAVAILABLE, ...", body = ErrorBody)))]
@@ -281,7 +284,7 @@ pub(crate) async fn verify(
 /// The gossip network as this node sees it: peers, anchors by origin with the last sequence
 /// of each, refused payloads by reason, and the transport's counters. `{"enabled": false}`
 /// when gossip does not run.
-#[utoipa::path(get, path = "/api/v1/federation/gossip", tag = "Federation", security(("bearer" = ["admin:orgs"])),
+#[utoipa::path(get, operation_id = "getGossipStatus", path = "/api/v1/federation/gossip", tag = "Federation", security(("bearer" = ["admin:orgs"])),
     responses((status = 200, body = crate::gossip::GossipView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn gossip(
     _p: Params,

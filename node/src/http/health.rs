@@ -28,7 +28,7 @@ pub(crate) struct Health {
 
 /// Liveness: 200 `ok`, or 503 `unavailable` when the store cannot be read or its commits fail.
 /// Cheap: the store is checked at most once a second, whatever the polling rate.
-#[utoipa::path(get, path = "/health", tag = "Health",
+#[utoipa::path(get, operation_id = "getHealth", path = "/health", tag = "Health",
     responses((status = 200, body = Health), (status = 503, description = "The store cannot be read or written", body = Health)))]
 pub(crate) async fn health(
     _p: Params,
@@ -74,7 +74,7 @@ pub(crate) struct DetailedHealth {
 
 /// Probes the store (a read of its schema record) and reports latency: 200 healthy, 207
 /// degraded, 503 unreachable (also when its commits fail), as the predecessor.
-#[utoipa::path(get, path = "/health/detailed", tag = "Health",
+#[utoipa::path(get, operation_id = "getDetailedHealth", path = "/health/detailed", tag = "Health",
     responses((status = 200, body = DetailedHealth), (status = 207, body = DetailedHealth), (status = 503, body = DetailedHealth)))]
 pub(crate) async fn detailed(
     _p: Params,
@@ -104,7 +104,7 @@ pub(crate) async fn detailed(
 }
 
 /// The metrics, as OpenMetrics text (Prometheus scrapes it; see `crate::metrics`).
-#[utoipa::path(get, path = "/metrics", tag = "Health",
+#[utoipa::path(get, operation_id = "getMetrics", path = "/metrics", tag = "Health",
     responses((status = 200, description = "OpenMetrics text format 1.0.0", content_type = "application/openmetrics-text")))]
 pub(crate) async fn metrics(
     _p: Params,

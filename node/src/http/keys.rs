@@ -34,7 +34,7 @@ pub(crate) struct SigningKeyList {
 }
 
 /// List the node's signing keys, newest first.
-#[utoipa::path(get, path = "/api/v1/keys", tag = "Keys", security(("bearer" = ["admin:orgs"])),
+#[utoipa::path(get, operation_id = "listSigningKeys", path = "/api/v1/keys", tag = "Keys", security(("bearer" = ["admin:orgs"])),
     responses((status = 200, body = SigningKeyList), (status = 403, body = ErrorBody)))]
 pub(crate) async fn signing_keys(
     _p: Params,
@@ -77,7 +77,7 @@ pub(crate) struct Rotated {
 
 /// Rotate the node's signing key: the new key signs at once; the old one stays published for
 /// the grace period.
-#[utoipa::path(post, path = "/api/v1/keys/rotate", tag = "Keys", security(("bearer" = ["admin:orgs"])),
+#[utoipa::path(post, operation_id = "rotateSigningKey", path = "/api/v1/keys/rotate", tag = "Keys", security(("bearer" = ["admin:orgs"])),
     request_body(content = Option<RotateRequest>),
     responses((status = 201, body = Rotated), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn rotate(

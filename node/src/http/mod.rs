@@ -47,6 +47,10 @@ pub(crate) struct Route {
     /// Builds the route's filter on top of its matched template: the extractors named in the
     /// table, in order, then the handler.
     serve: fn(Base, &AppState) -> Routed,
+    /// The extractors named in the row, in order: the OpenAPI document adds the responses,
+    /// parameters and headers each one brings (`auth`: 401/403/429, `json`: 400/408/413/415,
+    /// `inm`: `If-None-Match` and 304 ...), so a new row is documented for them without extra work.
+    pub(crate) extractors: &'static [&'static str],
     /// The handler's OpenAPI operation, with the path and methods its `#[utoipa::path]` names.
     pub(crate) doc: fn() -> HandlerDoc,
 }
@@ -62,12 +66,18 @@ pub(crate) struct HandlerDoc {
     pub(crate) operation: utoipa::openapi::path::Operation,
 }
 
-/// The documentation of the handler whose `#[utoipa::path]` generated `P`.
-fn doc<P: utoipa::Path>() -> HandlerDoc {
+/// The documentation of the handler whose `#[utoipa::path]` generated `P`, with its `tag`
+/// (utoipa hands tags out separately, for its own `paths(...)` collection).
+fn doc<P: utoipa::Path + for<'t> utoipa::__dev::Tags<'t>>() -> HandlerDoc {
+    let mut operation = P::operation();
+    let tags = <P as utoipa::__dev::Tags>::tags();
+    if !tags.is_empty() {
+        operation.tags = Some(tags.into_iter().map(String::from).collect());
+    }
     HandlerDoc {
         path: P::path(),
         methods: P::methods(),
-        operation: P::operation(),
+        operation,
     }
 }
 
@@ -86,6 +96,7 @@ macro_rules! routes {
                     .map(Reply::into_response)
                     .boxed()
             },
+            extractors: &[$(stringify!($ex)),*],
             doc: paste::paste! { doc::<$module::[<__path_ $handler>]> },
         }, )* ]
     };
@@ -108,7 +119,7 @@ pub(crate) const ROUTES: &[Route] = routes! {
     GET "/health" => health::health(state);
     GET "/health/detailed" => health::detailed(state);
     GET "/metrics" => health::metrics(state);
-    GET "/openapi.json" => openapi::openapi_json();
+    GET "/openapi.json" => openapi::openapi_json(state);
     GET "/.well-known/openid-configuration" => wellknown::openid_configuration(state);
     GET "/.well-known/oauth-authorization-server" => wellknown::oauth_authorization_server(state);
     GET "/did.json" => wellknown::node_document_at_path(accept, inm, state);
@@ -176,6 +187,45 @@ pub(crate) fn route_label(method: &str, path: &str) -> &'static str {
         .map_or("unmatched", |r| r.path)
 }
 
+/// The methods the table serves at `path`, for `Allow` (RFC 9110 §10.2.1): `HEAD` with every
+/// `GET` (RFC 9110 §9.3.2).
+pub(crate) fn allowed_methods(path: &str) -> Vec<&'static str> {
+    let mut methods: Vec<&'static str> = Vec::new();
+    for r in ROUTES {
+        if extract::Params::of(r.path, path).is_some() && !methods.contains(&r.method) {
+            methods.push(r.method);
+            if r.method == "GET" {
+                methods.push("HEAD");
+            }
+        }
+    }
+    methods
+}
+
+/// What every answer gets last: `Allow` on 405 (RFC 9110 §15.5.6), and no body for `HEAD`
+/// (the headers of the `GET`, including its `Content-Length`, RFC 9110 §9.3.2).
+fn finish(
+    method: &warp::http::Method,
+    path: &str,
+    mut resp: warp::reply::Response,
+) -> warp::reply::Response {
+    use warp::http::{header, HeaderValue};
+    if resp.status() == warp::http::StatusCode::METHOD_NOT_ALLOWED {
+        if let Ok(v) = HeaderValue::from_str(&allowed_methods(path).join(", ")) {
+            resp.headers_mut().insert(header::ALLOW, v);
+        }
+    }
+    if method == warp::http::Method::HEAD {
+        let len = http_body::Body::size_hint(resp.body()).exact();
+        let (mut parts, _) = resp.into_parts();
+        if let Some(v) = len.and_then(|n| HeaderValue::from_str(&n.to_string()).ok()) {
+            parts.headers.insert(header::CONTENT_LENGTH, v);
+        }
+        resp = warp::reply::Response::from_parts(parts, Default::default());
+    }
+    resp
+}
+
 /// Every route of the table, with the rejection handler and request metrics.
 pub(crate) fn routes(
     state: AppState,
@@ -196,7 +246,18 @@ pub(crate) fn routes(
     // that the k-th row serves passes through k+1 `or`s only (nested to the left, every request
     // went through one boxed future per row of the table: ~10% of token throughput).
     let api = table.fold(last, |rest, f| f.or(rest).unify().boxed());
-    api.recover(crate::http::error::handle_rejection)
+    warp::method()
+        .and(warp::path::full())
+        .and(api.recover(crate::http::error::handle_rejection))
+        .map(
+            |method: warp::http::Method, path: warp::path::FullPath, reply| {
+                finish(
+                    &method,
+                    path.as_str(),
+                    warp::reply::Reply::into_response(reply),
+                )
+            },
+        )
         .with(warp::log::custom(move |info| {
             let route = route_label(info.method().as_str(), info.path());
             metrics.observe(

@@ -9,7 +9,7 @@ use crate::http::extract::Params;
 use crate::model::OAuthErrorBody;
 
 /// There is no interactive authorization: agents get tokens at the token endpoint.
-#[utoipa::path(get, path = "/oauth2/authorize", tag = "Discovery",
+#[utoipa::path(get, operation_id = "authorize", path = "/oauth2/authorize", tag = "Discovery",
     responses((status = 400, description = "unsupported_response_type, always", body = OAuthErrorBody)))]
 pub(crate) async fn authorize(_p: Params) -> Result<warp::reply::Response, Rejection> {
     let body = serde_json::json!({

@@ -24,6 +24,10 @@ pub(crate) struct OAuthForm {
     /// Introspection and revocation: the token in question. (`token_type_hint` may be sent and
     /// is ignored: this node issues one type of token.)
     pub(crate) token: Option<String>,
+    /// Introspection and revocation: a string when given, and ignored.
+    #[allow(dead_code)]
+    #[schema(ignore)]
+    pub(crate) token_type_hint: Option<String>,
     /// Token exchange (RFC 8693 §2.1): the partner-issued token and its type.
     pub(crate) subject_token: Option<String>,
     pub(crate) subject_token_type: Option<String>,

@@ -59,7 +59,7 @@ pub(crate) struct TrustPolicyList {
 }
 
 /// Create a trust policy for one of the caller's organization's agents.
-#[utoipa::path(post, path = "/api/v1/oidc/trust-policies", tag = "Token exchange", security(("bearer" = ["agents:write"])),
+#[utoipa::path(post, operation_id = "createTrustPolicy", path = "/api/v1/oidc/trust-policies", tag = "Token exchange", security(("bearer" = ["agents:write"])),
     request_body = CreateTrustPolicyRequest,
     responses((status = 201, body = TrustPolicyView),
         (status = 400, description = "VALIDATION_ERROR, POLICY_TOO_BROAD", body = ErrorBody), (status = 401, body = ErrorBody),
@@ -81,11 +81,12 @@ pub(crate) async fn create(
 #[into_params(parameter_in = Query)]
 pub(crate) struct PolicyListQuery {
     /// Only the policies of this agent (the predecessor's filter).
+    #[param(format = Uuid)]
     agent_id: Option<String>,
 }
 
 /// The caller's organization's trust policies, optionally of one agent.
-#[utoipa::path(get, path = "/api/v1/oidc/trust-policies", tag = "Token exchange", security(("bearer" = ["agents:read"])),
+#[utoipa::path(get, operation_id = "listTrustPolicies", path = "/api/v1/oidc/trust-policies", tag = "Token exchange", security(("bearer" = ["agents:read"])),
     params(PolicyListQuery),
     responses((status = 200, body = TrustPolicyList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn list(
@@ -107,7 +108,7 @@ pub(crate) async fn list(
 }
 
 /// One of the caller's organization's trust policies.
-#[utoipa::path(get, path = "/api/v1/oidc/trust-policies/{id}", tag = "Token exchange", security(("bearer" = ["agents:read"])),
+#[utoipa::path(get, operation_id = "getTrustPolicy", path = "/api/v1/oidc/trust-policies/{id}", tag = "Token exchange", security(("bearer" = ["agents:read"])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = TrustPolicyView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get(
@@ -121,7 +122,7 @@ pub(crate) async fn get(
 }
 
 /// Delete a trust policy: exchanges under it stop at once.
-#[utoipa::path(delete, path = "/api/v1/oidc/trust-policies/{id}", tag = "Token exchange", security(("bearer" = ["agents:write"])),
+#[utoipa::path(delete, operation_id = "deleteTrustPolicy", path = "/api/v1/oidc/trust-policies/{id}", tag = "Token exchange", security(("bearer" = ["agents:write"])),
     params(("id" = Uuid, Path)),
     responses((status = 204, description = "Deleted"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn delete(
@@ -149,7 +150,7 @@ pub(crate) struct OidcTokenRequest {
 
 /// Exchange a workload's OIDC JWT for an agent's access token (the predecessor's endpoint; the
 /// same as RFC 8693 token exchange at `/api/v1/token`).
-#[utoipa::path(post, path = "/api/v1/oidc/token", tag = "Token exchange",
+#[utoipa::path(post, operation_id = "exchangeOidcToken", path = "/api/v1/oidc/token", tag = "Token exchange",
     request_body = OidcTokenRequest,
     responses((status = 200, body = ExchangeResponse), (status = 400, description = "TARGET_REQUIRED, INVALID_TARGET, VALIDATION_ERROR", body = ErrorBody),
         (status = 401, description = "TRUST_POLICY_NOT_FOUND, AGENT_NOT_ACTIVE, UNKNOWN_FEDERATION_ISSUER, SIGNATURE_INVALID, TOKEN_EXPIRED, ...", body = ErrorBody),

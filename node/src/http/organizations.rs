@@ -10,7 +10,7 @@ use crate::http::Caller;
 use crate::model::*;
 
 /// Create an organization and its first admin agent (whose credential is returned once).
-#[utoipa::path(post, path = "/api/v1/organizations", tag = "Organizations", security(("bearer" = ["admin:orgs"])),
+#[utoipa::path(post, operation_id = "createOrganization", path = "/api/v1/organizations", tag = "Organizations", security(("bearer" = ["admin:orgs"])),
     request_body = CreateOrgRequest,
     responses((status = 201, body = CreatedOrg), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 409, description = "ORG_SLUG_CONFLICT, AGENT_ALREADY_EXISTS", body = ErrorBody)))]
@@ -35,7 +35,7 @@ pub(crate) async fn create(
 }
 
 /// List organizations, newest first.
-#[utoipa::path(get, path = "/api/v1/organizations", tag = "Organizations", security(("bearer" = ["admin:orgs"])),
+#[utoipa::path(get, operation_id = "listOrganizations", path = "/api/v1/organizations", tag = "Organizations", security(("bearer" = ["admin:orgs"])),
     params(OrgListQuery), responses((status = 200, body = OrgPage), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn list(
     _p: Params,
@@ -54,7 +54,7 @@ pub(crate) async fn list(
 }
 
 /// Get an organization.
-#[utoipa::path(get, path = "/api/v1/organizations/{orgId}", tag = "Organizations", security(("bearer" = ["admin:orgs"])),
+#[utoipa::path(get, operation_id = "getOrganization", path = "/api/v1/organizations/{orgId}", tag = "Organizations", security(("bearer" = ["admin:orgs"])),
     params(("orgId" = Uuid, Path)), responses((status = 200, body = OrgView), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get(
     p: Params,
@@ -66,7 +66,7 @@ pub(crate) async fn get(
 }
 
 /// Update an organization (name, plan, limits — `null` for unlimited —, active/suspended).
-#[utoipa::path(patch, path = "/api/v1/organizations/{orgId}", tag = "Organizations", security(("bearer" = ["admin:orgs"])),
+#[utoipa::path(patch, operation_id = "updateOrganization", path = "/api/v1/organizations/{orgId}", tag = "Organizations", security(("bearer" = ["admin:orgs"])),
     params(("orgId" = Uuid, Path)), request_body = UpdateOrgRequest,
     responses((status = 200, body = OrgView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn update(
@@ -80,7 +80,7 @@ pub(crate) async fn update(
 }
 
 /// Soft-delete an organization: irreversible; its agents can get and use no token.
-#[utoipa::path(delete, path = "/api/v1/organizations/{orgId}", tag = "Organizations", security(("bearer" = ["admin:orgs"])),
+#[utoipa::path(delete, operation_id = "deleteOrganization", path = "/api/v1/organizations/{orgId}", tag = "Organizations", security(("bearer" = ["admin:orgs"])),
     params(("orgId" = Uuid, Path)),
     responses((status = 204, description = "Deleted"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "ORG_ALREADY_DELETED", body = ErrorBody)))]

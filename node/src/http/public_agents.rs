@@ -94,9 +94,9 @@ fn document_type(accept: Option<&str>) -> &'static str {
 }
 
 /// An agent's DID document (`did:web:<host>:agents:<uuid>`).
-#[utoipa::path(get, path = "/agents/{agentId}/did.json", tag = "DIDs",
+#[utoipa::path(get, operation_id = "getAgentDidDocument", path = "/agents/{agentId}/did.json", tag = "DIDs",
     params(("agentId" = Uuid, Path)),
-    responses((status = 200, description = "DID document", body = Object), (status = 304, description = "Not modified"),
+    responses((status = 200, description = "DID document (application/did+ld+json when the Accept header asks for it)", content((Object = "application/did+json"), (Object = "application/did+ld+json"))), (status = 304, description = "Not modified"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 410, description = "AGENT_DECOMMISSIONED: the DID is deactivated", body = ErrorBody)))]
 pub(crate) async fn agent_document(
@@ -115,7 +115,7 @@ pub(crate) async fn agent_document(
 /// An agent's A2A agent card (v1.0), signed with a detached JWS over its A2A canonical form
 /// (A2A §8.4.1: members at default values left out, then JCS). Only agents with at least one
 /// endpoint and one skill have one (A2A requires both collections non-empty).
-#[utoipa::path(get, path = "/agents/{agentId}/.well-known/agent-card.json", tag = "DIDs",
+#[utoipa::path(get, operation_id = "getAgentCard", path = "/agents/{agentId}/.well-known/agent-card.json", tag = "DIDs",
     params(("agentId" = Uuid, Path)),
     responses((status = 200, description = "A2A AgentCard with `signatures`", body = Object), (status = 304, description = "Not modified"),
         (status = 403, description = "AGENT_NOT_ACTIVE", body = ErrorBody),
@@ -134,7 +134,7 @@ pub(crate) async fn agent_card(
 }
 
 /// An agent's OASF record (schema 1.0.0) with its A2A card in module `integration/a2a`.
-#[utoipa::path(get, path = "/agents/{agentId}/oasf.json", tag = "DIDs",
+#[utoipa::path(get, operation_id = "getAgentOasfRecord", path = "/agents/{agentId}/oasf.json", tag = "DIDs",
     params(("agentId" = Uuid, Path)),
     responses((status = 200, description = "OASF record", body = Object), (status = 304, description = "Not modified"),
         (status = 403, body = ErrorBody),
@@ -155,11 +155,11 @@ pub(crate) async fn oasf_record(
 /// An agent's Agent Badge: a VCDM 2.0 credential (`AgentBadge`, subject = the agent's DID,
 /// `badge` = its signed A2A card as a JSON string) as a compact JWS (`typ: vc+jwt`) signed by
 /// the node, whose `kid` is a verification method of the node's DID document. Valid 24 hours.
-/// The JWT claims `iss`/`sub`/`nbf`/`exp`/`jti` mirror the credential; `credentialStatus` points
-/// at bit 0 of the agent's status list (`/agents/{agentId}/status`).
-#[utoipa::path(get, path = "/agents/{agentId}/badge", tag = "DIDs",
+/// The JWT claims `iss`/`sub`/`nbf`/`exp`/`jti` mirror the credential; `credentialStatus` names
+/// the agent's bit of one of the node's status lists (`/status/{list}`).
+#[utoipa::path(get, operation_id = "getAgentBadge", path = "/agents/{agentId}/badge", tag = "DIDs",
     params(("agentId" = Uuid, Path)),
-    responses((status = 200, description = "Compact JWS (application/vc+jwt)", body = String, content_type = "application/vc+jwt"),
+    responses((status = 200, description = "Compact JWS", body = String, content_type = "application/vc+jwt"),
         (status = 403, body = ErrorBody),
         (status = 404, description = "AGENT_NOT_FOUND, AGENT_CARD_UNAVAILABLE (the badge carries the card)", body = ErrorBody),
         (status = 410, body = ErrorBody)))]

@@ -45,14 +45,75 @@ fn token_response(i: Issued) -> TokenResponse {
     }
 }
 
-/// Issue an access token (client_credentials).
+/// The grant types of the token endpoint.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) enum GrantType {
+    #[schema(rename = "client_credentials")]
+    ClientCredentials,
+    #[schema(rename = "urn:ietf:params:oauth:grant-type:token-exchange")]
+    TokenExchange,
+}
+
+/// `client_assertion_type` of `private_key_jwt` (RFC 7523 §2.2).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) enum ClientAssertionType {
+    #[schema(rename = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")]
+    JwtBearer,
+}
+
+/// The parameters of the token endpoint (documentation of what [`OAuthForm`] accepts there):
+/// the grant (RFC 6749 §4.4.2, RFC 8693 §2.1), and the client authentication when it is not
+/// HTTP Basic: `client_id` + `client_secret` (`client_secret_post`), or `client_assertion_type`
+/// + `client_assertion` (`private_key_jwt`, RFC 7523).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct TokenRequest {
+    grant_type: GrantType,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    client_assertion_type: Option<ClientAssertionType>,
+    /// A JWT signed with one of the agent's keys (`iss` = `sub` = the agent id, `aud` the token endpoint).
+    client_assertion: Option<String>,
+    /// Space-separated scopes; default: all the agent holds.
+    scope: Option<String>,
+    /// Token exchange: the partner-issued JWT.
+    subject_token: Option<String>,
+    /// Token exchange: the type of `subject_token`.
+    subject_token_type: Option<String>,
+    /// Token exchange: `urn:ietf:params:oauth:token-type:access_token` when given.
+    requested_token_type: Option<String>,
+    /// Token exchange: the agent to act as (id or DID).
+    audience: Option<String>,
+}
+
+/// The parameters of introspection (RFC 7662 §2.1) and revocation (RFC 7009 §2.1), with the
+/// caller's authentication when it is neither a bearer token nor HTTP Basic.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct TokenActionRequest {
+    /// The token in question.
+    token: String,
+    /// Accepted and ignored: the node issues one type of token.
+    token_type_hint: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    client_assertion_type: Option<ClientAssertionType>,
+    client_assertion: Option<String>,
+}
+
+/// Issue an access token: client_credentials (RFC 6749 §4.4) or token exchange (RFC 8693).
+/// The client authenticates with HTTP Basic, `client_secret_post` or `private_key_jwt`.
 #[utoipa::path(
     post,
+    operation_id = "issueToken",
     path = "/api/v1/token",
     tag = "Tokens",
-    request_body(content = OAuthForm, content_type = "application/x-www-form-urlencoded"),
+    security(("clientSecretBasic" = []), ()),
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "Access token (RFC 9068 JWT)", body = TokenResponse),
+        (status = 200, description = "Access token (RFC 9068 JWT); a token exchange adds `issued_token_type`", body = TokenResponse),
         (status = 400, description = "invalid_request, unsupported_grant_type, invalid_scope", body = OAuthErrorBody),
         (status = 401, description = "invalid_client", body = OAuthErrorBody),
         (status = 429, description = "temporarily_unavailable: per-client rate limit; see Retry-After", body = OAuthErrorBody),
@@ -185,6 +246,18 @@ async fn token_request(
     let form = OAuthForm::parse(content_type, body)?;
     let credentials;
     let client = match bearer_token(authorization) {
+        // One authentication method per request (RFC 6749 §2.3): client credentials in the
+        // body next to a bearer token are an error, not silently ignored.
+        Some(_)
+            if form.client_secret.is_some()
+                || form.client_assertion.is_some()
+                || form.client_assertion_type.is_some() =>
+        {
+            return Err(OAuthError::new(
+                OAuthKind::InvalidRequest,
+                "authenticate with a bearer token or with client credentials, not both",
+            ))
+        }
         Some(t) => ResourceCredentials::Bearer(t),
         None => {
             credentials = form.client_credentials(authorization)?;
@@ -260,8 +333,9 @@ impl Introspection {
 
 /// Introspect a token (RFC 7662). Callers see tokens of their own organization only (the
 /// instance admin: all); any other token is `{"active": false}`.
-#[utoipa::path(post, path = "/api/v1/token/introspect", tag = "Tokens",
-    request_body(content = OAuthForm, content_type = "application/x-www-form-urlencoded"),
+#[utoipa::path(post, operation_id = "introspectToken", path = "/api/v1/token/introspect", tag = "Tokens",
+    security(("bearer" = []), ("clientSecretBasic" = []), ()),
+    request_body(content = TokenActionRequest, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, body = Introspection), (status = 400, body = OAuthErrorBody), (status = 401, body = OAuthErrorBody)))]
 pub(crate) async fn introspect(
     _p: Params,
@@ -289,8 +363,9 @@ pub(crate) async fn introspect(
 
 /// Revoke a token (RFC 7009): the token's own client, or an agent of its organization holding
 /// `agents:write`, or the instance admin. Unknown, invalid or expired tokens answer 200 too.
-#[utoipa::path(post, path = "/api/v1/token/revoke", tag = "Tokens",
-    request_body(content = OAuthForm, content_type = "application/x-www-form-urlencoded"),
+#[utoipa::path(post, operation_id = "revokeToken", path = "/api/v1/token/revoke", tag = "Tokens",
+    security(("bearer" = []), ("clientSecretBasic" = []), ()),
+    request_body(content = TokenActionRequest, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "Revoked, or nothing to revoke"), (status = 400, body = OAuthErrorBody), (status = 401, body = OAuthErrorBody)))]
 pub(crate) async fn revoke(
     _p: Params,

@@ -27,7 +27,7 @@ fn cacheable(body: &impl serde::Serialize) -> warp::reply::Response {
 }
 
 /// The node's public signing keys: the active key and retired keys still in their grace period.
-#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "Discovery",
+#[utoipa::path(get, operation_id = "getJwks", path = "/.well-known/jwks.json", tag = "Discovery",
     responses((status = 200, description = "JSON Web Key Set (RFC 7517), with ETag", body = Object), (status = 304, description = "Not modified")))]
 pub(crate) async fn jwks(
     _p: Params,
@@ -45,7 +45,7 @@ pub(crate) async fn jwks(
 }
 
 /// RFC 8414 authorization server metadata.
-#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "Discovery",
+#[utoipa::path(get, operation_id = "getAuthorizationServerMetadata", path = "/.well-known/oauth-authorization-server", tag = "Discovery",
     responses((status = 200, description = "RFC 8414 metadata", body = Object)))]
 pub(crate) async fn oauth_authorization_server(
     _p: Params,
@@ -58,7 +58,7 @@ pub(crate) async fn oauth_authorization_server(
 /// members OIDC Discovery requires anyway say so as precisely as the format allows:
 /// `response_types_supported` is empty and `authorization_endpoint` answers every request with
 /// `unsupported_response_type`.
-#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "Discovery",
+#[utoipa::path(get, operation_id = "getOpenIdConfiguration", path = "/.well-known/openid-configuration", tag = "Discovery",
     responses((status = 200, description = "OpenID Provider Metadata", body = Object)))]
 pub(crate) async fn openid_configuration(
     _p: Params,
@@ -68,8 +68,8 @@ pub(crate) async fn openid_configuration(
 }
 
 /// The node's DID document (`did:web:<host>`): its signing keys in force and its services.
-#[utoipa::path(get, path = "/.well-known/did.json", tag = "DIDs",
-    responses((status = 200, description = "DID document (application/did+json; application/did+ld+json when asked)", body = Object),
+#[utoipa::path(get, operation_id = "getNodeDidDocument", path = "/.well-known/did.json", tag = "DIDs",
+    responses((status = 200, description = "DID document (application/did+ld+json when the Accept header asks for it)", content((Object = "application/did+json"), (Object = "application/did+ld+json"))),
         (status = 304, description = "Not modified")))]
 pub(crate) async fn node_document(
     _p: Params,
@@ -85,8 +85,8 @@ pub(crate) async fn node_document(
 /// (`https://h/base` is `did:web:h:base`, whose document is `https://h/base/did.json`; the proxy
 /// in front of the node strips `/base`). Without a path the DID's document is at
 /// `/.well-known/did.json` only, and this answers 404.
-#[utoipa::path(get, path = "/did.json", tag = "DIDs",
-    responses((status = 200, description = "DID document of the node, when its public URL has a path", body = Object),
+#[utoipa::path(get, operation_id = "getNodeDidDocumentAtRoot", path = "/did.json", tag = "DIDs",
+    responses((status = 200, description = "DID document of the node, when its public URL has a path", content((Object = "application/did+json"), (Object = "application/did+ld+json"))),
         (status = 304, description = "Not modified"), (status = 404, description = "DID_DOCUMENT_NOT_HERE", body = ErrorBody)))]
 pub(crate) async fn node_document_at_path(
     _p: Params,

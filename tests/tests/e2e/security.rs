@@ -936,8 +936,12 @@ async fn bad_input_is_rejected_with_stable_codes() {
         }
     }
 
-    // No Content-Length at all (a complete chunked body).
-    let body = agent_body("chunked@inputs.example").to_string();
+    // No Content-Length at all: a complete chunked body, over the size cap (chunked bodies are
+    // read, under the same cap as sized ones).
+    let body = format!(
+        "{{\"email\":\"chunked@inputs.example\",\"description\":\"{}\"}}",
+        "x".repeat(70 * 1024)
+    );
     let head = raw_head(
         &api.base,
         "POST",
@@ -957,9 +961,9 @@ async fn bad_input_is_rejected_with_stable_codes() {
     )
     .await
     .expect("an answer to a chunked request");
-    if status != 411 || body["code"] != "LENGTH_REQUIRED" {
+    if status != 413 || body["code"] != "PAYLOAD_TOO_LARGE" {
         failures.push(format!(
-            "no Content-Length (chunked POST /api/v1/agents): expected 411 LENGTH_REQUIRED, got {status} {body}"
+            "no Content-Length (chunked POST /api/v1/agents, 70 KiB): expected 413 PAYLOAD_TOO_LARGE, got {status} {body}"
         ));
     }
 
@@ -1012,10 +1016,10 @@ async fn bad_input_is_rejected_with_stable_codes() {
     );
 }
 
-/// Every route that takes a body refuses an oversized or unsized one from its headers alone,
-/// before reading it: a declared 100 MiB body gets 413 and a chunked body (no Content-Length)
-/// gets 411 at once, even though the client never finishes sending. Otherwise one client can
-/// make the node buffer any amount of memory.
+/// Every route that takes a body refuses an oversized one at once, even though the client never
+/// finishes sending: a declared 100 MiB body gets 413 from its headers alone, a chunked body (no
+/// Content-Length) 413 at its first byte past the cap. Otherwise one client can make the node
+/// buffer any amount of memory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_bodies_are_bounded_before_they_are_read() {
     let dir = tempdir();
@@ -1069,18 +1073,21 @@ async fn request_bodies_are_bounded_before_they_are_read() {
         if let Some(t) = token {
             headers.push(format!("Authorization: Bearer {t}"));
         }
+        // A chunked body is read as it comes, and refused at the first byte past the cap: here a
+        // chunk of 64 KiB + 1 whose body never ends.
+        let over_cap = format!("10001\r\n{}\r\n", "x".repeat(0x10001));
         for (framing, prefix, status, code) in [
             (
                 "Content-Length: 104857600",
-                "{\"a\":",
+                "{\"a\":".to_string(),
                 413,
                 "PAYLOAD_TOO_LARGE",
             ),
             (
                 "Transfer-Encoding: chunked",
-                "5\r\n{\"a\":\r\n",
-                411,
-                "LENGTH_REQUIRED",
+                over_cap,
+                413,
+                "PAYLOAD_TOO_LARGE",
             ),
         ] {
             let mut h = headers.clone();

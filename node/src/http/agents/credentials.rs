@@ -17,7 +17,7 @@ fn issued(i: credentials::Issued) -> IssuedCredential {
 }
 
 /// Generate a client secret credential (the secret is shown once).
-#[utoipa::path(post, path = "/api/v1/agents/{agentId}/credentials", tag = "Credentials", security(("bearer" = ["agents:write"])),
+#[utoipa::path(post, operation_id = "createCredential", path = "/api/v1/agents/{agentId}/credentials", tag = "Credentials", security(("bearer" = ["agents:write"])),
     params(("agentId" = Uuid, Path)), request_body(content = Option<CreateCredentialRequest>),
     responses((status = 201, body = IssuedCredential), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn create_credential(
@@ -31,7 +31,7 @@ pub(crate) async fn create_credential(
 }
 
 /// List an agent's credentials (never their secrets).
-#[utoipa::path(get, path = "/api/v1/agents/{agentId}/credentials", tag = "Credentials", security(("bearer" = ["agents:read"])),
+#[utoipa::path(get, operation_id = "listCredentials", path = "/api/v1/agents/{agentId}/credentials", tag = "Credentials", security(("bearer" = ["agents:read"])),
     params(("agentId" = Uuid, Path)),
     responses((status = 200, body = CredentialList), (status = 404, body = ErrorBody)))]
 pub(crate) async fn list_credentials(
@@ -46,7 +46,7 @@ pub(crate) async fn list_credentials(
 }
 
 /// Rotate a credential: a new secret now; the old one works for `graceSeconds` more.
-#[utoipa::path(post, path = "/api/v1/agents/{agentId}/credentials/{credentialId}/rotate", tag = "Credentials",
+#[utoipa::path(post, operation_id = "rotateCredential", path = "/api/v1/agents/{agentId}/credentials/{credentialId}/rotate", tag = "Credentials",
     security(("bearer" = ["agents:write"])),
     params(("agentId" = Uuid, Path), ("credentialId" = Uuid, Path)), request_body(content = Option<RotateCredentialRequest>),
     responses((status = 201, body = IssuedCredential), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -63,7 +63,7 @@ pub(crate) async fn rotate_credential(
 }
 
 /// Revoke a credential at once.
-#[utoipa::path(delete, path = "/api/v1/agents/{agentId}/credentials/{credentialId}", tag = "Credentials",
+#[utoipa::path(delete, operation_id = "revokeCredential", path = "/api/v1/agents/{agentId}/credentials/{credentialId}", tag = "Credentials",
     security(("bearer" = ["agents:write"])), params(("agentId" = Uuid, Path), ("credentialId" = Uuid, Path)),
     responses((status = 204, description = "Revoked"), (status = 404, body = ErrorBody),
         (status = 409, description = "CREDENTIAL_ALREADY_REVOKED", body = ErrorBody)))]

@@ -54,7 +54,7 @@ pub(crate) struct AgentKeyList {
 }
 
 /// Register a public key for an agent.
-#[utoipa::path(post, path = "/api/v1/agents/{agentId}/keys", tag = "Keys", security(("bearer" = ["agents:write"])),
+#[utoipa::path(post, operation_id = "addAgentKey", path = "/api/v1/agents/{agentId}/keys", tag = "Keys", security(("bearer" = ["agents:write"])),
     params(("agentId" = Uuid, Path)), request_body = AddKeyRequest,
     responses((status = 201, body = AgentKeyView),
         (status = 400, description = "INVALID_KEY, UNSUPPORTED_KEY, PRIVATE_KEY_MATERIAL", body = ErrorBody),
@@ -70,7 +70,7 @@ pub(crate) async fn add_key(
 }
 
 /// List an agent's public keys.
-#[utoipa::path(get, path = "/api/v1/agents/{agentId}/keys", tag = "Keys", security(("bearer" = ["agents:read"])),
+#[utoipa::path(get, operation_id = "listAgentKeys", path = "/api/v1/agents/{agentId}/keys", tag = "Keys", security(("bearer" = ["agents:read"])),
     params(("agentId" = Uuid, Path)), responses((status = 200, body = AgentKeyList), (status = 404, body = ErrorBody)))]
 pub(crate) async fn list_keys(
     p: Params,
@@ -83,7 +83,7 @@ pub(crate) async fn list_keys(
 }
 
 /// Remove an agent's public key; assertions signed with it are refused from now on.
-#[utoipa::path(delete, path = "/api/v1/agents/{agentId}/keys/{kid}", tag = "Keys", security(("bearer" = ["agents:write"])),
+#[utoipa::path(delete, operation_id = "removeAgentKey", path = "/api/v1/agents/{agentId}/keys/{kid}", tag = "Keys", security(("bearer" = ["agents:write"])),
     params(("agentId" = Uuid, Path), ("kid" = String, Path)),
     responses((status = 204, description = "Removed"), (status = 404, description = "AGENT_NOT_FOUND, KEY_NOT_FOUND", body = ErrorBody)))]
 pub(crate) async fn remove_key(

@@ -39,7 +39,7 @@ pub(crate) struct GeneratedKey {
 
 /// Register an agent in the caller's organization, with its DID keys: the public JWKs given in
 /// `keys`, or else a P-256 key generated here whose private JWK is returned once.
-#[utoipa::path(post, path = "/api/v1/agents", tag = "Agents", security(("bearer" = ["agents:write"])),
+#[utoipa::path(post, operation_id = "createAgent", path = "/api/v1/agents", tag = "Agents", security(("bearer" = ["agents:write"])),
     request_body = RegisterAgentRequest,
     responses((status = 201, body = RegisteredAgent),
         (status = 400, description = "VALIDATION_ERROR, INVALID_KEY, UNSUPPORTED_KEY, PRIVATE_KEY_MATERIAL", body = ErrorBody),
@@ -69,7 +69,7 @@ pub(crate) async fn register(
 }
 
 /// List the caller's organization's agents, newest first.
-#[utoipa::path(get, path = "/api/v1/agents", tag = "Agents", security(("bearer" = ["agents:read"])),
+#[utoipa::path(get, operation_id = "listAgents", path = "/api/v1/agents", tag = "Agents", security(("bearer" = ["agents:read"])),
     params(AgentListQuery),
     responses((status = 200, body = AgentPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn list(
@@ -94,7 +94,7 @@ pub(crate) async fn list(
 }
 
 /// Get one agent of the caller's organization.
-#[utoipa::path(get, path = "/api/v1/agents/{agentId}", tag = "Agents", security(("bearer" = ["agents:read"])),
+#[utoipa::path(get, operation_id = "getAgent", path = "/api/v1/agents/{agentId}", tag = "Agents", security(("bearer" = ["agents:read"])),
     params(("agentId" = Uuid, Path)),
     responses((status = 200, body = AgentView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, description = "AGENT_NOT_FOUND", body = ErrorBody)))]
 pub(crate) async fn get(
@@ -107,7 +107,7 @@ pub(crate) async fn get(
 }
 
 /// Update an agent (only the fields given). `status: decommissioned` is one-way.
-#[utoipa::path(patch, path = "/api/v1/agents/{agentId}", tag = "Agents", security(("bearer" = ["agents:write"])),
+#[utoipa::path(patch, operation_id = "updateAgent", path = "/api/v1/agents/{agentId}", tag = "Agents", security(("bearer" = ["agents:write"])),
     params(("agentId" = Uuid, Path)), request_body = UpdateAgentRequest,
     responses((status = 200, body = AgentView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, description = "AGENT_DECOMMISSIONED, SCOPE_ESCALATION", body = ErrorBody),
@@ -123,7 +123,7 @@ pub(crate) async fn update(
 }
 
 /// Decommission an agent: one-way; it can get no token afterwards.
-#[utoipa::path(delete, path = "/api/v1/agents/{agentId}", tag = "Agents", security(("bearer" = ["agents:write"])),
+#[utoipa::path(delete, operation_id = "decommissionAgent", path = "/api/v1/agents/{agentId}", tag = "Agents", security(("bearer" = ["agents:write"])),
     params(("agentId" = Uuid, Path)),
     responses((status = 204, description = "Decommissioned"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "AGENT_ALREADY_DECOMMISSIONED", body = ErrorBody)))]
