@@ -29,7 +29,7 @@ pub use engine::{open_engine, Engine, EngineKind, KvPair};
 pub use error::StoreError;
 pub use records::{
     Agent, AgentKey, AgentStatus, AnchorStatus, AuditEntry, AuditHead, Credential,
-    CredentialStatus, Expiring, GossipSource, KeySourceKind, Locator, NewAuditEntry, OrgStatus,
+    CredentialStatus, Delegation, Expiring, GossipSource, KeySourceKind, Locator, NewAuditEntry, OrgStatus,
     Organization, Outcome, Partner, PartnerStatus, PlanTier, SigningKey, Skill, TrustAnchor,
     TrustPolicy,
 };

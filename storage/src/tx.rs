@@ -20,6 +20,7 @@ use crate::records::{
     decode, encode, Agent, AgentKey, AuditEntry, AuditHead, Credential, Expiring, NewAuditEntry,
     Organization, Partner, Record, SigningKey, TrustAnchor, TrustPolicy,
 };
+use crate::records::Delegation;
 
 /// Pending writes: `Some` puts, `None` deletes.
 pub(crate) type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
@@ -318,6 +319,20 @@ impl<'a> Tx<'a> {
         self.delete(keys::trust_policy_by_org(&p.org_id, &p.id));
         self.delete(keys::trust_policy_by_issuer(&p.issuer, &p.id));
         self.delete(keys::trust_policy(&p.id));
+    }
+
+    /// A delegation link by chain id.
+    pub fn get_delegation(&self, id: &Uuid) -> Result<Option<Delegation>, StoreError> {
+        self.get(&keys::delegation(id))
+    }
+
+    /// Writes a delegation link and its index under each of its agents.
+    pub fn put_delegation(&mut self, d: &Delegation) {
+        self.identity = true;
+        for agent in [d.delegator, d.delegatee, d.principal] {
+            self.put(keys::delegation_by_agent(&agent, &d.id), &d.id);
+        }
+        self.put(keys::delegation(&d.id), d);
     }
 
     /// A credential by id.
