@@ -321,6 +321,14 @@ impl<'a> Tx<'a> {
         self.delete(keys::trust_policy(&p.id));
     }
 
+    /// Whether the access token `jti` was revoked (and the revocation still matters at `now`,
+    /// seconds), as this job sees it.
+    pub fn is_token_revoked(&self, jti: &str, now: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .get::<Expiring>(&keys::revoked_token(jti))?
+            .is_some_and(|e| e.until >= now))
+    }
+
     /// A delegation link by chain id.
     pub fn get_delegation(&self, id: &Uuid) -> Result<Option<Delegation>, StoreError> {
         self.get(&keys::delegation(id))
