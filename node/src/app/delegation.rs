@@ -712,8 +712,14 @@ pub(crate) struct Redemption<'a> {
 /// RFC 8693 §3: the actor token must be one of our access tokens.
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
+/// A refused redemption: `invalid_grant`, the description starting with the stable code (the
+/// token endpoint answers in RFC 6749's shape, which has no field for it).
 fn grant_error(code: ErrorCode, description: impl Into<String>) -> DomainError {
-    DomainError::oauth(OAuthKind::InvalidGrant, code, description)
+    DomainError::oauth(
+        OAuthKind::InvalidGrant,
+        code,
+        format!("{code}: {}", description.into()),
+    )
 }
 
 /// Redeems a delegation token for a delegated access token: only its bound delegatee, by its
@@ -725,7 +731,8 @@ pub(crate) async fn redeem(
     client: Option<String>,
 ) -> Outcome<Issued> {
     let now_ms = state.clock.now_ms();
-    let dt = match verify_token(state, r.subject_token, now_ms, false) {
+    // An expired link whose signature verifies is refused below, audited with its chain.
+    let dt = match verify_token(state, r.subject_token, now_ms, true) {
         Ok(dt) => dt,
         Err(b) => {
             state.metrics.delegations_refused.inc();
@@ -778,8 +785,18 @@ async fn redeem_verified(
     actor: &mut Actor,
     now_ms: i64,
 ) -> Outcome<Issued> {
+    if dt.expired {
+        return Err(grant_error(
+            ErrorCode::DelegationExpired,
+            "The delegation token has expired.",
+        ));
+    }
     let invalid_request = |m: &str| {
-        DomainError::oauth(OAuthKind::InvalidRequest, ErrorCode::ActorTokenInvalid, m)
+        DomainError::oauth(
+            OAuthKind::InvalidRequest,
+            ErrorCode::ActorTokenInvalid,
+            format!("{}: {m}", ErrorCode::ActorTokenInvalid),
+        )
     };
     let actor_token = r
         .actor_token
@@ -835,7 +852,7 @@ async fn redeem_verified(
         DomainError::oauth(
             OAuthKind::InvalidScope,
             ErrorCode::InvalidScope,
-            format!("scope {bad:?} is not within the delegation"),
+            format!("{}: scope {bad:?} is not within the delegation", ErrorCode::InvalidScope),
         )
     })?;
     let scope = scope_string(&granted);

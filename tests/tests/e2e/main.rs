@@ -3,6 +3,7 @@
 
 mod conformance;
 mod connections;
+mod delegation;
 mod did;
 mod durability;
 mod federation;
