@@ -245,7 +245,11 @@ pub(crate) fn verify(
         None
     } else {
         // A delegated token names its acting agent; without one it is not ours.
-        let sub = c.act.as_ref().and_then(|a| a.get("sub")).and_then(|s| s.as_str());
+        let sub = c
+            .act
+            .as_ref()
+            .and_then(|a| a.get("sub"))
+            .and_then(|s| s.as_str());
         Some(parse(sub).ok_or(TokenError::Malformed)?)
     };
     Ok(Verified {

@@ -449,7 +449,10 @@ impl Store {
     }
 
     /// A delegation link by chain id.
-    pub fn get_delegation(&self, id: &Uuid) -> Result<Option<crate::records::Delegation>, StoreError> {
+    pub fn get_delegation(
+        &self,
+        id: &Uuid,
+    ) -> Result<Option<crate::records::Delegation>, StoreError> {
         self.get(&keys::delegation(id))
     }
 

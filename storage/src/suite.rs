@@ -517,8 +517,14 @@ pub(crate) fn delegations_by_id_and_agent_survive_reopen(kind: EngineKind) {
     assert_eq!(store.list_delegations().unwrap().len(), 2);
     let ids = |v: Vec<Delegation>| v.into_iter().map(|d| d.id).collect::<Vec<_>>();
     // a is the principal of both; b gave one and received one; c received one.
-    assert_eq!(ids(store.agent_delegations(&a).unwrap()), vec![first.id, second.id]);
-    assert_eq!(ids(store.agent_delegations(&b).unwrap()), vec![first.id, second.id]);
+    assert_eq!(
+        ids(store.agent_delegations(&a).unwrap()),
+        vec![first.id, second.id]
+    );
+    assert_eq!(
+        ids(store.agent_delegations(&b).unwrap()),
+        vec![first.id, second.id]
+    );
     assert_eq!(ids(store.agent_delegations(&c).unwrap()), vec![second.id]);
     assert!(store.agent_delegations(&Uuid::new_v4()).unwrap().is_empty());
 }

@@ -16,11 +16,11 @@ use crate::audit::{chain_hash, GENESIS_HASH};
 use crate::engine::{Engine, KvPair};
 use crate::error::StoreError;
 use crate::keys;
+use crate::records::Delegation;
 use crate::records::{
     decode, encode, Agent, AgentKey, AuditEntry, AuditHead, Credential, Expiring, NewAuditEntry,
     Organization, Partner, Record, SigningKey, TrustAnchor, TrustPolicy,
 };
-use crate::records::Delegation;
 
 /// Pending writes: `Some` puts, `None` deletes.
 pub(crate) type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;

@@ -34,7 +34,9 @@ use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use storage::{AgentStatus, CredentialStatus, Delegation, Outcome as AuditOutcome, Store, StoreError};
+use storage::{
+    AgentStatus, CredentialStatus, Delegation, Outcome as AuditOutcome, Store, StoreError,
+};
 use uuid::Uuid;
 
 use super::authz::{effective, is_admin};
@@ -176,12 +178,15 @@ pub(crate) fn check_links(
             let entry = state
                 .clients
                 .get(&agent)
-                .map_err(|_| broken(ErrorCode::StoreUnavailable, "the node could not check the delegation"))?
+                .map_err(|_| {
+                    broken(
+                        ErrorCode::StoreUnavailable,
+                        "the node could not check the delegation",
+                    )
+                })?
                 .filter(|e| e.agent.org_id == l.org_id);
             let ok = entry.as_ref().is_some_and(|e| {
-                e.agent.status == AgentStatus::Active
-                    && e.org_active
-                    && e.token_epochs() == epochs
+                e.agent.status == AgentStatus::Active && e.org_active && e.token_epochs() == epochs
             });
             if !ok {
                 return Err(broken(
@@ -319,9 +324,10 @@ fn verify_token(
             ErrorCode::WrongTokenType,
             "this is not a delegation token (typ must be delegation+jwt)",
         ),
-        jose::VerifyError::Expired => {
-            invalid_token(ErrorCode::DelegationExpired, "the delegation token has expired")
-        }
+        jose::VerifyError::Expired => invalid_token(
+            ErrorCode::DelegationExpired,
+            "the delegation token has expired",
+        ),
         e => invalid_token(
             ErrorCode::DelegationTokenInvalid,
             format!("the delegation token does not verify: {e}"),
@@ -401,7 +407,11 @@ pub(crate) fn looks_like_delegation(token: &str) -> bool {
         .decode(h)
         .ok()
         .and_then(|b| serde_json::from_slice::<Map<String, Value>>(&b).ok())
-        .and_then(|m| m.get("typ").and_then(Value::as_str).map(str::to_ascii_lowercase))
+        .and_then(|m| {
+            m.get("typ")
+                .and_then(Value::as_str)
+                .map(str::to_ascii_lowercase)
+        })
         .is_some_and(|t| TYPES.contains(&t.as_str()))
 }
 
@@ -529,7 +539,9 @@ async fn grant_once(
     if depth > MAX_DEPTH {
         return Err(DomainError::invalid(
             ErrorCode::DelegationDepthExceeded,
-            format!("A delegation chain has at most {MAX_DEPTH} links; this one would have {depth}."),
+            format!(
+                "A delegation chain has at most {MAX_DEPTH} links; this one would have {depth}."
+            ),
         )
         .with_details(json!({ "depth": depth, "maxDepth": MAX_DEPTH })));
     }
@@ -581,10 +593,13 @@ async fn grant_once(
     let keys = state.keys();
     let header = json!({ "alg": keys.active.alg, "kid": keys.active.kid, "typ": TYP });
     let payload = serde_json::to_vec(&claims).map_err(|_| DomainError::Internal)?;
-    let token = keys.active.sign_with_header(&header, &payload).map_err(|_| {
-        tracing::error!("delegation token signing failed");
-        DomainError::Internal
-    })?;
+    let token = keys
+        .active
+        .sign_with_header(&header, &payload)
+        .map_err(|_| {
+            tracing::error!("delegation token signing failed");
+            DomainError::Internal
+        })?;
 
     let entry = state.audit_entry(
         actor,
@@ -599,8 +614,11 @@ async fn grant_once(
     );
     let (delegatee, principal, delegator, org) = (req.delegatee, d.principal, d.delegator, d.org);
     let (jti, cid, akid) = (d.jti.clone(), d.cid, d.akid.clone());
-    let (ancestors, token_scopes, admin) =
-        (d.ancestors.clone(), d.token_scopes.clone(), d.instance_admin);
+    let (ancestors, token_scopes, admin) = (
+        d.ancestors.clone(),
+        d.token_scopes.clone(),
+        d.instance_admin,
+    );
     let scopes: Vec<String> = requested.iter().map(|s| s.to_string()).collect();
     let link = state
         .write_audited(entry, move |tx| {
@@ -638,7 +656,9 @@ async fn grant_once(
                     ErrorCode::ScopeExceedsDelegator,
                     "Delegated scopes must be a subset of the delegator's own token scopes.",
                 )
-                .with_details(json!({ "requested": names(&requested), "available": names(&available) })));
+                .with_details(
+                    json!({ "requested": names(&requested), "available": names(&available) }),
+                ));
             }
             let org_epoch = tx.get_org(&org)?.map(|o| o.token_epoch).unwrap_or(0);
             let delegator_agent = if delegator == principal {
@@ -646,7 +666,9 @@ async fn grant_once(
             } else {
                 tx.get_agent(&delegator)?
                     .filter(|a| a.status == AgentStatus::Active && a.org_id == org)
-                    .ok_or_else(|| DomainError::unauthenticated("the token's actor is not active"))?
+                    .ok_or_else(|| {
+                        DomainError::unauthenticated("the token's actor is not active")
+                    })?
             };
             if tx.is_token_revoked(&jti, now)? {
                 return Err(DomainError::unauthenticated("the token was revoked"));
@@ -745,7 +767,10 @@ pub(crate) async fn redeem(
                 .auth_failure(&actor, REDEEM_ACTION, b.code.as_str())
                 .await
             {
-                Ok(()) => Err(grant_error(b.code, format!("The subject token was refused: {}", b.reason))),
+                Ok(()) => Err(grant_error(
+                    b.code,
+                    format!("The subject token was refused: {}", b.reason),
+                )),
                 Err(wait) => Err(DomainError::oauth_throttled(
                     format!("too many failed exchanges from this address; retry in {wait} s"),
                     wait,
@@ -825,8 +850,12 @@ async fn redeem_verified(
             "This delegation token is bound to another agent (may_act); only its delegatee may redeem it.",
         ));
     }
-    let links = check_links(state, &dt.chain, now_ms)
-        .map_err(|b| grant_error(b.code, format!("The delegation is not in force: {}", b.reason)))?;
+    let links = check_links(state, &dt.chain, now_ms).map_err(|b| {
+        grant_error(
+            b.code,
+            format!("The delegation is not in force: {}", b.reason),
+        )
+    })?;
     let leaf = links.last().ok_or(DomainError::Internal)?;
     if leaf.delegatee != dt.delegatee || leaf.principal != dt.principal || leaf.org_id != dt.org {
         return Err(grant_error(
@@ -852,7 +881,10 @@ async fn redeem_verified(
         DomainError::oauth(
             OAuthKind::InvalidScope,
             ErrorCode::InvalidScope,
-            format!("{}: scope {bad:?} is not within the delegation", ErrorCode::InvalidScope),
+            format!(
+                "{}: scope {bad:?} is not within the delegation",
+                ErrorCode::InvalidScope
+            ),
         )
     })?;
     let scope = scope_string(&granted);
@@ -861,7 +893,10 @@ async fn redeem_verified(
     if let Some(prev) = &dt.claims.act {
         act["act"] = prev.clone();
     } else if dt.chain.len() > 1 {
-        return Err(grant_error(ErrorCode::DelegationTokenInvalid, "The delegation token lacks its act chain."));
+        return Err(grant_error(
+            ErrorCode::DelegationTokenInvalid,
+            "The delegation token lacks its act chain.",
+        ));
     }
     let mut claims = access_claims(
         state,
@@ -915,7 +950,11 @@ pub(crate) struct Verification {
 /// Verifies a delegation token for `caller`: 200 `valid: false` when it expired, a link was
 /// revoked or an agent of the chain is no longer active; a token that does not verify is
 /// refused (`DELEGATION_TOKEN_INVALID`, `WRONG_TOKEN_TYPE`). Failures are audited.
-pub(crate) async fn verify(state: &AppState, caller: &Caller, token: &str) -> Outcome<Verification> {
+pub(crate) async fn verify(
+    state: &AppState,
+    caller: &Caller,
+    token: &str,
+) -> Outcome<Verification> {
     let now_ms = state.clock.now_ms();
     let result = verify_once(state, caller, token, now_ms);
     let (outcome, details) = match &result {
@@ -925,7 +964,10 @@ pub(crate) async fn verify(state: &AppState, caller: &Caller, token: &str) -> Ou
             json!({ "chainId": v.link.id, "chain": chain_of(&v.link), "reason": v.reason, "valid": false }),
         ),
         Err(e) if is_internal(e) => return result,
-        Err(e) => (AuditOutcome::Failure, json!({ "code": e.code(), "reason": e.to_string() })),
+        Err(e) => (
+            AuditOutcome::Failure,
+            json!({ "code": e.code(), "reason": e.to_string() }),
+        ),
     };
     state.metrics.delegations_refused.inc();
     let entry = state.audit_entry(&caller.actor, VERIFY_ACTION, "-", outcome, details);
@@ -951,7 +993,10 @@ fn verify_once(
         } else {
             ErrorCode::DelegationTokenInvalid
         };
-        DomainError::invalid(code, format!("The delegation token was refused: {}", b.reason))
+        DomainError::invalid(
+            code,
+            format!("The delegation token was refused: {}", b.reason),
+        )
     })?;
     let not_found = || {
         DomainError::not_found(
@@ -962,7 +1007,10 @@ fn verify_once(
     if dt.org != caller.org_id && !caller.has(Scope::AdminOrgs) {
         return Err(not_found());
     }
-    let link = state.store.get_delegation(&dt.id())?.ok_or_else(not_found)?;
+    let link = state
+        .store
+        .get_delegation(&dt.id())?
+        .ok_or_else(not_found)?;
     if dt.expired {
         return Ok(Verification {
             valid: false,
@@ -1002,7 +1050,13 @@ pub(crate) async fn revoke(state: &AppState, caller: &Caller, id: Uuid) -> Outco
     let (agent, org, token_scopes) = (caller.agent_id, caller.org_id, caller.token_scopes.clone());
     let instance_admin = caller.has(Scope::AdminOrgs);
     let system_org = state.settings.system_org;
-    let template = state.audit_entry(&caller.actor, REVOKE_ACTION, id.to_string(), AuditOutcome::Success, Value::Null);
+    let template = state.audit_entry(
+        &caller.actor,
+        REVOKE_ACTION,
+        id.to_string(),
+        AuditOutcome::Success,
+        Value::Null,
+    );
     let revoked = state
         .store
         .write(move |tx| {
@@ -1101,4 +1155,129 @@ pub(crate) fn list(state: &AppState, caller: &Caller, agent_id: Uuid) -> Outcome
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::testing;
+    use crate::app::token_fixture::Fixture;
+
+    const ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+    /// A link from `from`'s token to `to`, redeemed by `to`: the delegated token.
+    async fn hop(state: &AppState, bearer: &str, to: Uuid, to_token: &str) -> (Granted, String) {
+        let a = check_token(state, bearer).unwrap();
+        let g = grant(
+            state,
+            &a,
+            None,
+            GrantRequest {
+                delegatee: to,
+                scopes: vec!["agents:read".into()],
+                ttl_secs: 600,
+            },
+        )
+        .await
+        .unwrap();
+        let issued = redeem(
+            state,
+            Redemption {
+                subject_token: &g.token,
+                actor_token: Some(to_token),
+                actor_token_type: Some(ACCESS),
+                scope: None,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+        (g, issued.access_token)
+    }
+
+    #[tokio::test]
+    async fn a_chain_is_refused_once_a_link_is_revoked_or_an_agent_suspended() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = testing::state(dir.path()).await;
+        let f = Fixture::new(&state).await;
+        let [o, w, s] = [
+            f.add_agent(&state, &[Scope::AgentsRead]).await,
+            f.add_agent(&state, &[Scope::AgentsRead]).await,
+            f.add_agent(&state, &[Scope::AgentsRead]).await,
+        ];
+        let (ot, _) = f.token_of(&state, o, &[Scope::AgentsRead]).await;
+        let (wt, _) = f.token_of(&state, w, &[Scope::AgentsRead]).await;
+        let (st, _) = f.token_of(&state, s, &[Scope::AgentsRead]).await;
+        let (g1, t1) = hop(&state, &ot, w, &wt).await;
+        let (g2, t2) = hop(&state, &t1, s, &st).await;
+        assert_eq!(g2.link.ancestors, vec![g1.link.id]);
+        let a = check_token(&state, &t2).unwrap();
+        assert_eq!((a.claims.agent_id, a.claims.actor), (o, Some(s)));
+        assert_eq!(a.claims.chain, vec![g1.link.id, g2.link.id]);
+        assert_eq!(a.effective_scopes(), vec![Scope::AgentsRead]);
+
+        // Suspending the worker (the first link's delegatee) ends both delegated tokens, and
+        // reactivating it does not bring them back (a new token epoch).
+        // (As `app::agents` suspends: a new token epoch.)
+        f.set_agent(&state, w, |a| {
+            a.status = AgentStatus::Suspended;
+            a.token_epoch += 1;
+        })
+        .await;
+        assert!(check_token(&state, &t2).is_err());
+        f.set_agent(&state, w, |a| a.status = AgentStatus::Active)
+            .await;
+        let e = check_token(&state, &t2).err().unwrap();
+        assert!(e.reason.contains("no longer active"), "{e:?}");
+
+        // A fresh chain; revoking its first link by its delegator ends the second too, in the
+        // store as well as in memory.
+        let (wt, _) = f.token_of(&state, w, &[Scope::AgentsRead]).await;
+        let (g1, t1) = hop(&state, &ot, w, &wt).await;
+        let (g2, t2) = hop(&state, &t1, s, &st).await;
+        assert!(check_token(&state, &t2).is_ok());
+        // Another agent of the organization without admin rights may not revoke it.
+        let e = revoke(&state, &f.caller(&state, s), g1.link.id)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), ErrorCode::AuthorizationError);
+        revoke(&state, &f.caller(&state, o), g1.link.id)
+            .await
+            .unwrap();
+        for t in [&t1, &t2] {
+            let e = check_token(&state, t).err().unwrap();
+            assert!(e.reason.contains("was revoked"), "{e:?}");
+        }
+        let stored = state.store.get_delegation(&g2.link.id).unwrap().unwrap();
+        assert!(stored.revoked_at.is_some());
+        // Idempotent; a fresh registry from the store agrees.
+        revoke(&state, &f.caller(&state, o), g1.link.id)
+            .await
+            .unwrap();
+        let reloaded = Registry::load(&state.store, state.clock.now_ms()).unwrap();
+        assert!(reloaded.get(&g2.link.id).unwrap().revoked_at.is_some());
+        // The delegatee of the revoked link cannot grant further with its dead token.
+        let e = check_token(&state, &t1).err().unwrap();
+        assert!(e.reason.contains("revoked"));
+    }
+
+    #[test]
+    fn only_delegation_headers_look_like_delegation_tokens() {
+        use base64::Engine as _;
+        let enc = |h: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h);
+        for (h, want) in [
+            (r#"{"typ":"delegation+jwt","alg":"ES256"}"#, true),
+            (r#"{"typ":"Application/Delegation+JWT"}"#, true),
+            (r#"{"typ":"at+jwt"}"#, false),
+            (r#"{"alg":"ES256"}"#, false),
+            ("not json", false),
+        ] {
+            assert_eq!(
+                looks_like_delegation(&format!("{}.e30.sig", enc(h))),
+                want,
+                "{h}"
+            );
+        }
+        assert!(!looks_like_delegation(""));
+    }
 }
