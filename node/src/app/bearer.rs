@@ -51,8 +51,10 @@ impl ActiveToken {
             org_id: self.claims.org_id,
             scopes: self.effective_scopes(),
             token_scopes: self.token_scopes(),
+            // A delegated token: the audit names the agent acting (`act.sub`), not the
+            // principal it acts for.
             actor: Actor {
-                id: self.claims.agent_id.to_string(),
+                id: self.claims.actor.unwrap_or(self.claims.agent_id).to_string(),
                 org: self.claims.org_id,
                 client,
             },
