@@ -54,7 +54,11 @@ impl ActiveToken {
             // A delegated token: the audit names the agent acting (`act.sub`), not the
             // principal it acts for.
             actor: Actor {
-                id: self.claims.actor.unwrap_or(self.claims.agent_id).to_string(),
+                id: self
+                    .claims
+                    .actor
+                    .unwrap_or(self.claims.agent_id)
+                    .to_string(),
                 org: self.claims.org_id,
                 client,
             },
