@@ -160,6 +160,12 @@ pub(crate) struct Metrics {
     pub(crate) auth_failures: Counter,
     pub(crate) auth_throttled: Counter,
     pub(crate) tls_handshake_failures: Counter,
+    /// Delegation links granted, redemptions, refusals (grants, redemptions, verifications)
+    /// and revocations (`app::delegation`).
+    pub(crate) delegations_granted: Counter,
+    pub(crate) delegations_redeemed: Counter,
+    pub(crate) delegations_refused: Counter,
+    pub(crate) delegations_revoked: Counter,
     /// HTTP connections open now (accepted and not yet closed).
     pub(crate) connections_open: Gauge,
     /// One handle per [`CloseReason`], in [`CloseReason::ALL`]'s order.
@@ -216,6 +222,26 @@ impl Metrics {
             "agentidp_tls_handshake_failures",
             "TLS handshakes that failed or timed out (plain HTTP on the HTTPS port, untrusted certificate, silent client)",
         );
+        let delegations_granted = counter(
+            &mut registry,
+            "agentidp_delegations_granted",
+            "Delegation links granted",
+        );
+        let delegations_redeemed = counter(
+            &mut registry,
+            "agentidp_delegations_redeemed",
+            "Delegation tokens redeemed for delegated access tokens",
+        );
+        let delegations_refused = counter(
+            &mut registry,
+            "agentidp_delegations_refused",
+            "Delegation grants, redemptions and verifications refused",
+        );
+        let delegations_revoked = counter(
+            &mut registry,
+            "agentidp_delegations_revoked",
+            "Delegation links revoked (each link of a cascade counts)",
+        );
         let connections_open = Gauge::default();
         registry.register(
             "agentidp_connections_open",
@@ -258,6 +284,10 @@ impl Metrics {
             auth_failures,
             auth_throttled,
             tls_handshake_failures,
+            delegations_granted,
+            delegations_redeemed,
+            delegations_refused,
+            delegations_revoked,
             connections_open,
             connections_closed,
             federation_verified,

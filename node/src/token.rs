@@ -55,9 +55,14 @@ pub(crate) struct AccessClaims {
     /// `private_key_jwt`: removing that key makes the token inactive.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) akid: Option<String>,
-    /// RFC 8693 §4.1: the external subject a token exchange acted for (`{sub, iss}`).
+    /// RFC 8693 §4.1: the external subject a token exchange acted for (`{sub, iss}`), or the
+    /// delegatee acting for `sub` under a delegation (`{sub, act: {...}}`, one level per hop).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) act: Option<serde_json::Value>,
+    /// A delegated token: the chain ids of the delegation links it was obtained through, first
+    /// link first (`app::delegation`); revoking any of them ends the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) delegation_chain: Option<Vec<String>>,
 }
 
 /// Why a token was refused. The message is safe to return to the caller.
@@ -103,6 +108,12 @@ pub(crate) struct Verified {
     pub(crate) nbf: Option<i64>,
     /// The key that signed it.
     pub(crate) kid: String,
+    /// RFC 8693 §4.1 `act`, as it is.
+    pub(crate) act: Option<serde_json::Value>,
+    /// Delegated tokens: the delegation links, first link first (empty otherwise).
+    pub(crate) chain: Vec<Uuid>,
+    /// Delegated tokens: the agent acting (`act.sub`), whose credential `cid`/`akid` name.
+    pub(crate) actor: Option<Uuid>,
 }
 
 /// Tokens that already verified, so that a client repeating its bearer token does not pay for
@@ -165,6 +176,8 @@ struct Claims {
     cid: Option<String>,
     akid: Option<String>,
     tep: Option<[u32; 2]>,
+    act: Option<serde_json::Value>,
+    delegation_chain: Option<Vec<String>>,
 }
 
 /// Our tokens' refusals, from the JOSE core's.
@@ -222,8 +235,28 @@ pub(crate) fn verify(
         None => None,
         Some(v) => Some(v.parse::<Uuid>().map_err(|_| TokenError::Malformed)?),
     };
+    let chain = c
+        .delegation_chain
+        .unwrap_or_default()
+        .iter()
+        .map(|s| s.parse::<Uuid>().map_err(|_| TokenError::Malformed))
+        .collect::<Result<Vec<Uuid>, _>>()?;
+    let actor = if chain.is_empty() {
+        None
+    } else {
+        // A delegated token names its acting agent; without one it is not ours.
+        let sub = c
+            .act
+            .as_ref()
+            .and_then(|a| a.get("sub"))
+            .and_then(|s| s.as_str());
+        Some(parse(sub).ok_or(TokenError::Malformed)?)
+    };
     Ok(Verified {
         kid,
+        act: c.act,
+        chain,
+        actor,
         agent_id,
         org_id,
         scopes: c
@@ -288,6 +321,7 @@ mod tests {
             akid: None,
             tep: None,
             act: None,
+            delegation_chain: None,
         }
     }
 

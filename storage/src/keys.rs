@@ -42,6 +42,8 @@ const T_POLICY: u8 = 0x72;
 const T_POLICY_BY_ORG: u8 = 0x73;
 const T_POLICY_BY_ISSUER: u8 = 0x74;
 const T_ANCHOR: u8 = 0x75;
+const T_DELEGATION: u8 = 0x80;
+const T_DELEGATION_BY_AGENT: u8 = 0x81;
 
 fn key(table: u8, parts: &[&[u8]]) -> Vec<u8> {
     let len = 1 + parts.iter().map(|p| p.len()).sum::<usize>();
@@ -347,6 +349,26 @@ pub fn assertion_jti(client: &str, jti: &str) -> Vec<u8> {
 /// Prefix of every [`assertion_jti`] key.
 pub fn assertion_jti_prefix() -> Vec<u8> {
     vec![T_ASSERTION_JTI]
+}
+
+/// A delegation link (agent-to-agent delegation), by chain id.
+pub fn delegation(id: &Uuid) -> Vec<u8> {
+    key(T_DELEGATION, &[id.as_bytes()])
+}
+
+/// Prefix of every [`delegation`] key.
+pub fn delegation_prefix() -> Vec<u8> {
+    vec![T_DELEGATION]
+}
+
+/// Index of the delegations an agent gave or received, by agent and chain id.
+pub fn delegation_by_agent(agent: &Uuid, id: &Uuid) -> Vec<u8> {
+    key(T_DELEGATION_BY_AGENT, &[agent.as_bytes(), id.as_bytes()])
+}
+
+/// Prefix of [`delegation_by_agent`] for one agent.
+pub fn delegation_by_agent_prefix(agent: &Uuid) -> Vec<u8> {
+    key(T_DELEGATION_BY_AGENT, &[agent.as_bytes()])
 }
 
 /// Prefix of every [`revoked_token`] key.

@@ -588,6 +588,42 @@ impl Record for TrustPolicy {
     const VERSION: u8 = 1;
 }
 
+/// One link of an agent-to-agent delegation chain: `delegator` lets `delegatee` act, within
+/// `scopes`, for `principal` (the chain's first delegator). Immutable but for `revoked_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delegation {
+    /// The chain id (the delegation token's `jti`).
+    pub id: Uuid,
+    /// The organization of every agent of the chain.
+    pub org_id: Uuid,
+    /// The agent that granted this link.
+    pub delegator: Uuid,
+    /// The agent the chain acts for (the delegator of its first link).
+    pub principal: Uuid,
+    /// The agent allowed to redeem it.
+    pub delegatee: Uuid,
+    /// The links above this one, first link first (empty for a first link).
+    pub ancestors: Vec<Uuid>,
+    /// Scopes delegated.
+    pub scopes: Vec<String>,
+    /// Issued at, ms.
+    pub issued_at: i64,
+    /// Expires at, ms.
+    pub expires_at: i64,
+    /// When it was revoked (ms), if it was.
+    pub revoked_at: Option<i64>,
+    /// The credential of the token the delegator granted with (secret methods).
+    pub delegator_credential: Option<Uuid>,
+    /// The agent key (RFC 7638 thumbprint) of the token it granted with (`private_key_jwt`).
+    pub delegator_key: Option<String>,
+    /// The delegator's and the delegatee's token epochs `[agent, organization]` at the grant.
+    pub epochs: [[u32; 2]; 2],
+}
+
+impl Record for Delegation {
+    const VERSION: u8 = 1;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -491,6 +491,44 @@ impl Store {
         Ok(out)
     }
 
+    /// A delegation link by chain id.
+    pub fn get_delegation(
+        &self,
+        id: &Uuid,
+    ) -> Result<Option<crate::records::Delegation>, StoreError> {
+        self.get(&keys::delegation(id))
+    }
+
+    /// Every delegation link, in chain id order.
+    pub fn list_delegations(&self) -> Result<Vec<crate::records::Delegation>, StoreError> {
+        let mut out = Vec::new();
+        self.scan_all(&keys::delegation_prefix(), false, |k, v| {
+            out.push(decode(k, v)?);
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// The delegation links an agent granted, received or is the principal of, oldest first.
+    pub fn agent_delegations(
+        &self,
+        agent: &Uuid,
+    ) -> Result<Vec<crate::records::Delegation>, StoreError> {
+        let mut ids: Vec<Uuid> = Vec::new();
+        self.scan_all(&keys::delegation_by_agent_prefix(agent), false, |k, v| {
+            ids.push(decode(k, v)?);
+            Ok(true)
+        })?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(d) = self.get_delegation(&id)? {
+                out.push(d);
+            }
+        }
+        out.sort_by(|a, b| a.issued_at.cmp(&b.issued_at).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
     /// Whether the access token `jti` was revoked (and the revocation still matters at `now`).
     pub fn is_token_revoked(&self, jti: &str, now: i64) -> Result<bool, StoreError> {
         Ok(self

@@ -471,6 +471,64 @@ pub(crate) fn trust_policies_by_org_and_issuer(kind: EngineKind) {
     assert!(store.get_trust_policy(&ps[0].id).unwrap().is_none());
 }
 
+pub(crate) fn delegations_by_id_and_agent_survive_reopen(kind: EngineKind) {
+    use crate::Delegation;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let link = |delegator: Uuid, delegatee: Uuid, ancestors: Vec<Uuid>, t: i64| Delegation {
+        id: Uuid::new_v4(),
+        org_id: Uuid::nil(),
+        delegator,
+        principal: a,
+        delegatee,
+        ancestors,
+        scopes: vec!["agents:read".into()],
+        issued_at: t,
+        expires_at: t + 60_000,
+        revoked_at: None,
+        delegator_credential: Some(Uuid::new_v4()),
+        delegator_key: None,
+        epochs: [[0, 0], [1, 0]],
+    };
+    let first = link(a, b, vec![], 1);
+    let second = link(b, c, vec![first.id], 2);
+    {
+        let store = Store::open(dir.path(), kind).unwrap();
+        let (f, s) = (first.clone(), second.clone());
+        rt().block_on(store.write(move |tx| {
+            tx.put_delegation(&f);
+            tx.put_delegation(&s);
+            Ok::<_, StoreError>(())
+        }))
+        .unwrap();
+        let mut revoked = first.clone();
+        revoked.revoked_at = Some(5);
+        rt().block_on(store.write(move |tx| {
+            assert!(tx.get_delegation(&revoked.id)?.is_some());
+            tx.put_delegation(&revoked);
+            Ok::<_, StoreError>(())
+        }))
+        .unwrap();
+    }
+    let store = Store::open(dir.path(), kind).unwrap();
+    let got = store.get_delegation(&first.id).unwrap().unwrap();
+    assert_eq!(got.revoked_at, Some(5));
+    assert_eq!(store.get_delegation(&second.id).unwrap().unwrap(), second);
+    assert_eq!(store.list_delegations().unwrap().len(), 2);
+    let ids = |v: Vec<Delegation>| v.into_iter().map(|d| d.id).collect::<Vec<_>>();
+    // a is the principal of both; b gave one and received one; c received one.
+    assert_eq!(
+        ids(store.agent_delegations(&a).unwrap()),
+        vec![first.id, second.id]
+    );
+    assert_eq!(
+        ids(store.agent_delegations(&b).unwrap()),
+        vec![first.id, second.id]
+    );
+    assert_eq!(ids(store.agent_delegations(&c).unwrap()), vec![second.id]);
+    assert!(store.agent_delegations(&Uuid::new_v4()).unwrap().is_empty());
+}
+
 pub(crate) fn listing_pages_and_counts(kind: EngineKind) {
     use crate::records::{Agent, AgentStatus};
     use crate::store::AgentFilter;
@@ -1559,6 +1617,7 @@ macro_rules! engine_suite {
             #[test] fn wrong_engine_is_refused() { super::wrong_engine_is_refused($kind) }
             #[test] fn replay_revocation_and_purge() { super::replay_revocation_and_purge($kind) }
             #[test] fn listing_pages_and_counts() { super::listing_pages_and_counts($kind) }
+            #[test] fn delegations_by_id_and_agent_survive_reopen() { super::delegations_by_id_and_agent_survive_reopen($kind) }
             #[test] fn partners_by_id_and_issuer() { super::partners_by_id_and_issuer($kind) }
             #[test] fn trust_anchors_by_origin_and_issuer() { super::trust_anchors_by_origin_and_issuer($kind) }
             #[test] fn trust_policies_by_org_and_issuer() { super::trust_policies_by_org_and_issuer($kind) }

@@ -16,6 +16,7 @@ use crate::audit::{chain_hash, GENESIS_HASH};
 use crate::engine::{Engine, KvPair};
 use crate::error::StoreError;
 use crate::keys;
+use crate::records::Delegation;
 use crate::records::{
     decode, encode, Agent, AgentKey, AuditEntry, AuditHead, Credential, Expiring, NewAuditEntry,
     Organization, Partner, Record, SigningKey, TrustAnchor, TrustPolicy,
@@ -338,6 +339,28 @@ impl<'a> Tx<'a> {
         self.delete(keys::trust_policy_by_org(&p.org_id, &p.id));
         self.delete(keys::trust_policy_by_issuer(&p.issuer, &p.id));
         self.delete(keys::trust_policy(&p.id));
+    }
+
+    /// Whether the access token `jti` was revoked (and the revocation still matters at `now`,
+    /// seconds), as this job sees it.
+    pub fn is_token_revoked(&self, jti: &str, now: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .get::<Expiring>(&keys::revoked_token(jti))?
+            .is_some_and(|e| e.until >= now))
+    }
+
+    /// A delegation link by chain id.
+    pub fn get_delegation(&self, id: &Uuid) -> Result<Option<Delegation>, StoreError> {
+        self.get(&keys::delegation(id))
+    }
+
+    /// Writes a delegation link and its index under each of its agents.
+    pub fn put_delegation(&mut self, d: &Delegation) {
+        self.identity = true;
+        for agent in [d.delegator, d.delegatee, d.principal] {
+            self.put(keys::delegation_by_agent(&agent, &d.id), &d.id);
+        }
+        self.put(keys::delegation(&d.id), d);
     }
 
     /// A credential by id.

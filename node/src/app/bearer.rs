@@ -51,8 +51,14 @@ impl ActiveToken {
             org_id: self.claims.org_id,
             scopes: self.effective_scopes(),
             token_scopes: self.token_scopes(),
+            // A delegated token: the audit names the agent acting (`act.sub`), not the
+            // principal it acts for.
             actor: Actor {
-                id: self.claims.agent_id.to_string(),
+                id: self
+                    .claims
+                    .actor
+                    .unwrap_or(self.claims.agent_id)
+                    .to_string(),
                 org: self.claims.org_id,
                 client,
             },
@@ -100,26 +106,12 @@ pub(crate) fn check_token(state: &AppState, token: &str) -> Result<ActiveToken, 
         .map_err(store_err)?
         .filter(|e| e.agent.org_id == v.org_id)
         .ok_or_else(|| Inactive::new(org, "the token's agent no longer exists"))?;
-    if let Some(cid) = v.cid {
-        let active = entry.credentials.iter().any(|c| {
-            c.id == cid
-                && c.status == CredentialStatus::Active
-                && c.expires_at.is_none_or(|e| e > now_ms)
-        });
-        if !active {
-            return Err(Inactive::new(
-                org,
-                "the credential the token was issued for is no longer active",
-            ));
-        }
-    }
-    if let Some(kid) = &v.akid {
-        if !entry.keys.iter().any(|k| &k.kid == kid) {
-            return Err(Inactive::new(
-                org,
-                "the key the token was obtained with is no longer registered",
-            ));
-        }
+    if v.chain.is_empty() {
+        check_credential(&entry, &v, now_ms).map_err(|r| Inactive::new(org, r))?;
+    } else {
+        // A delegated token: its credential is its actor's, and every link of its chain must
+        // still be in force (an in-memory check, `app::delegation`).
+        super::delegation::check_delegated(state, &v, now_ms).map_err(|r| Inactive::new(org, r))?;
     }
     // Suspending an agent or its organization starts a new token epoch: reactivation does not
     // bring back the tokens issued before.
@@ -136,6 +128,31 @@ pub(crate) fn check_token(state: &AppState, token: &str) -> Result<ActiveToken, 
         return Err(Inactive::new(org, "the token's organization is not active"));
     }
     Ok(ActiveToken { claims: v, entry })
+}
+
+/// Whether the credential (secret methods) or agent key (`private_key_jwt`) token `v` was
+/// obtained with is still in force in `entry` (the agent that authenticated).
+pub(crate) fn check_credential(
+    entry: &ClientEntry,
+    v: &Verified,
+    now_ms: i64,
+) -> Result<(), &'static str> {
+    if let Some(cid) = v.cid {
+        let active = entry.credentials.iter().any(|c| {
+            c.id == cid
+                && c.status == CredentialStatus::Active
+                && c.expires_at.is_none_or(|e| e > now_ms)
+        });
+        if !active {
+            return Err("the credential the token was issued for is no longer active");
+        }
+    }
+    if let Some(kid) = &v.akid {
+        if !entry.keys.iter().any(|k| &k.kid == kid) {
+            return Err("the key the token was obtained with is no longer registered");
+        }
+    }
+    Ok(())
 }
 
 /// What a request presented in its `Authorization` header.
@@ -158,6 +175,18 @@ pub(crate) async fn authenticate(
     presented: Presented<'_>,
     client: Option<String>,
 ) -> Outcome<Caller> {
+    authenticate_token(state, presented, client.clone())
+        .await
+        .map(|a| a.caller(client))
+}
+
+/// [`authenticate`], answering the active token itself (for operations that depend on the
+/// token, not only on its caller: a delegation grant).
+pub(crate) async fn authenticate_token(
+    state: &AppState,
+    presented: Presented<'_>,
+    client: Option<String>,
+) -> Outcome<ActiveToken> {
     let checked = match presented {
         Presented::Bearer(token) => check_token(state, token),
         Presented::Nothing => Err(Inactive::new(None, "no Authorization header")),
@@ -167,7 +196,7 @@ pub(crate) async fn authenticate(
         )),
     };
     match checked {
-        Ok(a) => Ok(a.caller(client)),
+        Ok(a) => Ok(a),
         Err(Inactive { org, reason }) => {
             let actor = Actor {
                 id: "anonymous".into(),

@@ -139,7 +139,12 @@ pub(crate) async fn state_over(
         clock.clone(),
         federation::CacheConfig::default(),
     ));
+    let delegations = Arc::new(crate::app::delegation::Registry::load(
+        &store,
+        clock.now_ms(),
+    )?);
     Ok(AppState(Arc::new(StateInner {
+        delegations,
         clients: Arc::new(crate::clients::ClientCache::new(store.clone())),
         verified_tokens: Arc::new(crate::token::VerifiedTokens::new()),
         artifacts: Arc::new(crate::app::artifacts::ArtifactCache::new(

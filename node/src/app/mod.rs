@@ -13,6 +13,7 @@ pub(crate) mod bearer;
 pub(crate) mod boot;
 pub(crate) mod client_auth;
 pub(crate) mod credentials;
+pub(crate) mod delegation;
 pub(crate) mod dids;
 pub(crate) mod discovery;
 pub(crate) mod error;

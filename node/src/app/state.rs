@@ -109,6 +109,9 @@ pub(crate) struct StateInner {
     pub(crate) clients: Arc<crate::clients::ClientCache>,
     /// Access tokens whose signature already verified.
     pub(crate) verified_tokens: Arc<crate::token::VerifiedTokens>,
+    /// Delegation links in force or revoked (loaded at boot, updated by the writes that change
+    /// them): the chain check of delegated tokens reads only this.
+    pub(crate) delegations: Arc<crate::app::delegation::Registry>,
     /// Rendered DID documents and cards.
     pub(crate) artifacts: Arc<crate::app::artifacts::ArtifactCache>,
     /// The one guarded outbound HTTP client.

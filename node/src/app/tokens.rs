@@ -191,6 +191,7 @@ pub(crate) fn access_claims(state: &AppState, g: Grant<'_>, now_ms: i64) -> Acce
         tep: (tep != [0, 0]).then_some(tep),
         akid: g.akid,
         act: g.act,
+        delegation_chain: None,
     }
 }
 

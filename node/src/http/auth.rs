@@ -25,15 +25,43 @@ pub(crate) fn bearer(
         .and(with_state(state))
         .and_then(
             |header: Option<String>, addr: Option<SocketAddr>, state: AppState| async move {
-                let presented = match header.as_deref().map(|h| h.split_once(' ')) {
-                    None => Presented::Nothing,
-                    Some(Some((scheme, t))) if scheme.eq_ignore_ascii_case("bearer") => {
-                        Presented::Bearer(t.trim())
-                    }
-                    Some(_) => Presented::OtherScheme,
-                };
-                crate::app::bearer::authenticate(&state, presented, client_ip(addr))
+                crate::app::bearer::authenticate(&state, presented(&header), client_ip(addr))
                     .await
+                    .map_err(Rejection::from)
+            },
+        )
+}
+
+fn presented(header: &Option<String>) -> Presented<'_> {
+    match header.as_deref().map(|h| h.split_once(' ')) {
+        None => Presented::Nothing,
+        Some(Some((scheme, t))) if scheme.eq_ignore_ascii_case("bearer") => {
+            Presented::Bearer(t.trim())
+        }
+        Some(_) => Presented::OtherScheme,
+    }
+}
+
+/// An active bearer token itself, and the client's address, for the routes whose operation
+/// depends on the token (a delegation grant: its chain, credential and lifetime).
+pub(crate) struct TokenAuth {
+    pub(crate) token: crate::app::bearer::ActiveToken,
+    pub(crate) client: Option<String>,
+}
+
+/// Like [`bearer`], extracting the [`TokenAuth`].
+pub(crate) fn bearer_token(
+    state: AppState,
+) -> impl Filter<Extract = (TokenAuth,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization")
+        .and(crate::http::extract::client_addr())
+        .and(with_state(state))
+        .and_then(
+            |header: Option<String>, addr: Option<SocketAddr>, state: AppState| async move {
+                let client = client_ip(addr);
+                crate::app::bearer::authenticate_token(&state, presented(&header), client.clone())
+                    .await
+                    .map(|token| TokenAuth { token, client })
                     .map_err(Rejection::from)
             },
         )

@@ -385,6 +385,13 @@ pub(crate) fn auth(
     bearer(s.clone())
 }
 
+/// The active bearer token itself (`auth::bearer_token`), as an extractor of the route table.
+pub(crate) fn token_auth(
+    s: &AppState,
+) -> impl Filter<Extract = (crate::http::auth::TokenAuth,), Error = Rejection> + Clone {
+    crate::http::auth::bearer_token(s.clone())
+}
+
 /// A JSON body, as an extractor of the route table.
 pub(crate) fn json<T: DeserializeOwned + Send>(
     _: &AppState,

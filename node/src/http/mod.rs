@@ -8,6 +8,7 @@ mod agents;
 mod audit;
 mod auth;
 mod badges;
+mod delegation;
 pub(crate) mod error;
 pub(crate) mod extract;
 mod federation;
@@ -148,6 +149,10 @@ pub(crate) const ROUTES: &[Route] = routes! {
     GET "/api/v1/agents/{agentId}/did/resolve" => agent_did::resolve(auth, state);
     GET "/api/v1/agents/{agentId}/did/card" => agent_did::legacy_card(state);
     POST "/api/v1/badges/verify" => badges::verify_badge(auth, json, state);
+    POST "/api/v1/oauth2/token/delegate" => delegation::create(token_auth, json, state);
+    POST "/api/v1/oauth2/token/verify-delegation" => delegation::verify(auth, json, state);
+    DELETE "/api/v1/oauth2/token/delegate/{chainId}" => delegation::revoke(auth, state);
+    GET "/api/v1/agents/{agentId}/delegations" => delegation::list(auth, state);
     POST "/api/v1/federation/trust" => federation::create(auth, json, state);
     GET "/api/v1/federation/partners" => federation::list(auth, state);
     GET "/api/v1/federation/partners/{id}" => federation::get(auth, state);

@@ -31,6 +31,10 @@ pub(crate) struct OAuthForm {
     /// Token exchange (RFC 8693 §2.1): the partner-issued token and its type.
     pub(crate) subject_token: Option<String>,
     pub(crate) subject_token_type: Option<String>,
+    /// Token exchange of a delegation token (RFC 8693 §2.1): the delegatee's own access token,
+    /// and its type (`urn:ietf:params:oauth:token-type:access_token`).
+    pub(crate) actor_token: Option<String>,
+    pub(crate) actor_token_type: Option<String>,
     /// Token exchange: must be the access token type when given.
     pub(crate) requested_token_type: Option<String>,
     /// Token exchange: the agent to act as (id or DID), when several trust policies match.

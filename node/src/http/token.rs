@@ -31,6 +31,7 @@ const SUBJECT_TOKEN_TYPES: &[&str] = &[
     "urn:ietf:params:oauth:token-type:jwt",
     "urn:ietf:params:oauth:token-type:id_token",
     "urn:ietf:params:oauth:token-type:access_token",
+    crate::app::delegation::TOKEN_TYPE,
 ];
 /// RFC 8693 §3: what we issue.
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
@@ -153,6 +154,26 @@ pub(crate) async fn token(
                 .subject_token
                 .as_deref()
                 .ok_or_else(|| OAuthError::new(OAuthKind::InvalidRequest, "subject_token is required"))?;
+            // A delegation token (its `typ`), or any exchange with an actor: a redemption.
+            if form.actor_token.is_some()
+                || crate::app::delegation::looks_like_delegation(subject_token)
+            {
+                let issued = crate::app::delegation::redeem(
+                    &state,
+                    crate::app::delegation::Redemption {
+                        subject_token,
+                        actor_token: form.actor_token.as_deref(),
+                        actor_token_type: form.actor_token_type.as_deref(),
+                        scope: form.scope.as_deref(),
+                    },
+                    client_ip(addr),
+                )
+                .await
+                .map_err(OAuthError::from)?;
+                return Ok(no_store(
+                    warp::reply::json(&ExchangeResponse::from(issued)).into_response(),
+                ));
+            }
             let issued = crate::app::exchange::exchange(
                 &state,
                 ExchangeRequest {
@@ -304,6 +325,13 @@ pub(crate) struct Introspection {
     deployment_env: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     did: Option<String>,
+    /// RFC 8693 §4.1: who acts for `sub` (delegated and exchanged tokens), nested per hop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    act: Option<serde_json::Value>,
+    /// Delegated tokens: the chain ids of their delegation links, first link first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delegation_chain: Option<Vec<String>>,
 }
 
 impl Introspection {
@@ -327,6 +355,9 @@ impl Introspection {
             agent_type: Some(agent.agent_type.clone()),
             deployment_env: Some(agent.deployment_env.clone()),
             did: Some(state.agent_did(&agent.id)),
+            act: c.act.clone(),
+            delegation_chain: (!c.chain.is_empty())
+                .then(|| c.chain.iter().map(|id| id.to_string()).collect()),
         }
     }
 }

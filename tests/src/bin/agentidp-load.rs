@@ -81,6 +81,19 @@ enum Cmd {
         #[arg(long, default_value = "redb")]
         store: String,
     },
+    /// Delegation redemptions (RFC 8693 exchange with an actor token) per second, and plain
+    /// client_credentials issuance in the same run, at the same concurrency.
+    Delegation {
+        /// Concurrent clients (each waits for its response before sending the next).
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Seconds of load for each of the two phases.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Storage engine.
+        #[arg(long, default_value = "redb")]
+        store: String,
+    },
     /// Idle and slowloris sockets against one node: when are they cut, and does /health answer?
     Connections {
         /// Sockets that connect and then send nothing.
@@ -142,6 +155,11 @@ fn main() -> std::process::ExitCode {
                 workers,
                 store,
             } => flood(seconds, workers, &store).await,
+            Cmd::Delegation {
+                clients,
+                seconds,
+                store,
+            } => delegation(clients, seconds, &store).await,
             Cmd::Connections {
                 idle,
                 keep_alive,
@@ -252,6 +270,140 @@ async fn register(clients: usize, seconds: u64, store: &str, dir: Option<PathBuf
         percentile(&all, 0.99),
         node.peak_rss_kib().unwrap_or(0),
     );
+}
+
+/// `clients` tasks sending `form` to the token endpoint for `seconds`; prints the rate and
+/// latencies of the 200 answers under `what`.
+async fn token_phase(
+    api: &Api,
+    what: &str,
+    clients: usize,
+    seconds: u64,
+    form: Vec<(String, String)>,
+) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let form = Arc::new(form);
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (api, form) = (api.clone(), form.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut errors) = (Vec::new(), 0u64);
+            let url = format!("{}/api/v1/token", api.base);
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let ok = match api.http.post(&url).form(form.as_slice()).send().await {
+                    Ok(r) => r.status().as_u16() == 200 && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                if ok {
+                    lat.push(t.elapsed().as_micros() as u64);
+                } else {
+                    errors += 1;
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let started = Instant::now();
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        if let Ok((l, e)) = t.await {
+            all.extend(l);
+            errors += e;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    println!(
+        "{what} clients={clients} seconds={seconds}: {} ok ({:.0}/s), errors={errors}, p50={:.2} ms, p99={:.2} ms",
+        all.len(),
+        all.len() as f64 / elapsed,
+        percentile(&all, 0.50),
+        percentile(&all, 0.99),
+    );
+}
+
+/// Delegation redemptions against plain client_credentials, one node, one run: an
+/// orchestrator delegates `agents:read` to a worker, which redeems the delegation token with
+/// its own access token again and again (two JWT verifications, the chain check, one
+/// signature, a detached audit append each).
+async fn delegation(clients: usize, seconds: u64, store: &str) {
+    let (dir, _keep) = data_dir(None);
+    // One client id sends every client_credentials request: the per-client limit (50/s by
+    // default) would measure itself, not issuance.
+    let node = Node::start_on_system_clock(&dir, store, &["--token-rate-limit", "0"]);
+    let api = Api::new(&node.base);
+    let (cid, csecret) = org_admin(&api, &node, "load-delegation").await;
+    let admin = api.token(&cid, &csecret).await;
+    let mut ids = Vec::new();
+    for name in ["orchestrator", "worker"] {
+        let a = api
+            .register_agent(&admin, &format!("{name}@bench.local"))
+            .await;
+        let id = a["agentId"].as_str().unwrap_or_default().to_string();
+        let r = api
+            .call(
+                "POST",
+                &format!("/api/v1/agents/{id}/credentials"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        let secret = r.body["clientSecret"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        ids.push((id, secret));
+    }
+    let orch = api.token(&ids[0].0, &ids[0].1).await;
+    let worker = api.token(&ids[1].0, &ids[1].1).await;
+    let r = api
+        .call(
+            "POST",
+            "/api/v1/oauth2/token/delegate",
+            Some(&orch),
+            Some(serde_json::json!({ "delegateeAgentId": ids[1].0, "scopes": ["agents:read"], "ttlSeconds": 3000 })),
+        )
+        .await;
+    let Some(dtoken) = r.body["delegationToken"].as_str().map(str::to_string) else {
+        eprintln!("agentidp-load: the delegation was refused: {:?}", r.body);
+        return;
+    };
+    let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+    eprintln!("agentidp-load: {clients} clients, {seconds} s of client_credentials then {seconds} s of redemptions on {store} ...");
+    token_phase(
+        &api,
+        "client_credentials",
+        clients,
+        seconds,
+        vec![
+            pair("grant_type", "client_credentials"),
+            pair("client_id", &ids[1].0),
+            pair("client_secret", &ids[1].1),
+        ],
+    )
+    .await;
+    token_phase(
+        &api,
+        "delegation redeem",
+        clients,
+        seconds,
+        vec![
+            pair(
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            pair("subject_token", &dtoken),
+            pair("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+            pair("actor_token", &worker),
+            pair(
+                "actor_token_type",
+                "urn:ietf:params:oauth:token-type:access_token",
+            ),
+        ],
+    )
+    .await;
+    println!("node peak RSS={} KiB", node.peak_rss_kib().unwrap_or(0));
 }
 
 /// The audit log's length, as the instance admin sees the whole chain (`entries` of verify).

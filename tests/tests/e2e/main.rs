@@ -4,6 +4,7 @@
 mod conformance;
 mod connections;
 mod contract;
+mod delegation;
 mod did;
 mod durability;
 mod federation;
