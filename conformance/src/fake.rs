@@ -154,7 +154,7 @@ impl World {
             );
             let rr = json!({"didDocument": serde_json::to_value(&doc).unwrap(),
                 "didDocumentMetadata": {"created": "2026-01-01T00:00:00Z", "updated": "2026-01-01T00:00:00Z", "deactivated": false},
-                "didResolutionMetadata": {"contentType": "application/did+ld+json"}});
+                "didResolutionMetadata": {}});
             // did-core: a resolution result served as plain JSON.
             let rct = if broken && i == 1 {
                 "application/json"
@@ -230,7 +230,7 @@ impl World {
         // did-core: a deactivated DID that resolves as active.
         let rr = json!({"didDocument": serde_json::to_value(DidDocument::new(&gone_did, Some(&node))).unwrap(),
             "didDocumentMetadata": {"created": "2026-01-01T00:00:00Z", "updated": "2026-01-01T00:00:00Z", "deactivated": !broken},
-            "didResolutionMetadata": {"contentType": "application/did+ld+json"}});
+            "didResolutionMetadata": {}});
         routes.insert(
             format!("/api/v1/agents/{deactivated}/did/resolve"),
             json_resp(200, did_method::RESOLUTION_CONTENT_TYPE, &rr, &[]),
