@@ -28,13 +28,13 @@ pub struct DidUrl {
     pub fragment: Option<String>,
 }
 
-// DID Core §3.1: idchar = ALPHA / DIGIT / "." / "-" / "_" / pct-encoded.
-fn valid_id_chars(s: &str) -> bool {
+/// Whether `s` is only ASCII letters, digits, bytes of `allowed` and `%XX` escapes.
+fn chars_ok(s: &str, allowed: &[u8]) -> bool {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            c if c.is_ascii_alphanumeric() || b".-_:".contains(&c) => i += 1,
+            c if c.is_ascii_alphanumeric() || allowed.contains(&c) => i += 1,
             b'%' if i + 2 < b.len()
                 && b[i + 1].is_ascii_hexdigit()
                 && b[i + 2].is_ascii_hexdigit() =>
@@ -47,29 +47,12 @@ fn valid_id_chars(s: &str) -> bool {
     true
 }
 
-// RFC 3986 pchar / "/" / "?" (the characters a path, query or fragment may hold).
-fn valid_uri_chars(s: &str, extra: &[u8]) -> bool {
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            c if c.is_ascii_alphanumeric()
-                || b"-._~!$&'()*+,;=:@".contains(&c)
-                || extra.contains(&c) =>
-            {
-                i += 1
-            }
-            b'%' if i + 2 < b.len()
-                && b[i + 1].is_ascii_hexdigit()
-                && b[i + 2].is_ascii_hexdigit() =>
-            {
-                i += 3
-            }
-            _ => return false,
-        }
-    }
-    true
-}
+// DID Core §3.1: idchar = ALPHA / DIGIT / "." / "-" / "_" / pct-encoded (and ':' between).
+const ID_CHARS: &[u8] = b".-_:";
+// RFC 3986 pchar (unreserved, sub-delims, ':' and '@') and '/' (path).
+const PATH_CHARS: &[u8] = b"-._~!$&'()*+,;=:@/";
+// RFC 3986 query and fragment: pchar, '/' and '?'.
+const QUERY_CHARS: &[u8] = b"-._~!$&'()*+,;=:@/?";
 
 impl DidUrl {
     /// Parses a DID or DID URL, checking the DID Core ABNF.
@@ -102,16 +85,16 @@ impl DidUrl {
             ));
         }
         // method-specific-id = *( *idchar ":" ) 1*idchar: not empty, not ending in ':'.
-        if id.is_empty() || id.ends_with(':') || !valid_id_chars(id) {
+        if id.is_empty() || id.ends_with(':') || !chars_ok(id, ID_CHARS) {
             return Err(DidUrlError::InvalidDid(
                 "the method-specific id must be idchars (ALPHA, DIGIT, . - _ %XX) separated by ':', not ending in ':'",
             ));
         }
-        if !valid_uri_chars(path, b"/") {
+        if !chars_ok(path, PATH_CHARS) {
             return Err(DidUrlError::InvalidDidUrl("invalid path characters"));
         }
-        if query.is_some_and(|q| !valid_uri_chars(q, b"/?"))
-            || fragment.is_some_and(|f| !valid_uri_chars(f, b"/?"))
+        if query.is_some_and(|q| !chars_ok(q, QUERY_CHARS))
+            || fragment.is_some_and(|f| !chars_ok(f, QUERY_CHARS))
         {
             return Err(DidUrlError::InvalidDidUrl(
                 "invalid query or fragment characters",

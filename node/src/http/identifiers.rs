@@ -189,7 +189,8 @@ fn percent_decode(s: &str) -> Option<String> {
         (status = 500, description = "internalError", content((Object = "application/did-resolution"))),
         (status = 501, description = "methodNotSupported", content((Object = "application/did-resolution")))))]
 pub(crate) async fn resolve(
-    p: Params,
+    _: Params,
+    path: warp::path::FullPath,
     accept: Option<String>,
     query: BTreeMap<String, String>,
     addr: Option<SocketAddr>,
@@ -203,7 +204,10 @@ pub(crate) async fn resolve(
             ResolveError::RepresentationNotSupported,
         ));
     };
-    let url = match did_url_of(p.raw("did")) {
+    // The segment as sent: the router's parameters are decoded once, which would turn
+    // `did:web:h%3A8443` (the DID as written) into another DID.
+    let raw = path.as_str().rsplit('/').next().unwrap_or_default();
+    let url = match did_url_of(raw) {
         Ok(u) => u,
         Err(e) => return Ok(error_reply(&state, Some(wanted), e)),
     };

@@ -10,6 +10,7 @@ mod gossip;
 mod hardening;
 mod lifecycle;
 mod oidc_provider;
+mod resolver;
 mod security;
 mod tls;
 mod tokens;
