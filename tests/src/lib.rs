@@ -128,6 +128,16 @@ impl Node {
         Node::launch(&binary(), &[], data_dir, store, extra, false, &[])
     }
 
+    /// Like [`Node::start_on_system_clock`], with extra environment variables.
+    pub fn start_on_system_clock_with_env(
+        data_dir: &Path,
+        store: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Node {
+        Node::launch(&binary(), &[], data_dir, store, extra, false, env)
+    }
+
     /// Like [`Node::start_on_system_clock`], running `program` (e.g. another build of
     /// `agentidp`) behind the command `prefix` (e.g. `["prlimit", "--nofile=1024:1024"]`;
     /// empty for none).
