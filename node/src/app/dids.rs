@@ -156,7 +156,11 @@ pub(crate) fn resolve(state: &AppState, caller: &Caller, id: &Uuid) -> Outcome<V
         .metrics
         .did_resolution(resolver::Source::Local.label(), outcome);
     let r = out.map_err(|_| DomainError::Internal)?;
-    Ok(resolver::result_body(&Ok(r), state.clock.now_ms()))
+    Ok(resolver::result_body(
+        &Ok(r),
+        state.clock.now_ms(),
+        &resolver::resolver_link(&state.settings),
+    ))
 }
 
 /// What a badge that verified says.

@@ -379,21 +379,32 @@ async fn remote(
     Ok(resolved)
 }
 
+/// Who resolved: the node's DID and its JWKS, so a client can tell which resolver answered
+/// and check what it signs (a DID Resolution metadata extension, `resolver`).
+pub(crate) fn resolver_link(s: &super::Settings) -> Value {
+    json!({"id": s.node_did.to_string(), "jwksUri": format!("{}/.well-known/jwks.json", s.issuer)})
+}
+
 /// A DID Resolution result (the `resolve` function: no `contentType`, DID Core §7.1.2), as
-/// JSON bytes: the document embedded as is.
-pub(crate) fn result_body(out: &Result<Resolved, ResolveError>, now_ms: i64) -> Vec<u8> {
+/// JSON bytes: the document embedded as is; `resolver` is [`resolver_link`].
+pub(crate) fn result_body(
+    out: &Result<Resolved, ResolveError>,
+    now_ms: i64,
+    resolver: &Value,
+) -> Vec<u8> {
     let retrieved = xml_datetime(now_ms);
     match out {
         Ok(r) => {
             let meta = serde_json::to_string(&r.metadata).unwrap_or_else(|_| "{}".into());
-            let mut b = Vec::with_capacity(r.document.len() + meta.len() + 160);
+            let res = json!({"retrieved": retrieved, "resolver": resolver}).to_string();
+            let mut b = Vec::with_capacity(r.document.len() + meta.len() + res.len() + 120);
             b.extend_from_slice(b"{\"@context\":\"");
             b.extend_from_slice(RESOLUTION_CONTEXT.as_bytes());
             b.extend_from_slice(b"\",\"didDocument\":");
             b.extend_from_slice(&r.document);
-            b.extend_from_slice(b",\"didResolutionMetadata\":{\"retrieved\":\"");
-            b.extend_from_slice(retrieved.as_bytes());
-            b.extend_from_slice(b"\"},\"didDocumentMetadata\":");
+            b.extend_from_slice(b",\"didResolutionMetadata\":");
+            b.extend_from_slice(res.as_bytes());
+            b.extend_from_slice(b",\"didDocumentMetadata\":");
             b.extend_from_slice(meta.as_bytes());
             b.push(b'}');
             b
@@ -401,7 +412,7 @@ pub(crate) fn result_body(out: &Result<Resolved, ResolveError>, now_ms: i64) -> 
         Err(e) => serde_json::to_vec(&json!({
             "@context": RESOLUTION_CONTEXT,
             "didDocument": null,
-            "didResolutionMetadata": {"error": e.code(), "errorMessage": e.message(), "retrieved": retrieved},
+            "didResolutionMetadata": {"error": e.code(), "errorMessage": e.message(), "retrieved": retrieved, "resolver": resolver},
             "didDocumentMetadata": {},
         }))
         .unwrap_or_default(),
@@ -511,7 +522,16 @@ mod tests {
     #[test]
     fn results_have_the_did_core_shape() {
         let r = resolved(json!({"@context": [DID_CONTEXT], "id": "did:web:a.example"}));
-        let v: Value = serde_json::from_slice(&result_body(&Ok(r), 1_772_352_000_999)).unwrap();
+        let v: Value = serde_json::from_slice(&result_body(
+            &Ok(r),
+            1_772_352_000_999,
+            &json!({"id": "did:web:n.example"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            v["didResolutionMetadata"]["resolver"]["id"],
+            "did:web:n.example"
+        );
         assert_eq!(v["didDocument"]["id"], "did:web:a.example");
         assert!(v["didResolutionMetadata"].get("contentType").is_none());
         assert_eq!(
@@ -521,9 +541,98 @@ mod tests {
         assert_eq!(v["didDocumentMetadata"]["created"], "2026-03-01T08:00:00Z");
         assert_eq!(v["didDocumentMetadata"]["deactivated"], false);
         let e = Err(ResolveError::NotFound("x".into()));
-        let v: Value = serde_json::from_slice(&result_body(&e, 0)).unwrap();
+        let v: Value = serde_json::from_slice(&result_body(&e, 0, &Value::Null)).unwrap();
         assert_eq!(v["didResolutionMetadata"]["error"], "notFound");
         assert!(v["didDocument"].is_null());
+    }
+
+    fn parse(did: &str) -> DidUrl {
+        DidUrl::parse(did).unwrap()
+    }
+
+    fn fetches(state: &AppState) -> u64 {
+        state
+            .fetcher
+            .stats()
+            .snapshot()
+            .iter()
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn local_dids_resolve_without_a_fetch_and_remote_misses_are_guarded_and_throttled() {
+        use crate::app::artifacts::fixtures;
+        use std::net::Ipv4Addr;
+        let dir = tempfile::tempdir().unwrap();
+        let clock = crate::app::testing::ManualClock::now();
+        let state = crate::app::testing::state_at(
+            dir.path(),
+            storage::EngineKind::Redb,
+            clock.clone(),
+            |_| {},
+        )
+        .await;
+        let org = fixtures::org(&state).await;
+        let (agent, _) = fixtures::agent(&state, &org.id, true).await;
+        let me = Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
+
+        let node = state.settings.node_did.to_string();
+        let r = resolve(&state, &parse(&node), me).await.unwrap();
+        assert_eq!(r.source, Source::Local);
+        let did = state.agent_did(&agent.id);
+        let r = resolve(&state, &parse(&did), me).await.unwrap();
+        assert_eq!((r.source, r.metadata.deactivated), (Source::Local, false));
+        let doc: Value = serde_json::from_slice(&r.document).unwrap();
+        assert_eq!(doc["id"], did);
+        let unknown = format!("{node}:agents:{}", Uuid::new_v4());
+        assert!(matches!(
+            resolve(&state, &parse(&unknown), me).await,
+            Err(ResolveError::NotFound(_))
+        ));
+        // A UUID in another spelling is another DID, and not one of ours.
+        let upper = format!("{node}:agents:{}", agent.id.to_string().to_uppercase());
+        assert!(matches!(
+            resolve(&state, &parse(&upper), me).await,
+            Err(ResolveError::NotFound(_))
+        ));
+        let key = "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp";
+        assert_eq!(
+            resolve(&state, &parse(key), me).await.unwrap().source,
+            Source::Key
+        );
+        assert!(matches!(
+            resolve(&state, &parse("did:example:1"), me).await,
+            Err(ResolveError::MethodNotSupported(_))
+        ));
+        assert_eq!(fetches(&state), 0, "no outbound request for local DIDs");
+
+        // Another host's DID on a loopback address: refused by the guard (no private targets
+        // here), not found; each miss is a fetch attempt, 20 in a burst per address.
+        let remote = parse("did:web:127.0.0.1%3A9");
+        for _ in 0..20 {
+            assert!(matches!(
+                resolve(&state, &remote, me).await,
+                Err(ResolveError::NotFound(_))
+            ));
+        }
+        assert_eq!(state.fetcher.stats().count("PRIVATE_ADDRESS"), 20);
+        assert!(matches!(
+            resolve(&state, &remote, me).await,
+            Err(ResolveError::Throttled(_))
+        ));
+        // Local DIDs are never throttled; another address is not; time refills the bucket.
+        assert!(resolve(&state, &parse(&did), me).await.is_ok());
+        let other = Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)));
+        assert!(matches!(
+            resolve(&state, &remote, other).await,
+            Err(ResolveError::NotFound(_))
+        ));
+        clock.advance(std::time::Duration::from_secs(1));
+        assert!(matches!(
+            resolve(&state, &remote, me).await,
+            Err(ResolveError::NotFound(_))
+        ));
     }
 
     #[test]

@@ -129,7 +129,11 @@ fn error_reply(state: &AppState, wanted: Option<Wanted>, e: ResolveError) -> war
     let mut resp = reply(
         status_of(&e),
         ct,
-        resolver::result_body(&Err(e.clone()), state.clock.now_ms()),
+        resolver::result_body(
+            &Err(e.clone()),
+            state.clock.now_ms(),
+            &resolver::resolver_link(&state.settings),
+        ),
     );
     if let ResolveError::Throttled(secs) = e {
         if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
@@ -258,17 +262,32 @@ pub(crate) async fn resolve(
         Wanted::Result(ct) => reply(
             status,
             ct,
-            resolver::result_body(&Ok(r), state.clock.now_ms()),
+            resolver::result_body(
+                &Ok(r),
+                state.clock.now_ms(),
+                &resolver::resolver_link(&state.settings),
+            ),
         ),
         // resolveRepresentation: the representation, its media type in Content-Type (DID Core
         // §7.1.2 contentType). A deactivated DID answers its result, which says so.
+        // JSON-LD needs an `@context` (DID Core §6.3.1); a remote document without one has
+        // only its plain JSON representation.
+        Wanted::Representation(DID_LD_JSON_CONTENT_TYPE)
+            if !r.document.windows(10).any(|w| w == b"\"@context\"") =>
+        {
+            error_reply(&state, None, ResolveError::RepresentationNotSupported)
+        }
         Wanted::Representation(ct) if status == StatusCode::OK => {
             reply(status, ct, r.document.to_vec())
         }
         Wanted::Representation(_) => reply(
             status,
             DID_RESOLUTION,
-            resolver::result_body(&Ok(r), state.clock.now_ms()),
+            resolver::result_body(
+                &Ok(r),
+                state.clock.now_ms(),
+                &resolver::resolver_link(&state.settings),
+            ),
         ),
     })
 }

@@ -159,6 +159,13 @@ async fn a_node_resolves_another_nodes_dids_over_https_and_its_own_locally() {
         )
         .await;
     assert_eq!(r.body["didDocument"], published.body);
+    // The result says which resolver answered: node A, by its DID and JWKS.
+    let resolver = &r.body["didResolutionMetadata"]["resolver"];
+    assert_eq!(resolver["id"], tests::loopback_did(a.port()));
+    assert_eq!(
+        resolver["jwksUri"],
+        format!("{}/.well-known/jwks.json", a.base)
+    );
     assert_eq!(metric(&api, FETCHED).await, 1);
     // The JSON-LD result type, and resolveRepresentation: the document itself, typed.
     let ld = "application/ld+json;profile=\"https://w3id.org/did-resolution\"";
