@@ -113,10 +113,8 @@ pub fn did_key_document(did: &str) -> Result<Value, KeyDidError> {
         });
     }
     // Compressed SEC1 points start 0x02 or 0x03.
-    if expected == 33 || expected == 49 {
-        if !matches!(key[0], 2 | 3) {
-            return Err(KeyDidError::InvalidPublicKey(kind));
-        }
+    if (expected == 33 || expected == 49) && !matches!(key[0], 2 | 3) {
+        return Err(KeyDidError::InvalidPublicKey(kind));
     }
     let vm_id = format!("{did}#{mb}");
     let mut doc = json!({

@@ -4,6 +4,8 @@
 //! locally. The results are checked against DID Core §7.1 as the spec words it
 //! ([`did_core_result`]), and did:key / did:jwk against ssi's own method implementations.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use serde_json::Value;
 use ssi::dids::{DIDResolver, DID, DIDJWK};
 use tests::{free_port, tempdir, Api, Node, Resp, TestCa};
@@ -27,10 +29,10 @@ const RESULT: &str = "application/did-resolution";
 fn did_core_result(v: &Value, did: &str, deactivated: bool) -> Option<String> {
     let rm = v["didResolutionMetadata"]
         .as_object()
-        .expect("didResolutionMetadata");
+        .unwrap_or_else(|| panic!("didResolutionMetadata: {v}"));
     let dm = v["didDocumentMetadata"]
         .as_object()
-        .expect("didDocumentMetadata");
+        .unwrap_or_else(|| panic!("didDocumentMetadata: {v}"));
     assert!(v.get("didDocument").is_some(), "didDocument member: {v}");
     assert!(
         !rm.contains_key("contentType"),
@@ -38,7 +40,9 @@ fn did_core_result(v: &Value, did: &str, deactivated: bool) -> Option<String> {
     );
     for k in ["created", "updated"] {
         if let Some(t) = dm.get(k) {
-            let t = t.as_str().expect("a string datetime");
+            let t = t
+                .as_str()
+                .unwrap_or_else(|| panic!("a string datetime: {v}"));
             // YYYY-MM-DDThh:mm:ssZ
             let ok = t.len() == 20
                 && t.char_indices().all(|(i, c)| match i {
@@ -52,7 +56,10 @@ fn did_core_result(v: &Value, did: &str, deactivated: bool) -> Option<String> {
         }
     }
     if let Some(e) = rm.get("error") {
-        let e = e.as_str().expect("error is a string").to_string();
+        let e = e
+            .as_str()
+            .unwrap_or_else(|| panic!("error is a string: {v}"))
+            .to_string();
         assert!(
             v["didDocument"].is_null() || v["didDocument"] == serde_json::json!({}),
             "a failed resolution carries a document: {v}"
