@@ -6,7 +6,7 @@ use std::pin::Pin;
 use uuid::Uuid;
 
 use crate::ctx::Ctx;
-use crate::suites::{a2a, badge, did_core, did_web, oasf, oauth, oidc};
+use crate::suites::{a2a, badge, did_core, did_resolution, did_web, oasf, oauth, oidc};
 
 /// The result of one check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +78,14 @@ pub struct Check {
 
 /// Every suite, in run order.
 pub const SUITES: &[&str] = &[
-    "did-web", "did-core", "oidc", "oauth", "a2a-card", "oasf", "badge",
+    "did-web",
+    "did-core",
+    "did-resolution",
+    "oidc",
+    "oauth",
+    "a2a-card",
+    "oasf",
+    "badge",
 ];
 
 macro_rules! node {
@@ -120,6 +127,14 @@ pub static CHECKS: &[Check] = &[
     agent!("did-core.agent-document", "did-core", "DID Core §4, §5.1.2, §5.2, §5.3", "the agent document passes the same structure checks, its keys are valid public JWKs and its controller is the node DID", did_core::agent_document),
     agent!("did-core.resolution-result", "did-core", "DID Resolution §7.1, DID Core §7.1.2, §7.1.3", "with --client-id/--client-secret: the node's resolve endpoint returns a DID Resolution result (media type, didDocument with the agent DID, metadata, deactivated false)", did_core::resolution_result),
     node!("did-core.resolution-deactivated", "did-core", "DID Core §7.1.3 (deactivated)", "with credentials: each --deactivated-agent resolves with didDocumentMetadata.deactivated true", did_core::resolution_deactivated),
+    node!("did-resolution.node-did", "did-resolution", "DID Core §7.1, §7.1.2, §7.1.3; DID Resolution HTTP(S) binding", "Accept: application/did-resolution on the node DID: 200, a result media type, didDocument/didResolutionMetadata/didDocumentMetadata, didDocument.id = the DID, no contentType, datetimes UTC without sub-second precision", did_resolution::node_did),
+    agent!("did-resolution.agent-did", "did-resolution", "DID Core §7.1, §7.1.2, §7.1.3", "the same for the agent's DID", did_resolution::agent),
+    node!("did-resolution.representation", "did-resolution", "DID Core §7.1 (resolveRepresentation), §6.2", "Accept: application/did+json answers the document itself as application/did+json, its id the DID", did_resolution::representation),
+    node!("did-resolution.deactivated", "did-resolution", "DID Core §7.1.3 (deactivated); HTTP(S) binding 410", "each --deactivated-agent DID answers 410 with didDocumentMetadata.deactivated true", did_resolution::deactivated),
+    node!("did-resolution.not-found", "did-resolution", "DID Core §7.1.2 (notFound), §7.1", "an unknown agent DID of the node answers 404 with error notFound and an empty didDocument", did_resolution::not_found),
+    node!("did-resolution.invalid-did", "did-resolution", "DID Core §3.1, §7.1.2 (invalidDid)", "a DID with an upper-case method name answers 400 with error invalidDid", did_resolution::invalid_did),
+    node!("did-resolution.method-not-supported", "did-resolution", "DID Core §7.1.2 (methodNotSupported)", "an unregistered method answers 501 with error methodNotSupported", did_resolution::method_not_supported),
+    node!("did-resolution.representation-not-supported", "did-resolution", "DID Core §7.1.2 (representationNotSupported)", "Accept: text/html answers 406 with error representationNotSupported", did_resolution::representation_not_supported),
     node!("oidc.discovery-members", "oidc", "OIDC Discovery §3", "openid-configuration has issuer, jwks_uri, token_endpoint, response_types_supported, subject_types_supported, id_token_signing_alg_values_supported", oidc::discovery_members),
     node!("oidc.discovery-issuer", "oidc", "OIDC Discovery §4.3", "the issuer equals the URL the configuration was fetched from", oidc::discovery_issuer),
     node!("oidc.endpoints-absolute", "oidc", "OIDC Discovery §3, RFC 8414 §2", "every endpoint and jwks_uri is an absolute http(s) URL", oidc::endpoints_absolute),

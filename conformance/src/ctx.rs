@@ -26,6 +26,9 @@ pub struct Options {
     pub deactivated_agents: Vec<Uuid>,
     /// The OASF taxonomy (`--oasf-schema`), for skill and domain ids and names.
     pub taxonomy: Option<Taxonomy>,
+    /// Base URL of the DID resolver the `did-resolution` suite checks (`--resolver`); the
+    /// target when `None`.
+    pub resolver: Option<String>,
 }
 
 /// One HTTP response, as the checks need it.
@@ -149,6 +152,13 @@ impl Ctx {
     ) -> Result<Fetched, String> {
         let url = self.url(url_or_path);
         self.send(self.client.get(&url).header("if-none-match", etag), &url)
+            .await
+    }
+
+    /// GET `url_or_path` with `Accept: accept` (not cached).
+    pub async fn get_accept(&self, url_or_path: &str, accept: &str) -> Result<Fetched, String> {
+        let url = self.url(url_or_path);
+        self.send(self.client.get(&url).header("accept", accept), &url)
             .await
     }
 

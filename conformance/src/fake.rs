@@ -42,6 +42,10 @@ struct World {
     deactivated: Uuid,
     routes: HashMap<String, Resp>,
     sign: Sign,
+    /// What `/1.0/identifiers/{did}` resolves: DID → document.
+    dids: HashMap<String, Value>,
+    /// The deactivated agent's DID.
+    gone_did: String,
 }
 
 fn did_json(doc: &DidDocument, broken_cors: bool) -> Resp {
@@ -111,6 +115,8 @@ impl World {
             // did-web: the document names another DID.
             node_doc.id = "did:web:elsewhere.example".to_string();
         }
+        let mut dids = HashMap::new();
+        dids.insert(node.to_string(), serde_json::to_value(&node_doc).unwrap());
         routes.insert("/.well-known/did.json".to_string(), {
             let mut r = did_json(&node_doc, false);
             r.headers.push(("etag", "\"n1\"".to_string()));
@@ -167,9 +173,10 @@ impl World {
                 format!("/agents/{a}/did.json"),
                 did_json(&doc, broken && i == 0),
             );
+            dids.insert(did.to_string(), serde_json::to_value(&doc).unwrap());
             let rr = json!({"didDocument": serde_json::to_value(&doc).unwrap(),
                 "didDocumentMetadata": {"created": "2026-01-01T00:00:00Z", "updated": "2026-01-01T00:00:00Z", "deactivated": false},
-                "didResolutionMetadata": {"contentType": "application/did+ld+json"}});
+                "didResolutionMetadata": {}});
             // did-core: a resolution result served as plain JSON.
             let rct = if broken && i == 1 {
                 "application/json"
@@ -249,7 +256,7 @@ impl World {
         // did-core: a deactivated DID that resolves as active.
         let rr = json!({"didDocument": serde_json::to_value(DidDocument::new(&gone_did, Some(&node))).unwrap(),
             "didDocumentMetadata": {"created": "2026-01-01T00:00:00Z", "updated": "2026-01-01T00:00:00Z", "deactivated": !broken},
-            "didResolutionMetadata": {"contentType": "application/did+ld+json"}});
+            "didResolutionMetadata": {}});
         routes.insert(
             format!("/api/v1/agents/{deactivated}/did/resolve"),
             json_resp(200, did_method::RESOLUTION_CONTENT_TYPE, &rr, &[]),
@@ -271,6 +278,8 @@ impl World {
             deactivated,
             routes,
             sign,
+            dids,
+            gone_did: gone_did.to_string(),
         }
     }
 
@@ -321,6 +330,85 @@ impl World {
         )
     }
 
+    /// `/1.0/identifiers/{did}`; the broken double: the node DID's result with `contentType`
+    /// and milliseconds, the second agent's as plain JSON, the representation as plain JSON, the
+    /// deactivated DID as active, an unknown DID as 200, a malformed DID as 500.
+    fn identifiers(&self, did: &str, accept: &str) -> Resp {
+        const RESULT: &str = "application/did-resolution";
+        let b = self.broken;
+        let failure = |status: u16, code: &str| {
+            json_resp(
+                status,
+                RESULT,
+                &json!({"didDocument": null,
+                "didResolutionMetadata": {"error": code}, "didDocumentMetadata": {}}),
+                &[],
+            )
+        };
+        let representation = accept.starts_with("application/did+json");
+        if !representation && !accept.starts_with(RESULT) {
+            return failure(406, "representationNotSupported");
+        }
+        let method = did.strip_prefix("did:").and_then(|r| r.split(':').next());
+        match method {
+            Some("web") => {}
+            Some(m)
+                if m.bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) =>
+            {
+                return failure(501, "methodNotSupported")
+            }
+            _ if b => return failure(500, "internalError"),
+            _ => return failure(400, "invalidDid"),
+        }
+        if did == self.gone_did {
+            let doc = json!({"@context": [did_method::DID_CONTEXT], "id": did});
+            let (status, deactivated) = if b { (200, false) } else { (410, true) };
+            return json_resp(
+                status,
+                RESULT,
+                &json!({"didDocument": doc,
+                "didResolutionMetadata": {}, "didDocumentMetadata": {"deactivated": deactivated}}),
+                &[],
+            );
+        }
+        let Some(doc) = self.dids.get(did) else {
+            return failure(if b { 200 } else { 404 }, "notFound");
+        };
+        if representation {
+            let ct = if b {
+                "application/json"
+            } else {
+                "application/did+json"
+            };
+            return json_resp(200, ct, doc, &[]);
+        }
+        let node = did
+            == DidWeb::from_base_url(&self.target, &[])
+                .unwrap()
+                .to_string();
+        let (created, rm) = if b && node {
+            (
+                "2026-01-01T00:00:00.123Z",
+                json!({"contentType": "application/did+ld+json"}),
+            )
+        } else {
+            ("2026-01-01T00:00:00Z", json!({}))
+        };
+        let ct = if b && did.ends_with(&self.agents[1].to_string()) {
+            "application/json"
+        } else {
+            RESULT
+        };
+        json_resp(
+            200,
+            ct,
+            &json!({"didDocument": doc, "didResolutionMetadata": rm,
+            "didDocumentMetadata": {"created": created}}),
+            &[],
+        )
+    }
+
     fn respond(
         &self,
         method: &str,
@@ -328,7 +416,11 @@ impl World {
         bearer: bool,
         body: &str,
         if_none_match: Option<&str>,
+        accept: &str,
     ) -> Resp {
+        if let Some(did) = path.strip_prefix("/1.0/identifiers/") {
+            return self.identifiers(did, accept);
+        }
         if method == "POST" && path == "/oauth2/token" {
             return self.token(body);
         }
@@ -409,7 +501,23 @@ async fn serve(listener: TcpListener, world: Arc<World>) {
                     .eq_ignore_ascii_case("if-none-match")
                     .then(|| v.trim().to_string())
             });
-            let r = world.respond(method, path, bearer, &body, if_none_match.as_deref());
+            let accept = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.trim()
+                        .eq_ignore_ascii_case("accept")
+                        .then(|| v.trim().to_string())
+                })
+                .unwrap_or_default();
+            let r = world.respond(
+                method,
+                path,
+                bearer,
+                &body,
+                if_none_match.as_deref(),
+                &accept,
+            );
             let mut out = format!(
                 "HTTP/1.1 {} X\r\ncontent-length: {}\r\nconnection: close\r\n",
                 r.status,
@@ -438,6 +546,7 @@ async fn results_against(broken: bool) -> (Vec<crate::CheckResult>, [Uuid; 2], S
         agents: agents.to_vec(),
         deactivated_agents: vec![world.deactivated],
         taxonomy: None,
+        resolver: None,
     };
     let ctx = Ctx::new(&world.target, None, opts).unwrap();
     tokio::spawn(serve(listener, world));
@@ -493,6 +602,12 @@ async fn a_broken_node_fails_exactly_the_broken_checks() {
         "did-core.node-document".into(),
         format!("did-core.resolution-result[{a1}]"),
         "did-core.resolution-deactivated".into(),
+        "did-resolution.node-did".into(),
+        format!("did-resolution.agent-did[{a1}]"),
+        "did-resolution.representation".into(),
+        "did-resolution.deactivated".into(),
+        "did-resolution.not-found".into(),
+        "did-resolution.invalid-did".into(),
         "oidc.rfc8414-consistent".into(),
         "oidc.jwks-no-private".into(),
         "oauth.token-claims".into(),
@@ -514,17 +629,17 @@ async fn a_broken_node_fails_exactly_the_broken_checks() {
 async fn the_reports_carry_every_result() {
     let (results, _, target) = results_against(true).await;
     let (p, f, k) = crate::report::counts(&results);
-    assert_eq!((f, k), (18, 0));
+    assert_eq!((f, k), (24, 0));
     let text = crate::report::text(&target, &results);
-    assert!(text.contains(&format!("{p} passed, 18 failed, 0 skipped")));
+    assert!(text.contains(&format!("{p} passed, 24 failed, 0 skipped")));
     assert!(text.lines().any(|l| l.starts_with("oidc.jwks-no-private ")
         && l.contains("FAIL")
         && l.contains("private members")));
     let json: Value = serde_json::from_str(&crate::report::json(&target, &results)).unwrap();
-    assert_eq!(json["summary"]["failed"], 18);
+    assert_eq!(json["summary"]["failed"], 24);
     assert_eq!(json["results"].as_array().unwrap().len(), results.len());
     let junit = crate::report::junit(&target, &results);
     assert_eq!(junit.matches("<testcase ").count(), results.len());
-    assert_eq!(junit.matches("<failure ").count(), 18);
+    assert_eq!(junit.matches("<failure ").count(), 24);
     assert!(junit.contains("<testsuite name=\"oauth\" tests=\"6\" failures=\"2\""));
 }

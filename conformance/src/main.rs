@@ -38,7 +38,8 @@ struct RunArgs {
     /// Base URL of the node (its public URL / OAuth issuer), http or https.
     #[arg(long)]
     target: String,
-    /// Run only this suite (repeatable): did-web, did-core, oidc, oauth, a2a-card, oasf, badge.
+    /// Run only this suite (repeatable): did-web, did-core, did-resolution, oidc, oauth, a2a-card,
+    /// oasf, badge.
     #[arg(long = "suite")]
     suites: Vec<String>,
     /// Client id for the `oauth` suite (client_credentials, client_secret_post).
@@ -62,6 +63,10 @@ struct RunArgs {
     /// An agent (uuid) expected to be deactivated: its DID document must answer 410 (repeatable).
     #[arg(long = "deactivated-agent")]
     deactivated_agents: Vec<Uuid>,
+    /// Base URL of the DID resolver the `did-resolution` suite checks (its
+    /// `/1.0/identifiers/{did}`), e.g. a Universal Resolver; the target by default.
+    #[arg(long)]
+    resolver: Option<String>,
     /// PEM certificate(s) to trust for an https target: the target's CA, or a bundle such as
     /// /etc/ssl/certs/ca-certificates.crt (no other root is trusted).
     #[arg(long)]
@@ -152,6 +157,7 @@ fn run(args: RunArgs) -> Result<bool, String> {
         agents: args.agents,
         deactivated_agents: args.deactivated_agents,
         taxonomy,
+        resolver: args.resolver,
     };
     let ctx = Ctx::new(&args.target, ca.as_deref(), opts)?;
     let rt = tokio::runtime::Builder::new_current_thread()

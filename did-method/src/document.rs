@@ -13,9 +13,13 @@ use crate::DidWeb;
 pub const DID_CONTEXT: &str = "https://www.w3.org/ns/did/v1";
 /// The context of `JsonWebKey2020` verification methods.
 pub const JWS_2020_CONTEXT: &str = "https://w3id.org/security/suites/jws-2020/v1";
-/// Media type of a DID Resolution result (DID Resolution §7.1.2).
+/// Media type of a DID Resolution result as JSON-LD (DID Resolution, HTTP(S) binding).
 pub const RESOLUTION_CONTENT_TYPE: &str =
     "application/ld+json;profile=\"https://w3id.org/did-resolution\"";
+/// The DID Resolution result media type (DID Resolution §8, HTTP(S) binding).
+pub const DID_RESOLUTION: &str = "application/did-resolution";
+/// Media type of a DID document in JSON-LD (DID Core §6.3).
+pub const DID_LD_JSON_CONTENT_TYPE: &str = "application/did+ld+json";
 /// Media type of a DID document in plain JSON (DID Core §6.2).
 pub const DID_JSON_CONTENT_TYPE: &str = "application/did+json";
 
@@ -173,29 +177,35 @@ impl DidDocument {
     }
 }
 
-/// Document metadata of a resolution (DID Resolution §7.1.3; DID Core §7.1.3).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Document metadata of a resolution (DID Core §7.1.3).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DocumentMetadata {
-    /// Creation time, RFC 3339.
-    pub created: String,
-    /// Last update, RFC 3339.
-    pub updated: String,
-    /// Whether the DID was deactivated.
+    /// Creation time: an XML Schema `dateTime` normalized to UTC, without sub-second precision
+    /// (DID Core §7.1.3 `created`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// Last update, in the same form (DID Core §7.1.3 `updated`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated: Option<String>,
+    /// Whether the DID was deactivated; MUST be present and `true` when it was (DID Core §7.1.3).
+    #[serde(default)]
     pub deactivated: bool,
 }
 
-/// Resolution metadata (DID Resolution §7.1.2).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Resolution metadata (DID Core §7.1.2).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResolutionMetadata {
-    /// Media type of the document representation.
-    pub content_type: String,
-    /// When the resolution happened, RFC 3339.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Media type of the representation: only from `resolveRepresentation`; it MUST NOT be
+    /// present when `resolve` was called (DID Core §7.1.2 `contentType`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// When the resolution happened (an extension: DID Resolution's `retrieved`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retrieved: Option<String>,
-    /// Error code (`notFound`, `invalidDid`, ...) when resolution failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Error code (`notFound`, `invalidDid`, ...) when resolution failed (DID Core §7.1.2 `error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
@@ -204,6 +214,7 @@ pub struct ResolutionMetadata {
 #[serde(rename_all = "camelCase")]
 pub struct ResolutionResult {
     /// The document (absent when resolution failed).
+    #[serde(default)]
     pub did_document: Option<DidDocument>,
     /// About the document.
     pub did_document_metadata: DocumentMetadata,
@@ -277,22 +288,16 @@ mod tests {
         let r = ResolutionResult {
             did_document: Some(doc()),
             did_document_metadata: DocumentMetadata {
-                created: "2026-03-01T08:00:00.000Z".into(),
-                updated: "2026-03-28T11:30:00.000Z".into(),
+                created: Some("2026-03-01T08:00:00Z".into()),
+                updated: Some("2026-03-28T11:30:00Z".into()),
                 deactivated: false,
             },
-            did_resolution_metadata: ResolutionMetadata {
-                content_type: "application/did+ld+json".into(),
-                retrieved: None,
-                error: None,
-            },
+            did_resolution_metadata: ResolutionMetadata::default(),
         };
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["didDocumentMetadata"]["deactivated"], false);
-        assert_eq!(
-            v["didResolutionMetadata"]["contentType"],
-            "application/did+ld+json"
-        );
+        // `resolve` results carry no contentType (DID Core §7.1.2).
+        assert!(v["didResolutionMetadata"].get("contentType").is_none());
         assert!(v["didResolutionMetadata"].get("error").is_none());
         assert_eq!(v["didDocument"]["id"], "did:web:idp.example.com:agents:a1");
     }

@@ -173,7 +173,15 @@ pub(crate) struct Metrics {
     federation_verified: Counter,
     federation_refused: Counter,
     requests: Family<RequestLabels, Counter>,
+    resolutions: Family<ResolutionLabels, Counter>,
     latency: LatencyHistogram,
+}
+
+/// Labels of a DID resolution: where it was answered from and how it ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResolutionLabels {
+    source: &'static str,
+    outcome: &'static str,
 }
 
 impl Default for Metrics {
@@ -274,6 +282,12 @@ impl Metrics {
             "Partner token verifications by outcome",
             verifications.clone(),
         );
+        let resolutions = Family::<ResolutionLabels, Counter>::default();
+        registry.register(
+            "agentidp_did_resolutions",
+            "DID resolutions at /1.0/identifiers/ and /did/resolve, by source (local, key, remote_cache, remote_fetch, none) and outcome (found, deactivated, or the DID Core error)",
+            resolutions.clone(),
+        );
         let outcome = |outcome| verifications.get_or_create_owned(&OutcomeLabels { outcome });
         let (federation_verified, federation_refused) = (outcome("valid"), outcome("refused"));
         Metrics {
@@ -293,6 +307,7 @@ impl Metrics {
             federation_verified,
             federation_refused,
             requests,
+            resolutions,
             latency,
         }
     }
@@ -304,6 +319,13 @@ impl Metrics {
         } else {
             self.federation_refused.inc();
         }
+    }
+
+    /// Counts one DID resolution by where it was answered from and how it ended.
+    pub(crate) fn did_resolution(&self, source: &'static str, outcome: &'static str) {
+        self.resolutions
+            .get_or_create(&ResolutionLabels { source, outcome })
+            .inc();
     }
 
     /// Counts one connection the node closed, by why.

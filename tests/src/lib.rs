@@ -108,13 +108,34 @@ impl Node {
     /// `AGENTIDP_TEST_CLOCK=1`) that [`Node::advance`] moves; the offset file stays beside
     /// the data directory, so a node restarted on it keeps the time it had.
     pub fn start_with(data_dir: &Path, store: &str, extra: &[&str]) -> Node {
-        Node::launch(&binary(), &[], data_dir, store, extra, true)
+        Node::launch(&binary(), &[], data_dir, store, extra, true, &[])
+    }
+
+    /// Like [`Node::start_with`], with extra environment variables (e.g. `SSL_CERT_FILE`, which
+    /// the node's outbound client reads its trusted roots from instead of the system store).
+    pub fn start_with_env(
+        data_dir: &Path,
+        store: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Node {
+        Node::launch(&binary(), &[], data_dir, store, extra, true, env)
     }
 
     /// Like [`Node::start_with`], on the system clock, as an operator runs it (the load tool
     /// measures this).
     pub fn start_on_system_clock(data_dir: &Path, store: &str, extra: &[&str]) -> Node {
-        Node::launch(&binary(), &[], data_dir, store, extra, false)
+        Node::launch(&binary(), &[], data_dir, store, extra, false, &[])
+    }
+
+    /// Like [`Node::start_on_system_clock`], with extra environment variables.
+    pub fn start_on_system_clock_with_env(
+        data_dir: &Path,
+        store: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Node {
+        Node::launch(&binary(), &[], data_dir, store, extra, false, env)
     }
 
     /// Like [`Node::start_on_system_clock`], running `program` (e.g. another build of
@@ -127,7 +148,7 @@ impl Node {
         store: &str,
         extra: &[&str],
     ) -> Node {
-        Node::launch(program, prefix, data_dir, store, extra, false)
+        Node::launch(program, prefix, data_dir, store, extra, false, &[])
     }
 
     // The child is waited for by `kill9`, `stop` or `Drop`.
@@ -139,6 +160,7 @@ impl Node {
         store: &str,
         extra: &[&str],
         test_clock: bool,
+        env: &[(&str, &str)],
     ) -> Node {
         std::fs::create_dir_all(data_dir).expect("create data dir");
         let log = data_dir.with_extension("log");
@@ -165,6 +187,7 @@ impl Node {
                 .arg(file)
                 .env("AGENTIDP_TEST_CLOCK", "1");
         }
+        cmd.envs(env.iter().copied());
         let mut child = cmd
             .args(extra)
             .stdout(Stdio::piped())

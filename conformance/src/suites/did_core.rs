@@ -127,15 +127,53 @@ pub(crate) fn check_resolution(
     ensure(got == deactivated, || {
         format!("didDocumentMetadata.deactivated is {got}, not {deactivated}")
     })?;
-    let dct = r.did_resolution_metadata.content_type;
-    ensure(
-        matches!(
-            dct.as_str(),
-            "application/did+json" | "application/did+ld+json"
-        ),
-        || format!("didResolutionMetadata.contentType is {dct:?}"),
-    )?;
+    check_metadata(&body)?;
     Ok(format!("resolved, deactivated: {got}"))
+}
+
+/// DID Core §7.1.2 and §7.1.3 on a `resolve` result: `didResolutionMetadata` has no
+/// `contentType` ("MUST NOT be present if the resolve function was called"); `created`,
+/// `updated` and `nextUpdate` are XML Schema dateTimes "normalized to UTC 00:00:00 and without
+/// sub-second decimal precision"; `deactivated`, when present, is a boolean.
+pub(crate) fn check_metadata(body: &Value) -> Result<(), String> {
+    let rm = body
+        .get("didResolutionMetadata")
+        .and_then(Value::as_object)
+        .ok_or("didResolutionMetadata is missing or not an object")?;
+    ensure(!rm.contains_key("contentType"), || {
+        "didResolutionMetadata.contentType is present in a resolve result (DID Core §7.1.2: MUST NOT be)".to_string()
+    })?;
+    let dm = body
+        .get("didDocumentMetadata")
+        .and_then(Value::as_object)
+        .ok_or("didDocumentMetadata is missing or not an object")?;
+    for k in ["created", "updated", "nextUpdate"] {
+        if let Some(v) = dm.get(k) {
+            let t = v.as_str().unwrap_or_default();
+            ensure(is_utc_datetime_secs(t), || {
+                format!("didDocumentMetadata.{k} is {v}, not a UTC dateTime without sub-second precision (DID Core §7.1.3)")
+            })?;
+        }
+    }
+    if let Some(v) = dm.get("deactivated") {
+        ensure(v.is_boolean(), || {
+            format!("didDocumentMetadata.deactivated is {v}, not a boolean")
+        })?;
+    }
+    Ok(())
+}
+
+/// `YYYY-MM-DDThh:mm:ssZ`: XML Schema dateTime, UTC, no fraction.
+pub(crate) fn is_utc_datetime_secs(t: &str) -> bool {
+    let b = t.as_bytes();
+    b.len() == 20
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
 }
 
 /// Parses as a DID document and passes [`DidDocument::check`]; every method is `JsonWebKey2020`

@@ -7,6 +7,7 @@
 pub(crate) mod a2a;
 pub(crate) mod badge;
 pub(crate) mod did_core;
+pub(crate) mod did_resolution;
 pub(crate) mod did_web;
 pub(crate) mod oasf;
 pub(crate) mod oauth;

@@ -154,6 +154,7 @@ pub(crate) async fn state_over(
         taxonomy,
         gossip: crate::gossip::GossipHub::default(),
         fetcher,
+        did_cache: Arc::default(),
         key_cache,
         partners: Arc::new(crate::app::partners::PartnerCache::new()),
         health: crate::app::health::HealthMonitor::new(&store, clock.clone()),

@@ -11,14 +11,14 @@
 
 use std::sync::Arc;
 
-use did_method::{DidDocument, DocumentMetadata, ResolutionMetadata, ResolutionResult};
 use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::artifacts::{self, AgentArtifacts, Rendered, Standing, VC_CONTEXT};
+use super::resolver;
 use super::{AppState, Caller, DomainError, ErrorCode, Outcome, Scope};
-use crate::clock::{parse_rfc3339, rfc3339};
+use crate::clock::parse_rfc3339;
 
 /// JSON-LD media type of a DID document (DID Core §6.3): what a resolution result says its
 /// document is, and what the document routes answer when asked for it.
@@ -161,38 +161,33 @@ pub(crate) fn predecessor_card(state: &AppState, id: &Uuid) -> Outcome<Value> {
 }
 
 /// W3C DID Resolution of one of the caller's organization's agents (`agents:read`): another
-/// organization's agent is not found. A deactivated DID resolves to its bare identity (no keys,
-/// no services) with `deactivated: true`.
-pub(crate) fn resolve(state: &AppState, caller: &Caller, id: &Uuid) -> Outcome<ResolutionResult> {
+/// organization's agent is not found. Answered by the resolver's code
+/// ([`resolver::agent_resolution`], [`resolver::result_body`]), so it follows the same rules
+/// as `/1.0/identifiers/`: a deactivated DID resolves to its bare identity (no keys, no
+/// services) with `deactivated: true`; no `contentType` (DID Core §7.1.2); times without
+/// sub-second precision (§7.1.3). The body is the result's JSON.
+pub(crate) fn resolve(state: &AppState, caller: &Caller, id: &Uuid) -> Outcome<Vec<u8>> {
     caller.require(Scope::AgentsRead)?;
     let x = state
         .artifacts
         .get(id, &state.keys())?
         .filter(|x| x.agent.org_id == caller.org_id)
         .ok_or_else(DomainError::agent_not_found)?;
-    let deactivated = x.standing == Standing::Deactivated;
-    let document = if deactivated {
-        DidDocument::new(&x.did, Some(&state.settings.node_did))
-    } else {
-        serde_json::from_slice(&x.document.body).map_err(|e| {
-            tracing::error!(error = %e, "a rendered DID document does not parse");
-            DomainError::Internal
-        })?
+    let out = resolver::agent_resolution(state, &x);
+    let outcome = match &out {
+        Ok(r) if r.metadata.deactivated => "deactivated",
+        Ok(_) => "found",
+        Err(e) => e.code(),
     };
-    let keys_changed = x.keys.iter().map(|k| k.created_at).max().unwrap_or(0);
-    Ok(ResolutionResult {
-        did_document: Some(document),
-        did_document_metadata: DocumentMetadata {
-            created: rfc3339(x.agent.created_at),
-            updated: rfc3339(x.agent.updated_at.max(keys_changed)),
-            deactivated,
-        },
-        did_resolution_metadata: ResolutionMetadata {
-            content_type: DID_LD_JSON.to_string(),
-            retrieved: Some(rfc3339(state.clock.now_ms())),
-            error: None,
-        },
-    })
+    state
+        .metrics
+        .did_resolution(resolver::Source::Local.label(), outcome);
+    let r = out.map_err(|_| DomainError::Internal)?;
+    Ok(resolver::result_body(
+        &Ok(r),
+        state.clock.now_ms(),
+        &resolver::resolver_link(&state.settings),
+    ))
 }
 
 /// What a badge that verified says.
@@ -402,6 +397,12 @@ mod tests {
     use super::*;
     use crate::app::artifacts::fixtures;
     use crate::app::{testing, Actor};
+    use crate::clock::rfc3339;
+    use did_method::ResolutionResult;
+
+    fn result(body: Vec<u8>) -> ResolutionResult {
+        serde_json::from_slice(&body).unwrap()
+    }
 
     /// The kind of a refusal, as the HTTP layer will map it.
     #[derive(Debug, PartialEq)]
@@ -677,7 +678,9 @@ mod tests {
         let (agent, key) = fixtures::agent(&state, &org.id, true).await;
         let reader = caller(&org.id, &[Scope::AgentsRead]);
 
-        let r = resolve(&state, &reader, &agent.id).unwrap();
+        let body = resolve(&state, &reader, &agent.id).unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        let r = result(body);
         let doc = serde_json::to_value(r.did_document.unwrap()).unwrap();
         assert_eq!(doc["id"], state.agent_did(&agent.id));
         assert!(doc["verificationMethod"][0]["id"]
@@ -685,7 +688,16 @@ mod tests {
             .unwrap()
             .ends_with(&key.kid));
         assert!(!r.did_document_metadata.deactivated);
-        assert_eq!(r.did_resolution_metadata.content_type, DID_LD_JSON);
+        // DID Core §7.1.2: contentType MUST NOT be present when `resolve` was called; §7.1.3:
+        // datetimes normalized to UTC without sub-second precision.
+        assert!(v["didResolutionMetadata"].get("contentType").is_none());
+        for t in [
+            r.did_document_metadata.created,
+            r.did_document_metadata.updated,
+        ] {
+            let t = t.unwrap();
+            assert!(t.ends_with('Z') && !t.contains('.') && t.len() == 20, "{t}");
+        }
 
         // Another organization's agent does not exist for this caller; a caller without
         // agents:read may not resolve.
@@ -709,12 +721,12 @@ mod tests {
         // A suspended agent still resolves with its keys; a decommissioned one is deactivated
         // and keeps its identity only.
         fixtures::set_agent_status(&state, &agent.id, AgentStatus::Suspended).await;
-        let r = resolve(&state, &reader, &agent.id).unwrap();
+        let r = result(resolve(&state, &reader, &agent.id).unwrap());
         assert!(!r.did_document_metadata.deactivated);
         let doc = serde_json::to_value(r.did_document.unwrap()).unwrap();
         assert!(doc["verificationMethod"].is_array());
         fixtures::set_agent_status(&state, &agent.id, AgentStatus::Decommissioned).await;
-        let r = resolve(&state, &reader, &agent.id).unwrap();
+        let r = result(resolve(&state, &reader, &agent.id).unwrap());
         assert!(r.did_document_metadata.deactivated);
         let doc = serde_json::to_value(r.did_document.unwrap()).unwrap();
         assert_eq!(doc["id"], state.agent_did(&agent.id));

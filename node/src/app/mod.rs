@@ -25,6 +25,7 @@ pub(crate) mod partners;
 pub(crate) mod policies;
 #[cfg(test)]
 mod registry_tests;
+pub(crate) mod resolver;
 pub(crate) mod signing_keys;
 pub(crate) mod state;
 #[cfg(test)]

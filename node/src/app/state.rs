@@ -114,6 +114,8 @@ pub(crate) struct StateInner {
     pub(crate) delegations: Arc<crate::app::delegation::Registry>,
     /// Rendered DID documents and cards.
     pub(crate) artifacts: Arc<crate::app::artifacts::ArtifactCache>,
+    /// Remote did:web documents, and the throttle of the fetches that fill the cache.
+    pub(crate) did_cache: Arc<crate::app::resolver::RemoteCache>,
     /// The one guarded outbound HTTP client.
     pub(crate) fetcher: Arc<federation::Fetcher>,
     /// Partners by issuer.

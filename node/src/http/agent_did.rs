@@ -47,7 +47,8 @@ pub(crate) async fn legacy_card(
     ))
 }
 
-/// W3C DID Resolution of one of the caller's organization's agents.
+/// W3C DID Resolution of one of the caller's organization's agents (the same result as
+/// `/1.0/identifiers/{did}` gives for its DID).
 #[utoipa::path(get, operation_id = "resolveAgentDid", path = "/api/v1/agents/{agentId}/did/resolve", tag = "DIDs", security(("bearer" = ["agents:read"])),
     params(("agentId" = Uuid, Path)),
     responses((status = 200, description = "DID Resolution result", body = Object, content_type = "application/ld+json;profile=\"https://w3id.org/did-resolution\""),
@@ -58,8 +59,8 @@ pub(crate) async fn resolve(
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
     let id = p.id("agentId")?;
-    let result = dids::resolve(&state, &caller, &id)?;
-    let mut resp = warp::reply::json(&result).into_response();
+    let body = dids::resolve(&state, &caller, &id)?;
+    let mut resp = warp::reply::Response::new(body.into());
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(RESOLUTION_CONTENT_TYPE),

@@ -434,6 +434,14 @@ pub(crate) fn accept(
     warp::header::optional::<String>("accept")
 }
 
+/// The request path as sent, escapes and all (for a parameter whose escapes matter, such as a
+/// DID whose `%3A` is part of it), as an extractor of the route table.
+pub(crate) fn raw_path(
+    _: &AppState,
+) -> impl Filter<Extract = (warp::path::FullPath,), Error = Infallible> + Clone {
+    warp::path::full()
+}
+
 /// `Authorization` (any scheme), as an extractor of the route table.
 pub(crate) fn authorization(
     _: &AppState,

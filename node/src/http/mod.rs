@@ -13,6 +13,7 @@ pub(crate) mod error;
 pub(crate) mod extract;
 mod federation;
 mod health;
+mod identifiers;
 mod keys;
 mod oauth2;
 mod oauth_form;
@@ -109,6 +110,7 @@ pub(crate) const ROUTES: &[Route] = routes! {
     POST "/api/v1/token" => token::token(authorization, body, addr, state);
     GET "/agents/{agentId}/did.json" => public_agents::agent_document(accept, inm, state);
     GET "/.well-known/jwks.json" => wellknown::jwks(inm, state);
+    GET "/1.0/identifiers/{did}" => identifiers::resolve(raw_path, accept, query, addr, state);
     POST "/api/v1/token/introspect" => token::introspect(authorization, body, addr, state);
     GET "/.well-known/did.json" => wellknown::node_document(accept, inm, state);
     GET "/agents/{agentId}/.well-known/agent-card.json" => public_agents::agent_card(inm, state);

@@ -11,7 +11,9 @@
 //! `flood`: floods the unauthenticated endpoints with failures of each kind in turn (random
 //! client ids at the token endpoint, Basic with random ids, introspection and revocation with a
 //! bad bearer, API calls with bad tokens), and reports the audit entries and the data-directory
-//! growth each flood caused.
+//! growth each flood caused. `resolve`: DID resolutions per second at `/1.0/identifiers/` — a
+//! local agent DID, against the `did.json` GET of the same agent in the same run, and another
+//! node's agent DID over HTTPS with a warm cache.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -94,6 +96,15 @@ enum Cmd {
         #[arg(long, default_value = "redb")]
         store: String,
     },
+    /// DID resolutions per second: local, against did.json in the same run, and remote (warm).
+    Resolve {
+        /// Keep-alive connections, each sending its next request when the answer is in.
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Idle and slowloris sockets against one node: when are they cut, and does /health answer?
     Connections {
         /// Sockets that connect and then send nothing.
@@ -150,6 +161,15 @@ fn main() -> std::process::ExitCode {
                 data_dir,
             } => startup(agents, &store, data_dir).await,
             Cmd::Gossip { nodes, changes } => gossip(nodes.into(), changes.into()).await,
+            Cmd::Resolve {
+                connections,
+                seconds,
+            } => {
+                if let Err(e) = resolve(connections, seconds).await {
+                    eprintln!("agentidp-load: {e}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            }
             Cmd::Flood {
                 seconds,
                 workers,
@@ -525,6 +545,172 @@ async fn flood(seconds: u64, workers: usize, store: &str) {
             grown as f64 / 1024.0
         );
     }
+}
+
+/// GETs `path` on `addr` over `connections` keep-alive connections for `seconds`; returns the
+/// 200 answers and the others. A lean client (one buffer per connection, no HTTP library), so
+/// that the machine's cores go to the node.
+async fn hammer(
+    addr: &str,
+    path: &str,
+    accept: &str,
+    connections: usize,
+    seconds: u64,
+) -> (u64, u64) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let request = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\naccept: {accept}\r\n\r\n");
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (addr, request) = (addr.to_string(), request.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut other) = (0u64, 0u64);
+            let Ok(mut s) = tokio::net::TcpStream::connect(&addr).await else {
+                return (0, 1);
+            };
+            let _ = s.set_nodelay(true);
+            let mut buf = vec![0u8; 64 * 1024];
+            while Instant::now() < deadline {
+                if s.write_all(request.as_bytes()).await.is_err() {
+                    return (ok, other + 1);
+                }
+                let mut have = 0;
+                let done = loop {
+                    if let Some(end) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if have >= end + 4 + len {
+                            break Some(head.starts_with("http/1.1 200"));
+                        }
+                    }
+                    if have == buf.len() {
+                        break None;
+                    }
+                    match s.read(&mut buf[have..]).await {
+                        Ok(n) if n > 0 => have += n,
+                        _ => break None,
+                    }
+                };
+                match done {
+                    Some(true) => ok += 1,
+                    Some(false) => other += 1,
+                    None => return (ok, other + 1),
+                }
+            }
+            (ok, other)
+        }));
+    }
+    let (mut ok, mut other) = (0, 0);
+    for t in tasks {
+        if let Ok((a, b)) = t.await {
+            ok += a;
+            other += b;
+        }
+    }
+    (ok, other)
+}
+
+/// The `resolve` scenario: node B serves HTTPS (a throwaway CA that node A trusts through
+/// `SSL_CERT_FILE`); node A resolves its own agent's DID and B's agent's DID.
+async fn resolve(connections: usize, seconds: u64) -> Result<(), String> {
+    let (dir, _keep) = data_dir(None);
+    let ca = tests::TestCa::new();
+    let (cert, key) = ca.write_leaf(&dir.join("tls"), &["localhost", "127.0.0.1"]);
+    let port_b = tests::free_port();
+    let (listen_b, public_b) = (
+        format!("127.0.0.1:{port_b}"),
+        format!("https://localhost:{port_b}"),
+    );
+    let (cert, key) = (
+        cert.to_string_lossy().to_string(),
+        key.to_string_lossy().to_string(),
+    );
+    let b = Node::start_on_system_clock(
+        &dir.join("b"),
+        "redb",
+        &[
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--listen",
+            &listen_b,
+            "--public-url",
+            &public_b,
+        ],
+    );
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca.cert_pem()).map_err(|e| e.to_string())?;
+    let ca_path = ca_file.to_string_lossy().to_string();
+    let a = Node::start_on_system_clock_with_env(
+        &dir.join("a"),
+        "redb",
+        &["--allow-private-fetch"],
+        &[("SSL_CERT_FILE", &ca_path)],
+    );
+    let api_b = tests::Api::with_ca(&b.base, ca.cert_pem());
+    let (cid, cs) = org_admin(&api_b, &b, "resolve-b").await;
+    let token_b = api_b.token(&cid, &cs).await;
+    let remote = api_b.register_agent(&token_b, "remote@load.example").await;
+    let api = Api::new(&a.base);
+    let (cid, cs) = org_admin(&api, &a, "resolve-a").await;
+    let token = api.token(&cid, &cs).await;
+    let local = api.register_agent(&token, "local@load.example").await;
+    let field = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
+    let (local_id, local_did, remote_did) = (
+        field(&local, "agentId"),
+        field(&local, "did"),
+        field(&remote, "did"),
+    );
+    let addr = a.base.trim_start_matches("http://").to_string();
+    // Warm the cache (and check that everything answers) before measuring.
+    for did in [&local_did, &remote_did] {
+        let (ok, _) = hammer(
+            &addr,
+            &format!("/1.0/identifiers/{did}"),
+            "application/did-resolution",
+            1,
+            1,
+        )
+        .await;
+        if ok == 0 {
+            return Err(format!("{did} does not resolve on {}", a.base));
+        }
+    }
+    let runs = [
+        (
+            "did.json GET (local agent)",
+            format!("/agents/{local_id}/did.json"),
+            "application/did+json",
+        ),
+        (
+            "resolve local agent DID",
+            format!("/1.0/identifiers/{local_did}"),
+            "application/did-resolution",
+        ),
+        (
+            "resolve remote did:web (warm cache)",
+            format!("/1.0/identifiers/{remote_did}"),
+            "application/did-resolution",
+        ),
+    ];
+    let mut rates = Vec::new();
+    for (what, path, accept) in &runs {
+        let (ok, other) = hammer(&addr, path, accept, connections, seconds).await;
+        let rate = ok as f64 / seconds as f64;
+        rates.push(rate);
+        println!("resolve {what}: {ok} answers in {seconds} s at {connections} connections = {rate:.0}/s ({other} not 200)");
+    }
+    println!(
+        "resolve summary: local resolution = {:.0}% of the did.json GET rate; remote warm = {:.0}/s",
+        100.0 * rates[1] / rates[0].max(1.0),
+        rates[2]
+    );
+    Ok(())
 }
 
 async fn startup(agents: usize, store: &str, dir: Option<PathBuf>) {

@@ -589,9 +589,17 @@ async fn documents_cards_record_and_badge() {
     assert_eq!(res.body["didDocument"], d.body);
     assert_eq!(res.body["didDocumentMetadata"]["deactivated"], false);
     for f in ["created", "updated"] {
-        assert!(res.body["didDocumentMetadata"][f].is_string());
+        // DID Core §7.1.3: UTC, without sub-second precision.
+        let t = s(&res.body["didDocumentMetadata"][f]);
+        assert!(
+            t.len() == 20 && t.ends_with('Z') && !t.contains('.'),
+            "{f}: {t}"
+        );
     }
-    assert!(res.body["didResolutionMetadata"]["contentType"].is_string());
+    // DID Core §7.1.2: no contentType when `resolve` was called.
+    assert!(res.body["didResolutionMetadata"]
+        .get("contentType")
+        .is_none());
 
     // Suspension withholds the card, record and badge, and a badge of a suspended agent fails.
     let p = api
