@@ -127,7 +127,15 @@ async fn a_node_resolves_another_nodes_dids_over_https_and_its_own_locally() {
     let admin_b = admin_token(&b, &api_b).await;
     let (_, id, secret) = api_b.create_org(&admin_b, "resolver-b").await;
     let token_b = api_b.token(&id, &secret).await;
-    let live = api_b.register_agent(&token_b, "live@b.example").await;
+    // With a skill and an endpoint, so that it has an A2A card (and an `a2a` service).
+    let mut body = tests::agent_body("live@b.example");
+    body["skills"] = serde_json::json!([{ "id": 101, "name": "natural_language_processing/natural_language_understanding" }]);
+    body["endpoints"] = serde_json::json!(["https://live.b.example/rpc"]);
+    let r = api_b
+        .call("POST", "/api/v1/agents", Some(&token_b), Some(body))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let live = r.body;
     let gone = api_b.register_agent(&token_b, "gone@b.example").await;
     let (live_did, gone_did) = (s(&live["did"]).to_string(), s(&gone["did"]).to_string());
     let del = api_b
