@@ -620,6 +620,7 @@ async fn grant_once(
         d.instance_admin,
     );
     let scopes: Vec<String> = requested.iter().map(|s| s.to_string()).collect();
+    let registry = state.delegations.clone();
     let link = state
         .write_audited(entry, move |tx| {
             // Every rule on what may change meanwhile is checked here, against what this write
@@ -713,10 +714,13 @@ async fn grant_once(
                 ],
             };
             tx.put_delegation(&link);
+            // Into the registry inside the job, before any later job runs: a revocation of an
+            // ancestor that commits after this grant finds it there and cascades to it. (A
+            // failed commit leaves a link nobody holds a token for: harmless.)
+            registry.put(link.clone(), now_ms);
             Ok(link)
         })
         .await?;
-    state.delegations.put(link.clone(), now_ms);
     state.metrics.delegations_granted.inc();
     Ok(Granted { link, token })
 }
@@ -1045,7 +1049,6 @@ pub(crate) async fn revoke(state: &AppState, caller: &Caller, id: Uuid) -> Outco
         )
     };
     let now_ms = state.clock.now_ms();
-    let under = state.delegations.descendants(&id);
     let registry = state.delegations.clone();
     let (agent, org, token_scopes) = (caller.agent_id, caller.org_id, caller.token_scopes.clone());
     let instance_admin = caller.has(Scope::AdminOrgs);
@@ -1078,6 +1081,9 @@ pub(crate) async fn revoke(state: &AppState, caller: &Caller, id: Uuid) -> Outco
                     "Only the delegator, the principal or an organization admin may revoke a delegation.",
                 ));
             }
+            // The links under it, read inside the job: every grant that committed before this
+            // job put its link into the registry in its own job, so none is missed.
+            let under = registry.descendants(&id);
             let mut cascade = Vec::new();
             for link_id in std::iter::once(id).chain(under) {
                 let Some(mut link) = tx.get_delegation(&link_id)? else {
@@ -1259,6 +1265,66 @@ mod tests {
         // The delegatee of the revoked link cannot grant further with its dead token.
         let e = check_token(&state, &t1).err().unwrap();
         assert!(e.reason.contains("revoked"));
+    }
+
+    /// Grants under a link racing that link's revocation: every grant either is refused or
+    /// lands before the revocation and is revoked with it — none stays in force, in the store
+    /// or in memory.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_grant_racing_its_parents_revocation_never_survives_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = testing::state(dir.path()).await;
+        let f = Fixture::new(&state).await;
+        let [o, w, s] = [
+            f.add_agent(&state, &[Scope::AgentsRead]).await,
+            f.add_agent(&state, &[Scope::AgentsRead]).await,
+            f.add_agent(&state, &[Scope::AgentsRead]).await,
+        ];
+        let (ot, _) = f.token_of(&state, o, &[Scope::AgentsRead]).await;
+        let (wt, _) = f.token_of(&state, w, &[Scope::AgentsRead]).await;
+        for _ in 0..8 {
+            let (g1, t1) = hop(&state, &ot, w, &wt).await;
+            let grants: Vec<_> = (0..6)
+                .map(|_| {
+                    let (state, t1) = (state.clone(), t1.clone());
+                    tokio::spawn(async move {
+                        // Refused at once if the revocation is already in force.
+                        let a = check_token(&state, &t1).ok()?;
+                        grant(
+                            &state,
+                            &a,
+                            None,
+                            GrantRequest {
+                                delegatee: s,
+                                scopes: vec!["agents:read".into()],
+                                ttl_secs: 600,
+                            },
+                        )
+                        .await
+                        .ok()
+                    })
+                })
+                .collect();
+            revoke(&state, &f.caller(&state, o), g1.link.id)
+                .await
+                .unwrap();
+            for g in grants {
+                let Some(child) = g.await.unwrap() else {
+                    continue;
+                };
+                let stored = state.store.get_delegation(&child.link.id).unwrap().unwrap();
+                assert!(
+                    stored.revoked_at.is_some(),
+                    "{stored:?} survived its parent"
+                );
+                assert!(state
+                    .delegations
+                    .get(&child.link.id)
+                    .unwrap()
+                    .revoked_at
+                    .is_some());
+            }
+        }
     }
 
     #[test]
