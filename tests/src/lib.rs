@@ -426,6 +426,18 @@ impl Api {
         Api::finish(req.send().await.expect("send")).await
     }
 
+    /// A form POST (`application/x-www-form-urlencoded`) to `path`, as OAuth endpoints take.
+    pub async fn form(&self, path: &str, form: &[(&str, &str)]) -> Resp {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .form(form)
+            .send()
+            .await
+            .expect("send");
+        Api::finish(r).await
+    }
+
     /// client_credentials with client_secret_post; returns the whole response.
     pub async fn token_response(&self, client_id: &str, secret: &str, scope: Option<&str>) -> Resp {
         let mut form = vec![
@@ -436,14 +448,7 @@ impl Api {
         if let Some(s) = scope {
             form.push(("scope", s));
         }
-        let r = self
-            .http
-            .post(format!("{}/api/v1/token", self.base))
-            .form(&form)
-            .send()
-            .await
-            .expect("send");
-        Api::finish(r).await
+        self.form("/api/v1/token", &form).await
     }
 
     /// An access token, or a panic with the error body.

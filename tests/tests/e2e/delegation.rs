@@ -50,21 +50,7 @@ async fn delegate(api: &Api, bearer: &str, to: &str, scopes: &[&str], ttl: i64) 
 }
 
 async fn redeem_with(api: &Api, form: &[(&str, &str)]) -> Resp {
-    let r = api
-        .http
-        .post(format!("{}/api/v1/token", api.base))
-        .form(form)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let headers = r.headers().clone();
-    let text = r.text().await.unwrap();
-    Resp {
-        status,
-        body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        headers,
-    }
+    api.form("/api/v1/token", form).await
 }
 
 async fn redeem(api: &Api, delegation_token: &str, actor_token: &str) -> Resp {

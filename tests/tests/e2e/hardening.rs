@@ -51,24 +51,6 @@ async fn agent_with_token(
     (id, secret, t)
 }
 
-async fn oauth_form(api: &Api, path: &str, form: &[(&str, &str)]) -> Resp {
-    let r = api
-        .http
-        .post(format!("{}{path}", api.base))
-        .form(form)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let headers = r.headers().clone();
-    let text = r.text().await.unwrap();
-    Resp {
-        status,
-        body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        headers,
-    }
-}
-
 async fn introspect_as(api: &Api, caller: &str, token: &str) -> Value {
     let r = api
         .http
@@ -549,8 +531,7 @@ async fn floods_add_a_bounded_number_of_audit_entries() {
                 let id = uuid::Uuid::new_v4().to_string();
                 let status = match (worker + i) % 5 {
                     0 => {
-                        oauth_form(
-                            &api,
+                        api.form(
                             "/api/v1/token",
                             &[
                                 ("grant_type", "client_credentials"),
@@ -743,7 +724,7 @@ async fn one_tenants_policies_never_decide_anothers_exchange() {
                 form.push(("audience", a));
             }
             let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            oauth_form(&api, "/api/v1/token", &pairs).await
+            api.form("/api/v1/token", &pairs).await
         }
     };
     let before = exchange(Some(xa.clone()), subject.clone()).await;
@@ -1203,19 +1184,19 @@ async fn private_key_jwt_tokens_die_with_their_key() {
         .sign(input.as_bytes())
         .unwrap();
     let assertion = format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig));
-    let r = oauth_form(
-        &api,
-        "/api/v1/token",
-        &[
-            ("grant_type", "client_credentials"),
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ),
-            ("client_assertion", &assertion),
-        ],
-    )
-    .await;
+    let r = api
+        .form(
+            "/api/v1/token",
+            &[
+                ("grant_type", "client_credentials"),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", &assertion),
+            ],
+        )
+        .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let token = s(&r.body["access_token"]).to_string();
     // Revoking every secret credential leaves it alone.
