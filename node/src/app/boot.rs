@@ -42,16 +42,24 @@ pub(crate) async fn open_state(
     state_over(cfg, Arc::new(store), issuer, node_did, clock, started).await
 }
 
+/// `meta` marker: the pass below ran to its end on this store.
+const META_STATUS_INDEXES: &str = "status_indexes_assigned";
+
 /// Gives every agent written before status lists existed its position in the node's status
 /// list (agents written since get theirs in the write that creates them). Idempotent; a crash
 /// in the middle leaves the rest for the next start.
 async fn assign_status_indexes(store: &Arc<Store>) -> Result<(), StartError> {
+    // Done once per store: the pass reads every agent, which a start-up need not repeat.
+    if store
+        .get_meta::<u32>(META_STATUS_INDEXES)
+        .map_err(StartError::Store)?
+        .is_some()
+    {
+        return Ok(());
+    }
     let missing = store
         .agents_without_status_index()
         .map_err(StartError::Store)?;
-    if missing.is_empty() {
-        return Ok(());
-    }
     let total = missing.len();
     for chunk in missing.chunks(1000) {
         let ids = chunk.to_vec();
@@ -63,10 +71,20 @@ async fn assign_status_indexes(store: &Arc<Store>) -> Result<(), StartError> {
             .await
             .map_err(StartError::Store)?;
     }
-    tracing::info!(
-        agents = total,
-        "status-list positions given to agents registered before status lists"
-    );
+    // Last, once every position is durable: a crash before it reruns the (idempotent) pass.
+    store
+        .write(|tx| {
+            tx.put_meta(META_STATUS_INDEXES, &1u32);
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .map_err(StartError::Store)?;
+    if total > 0 {
+        tracing::info!(
+            agents = total,
+            "status-list positions given to agents registered before status lists"
+        );
+    }
     Ok(())
 }
 
