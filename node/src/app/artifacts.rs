@@ -137,6 +137,9 @@ pub(crate) struct AgentArtifacts {
     badge: Mutex<Option<(i64, Rendered)>>,
     /// The agent's position in the node's status list (`None`: not assigned yet).
     status_index: Option<u64>,
+    /// Its DID resolution, result head rendered (see [`super::resolver::agent_resolution`]).
+    pub(crate) resolution:
+        OnceLock<Result<super::resolver::Resolved, super::resolver::ResolveError>>,
 }
 
 /// The per-agent cache.
@@ -320,6 +323,7 @@ impl ArtifactCache {
             oasf: OnceLock::new(),
             badge: Mutex::new(None),
             status_index,
+            resolution: OnceLock::new(),
         }
     }
 }

@@ -186,7 +186,7 @@ pub(crate) fn resolve(state: &AppState, caller: &Caller, id: &Uuid) -> Outcome<V
     Ok(resolver::result_body(
         &Ok(r),
         state.clock.now_ms(),
-        &resolver::resolver_link(&state.settings),
+        &state.settings,
     ))
 }
 

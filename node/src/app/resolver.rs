@@ -76,6 +76,10 @@ pub(crate) struct Resolved {
     pub(crate) document: Bytes,
     pub(crate) metadata: DocumentMetadata,
     pub(crate) source: Source,
+    /// The resolution result rendered up to the value of `retrieved` ([`result_head`]), when
+    /// it was rendered ahead (an agent's, once per artifact generation; a cached remote
+    /// document's, once per fetch); otherwise [`result_body`] renders it.
+    pub(crate) head: Option<Bytes>,
 }
 
 /// Why a DID does not resolve: the DID Core §7.1.2 error values, and a throttle.
@@ -131,6 +135,24 @@ pub(crate) fn xml_datetime(ms: i64) -> String {
     let s = rfc3339(ms.div_euclid(1000) * 1000);
     s.strip_suffix(".000Z")
         .map_or(s.clone(), |p| format!("{p}Z"))
+}
+
+thread_local! {
+    /// The last second [`retrieved`] formatted on this thread, and its text.
+    static RETRIEVED: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((i64::MIN, String::new())) };
+}
+
+/// Appends [`xml_datetime`] of `now_ms` to `out`, formatting at most once per second per thread
+/// (every result carries `retrieved`; formatting a datetime per request is measurable).
+fn push_retrieved(out: &mut Vec<u8>, now_ms: i64) {
+    let sec = now_ms.div_euclid(1000);
+    RETRIEVED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != sec {
+            *c = (sec, xml_datetime(now_ms));
+        }
+        out.extend_from_slice(c.1.as_bytes());
+    });
 }
 
 /// One remote document in the cache.
@@ -242,6 +264,7 @@ fn key_method(
         document: Bytes::from(serde_json::to_vec(&doc).map_err(|_| ResolveError::Internal)?),
         metadata: DocumentMetadata::default(),
         source: Source::Key,
+        head: None,
     })
 }
 
@@ -262,12 +285,13 @@ fn local(state: &AppState, did: &DidWeb) -> Result<Option<Resolved>, ResolveErro
                 document: r.body,
                 metadata: DocumentMetadata::default(),
                 source: Source::Local,
+                head: None,
             }))
         }
         [agents, raw] if agents == "agents" => {
             let id: Uuid = raw.parse().map_err(|_| not_found())?;
             // One spelling per agent: the canonical hyphenated lowercase form.
-            if id.to_string() != *raw {
+            if id.hyphenated().encode_lower(&mut Uuid::encode_buffer()) != raw.as_str() {
                 return Err(not_found());
             }
             let x = state
@@ -285,28 +309,37 @@ fn local(state: &AppState, did: &DidWeb) -> Result<Option<Resolved>, ResolveErro
 }
 
 /// An agent's resolution: its document, or its bare identity with `deactivated: true` once it
-/// was decommissioned (the same rule as the `did.json` route's 410).
+/// was decommissioned (the same rule as the `did.json` route's 410). Rendered once per artifact
+/// generation, result head included, so resolving an agent costs what serving its `did.json`
+/// costs plus the `retrieved` time.
 pub(crate) fn agent_resolution(
     state: &AppState,
     x: &AgentArtifacts,
 ) -> Result<Resolved, ResolveError> {
-    let deactivated = x.standing == Standing::Deactivated;
-    let document = if deactivated {
-        let doc = DidDocument::new(&x.did, Some(&state.settings.node_did));
-        Bytes::from(serde_json::to_vec(&doc).map_err(|_| ResolveError::Internal)?)
-    } else {
-        x.document.body.clone()
-    };
-    let keys_changed = x.keys.iter().map(|k| k.created_at).max().unwrap_or(0);
-    Ok(Resolved {
-        document,
-        metadata: DocumentMetadata {
-            created: Some(xml_datetime(x.agent.created_at)),
-            updated: Some(xml_datetime(x.agent.updated_at.max(keys_changed))),
-            deactivated,
-        },
-        source: Source::Local,
-    })
+    x.resolution
+        .get_or_init(|| {
+            let deactivated = x.standing == Standing::Deactivated;
+            let document = if deactivated {
+                let doc = DidDocument::new(&x.did, Some(&state.settings.node_did));
+                Bytes::from(serde_json::to_vec(&doc).map_err(|_| ResolveError::Internal)?)
+            } else {
+                x.document.body.clone()
+            };
+            let keys_changed = x.keys.iter().map(|k| k.created_at).max().unwrap_or(0);
+            let mut r = Resolved {
+                document,
+                metadata: DocumentMetadata {
+                    created: Some(xml_datetime(x.agent.created_at)),
+                    updated: Some(xml_datetime(x.agent.updated_at.max(keys_changed))),
+                    deactivated,
+                },
+                source: Source::Local,
+                head: None,
+            };
+            r.head = Some(result_head(&r, &state.settings));
+            Ok(r)
+        })
+        .clone()
 }
 
 /// Another host's did:web: from the cache, or fetched (did:web §3.3 Read) and checked.
@@ -341,6 +374,7 @@ async fn remote(
                     ..DocumentMetadata::default()
                 },
                 source: Source::Fetch,
+                head: None,
             };
             state
                 .did_cache
@@ -365,11 +399,14 @@ async fn remote(
             "The document at {url} is not about {key} (its id differs)."
         )));
     }
-    let resolved = Resolved {
+    let mut resolved = Resolved {
         document: Bytes::from(serde_json::to_vec(&doc).map_err(|_| ResolveError::Internal)?),
         metadata: DocumentMetadata::default(),
         source: Source::Fetch,
+        head: None,
     };
+    // Rendered once per fetch: every cache hit answers with it.
+    resolved.head = Some(result_head(&resolved, &state.settings));
     state.did_cache.put(
         &key,
         &resolved,
@@ -385,34 +422,46 @@ pub(crate) fn resolver_link(s: &super::Settings) -> Value {
     json!({"id": s.node_did.to_string(), "jwksUri": format!("{}/.well-known/jwks.json", s.issuer)})
 }
 
+/// The start of a successful resolution result, up to the value of
+/// `didResolutionMetadata.retrieved` (which [`result_body`] appends, then closes the object):
+/// the document embedded as is, its metadata, and `resolver` ([`resolver_link`]).
+pub(crate) fn result_head(r: &Resolved, settings: &super::Settings) -> Bytes {
+    let meta = serde_json::to_string(&r.metadata).unwrap_or_else(|_| "{}".into());
+    let link = resolver_link(settings).to_string();
+    let mut b = Vec::with_capacity(r.document.len() + meta.len() + link.len() + 160);
+    b.extend_from_slice(b"{\"@context\":\"");
+    b.extend_from_slice(RESOLUTION_CONTEXT.as_bytes());
+    b.extend_from_slice(b"\",\"didDocument\":");
+    b.extend_from_slice(&r.document);
+    b.extend_from_slice(b",\"didDocumentMetadata\":");
+    b.extend_from_slice(meta.as_bytes());
+    b.extend_from_slice(b",\"didResolutionMetadata\":{\"resolver\":");
+    b.extend_from_slice(link.as_bytes());
+    b.extend_from_slice(b",\"retrieved\":\"");
+    Bytes::from(b)
+}
+
 /// A DID Resolution result (the `resolve` function: no `contentType`, DID Core §7.1.2), as
-/// JSON bytes: the document embedded as is; `resolver` is [`resolver_link`].
+/// JSON bytes: [`result_head`] (rendered ahead when the resolution carries it), then the
+/// `retrieved` time.
 pub(crate) fn result_body(
     out: &Result<Resolved, ResolveError>,
     now_ms: i64,
-    resolver: &Value,
+    settings: &super::Settings,
 ) -> Vec<u8> {
-    let retrieved = xml_datetime(now_ms);
     match out {
         Ok(r) => {
-            let meta = serde_json::to_string(&r.metadata).unwrap_or_else(|_| "{}".into());
-            let res = json!({"retrieved": retrieved, "resolver": resolver}).to_string();
-            let mut b = Vec::with_capacity(r.document.len() + meta.len() + res.len() + 120);
-            b.extend_from_slice(b"{\"@context\":\"");
-            b.extend_from_slice(RESOLUTION_CONTEXT.as_bytes());
-            b.extend_from_slice(b"\",\"didDocument\":");
-            b.extend_from_slice(&r.document);
-            b.extend_from_slice(b",\"didResolutionMetadata\":");
-            b.extend_from_slice(res.as_bytes());
-            b.extend_from_slice(b",\"didDocumentMetadata\":");
-            b.extend_from_slice(meta.as_bytes());
-            b.push(b'}');
+            let head = r.head.clone().unwrap_or_else(|| result_head(r, settings));
+            let mut b = Vec::with_capacity(head.len() + 32);
+            b.extend_from_slice(&head);
+            push_retrieved(&mut b, now_ms);
+            b.extend_from_slice(b"\"}}");
             b
         }
         Err(e) => serde_json::to_vec(&json!({
             "@context": RESOLUTION_CONTEXT,
             "didDocument": null,
-            "didResolutionMetadata": {"error": e.code(), "errorMessage": e.message(), "retrieved": retrieved, "resolver": resolver},
+            "didResolutionMetadata": {"error": e.code(), "errorMessage": e.message(), "retrieved": xml_datetime(now_ms), "resolver": resolver_link(settings)},
             "didDocumentMetadata": {},
         }))
         .unwrap_or_default(),
@@ -514,34 +563,48 @@ mod tests {
                 ..DocumentMetadata::default()
             },
             source: Source::Local,
+            head: None,
         }
     }
 
     // DID Core §7.1: a result is a JSON object with the three members; no contentType from
     // `resolve`; errors carry `error` and no document.
-    #[test]
-    fn results_have_the_did_core_shape() {
-        let r = resolved(json!({"@context": [DID_CONTEXT], "id": "did:web:a.example"}));
-        let v: Value = serde_json::from_slice(&result_body(
-            &Ok(r),
-            1_772_352_000_999,
-            &json!({"id": "did:web:n.example"}),
-        ))
-        .unwrap();
-        assert_eq!(
-            v["didResolutionMetadata"]["resolver"]["id"],
-            "did:web:n.example"
-        );
-        assert_eq!(v["didDocument"]["id"], "did:web:a.example");
-        assert!(v["didResolutionMetadata"].get("contentType").is_none());
-        assert_eq!(
-            v["didResolutionMetadata"]["retrieved"],
-            "2026-03-01T08:00:00Z"
-        );
-        assert_eq!(v["didDocumentMetadata"]["created"], "2026-03-01T08:00:00Z");
-        assert_eq!(v["didDocumentMetadata"]["deactivated"], false);
+    #[tokio::test]
+    async fn results_have_the_did_core_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = crate::app::testing::state(dir.path()).await;
+        let node = state.settings.node_did.to_string();
+        for rendered_ahead in [false, true] {
+            let mut r = resolved(json!({"@context": [DID_CONTEXT], "id": "did:web:a.example"}));
+            if rendered_ahead {
+                r.head = Some(result_head(&r, &state.settings));
+            }
+            let v: Value =
+                serde_json::from_slice(&result_body(&Ok(r), 1_772_352_000_999, &state.settings))
+                    .unwrap();
+            assert_eq!(v["didResolutionMetadata"]["resolver"]["id"], node.as_str());
+            assert_eq!(v["didDocument"]["id"], "did:web:a.example");
+            assert!(v["didResolutionMetadata"].get("contentType").is_none());
+            assert_eq!(
+                v["didResolutionMetadata"]["retrieved"],
+                "2026-03-01T08:00:00Z"
+            );
+            assert_eq!(v["didDocumentMetadata"]["created"], "2026-03-01T08:00:00Z");
+            assert_eq!(v["didDocumentMetadata"]["deactivated"], false);
+            // The per-thread `retrieved` text follows the clock.
+            let later: Value = serde_json::from_slice(&result_body(
+                &Ok(resolved(json!({"id": "did:web:a.example"}))),
+                1_772_352_061_000,
+                &state.settings,
+            ))
+            .unwrap();
+            assert_eq!(
+                later["didResolutionMetadata"]["retrieved"],
+                "2026-03-01T08:01:01Z"
+            );
+        }
         let e = Err(ResolveError::NotFound("x".into()));
-        let v: Value = serde_json::from_slice(&result_body(&e, 0, &Value::Null)).unwrap();
+        let v: Value = serde_json::from_slice(&result_body(&e, 0, &state.settings)).unwrap();
         assert_eq!(v["didResolutionMetadata"]["error"], "notFound");
         assert!(v["didDocument"].is_null());
     }

@@ -129,11 +129,7 @@ fn error_reply(state: &AppState, wanted: Option<Wanted>, e: ResolveError) -> war
     let mut resp = reply(
         status_of(&e),
         ct,
-        resolver::result_body(
-            &Err(e.clone()),
-            state.clock.now_ms(),
-            &resolver::resolver_link(&state.settings),
-        ),
+        resolver::result_body(&Err(e.clone()), state.clock.now_ms(), &state.settings),
     );
     if let ResolveError::Throttled(secs) = e {
         if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
@@ -147,9 +143,11 @@ fn error_reply(state: &AppState, wanted: Option<Wanted>, e: ResolveError) -> war
 /// percent-encoded whole (`did%3Aweb%3Ah%253A8443`).
 fn did_url_of(raw: &str) -> Result<DidUrl, ResolveError> {
     let text = if raw.len() > 6 && raw[..6].eq_ignore_ascii_case("did%3a") {
-        percent_decode(raw)
+        percent_decode(raw).map(std::borrow::Cow::Owned)
+    } else if raw.contains("%23") {
+        Some(std::borrow::Cow::Owned(raw.replace("%23", "#")))
     } else {
-        Some(raw.replace("%23", "#"))
+        Some(std::borrow::Cow::Borrowed(raw))
     };
     let text = text.ok_or_else(|| ResolveError::InvalidDid("Bad percent-encoding.".into()))?;
     DidUrl::parse(&text).map_err(|e| match e {
@@ -262,11 +260,7 @@ pub(crate) async fn resolve(
         Wanted::Result(ct) => reply(
             status,
             ct,
-            resolver::result_body(
-                &Ok(r),
-                state.clock.now_ms(),
-                &resolver::resolver_link(&state.settings),
-            ),
+            resolver::result_body(&Ok(r), state.clock.now_ms(), &state.settings),
         ),
         // resolveRepresentation: the representation, its media type in Content-Type (DID Core
         // §7.1.2 contentType). A deactivated DID answers its result, which says so.
@@ -283,11 +277,7 @@ pub(crate) async fn resolve(
         Wanted::Representation(_) => reply(
             status,
             DID_RESOLUTION,
-            resolver::result_body(
-                &Ok(r),
-                state.clock.now_ms(),
-                &resolver::resolver_link(&state.settings),
-            ),
+            resolver::result_body(&Ok(r), state.clock.now_ms(), &state.settings),
         ),
     })
 }
