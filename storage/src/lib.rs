@@ -20,6 +20,7 @@ mod redb_engine;
 mod sled_engine;
 mod store;
 mod tx;
+mod webhooks;
 
 #[cfg(test)]
 mod suite;
@@ -31,7 +32,8 @@ pub use records::{
     Agent, AgentKey, AgentStatus, AnchorStatus, AuditEntry, AuditHead, Credential,
     CredentialStatus, Delegation, Expiring, GossipSource, KeySourceKind, Locator, NewAuditEntry,
     OrgStatus, Organization, Outcome, Partner, PartnerStatus, PlanTier, SigningKey, Skill,
-    TrustAnchor, TrustPolicy,
+    TrustAnchor, TrustPolicy, DeliveryStatus, WebhookDelivery, WebhookSubscription,
 };
 pub use store::{AgentFilter, AuditFilter, CommitStats, Store, SCHEMA_VERSION};
 pub use tx::Tx;
+pub use webhooks::DeliveryPage;

@@ -100,7 +100,7 @@ pub(crate) async fn generate(
             check_manage(&now_scopes, &a)?;
             let (credential, secret) = new_credential(&a, now, expires_at, None)?;
             tx.put_credential(&credential);
-            tx.audit(st.audit_entry(
+            crate::app::webhooks::audit(tx, &st, st.audit_entry(
                 &actor,
                 "credential.generate",
                 agent_id.to_string(),
@@ -175,7 +175,7 @@ pub(crate) async fn rotate(
             }
             tx.put_credential(&old);
             tx.put_credential(&credential);
-            tx.audit(st.audit_entry(
+            crate::app::webhooks::audit(tx, &st, st.audit_entry(
                 &actor,
                 "credential.rotate",
                 agent_id.to_string(),

@@ -53,7 +53,7 @@ pub(crate) struct ServerMetadata {
     pub(crate) introspection_endpoint_auth_signing_alg_values_supported: [&'static str; 3],
     pub(crate) revocation_endpoint_auth_methods_supported: [&'static str; 3],
     pub(crate) revocation_endpoint_auth_signing_alg_values_supported: [&'static str; 3],
-    pub(crate) scopes_supported: [Scope; 4],
+    pub(crate) scopes_supported: [Scope; 6],
     pub(crate) service_documentation: String,
 }
 
