@@ -140,7 +140,14 @@ mod tests {
         assert_eq!(rfc8414["jwks_uri"], format!("{iss}/.well-known/jwks.json"));
         assert_eq!(
             rfc8414["scopes_supported"],
-            serde_json::json!(["agents:read", "agents:write", "audit:read", "admin:orgs"])
+            serde_json::json!([
+                "agents:read",
+                "agents:write",
+                "audit:read",
+                "admin:orgs",
+                "webhooks:read",
+                "webhooks:write"
+            ])
         );
         assert_eq!(rfc8414["response_types_supported"], serde_json::json!([]));
         assert_eq!(

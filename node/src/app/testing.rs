@@ -38,7 +38,6 @@ pub(crate) fn config(dir: &std::path::Path, engine: storage::EngineKind) -> Serv
         allow_private_fetch: false,
         allow_http_fetch: false,
         gossip: Default::default(),
-        webhooks: Default::default(),
         connections: Default::default(),
         test_clock_file: None,
     }
