@@ -30,9 +30,9 @@ pub use engine::{open_engine, Engine, EngineKind, KvPair};
 pub use error::StoreError;
 pub use records::{
     Agent, AgentKey, AgentStatus, AnchorStatus, AuditEntry, AuditHead, Credential,
-    CredentialStatus, Delegation, Expiring, GossipSource, KeySourceKind, Locator, NewAuditEntry,
-    OrgStatus, Organization, Outcome, Partner, PartnerStatus, PlanTier, SigningKey, Skill,
-    TrustAnchor, TrustPolicy, DeliveryStatus, WebhookDelivery, WebhookSubscription,
+    CredentialStatus, Delegation, DeliveryStatus, Expiring, GossipSource, KeySourceKind, Locator,
+    NewAuditEntry, OrgStatus, Organization, Outcome, Partner, PartnerStatus, PlanTier, SigningKey,
+    Skill, TrustAnchor, TrustPolicy, WebhookDelivery, WebhookSubscription,
 };
 pub use store::{AgentFilter, AuditFilter, CommitStats, Store, SCHEMA_VERSION};
 pub use tx::Tx;

@@ -225,7 +225,10 @@ fn emit(tx: &mut Tx<'_>, state: &AppState, entry: &NewAuditEntry) -> Result<(), 
     }
     let subs = tx.list_org_webhooks(&entry.org_id)?;
     for (event, data) in events {
-        for sub in subs.iter().filter(|s| s.active && s.events.iter().any(|e| e == event)) {
+        for sub in subs
+            .iter()
+            .filter(|s| s.active && s.events.iter().any(|e| e == event))
+        {
             enqueue(tx, hub, sub, event, entry.time, data.clone());
         }
     }
@@ -464,8 +467,20 @@ fn own(tx: &Tx<'_>, id: &Uuid, org: &Uuid) -> Result<WebhookSubscription, Domain
         .ok_or_else(not_found)
 }
 
-fn entry(state: &AppState, caller: &Caller, action: &str, id: &Uuid, details: Value) -> NewAuditEntry {
-    state.audit_entry(&caller.actor, action, id.to_string(), Outcome::Success, details)
+fn entry(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    id: &Uuid,
+    details: Value,
+) -> NewAuditEntry {
+    state.audit_entry(
+        &caller.actor,
+        action,
+        id.to_string(),
+        Outcome::Success,
+        details,
+    )
 }
 
 /// Creates a subscription; returns it with its secret (shown once).
@@ -520,13 +535,20 @@ pub(crate) async fn create(
 }
 
 /// The caller's subscriptions.
-pub(crate) fn list(state: &AppState, caller: &Caller) -> Result<Vec<WebhookSubscription>, DomainError> {
+pub(crate) fn list(
+    state: &AppState,
+    caller: &Caller,
+) -> Result<Vec<WebhookSubscription>, DomainError> {
     caller.require(Scope::WebhooksRead)?;
     Ok(state.store.list_org_webhooks(&caller.org_id)?)
 }
 
 /// One of the caller's subscriptions.
-pub(crate) fn get(state: &AppState, caller: &Caller, id: Uuid) -> Result<WebhookSubscription, DomainError> {
+pub(crate) fn get(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<WebhookSubscription, DomainError> {
     caller.require(Scope::WebhooksRead)?;
     state
         .store
@@ -544,7 +566,11 @@ pub(crate) async fn update(
     input: SubscriptionInput,
 ) -> Result<WebhookSubscription, DomainError> {
     caller.require(Scope::WebhooksWrite)?;
-    if input.name.is_none() && input.url.is_none() && input.events.is_none() && input.active.is_none() {
+    if input.name.is_none()
+        && input.url.is_none()
+        && input.events.is_none()
+        && input.active.is_none()
+    {
         return Err(DomainError::validation("body", "give at least one field"));
     }
     check_input(state, &input, false).await?;
@@ -649,7 +675,13 @@ pub(crate) async fn retry(
 ) -> Result<WebhookDelivery, DomainError> {
     caller.require(Scope::WebhooksWrite)?;
     let now = state.clock.now_ms();
-    let audit = entry(state, caller, "webhook.retry", &id, json!({ "deliveryId": delivery }));
+    let audit = entry(
+        state,
+        caller,
+        "webhook.retry",
+        &id,
+        json!({ "deliveryId": delivery }),
+    );
     let acting = caller.acting();
     let org = caller.org_id;
     let d = state
@@ -660,7 +692,10 @@ pub(crate) async fn retry(
                 .get_webhook_delivery(&delivery)?
                 .filter(|d| d.subscription_id == id)
                 .ok_or_else(|| {
-                    DomainError::not_found(ErrorCode::WebhookDeliveryNotFound, "no such delivery of this subscription")
+                    DomainError::not_found(
+                        ErrorCode::WebhookDeliveryNotFound,
+                        "no such delivery of this subscription",
+                    )
                 })?;
             let old_due = match d.status {
                 DeliveryStatus::Pending | DeliveryStatus::Failed => d.next_retry_at,
@@ -734,7 +769,9 @@ pub(crate) fn deliveries(
             ))
         }
     };
-    Ok(state.store.list_webhook_deliveries(&id, status, offset, limit)?)
+    Ok(state
+        .store
+        .list_webhook_deliveries(&id, status, offset, limit)?)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -746,7 +783,9 @@ type HmacSha256 = Hmac<Sha256>;
 /// libraries decode it).
 fn secret_key(secret: &str) -> Vec<u8> {
     let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);
-    STANDARD.decode(b64).unwrap_or_else(|_| b64.as_bytes().to_vec())
+    STANDARD
+        .decode(b64)
+        .unwrap_or_else(|_| b64.as_bytes().to_vec())
 }
 
 fn hmac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
@@ -829,8 +868,14 @@ fn pass(
     let now = state.clock.now_ms();
     let subs = state.store.list_webhooks()?;
     for sub in subs.into_iter().filter(|s| s.active) {
-        let busy = state.webhooks.in_flight().get(&sub.id).map_or(0, HashSet::len);
-        let room = PER_SUBSCRIPTION.saturating_sub(busy).min(total.available_permits());
+        let busy = state
+            .webhooks
+            .in_flight()
+            .get(&sub.id)
+            .map_or(0, HashSet::len);
+        let room = PER_SUBSCRIPTION
+            .saturating_sub(busy)
+            .min(total.available_permits());
         if room == 0 {
             continue;
         }
@@ -839,7 +884,9 @@ fn pass(
             let taken = flight.get(&sub.id);
             state
                 .store
-                .due_webhook_deliveries(&sub.id, now, room, |id| taken.is_some_and(|t| t.contains(id)))?
+                .due_webhook_deliveries(&sub.id, now, room, |id| {
+                    taken.is_some_and(|t| t.contains(id))
+                })?
         };
         if due.is_empty() {
             continue;
@@ -910,7 +957,9 @@ async fn apply_loop(state: AppState, mut rx: tokio::sync::mpsc::Receiver<Attempt
                 h.failed.fetch_add(counts[1], Ordering::Relaxed);
                 h.dead_lettered.fetch_add(counts[2], Ordering::Relaxed);
             }
-            Err(e) => tracing::error!(error = %e, "webhook delivery outcomes not recorded; they will be attempted again"),
+            Err(e) => {
+                tracing::error!(error = %e, "webhook delivery outcomes not recorded; they will be attempted again")
+            }
         }
         {
             let mut flight = state.webhooks.in_flight();

@@ -279,7 +279,11 @@ pub(crate) async fn test(
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
     let d = webhooks::send_test(&state, &caller, p.id("id")?).await?;
-    Ok(warp::reply::with_status(warp::reply::json(&DeliveryView::new(&d)), StatusCode::ACCEPTED).into_response())
+    Ok(warp::reply::with_status(
+        warp::reply::json(&DeliveryView::new(&d)),
+        StatusCode::ACCEPTED,
+    )
+    .into_response())
 }
 
 /// The subscription's deliveries, newest first.
@@ -297,7 +301,14 @@ pub(crate) async fn deliveries(
         return Err(crate::app::DomainError::validation("limit", "1 to 100").into());
     }
     let offset = q.offset.unwrap_or(0);
-    let page = webhooks::deliveries(&state, &caller, p.id("id")?, q.status.as_deref(), offset, limit)?;
+    let page = webhooks::deliveries(
+        &state,
+        &caller,
+        p.id("id")?,
+        q.status.as_deref(),
+        offset,
+        limit,
+    )?;
     Ok(warp::reply::json(&DeliveryPageView {
         deliveries: page.items.iter().map(DeliveryView::new).collect(),
         total: page.total,
@@ -317,5 +328,9 @@ pub(crate) async fn retry(
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
     let d = webhooks::retry(&state, &caller, p.id("id")?, p.id("deliveryId")?).await?;
-    Ok(warp::reply::with_status(warp::reply::json(&DeliveryView::new(&d)), StatusCode::ACCEPTED).into_response())
+    Ok(warp::reply::with_status(
+        warp::reply::json(&DeliveryView::new(&d)),
+        StatusCode::ACCEPTED,
+    )
+    .into_response())
 }

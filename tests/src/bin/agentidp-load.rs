@@ -105,6 +105,20 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Webhook deliveries/s to a local 2xx receiver (16 subscriptions), and the token endpoint
+    /// with and without a `token.issued` subscription, in one run.
+    Webhooks {
+        #[arg(long, default_value_t = 16)]
+        subscriptions: usize,
+        #[arg(long, default_value_t = 1000)]
+        agents: usize,
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value = "redb")]
+        store: String,
+    },
     /// Idle and slowloris sockets against one node: when are they cut, and does /health answer?
     Connections {
         /// Sockets that connect and then send nothing.
@@ -390,8 +404,7 @@ async fn counting_receiver() -> (u16, Arc<AtomicU64>) {
                     }
                     buf.drain(..head_end + length);
                     c.fetch_add(1, Ordering::Relaxed);
-                    if s
-                        .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+                    if s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
                         .await
                         .is_err()
                     {
@@ -444,7 +457,9 @@ async fn webhooks(subscriptions: usize, agents: usize, clients: usize, seconds: 
                     break;
                 }
                 let body = agent_body(&format!("hook-{n}@bench.local"));
-                let r = api.call("POST", "/api/v1/agents", Some(&token), Some(body)).await;
+                let r = api
+                    .call("POST", "/api/v1/agents", Some(&token), Some(body))
+                    .await;
                 assert_eq!(r.status, 201, "register: {:?}", r.body);
             }
         }));
@@ -469,7 +484,14 @@ async fn webhooks(subscriptions: usize, agents: usize, clients: usize, seconds: 
         ("client_id".to_string(), cid.clone()),
         ("client_secret".to_string(), csecret.clone()),
     ];
-    token_phase(&api, "token without token.issued subscription", clients, seconds, form.clone()).await;
+    token_phase(
+        &api,
+        "token without token.issued subscription",
+        clients,
+        seconds,
+        form.clone(),
+    )
+    .await;
     let r = api
         .call(
             "POST",
@@ -480,7 +502,14 @@ async fn webhooks(subscriptions: usize, agents: usize, clients: usize, seconds: 
         .await;
     assert_eq!(r.status, 201, "subscribe: {:?}", r.body);
     let before = received.load(Ordering::Relaxed);
-    token_phase(&api, "token with a token.issued subscription", clients, seconds, form).await;
+    token_phase(
+        &api,
+        "token with a token.issued subscription",
+        clients,
+        seconds,
+        form,
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     println!(
         "token.issued deliveries received during and 2 s after that phase: {}",
