@@ -428,6 +428,7 @@ pub(crate) struct Sampled {
     pub(crate) fetches: Vec<(&'static str, u64)>,
     pub(crate) key_cache: federation::CacheCounters,
     pub(crate) gossip: Option<GossipSample>,
+    pub(crate) webhooks: crate::app::webhooks::Sample,
 }
 
 /// A counter or gauge without labels.
@@ -501,6 +502,31 @@ impl Collector for Sampled {
             "agentidp_store_max_batch",
             "Largest group commit so far.",
             gauge(s.max_batch),
+        )?;
+        let w = &self.webhooks;
+        encode_labelled(
+            e,
+            "agentidp_webhook_deliveries",
+            "Webhook delivery attempts by outcome (failed: a retry is scheduled), and deliveries queued.",
+            "outcome",
+            [
+                ("delivered", w.delivered),
+                ("failed", w.failed),
+                ("dead_letter", w.dead_letter),
+                ("enqueued", w.enqueued),
+            ],
+        )?;
+        encode_one(
+            e,
+            "agentidp_webhook_queue_depth",
+            "Webhook deliveries pending or awaiting a retry.",
+            gauge(w.queue_depth),
+        )?;
+        encode_one(
+            e,
+            "agentidp_webhook_oldest_pending_seconds",
+            "How long the most overdue queued webhook delivery has been due.",
+            gauge(w.oldest_due_seconds),
         )?;
         encode_labelled(
             e,
@@ -579,6 +605,7 @@ mod tests {
 
     fn sampled() -> Sampled {
         Sampled {
+            webhooks: Default::default(),
             store: StoreSample {
                 commits: 7,
                 jobs: 9,

@@ -97,6 +97,10 @@ pub(crate) mod wire {
         AuditRead,
         #[schema(rename = "admin:orgs")]
         AdminOrgs,
+        #[schema(rename = "webhooks:read")]
+        WebhooksRead,
+        #[schema(rename = "webhooks:write")]
+        WebhooksWrite,
     }
 }
 use wire::{

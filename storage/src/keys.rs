@@ -44,6 +44,13 @@ const T_POLICY_BY_ISSUER: u8 = 0x74;
 const T_ANCHOR: u8 = 0x75;
 const T_DELEGATION: u8 = 0x80;
 const T_DELEGATION_BY_AGENT: u8 = 0x81;
+// Webhooks (0x90-0x97): subscriptions, their organization index, deliveries, the pending queue
+// (per subscription, by next-attempt time) and the delivery log (per subscription, by creation).
+const T_WEBHOOK: u8 = 0x90;
+const T_WEBHOOK_BY_ORG: u8 = 0x91;
+const T_WEBHOOK_DELIVERY: u8 = 0x92;
+const T_WEBHOOK_PENDING: u8 = 0x93;
+const T_WEBHOOK_LOG: u8 = 0x94;
 
 fn key(table: u8, parts: &[&[u8]]) -> Vec<u8> {
     let len = 1 + parts.iter().map(|p| p.len()).sum::<usize>();
@@ -459,4 +466,75 @@ mod tests {
             prop_assert_eq!(uuid_suffix(&k), Some(id));
         }
     }
+}
+
+/// A webhook subscription by id.
+pub fn webhook(id: &Uuid) -> Vec<u8> {
+    key(T_WEBHOOK, &[id.as_bytes()])
+}
+
+/// Prefix of every [`webhook`].
+pub fn webhook_prefix() -> Vec<u8> {
+    vec![T_WEBHOOK]
+}
+
+/// Index: an organization's webhook subscriptions.
+pub fn webhook_by_org(org: &Uuid, id: &Uuid) -> Vec<u8> {
+    key(T_WEBHOOK_BY_ORG, &[org.as_bytes(), id.as_bytes()])
+}
+
+/// Prefix of [`webhook_by_org`] for one organization.
+pub fn webhook_by_org_prefix(org: &Uuid) -> Vec<u8> {
+    key(T_WEBHOOK_BY_ORG, &[org.as_bytes()])
+}
+
+/// A webhook delivery by id.
+pub fn webhook_delivery(id: &Uuid) -> Vec<u8> {
+    key(T_WEBHOOK_DELIVERY, &[id.as_bytes()])
+}
+
+/// The pending queue: a delivery of subscription `sub` due at `due_ms`. Ordered per
+/// subscription by due time, so the worker reads each subscription's due deliveries as a range.
+pub fn webhook_pending(sub: &Uuid, due_ms: i64, delivery: &Uuid) -> Vec<u8> {
+    key(
+        T_WEBHOOK_PENDING,
+        &[sub.as_bytes(), &ms_bytes(due_ms), delivery.as_bytes()],
+    )
+}
+
+/// Prefix of [`webhook_pending`] for one subscription.
+pub fn webhook_pending_prefix(sub: &Uuid) -> Vec<u8> {
+    key(T_WEBHOOK_PENDING, &[sub.as_bytes()])
+}
+
+/// Prefix of every [`webhook_pending`].
+pub fn webhook_pending_all() -> Vec<u8> {
+    vec![T_WEBHOOK_PENDING]
+}
+
+/// The first key of subscription `sub`'s pending queue that is due after `ms`.
+pub fn webhook_pending_after(sub: &Uuid, ms: i64) -> Vec<u8> {
+    key(
+        T_WEBHOOK_PENDING,
+        &[sub.as_bytes(), &ms_bytes(ms.saturating_add(1))],
+    )
+}
+
+/// The due time of a [`webhook_pending`] key.
+pub fn webhook_pending_due(key: &[u8]) -> Option<i64> {
+    let b: [u8; 8] = key.get(17..25)?.try_into().ok()?;
+    i64::try_from(u64::from_be_bytes(b)).ok()
+}
+
+/// The delivery log of a subscription, by creation time (newest first by reverse scan).
+pub fn webhook_log(sub: &Uuid, created_ms: i64, delivery: &Uuid) -> Vec<u8> {
+    key(
+        T_WEBHOOK_LOG,
+        &[sub.as_bytes(), &ms_bytes(created_ms), delivery.as_bytes()],
+    )
+}
+
+/// Prefix of [`webhook_log`] for one subscription.
+pub fn webhook_log_prefix(sub: &Uuid) -> Vec<u8> {
+    key(T_WEBHOOK_LOG, &[sub.as_bytes()])
 }

@@ -20,6 +20,7 @@ mod redb_engine;
 mod sled_engine;
 mod store;
 mod tx;
+mod webhooks;
 
 #[cfg(test)]
 mod suite;
@@ -29,9 +30,10 @@ pub use engine::{open_engine, Engine, EngineKind, KvPair};
 pub use error::StoreError;
 pub use records::{
     Agent, AgentKey, AgentStatus, AnchorStatus, AuditEntry, AuditHead, Credential,
-    CredentialStatus, Delegation, Expiring, GossipSource, KeySourceKind, Locator, NewAuditEntry,
-    OrgStatus, Organization, Outcome, Partner, PartnerStatus, PlanTier, SigningKey, Skill,
-    TrustAnchor, TrustPolicy,
+    CredentialStatus, Delegation, DeliveryStatus, Expiring, GossipSource, KeySourceKind, Locator,
+    NewAuditEntry, OrgStatus, Organization, Outcome, Partner, PartnerStatus, PlanTier, SigningKey,
+    Skill, TrustAnchor, TrustPolicy, WebhookDelivery, WebhookSubscription,
 };
 pub use store::{AgentFilter, AuditFilter, CommitStats, Store, SCHEMA_VERSION};
 pub use tx::Tx;
+pub use webhooks::DeliveryPage;

@@ -624,6 +624,113 @@ impl Record for Delegation {
     const VERSION: u8 = 1;
 }
 
+/// A webhook subscription: an organization's HTTPS endpoint and the events it receives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookSubscription {
+    /// Id.
+    pub id: Uuid,
+    /// Owning organization.
+    pub org_id: Uuid,
+    /// Label.
+    pub name: String,
+    /// Where deliveries are POSTed.
+    pub url: String,
+    /// Event types subscribed to.
+    pub events: Vec<String>,
+    /// Deliveries are made only while active (re-enabled by PATCH after an automatic disable).
+    pub active: bool,
+    /// Consecutive failed attempts since the last success.
+    pub failure_count: u32,
+    /// Why the node disabled it, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
+    /// The signing secret (`whsec_` + base64 of 32 bytes). Stored recoverable, as it must be to
+    /// sign, like the node's signing keys.
+    pub secret: String,
+    /// The secret before the last rotation: it keeps signing alongside until `previous_until`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret: Option<String>,
+    /// End of the rotation grace period, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_until: Option<i64>,
+    /// Creation time, ms.
+    pub created_at: i64,
+    /// Last change, ms.
+    pub updated_at: i64,
+}
+
+impl Record for WebhookSubscription {
+    const VERSION: u8 = 1;
+}
+
+/// Where a webhook delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Queued, never attempted.
+    Pending,
+    /// A receiver answered 2xx.
+    Delivered,
+    /// The last attempt failed; another is scheduled.
+    Failed,
+    /// Every attempt failed; no more are made (retry by hand).
+    DeadLetter,
+}
+
+impl DeliveryStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::DeadLetter => "dead_letter",
+        }
+    }
+}
+
+/// One event for one subscription: the exact body sent (so every attempt signs the same
+/// bytes) and the state of its attempts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookDelivery {
+    /// Id.
+    pub id: Uuid,
+    /// The subscription.
+    pub subscription_id: Uuid,
+    /// The organization.
+    pub org_id: Uuid,
+    /// The event's id (`webhook-id`; the same for every subscription and attempt).
+    pub event_id: Uuid,
+    /// Event type.
+    pub event_type: String,
+    /// The JSON body, exactly as sent.
+    pub payload: String,
+    /// State.
+    pub status: DeliveryStatus,
+    /// Status code of the last attempt, if one answered.
+    #[serde(default)]
+    pub http_status_code: Option<u16>,
+    /// Attempts made.
+    pub attempt_count: u32,
+    /// When the next attempt is due, ms (pending and failed only).
+    #[serde(default)]
+    pub next_retry_at: Option<i64>,
+    /// When a receiver acknowledged it, ms.
+    #[serde(default)]
+    pub delivered_at: Option<i64>,
+    /// The last attempt's error, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Creation time (the event's time), ms.
+    pub created_at: i64,
+    /// Last change, ms.
+    pub updated_at: i64,
+}
+
+impl Record for WebhookDelivery {
+    const VERSION: u8 = 1;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

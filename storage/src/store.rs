@@ -193,7 +193,7 @@ impl Store {
         }
     }
 
-    fn get<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StoreError> {
+    pub(crate) fn get<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StoreError> {
         self.engine.get(key)?.map(|v| decode(key, &v)).transpose()
     }
 
@@ -293,7 +293,7 @@ impl Store {
     }
 
     /// Calls `f` on every pair under `prefix` in order until it returns `false`.
-    fn scan_all(
+    pub(crate) fn scan_all(
         &self,
         prefix: &[u8],
         reverse: bool,
@@ -304,7 +304,7 @@ impl Store {
     }
 
     /// Calls `f` on every pair with `start <= key < end` in order until it returns `false`.
-    fn scan_range(
+    pub(crate) fn scan_range(
         &self,
         mut start: Vec<u8>,
         mut end: Vec<u8>,

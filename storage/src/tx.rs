@@ -62,15 +62,15 @@ impl<'a> Tx<'a> {
         self.engine.get(key)
     }
 
-    fn get<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StoreError> {
+    pub(crate) fn get<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StoreError> {
         self.get_raw(key)?.map(|v| decode(key, &v)).transpose()
     }
 
-    fn put<R: Record>(&mut self, key: Vec<u8>, record: &R) {
+    pub(crate) fn put<R: Record>(&mut self, key: Vec<u8>, record: &R) {
         self.op.insert(key, Some(encode(record)));
     }
 
-    fn delete(&mut self, key: Vec<u8>) {
+    pub(crate) fn delete(&mut self, key: Vec<u8>) {
         self.op.insert(key, None);
     }
 

@@ -435,6 +435,7 @@ pub struct Fetched {
 pub struct Fetcher {
     policy: FetchPolicy,
     client: reqwest::Client,
+    resolver: Arc<dyn Resolve>,
     classifier: Classifier,
     stats: FetchStats,
 }
@@ -460,7 +461,7 @@ impl Fetcher {
         classifier: Classifier,
     ) -> Result<Fetcher, FetchError> {
         let guarded = GuardedResolver {
-            inner: resolver,
+            inner: Arc::clone(&resolver),
             classifier,
             allow_private: policy.allow_private,
         };
@@ -481,6 +482,7 @@ impl Fetcher {
         Ok(Fetcher {
             policy,
             client,
+            resolver,
             classifier,
             stats: FetchStats::default(),
         })
@@ -516,6 +518,108 @@ impl Fetcher {
             }
         }
         result
+    }
+
+    /// Checks, without connecting, that the node may later send to `url` (a webhook endpoint
+    /// given at configuration time): steps 1-3 above, the host name resolved and screened now.
+    /// `localhost` and `*.localhost` count as loopback whatever the resolver says (RFC 6761
+    /// §6.3). Delivery checks again at every connection, so a name that later resolves
+    /// elsewhere is still screened.
+    pub async fn check_target(&self, url: &str) -> Result<(), FetchError> {
+        let url = self.check_url(url)?;
+        if let Some(Host::Domain(name)) = url.host() {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            if name == "localhost" || name.ends_with(".localhost") {
+                let addr = IpAddr::from([127, 0, 0, 1]);
+                return check_ip(self.classifier, self.policy.allow_private, &name, addr);
+            }
+            screen(
+                &*self.resolver,
+                self.classifier,
+                self.policy.allow_private,
+                &name,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// POSTs `body` to `url` with `headers` under the policy (steps 1-3 and 6, within
+    /// `timeout`), following no redirect: a 3xx is an answer like any other. Returns the status
+    /// of the answer, whatever it is; its body is read and thrown away, at most `max_body`
+    /// bytes of it (the rest is never read: the connection is dropped). A connection that
+    /// breaks before the body ends is an error.
+    pub async fn post(
+        &self,
+        url: &str,
+        headers: &[(&'static str, String)],
+        body: Bytes,
+        timeout: Duration,
+        max_body: u64,
+    ) -> Result<u16, FetchError> {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            let value = reqwest::header::HeaderValue::from_str(value)
+                .map_err(|e| FetchError::BadUrl(format!("header {name}: {e}")))?;
+            map.insert(*name, value);
+        }
+        let headers = map;
+        let result = match tokio::time::timeout(
+            timeout,
+            self.post_inner(url, headers, body, max_body),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(FetchError::Timeout {
+                after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            }),
+        };
+        match &result {
+            Ok(_) => self.stats.bump(OK_INDEX),
+            Err(e) => {
+                self.stats.bump(e.index());
+                tracing::debug!(code = e.code(), url = %url, error = %e, "outbound post failed");
+            }
+        }
+        result
+    }
+
+    async fn post_inner(
+        &self,
+        url: &str,
+        headers: HeaderMap,
+        body: Bytes,
+        max_body: u64,
+    ) -> Result<u16, FetchError> {
+        let url = self.check_url(url)?;
+        let host = url.host_str().unwrap_or_default().to_string();
+        #[cfg(test)]
+        tripwire_literal(&url)?;
+        let mut resp = self
+            .client
+            .post(url)
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.map_reqwest(&host, &e))?;
+        if let Some(peer) = resp.remote_addr() {
+            check_ip(self.classifier, self.policy.allow_private, &host, peer.ip())?;
+        }
+        let status = resp.status().as_u16();
+        let mut read = 0u64;
+        while read < max_body {
+            match resp
+                .chunk()
+                .await
+                .map_err(|e| self.map_reqwest(&host, &e))?
+            {
+                Some(chunk) => read += chunk.len() as u64,
+                None => break,
+            }
+        }
+        Ok(status)
     }
 
     async fn get_inner(&self, url: &str, accept: &str) -> Result<Fetched, FetchError> {

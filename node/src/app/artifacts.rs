@@ -700,6 +700,8 @@ fn scope_description(sc: Scope) -> &'static str {
         Scope::AgentsWrite => "Register, change and decommission the organization's agents, their credentials, keys and trust policies.",
         Scope::AuditRead => "Read the organization's audit log and verify its chain.",
         Scope::AdminOrgs => "Administer the node: organizations, federation partners, signing keys.",
+        Scope::WebhooksRead => "Read the organization's webhook subscriptions and their delivery logs.",
+        Scope::WebhooksWrite => "Create, change, test and delete the organization's webhook subscriptions; rotate their secrets; retry deliveries.",
     }
 }
 

@@ -29,11 +29,14 @@ pub(crate) fn effective(token: &[Scope], agent_scopes: &[String]) -> Vec<Scope> 
         .collect()
 }
 
-/// Whether `a` is an admin of its organization.
+/// Whether `a` is an admin of its organization. The webhook scopes came later: admins made
+/// before them stay admins without them (new admins get them; the instance admin grants them
+/// to older ones).
 pub(crate) fn is_admin(a: &Agent, system_org: bool) -> bool {
     a.status == AgentStatus::Active
         && Scope::grantable(system_org)
             .iter()
+            .filter(|s| !matches!(s, Scope::WebhooksRead | Scope::WebhooksWrite))
             .all(|s| a.scopes.iter().any(|x| x == s.as_str()))
 }
 

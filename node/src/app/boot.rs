@@ -171,6 +171,7 @@ pub(crate) async fn state_over(
         )),
         taxonomy,
         gossip: crate::gossip::GossipHub::default(),
+        webhooks: Arc::new(crate::app::webhooks::Hub::load(&store)?),
         fetcher,
         did_cache: Arc::default(),
         key_cache,

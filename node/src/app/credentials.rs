@@ -100,13 +100,17 @@ pub(crate) async fn generate(
             check_manage(&now_scopes, &a)?;
             let (credential, secret) = new_credential(&a, now, expires_at, None)?;
             tx.put_credential(&credential);
-            tx.audit(st.audit_entry(
-                &actor,
-                "credential.generate",
-                agent_id.to_string(),
-                Outcome::Success,
-                serde_json::json!({ "credentialId": credential.id }),
-            ))?;
+            crate::app::webhooks::audit(
+                tx,
+                &st,
+                st.audit_entry(
+                    &actor,
+                    "credential.generate",
+                    agent_id.to_string(),
+                    Outcome::Success,
+                    serde_json::json!({ "credentialId": credential.id }),
+                ),
+            )?;
             Ok::<_, DomainError>(Issued { credential, secret })
         })
         .await?;
@@ -147,35 +151,38 @@ pub(crate) async fn rotate(
     let actor = caller.actor.clone();
     let acting = caller.acting();
     let st = state.clone();
-    let issued = state
-        .store
-        .write(move |tx| {
-            let now_scopes = acting.require_now(tx, Scope::AgentsWrite)?;
-            let a = own_agent(tx, &agent_id, &org)?;
-            check_manage(&now_scopes, &a)?;
-            let mut old = tx
-                .get_credential(&credential_id)?
-                .filter(|c| c.agent_id == a.id)
-                .ok_or_else(DomainError::credential_not_found)?;
-            attachable(tx, &a)?;
-            if old.status == CredentialStatus::Revoked || old.expires_at.is_some_and(|e| e <= now) {
-                return Err(DomainError::conflict(
-                    ErrorCode::CredentialRevoked,
-                    "The credential is revoked or expired; generate a new one instead.",
-                ));
-            }
-            let (credential, secret) = new_credential(&a, now, None, Some(old.id))?;
-            old.replaced_by = Some(credential.id);
-            if grace == 0 {
-                old.status = CredentialStatus::Revoked;
-                old.revoked_at = Some(now);
-            } else {
-                let until = now + (grace as i64) * 1000;
-                old.expires_at = Some(old.expires_at.map_or(until, |e| e.min(until)));
-            }
-            tx.put_credential(&old);
-            tx.put_credential(&credential);
-            tx.audit(st.audit_entry(
+    let issued =
+        state
+            .store
+            .write(move |tx| {
+                let now_scopes = acting.require_now(tx, Scope::AgentsWrite)?;
+                let a = own_agent(tx, &agent_id, &org)?;
+                check_manage(&now_scopes, &a)?;
+                let mut old = tx
+                    .get_credential(&credential_id)?
+                    .filter(|c| c.agent_id == a.id)
+                    .ok_or_else(DomainError::credential_not_found)?;
+                attachable(tx, &a)?;
+                if old.status == CredentialStatus::Revoked
+                    || old.expires_at.is_some_and(|e| e <= now)
+                {
+                    return Err(DomainError::conflict(
+                        ErrorCode::CredentialRevoked,
+                        "The credential is revoked or expired; generate a new one instead.",
+                    ));
+                }
+                let (credential, secret) = new_credential(&a, now, None, Some(old.id))?;
+                old.replaced_by = Some(credential.id);
+                if grace == 0 {
+                    old.status = CredentialStatus::Revoked;
+                    old.revoked_at = Some(now);
+                } else {
+                    let until = now + (grace as i64) * 1000;
+                    old.expires_at = Some(old.expires_at.map_or(until, |e| e.min(until)));
+                }
+                tx.put_credential(&old);
+                tx.put_credential(&credential);
+                crate::app::webhooks::audit(tx, &st, st.audit_entry(
                 &actor,
                 "credential.rotate",
                 agent_id.to_string(),
@@ -184,9 +191,9 @@ pub(crate) async fn rotate(
                     "credentialId": credential.id, "rotatedFrom": old.id, "graceSeconds": grace,
                 }),
             ))?;
-            Ok::<_, DomainError>(Issued { credential, secret })
-        })
-        .await?;
+                Ok::<_, DomainError>(Issued { credential, secret })
+            })
+            .await?;
     state.metrics.audit_appends.inc();
     Ok(issued)
 }

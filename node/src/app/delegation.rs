@@ -1060,6 +1060,7 @@ pub(crate) async fn revoke(state: &AppState, caller: &Caller, id: Uuid) -> Outco
         AuditOutcome::Success,
         Value::Null,
     );
+    let st = state.clone();
     let revoked = state
         .store
         .write(move |tx| {
@@ -1106,7 +1107,7 @@ pub(crate) async fn revoke(state: &AppState, caller: &Caller, id: Uuid) -> Outco
                 "delegator": l.delegator, "delegatee": l.delegatee,
                 "revoked": cascade, "alreadyRevoked": l.revoked_at.is_some(),
             });
-            tx.audit(entry)?;
+            crate::app::webhooks::audit(tx, &st, entry)?;
             Ok::<_, DomainError>(cascade.len())
         })
         .await?;

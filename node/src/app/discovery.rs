@@ -53,7 +53,7 @@ pub(crate) struct ServerMetadata {
     pub(crate) introspection_endpoint_auth_signing_alg_values_supported: [&'static str; 3],
     pub(crate) revocation_endpoint_auth_methods_supported: [&'static str; 3],
     pub(crate) revocation_endpoint_auth_signing_alg_values_supported: [&'static str; 3],
-    pub(crate) scopes_supported: [Scope; 4],
+    pub(crate) scopes_supported: [Scope; 6],
     pub(crate) service_documentation: String,
 }
 
@@ -140,7 +140,14 @@ mod tests {
         assert_eq!(rfc8414["jwks_uri"], format!("{iss}/.well-known/jwks.json"));
         assert_eq!(
             rfc8414["scopes_supported"],
-            serde_json::json!(["agents:read", "agents:write", "audit:read", "admin:orgs"])
+            serde_json::json!([
+                "agents:read",
+                "agents:write",
+                "audit:read",
+                "admin:orgs",
+                "webhooks:read",
+                "webhooks:write"
+            ])
         );
         assert_eq!(rfc8414["response_types_supported"], serde_json::json!([]));
         assert_eq!(

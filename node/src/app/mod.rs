@@ -36,6 +36,7 @@ pub(crate) mod token_fixture;
 pub(crate) mod tokens;
 pub(crate) mod validate;
 pub(crate) mod vocab;
+pub(crate) mod webhooks;
 
 pub(crate) use error::{DomainError, OAuthKind, Outcome};
 pub(crate) use state::{Actor, AppState, Caller, Settings};

@@ -128,6 +128,8 @@ pub(crate) struct StateInner {
     pub(crate) taxonomy: Option<Arc<oasf::Taxonomy>>,
     /// Trust-anchor gossip, when it runs.
     pub(crate) gossip: crate::gossip::GossipHub,
+    /// Webhook subscriptions in memory, the delivery worker's in-flight set and counters.
+    pub(crate) webhooks: Arc<crate::app::webhooks::Hub>,
     pub(crate) started: Instant,
 }
 
@@ -192,15 +194,18 @@ impl AppState {
         T: Send + 'static,
         F: FnOnce(&mut storage::Tx<'_>) -> Result<T, crate::app::DomainError> + Send + 'static,
     {
+        let st = self.clone();
         let out = self
             .store
             .write(move |tx| {
                 let out = f(tx)?;
-                tx.audit(entry)?;
+                crate::app::webhooks::audit(tx, &st, entry)?;
                 Ok::<_, crate::app::DomainError>(out)
             })
             .await?;
         self.metrics.audit_appends.inc();
+        // Deliveries this write queued are committed now.
+        self.webhooks.wake();
         Ok(out)
     }
 
@@ -274,7 +279,10 @@ impl AppState {
     pub(crate) async fn audit_detached(&self, entry: NewAuditEntry) {
         self.metrics.audit_appends.inc();
         self.store
-            .write_detached(move |tx| tx.audit(entry).map(|_| ()))
+            .write_detached({
+                let st = self.clone();
+                move |tx| crate::app::webhooks::audit(tx, &st, entry).map(|_| ())
+            })
             .await;
     }
 }

@@ -132,10 +132,11 @@ async fn issue(state: &AppState, client: &Client, requested: Option<&str>) -> Ou
     let agent_id = agent.id;
     state.metrics.tokens_issued.inc();
     state.metrics.audit_appends.inc();
+    let st = state.clone();
     state
         .store
         .write_detached(move |tx| {
-            tx.audit(entry)?;
+            crate::app::webhooks::audit(tx, &st, entry)?;
             if stale {
                 if let Some(mut a) = tx.get_agent(&agent_id)? {
                     a.last_auth_at = Some(now_ms);
@@ -366,6 +367,7 @@ pub(crate) async fn revoke(
         token_scopes: caller.token_scopes.clone(),
     };
     let (jti, until, target_id, token_org) = (c.jti, c.exp + LEEWAY_SECS, c.agent_id, c.org_id);
+    let st = state.clone();
     let revoked = state
         .store
         .write(move |tx| {
@@ -382,7 +384,7 @@ pub(crate) async fn revoke(
                 Revocation::Ignore => Ok(false),
                 Revocation::Revoke => {
                     tx.revoke_token(&jti, until);
-                    tx.audit(entry)?;
+                    crate::app::webhooks::audit(tx, &st, entry)?;
                     Ok::<_, DomainError>(true)
                 }
             }

@@ -18,18 +18,30 @@ pub(crate) enum Scope {
     /// The instance admin's: organizations, federation partners, the node's signing keys.
     #[serde(rename = "admin:orgs")]
     AdminOrgs,
+    #[serde(rename = "webhooks:read")]
+    WebhooksRead,
+    #[serde(rename = "webhooks:write")]
+    WebhooksWrite,
 }
 
 impl Scope {
     /// Every scope, in a stable order.
-    pub(crate) const ALL: [Scope; 4] = [
+    pub(crate) const ALL: [Scope; 6] = [
         Scope::AgentsRead,
         Scope::AgentsWrite,
         Scope::AuditRead,
         Scope::AdminOrgs,
+        Scope::WebhooksRead,
+        Scope::WebhooksWrite,
     ];
     /// The scopes an organization may grant its agents (`admin:orgs` is the node's own).
-    pub(crate) const TENANT: [Scope; 3] = [Scope::AgentsRead, Scope::AgentsWrite, Scope::AuditRead];
+    pub(crate) const TENANT: [Scope; 5] = [
+        Scope::AgentsRead,
+        Scope::AgentsWrite,
+        Scope::AuditRead,
+        Scope::WebhooksRead,
+        Scope::WebhooksWrite,
+    ];
 
     /// The wire name.
     pub(crate) fn as_str(self) -> &'static str {
@@ -38,6 +50,8 @@ impl Scope {
             Scope::AgentsWrite => "agents:write",
             Scope::AuditRead => "audit:read",
             Scope::AdminOrgs => "admin:orgs",
+            Scope::WebhooksRead => "webhooks:read",
+            Scope::WebhooksWrite => "webhooks:write",
         }
     }
 
@@ -207,6 +221,16 @@ error_codes! {
     BadgeSubjectUnknown => "BADGE_SUBJECT_UNKNOWN",
     BadgeSubjectDeactivated => "BADGE_SUBJECT_DEACTIVATED",
     BadgeSubjectNotActive => "BADGE_SUBJECT_NOT_ACTIVE",
+    WebhookNotFound => "WEBHOOK_NOT_FOUND",
+    WebhookDeliveryNotFound => "WEBHOOK_DELIVERY_NOT_FOUND",
+    WebhookLimitExceeded => "WEBHOOK_LIMIT_EXCEEDED",
+    WebhookUrlInvalid => "WEBHOOK_URL_INVALID",
+    WebhookUrlNotHttps => "WEBHOOK_URL_NOT_HTTPS",
+    WebhookUrlForbidden => "WEBHOOK_URL_FORBIDDEN",
+    WebhookUrlCredentials => "WEBHOOK_URL_CREDENTIALS",
+    WebhookUrlUnresolvable => "WEBHOOK_URL_UNRESOLVABLE",
+    WebhookUnknownEvent => "WEBHOOK_UNKNOWN_EVENT",
+    WebhookEventsEmpty => "WEBHOOK_EVENTS_EMPTY",
     ShuttingDown => "SHUTTING_DOWN",
     StoreUnavailable => "STORE_UNAVAILABLE",
     InternalServerError => "INTERNAL_SERVER_ERROR",

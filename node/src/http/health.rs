@@ -115,6 +115,7 @@ pub(crate) async fn metrics(
         fetches: state.fetcher.stats().snapshot(),
         key_cache: state.key_cache.counters(),
         gossip: state.gossip.metrics_sample(),
+        webhooks: state.webhooks.sample(&state.store, state.clock.now_ms()),
     });
     Ok(
         warp::reply::with_header(body, "content-type", crate::metrics::CONTENT_TYPE)

@@ -22,6 +22,7 @@ mod openapi;
 mod organizations;
 mod public_agents;
 mod token;
+mod webhooks;
 mod wellknown;
 
 use std::convert::Infallible;
@@ -169,6 +170,15 @@ pub(crate) const ROUTES: &[Route] = routes! {
     POST "/api/v1/oidc/token" => oidc::oidc_token(json, addr, state);
     GET "/api/v1/audit" => audit::list(auth, query, state);
     GET "/api/v1/audit/verify" => audit::verify(auth, query, state);
+    POST "/api/v1/webhooks" => webhooks::create(auth, json, state);
+    GET "/api/v1/webhooks" => webhooks::list(auth, state);
+    GET "/api/v1/webhooks/{id}" => webhooks::get(auth, state);
+    PATCH "/api/v1/webhooks/{id}" => webhooks::update(auth, json, state);
+    DELETE "/api/v1/webhooks/{id}" => webhooks::delete(auth, state);
+    POST "/api/v1/webhooks/{id}/rotate-secret" => webhooks::rotate_secret(auth, state);
+    POST "/api/v1/webhooks/{id}/test" => webhooks::test(auth, state);
+    GET "/api/v1/webhooks/{id}/deliveries" => webhooks::deliveries(auth, query, state);
+    POST "/api/v1/webhooks/{id}/deliveries/{deliveryId}/retry" => webhooks::retry(auth, state);
 };
 
 /// The route template a request falls under, for metrics labels (bounded cardinality).

@@ -152,6 +152,7 @@ pub async fn run(cfg: ServeConfig) -> Result<(), StartError> {
     let shutdown = shutdown_signal().map_err(StartError::Signals)?;
     tokio::spawn(boot::purge_expired(state.clone()));
     tokio::spawn(boot::summarize_failures(state.clone()));
+    tokio::spawn(crate::app::webhooks::run(state.clone()));
     tracing::info!(
         listen = %local,
         tls = tls.is_some(),

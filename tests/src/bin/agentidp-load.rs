@@ -105,6 +105,20 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Webhook deliveries/s to a local 2xx receiver (16 subscriptions), and the token endpoint
+    /// with and without a `token.issued` subscription, in one run.
+    Webhooks {
+        #[arg(long, default_value_t = 16)]
+        subscriptions: usize,
+        #[arg(long, default_value_t = 1000)]
+        agents: usize,
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value = "redb")]
+        store: String,
+    },
     /// Idle and slowloris sockets against one node: when are they cut, and does /health answer?
     Connections {
         /// Sockets that connect and then send nothing.
@@ -180,6 +194,13 @@ fn main() -> std::process::ExitCode {
                 seconds,
                 store,
             } => delegation(clients, seconds, &store).await,
+            Cmd::Webhooks {
+                subscriptions,
+                agents,
+                clients,
+                seconds,
+                store,
+            } => webhooks(subscriptions, agents, clients, seconds, &store).await,
             Cmd::Connections {
                 idle,
                 keep_alive,
@@ -340,6 +361,159 @@ async fn token_phase(
         all.len() as f64 / elapsed,
         percentile(&all, 0.50),
         percentile(&all, 0.99),
+    );
+}
+
+/// A minimal HTTP/1.1 receiver on 127.0.0.1 answering every request `204`, counting them.
+async fn counting_receiver() -> (u16, Arc<AtomicU64>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the receiver");
+    let port = listener.local_addr().expect("receiver address").port();
+    let count = Arc::new(AtomicU64::new(0));
+    let c = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::with_capacity(8192);
+                let mut chunk = [0u8; 8192];
+                loop {
+                    // One request: headers, then content-length bytes of body.
+                    let (head_end, length) = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                            let len = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            break (i + 4, len);
+                        }
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    while buf.len() < head_end + length {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..head_end + length);
+                    c.fetch_add(1, Ordering::Relaxed);
+                    if s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, count)
+}
+
+/// The `webhooks` scenario: `agents` registrations fanned out to `subscriptions` subscriptions
+/// of a local 2xx receiver (deliveries/s from the first registration to the last delivery),
+/// then the token endpoint without and with a `token.issued` subscription.
+async fn webhooks(subscriptions: usize, agents: usize, clients: usize, seconds: u64, store: &str) {
+    let (dir, _keep) = data_dir(None);
+    let node = Node::start_on_system_clock(
+        &dir,
+        store,
+        &["--allow-http-fetch", "--allow-private-fetch"],
+    );
+    let api = Api::new(&node.base);
+    let (port, received) = counting_receiver().await;
+    let (cid, csecret) = org_admin(&api, &node, &format!("hooks-{}", std::process::id())).await;
+    let token = Arc::new(api.token(&cid, &csecret).await);
+    let url = format!("http://127.0.0.1:{port}/hook");
+    for i in 0..subscriptions {
+        let r = api
+            .call(
+                "POST",
+                "/api/v1/webhooks",
+                Some(&token),
+                Some(serde_json::json!({ "name": format!("s{i}"), "url": url, "events": ["agent.created"] })),
+            )
+            .await;
+        assert_eq!(r.status, 201, "subscribe: {:?}", r.body);
+    }
+    eprintln!("agentidp-load: {agents} registrations x {subscriptions} subscriptions ...");
+    let expected = (agents * subscriptions) as u64;
+    let started = Instant::now();
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (api, token, next) = (api.clone(), token.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= agents as u64 {
+                    break;
+                }
+                let body = agent_body(&format!("hook-{n}@bench.local"));
+                let r = api
+                    .call("POST", "/api/v1/agents", Some(&token), Some(body))
+                    .await;
+                assert_eq!(r.status, 201, "register: {:?}", r.body);
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let registered = started.elapsed().as_secs_f64();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while received.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let got = received.load(Ordering::Relaxed);
+    println!(
+        "webhooks store={store} subscriptions={subscriptions} agents={agents}: {got}/{expected} deliveries in {elapsed:.2} s ({:.0} deliveries/s; registrations took {registered:.2} s), node peak RSS={} KiB",
+        got as f64 / elapsed,
+        node.peak_rss_kib().unwrap_or(0),
+    );
+    let form = vec![
+        ("grant_type".to_string(), "client_credentials".to_string()),
+        ("client_id".to_string(), cid.clone()),
+        ("client_secret".to_string(), csecret.clone()),
+    ];
+    token_phase(
+        &api,
+        "token without token.issued subscription",
+        clients,
+        seconds,
+        form.clone(),
+    )
+    .await;
+    let r = api
+        .call(
+            "POST",
+            "/api/v1/webhooks",
+            Some(&token),
+            Some(serde_json::json!({ "name": "tokens", "url": url, "events": ["token.issued"] })),
+        )
+        .await;
+    assert_eq!(r.status, 201, "subscribe: {:?}", r.body);
+    let before = received.load(Ordering::Relaxed);
+    token_phase(
+        &api,
+        "token with a token.issued subscription",
+        clients,
+        seconds,
+        form,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!(
+        "token.issued deliveries received during and 2 s after that phase: {}",
+        received.load(Ordering::Relaxed) - before
     );
 }
 

@@ -17,3 +17,4 @@ mod resolver;
 mod security;
 mod tls;
 mod tokens;
+mod webhooks;
