@@ -19,6 +19,7 @@ pub mod records;
 mod redb_engine;
 mod sled_engine;
 mod store;
+mod tenancy;
 mod tx;
 
 #[cfg(test)]
@@ -34,4 +35,5 @@ pub use records::{
     TrustAnchor, TrustPolicy,
 };
 pub use store::{AgentFilter, AuditFilter, CommitStats, Store, SCHEMA_VERSION};
+pub use tenancy::{BillingEvent, Member, Usage};
 pub use tx::Tx;

@@ -193,6 +193,10 @@ impl Store {
         }
     }
 
+    pub(crate) fn get_rec<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StoreError> {
+        self.get(key)
+    }
+
     fn get<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StoreError> {
         self.engine.get(key)?.map(|v| decode(key, &v)).transpose()
     }
@@ -304,7 +308,7 @@ impl Store {
     }
 
     /// Calls `f` on every pair with `start <= key < end` in order until it returns `false`.
-    fn scan_range(
+    pub(crate) fn scan_range(
         &self,
         mut start: Vec<u8>,
         mut end: Vec<u8>,

@@ -128,6 +128,10 @@ pub(crate) struct StateInner {
     pub(crate) taxonomy: Option<Arc<oasf::Taxonomy>>,
     /// Trust-anchor gossip, when it runs.
     pub(crate) gossip: crate::gossip::GossipHub,
+    /// Usage metering and tier enforcement.
+    pub(crate) usage: Arc<crate::app::usage::Tenancy>,
+    /// Stripe billing and the analytics/billing switches.
+    pub(crate) billing: Arc<crate::app::billing::Billing>,
     pub(crate) started: Instant,
 }
 
@@ -273,8 +277,13 @@ impl AppState {
     /// committer's bounded window (token issuance, verifications, failures).
     pub(crate) async fn audit_detached(&self, entry: NewAuditEntry) {
         self.metrics.audit_appends.inc();
+        let usage = self.usage.clone();
         self.store
-            .write_detached(move |tx| tx.audit(entry).map(|_| ()))
+            .write_detached(move |tx| {
+                tx.audit(entry)?;
+                usage.drain_into(tx);
+                Ok(())
+            })
             .await;
     }
 }

@@ -21,6 +21,7 @@ mod oidc;
 mod openapi;
 mod organizations;
 mod public_agents;
+mod tenancy;
 mod token;
 mod wellknown;
 
@@ -169,6 +170,17 @@ pub(crate) const ROUTES: &[Route] = routes! {
     POST "/api/v1/oidc/token" => oidc::oidc_token(json, addr, state);
     GET "/api/v1/audit" => audit::list(auth, query, state);
     GET "/api/v1/audit/verify" => audit::verify(auth, query, state);
+    GET "/api/v1/tiers/status" => tenancy::tier_status(auth, state);
+    POST "/api/v1/tiers/upgrade" => tenancy::tier_upgrade(auth, json, state);
+    GET "/api/v1/analytics/tokens" => tenancy::analytics_tokens(auth, query, state);
+    GET "/api/v1/analytics/agents/activity" => tenancy::analytics_activity(auth, state);
+    GET "/api/v1/analytics/agents" => tenancy::analytics_agents(auth, state);
+    GET "/api/v1/billing/usage" => tenancy::billing_usage(auth, state);
+    POST "/api/v1/billing/checkout" => tenancy::billing_checkout(auth, opt_json, state);
+    POST "/api/v1/billing/webhook" => tenancy::billing_webhook(stripe_signature, body, state);
+    POST "/api/v1/organizations/{orgId}/members" => tenancy::add_member(auth, json, state);
+    GET "/api/v1/organizations/{orgId}/members" => tenancy::list_members(auth, state);
+    DELETE "/api/v1/organizations/{orgId}/members/{agentId}" => tenancy::remove_member(auth, state);
 };
 
 /// The route template a request falls under, for metrics labels (bounded cardinality).
