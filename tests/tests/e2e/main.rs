@@ -15,5 +15,6 @@ mod lifecycle;
 mod oidc_provider;
 mod resolver;
 mod security;
+mod tenancy;
 mod tls;
 mod tokens;
