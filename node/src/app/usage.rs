@@ -142,6 +142,7 @@ struct OrgWindow {
 }
 
 type PendingKey = (Uuid, Option<Uuid>, i64);
+type OrgWindows = HashMap<Uuid, Arc<Mutex<OrgWindow>>>;
 
 /// Metering and enforcement state (one per node).
 pub(crate) struct Tenancy {
@@ -149,7 +150,7 @@ pub(crate) struct Tenancy {
     store: Arc<Store>,
     pending: Box<[Mutex<HashMap<PendingKey, Usage>>]>,
     dirty: AtomicBool,
-    orgs: Box<[RwLock<HashMap<Uuid, Arc<Mutex<OrgWindow>>>>]>,
+    orgs: Box<[RwLock<OrgWindows>]>,
     flushing: tokio::sync::Mutex<()>,
 }
 
