@@ -176,12 +176,17 @@ pub(crate) async fn authenticate(
     client: Option<String>,
 ) -> Outcome<Caller> {
     let active = authenticate_token(state, presented, client.clone()).await?;
-    state.usage.api_call(
-        active.claims.org_id,
-        active.claims.agent_id,
-        active.entry.org_limits,
-        state.clock.now_ms(),
-    )?;
+    state
+        .usage
+        .api_call(
+            active.claims.org_id,
+            active.claims.agent_id,
+            active.entry.org_limits,
+            state.clock.now_ms(),
+        )
+        .inspect_err(|_| {
+            state.metrics.tier_rate_limited.inc();
+        })?;
     Ok(active.caller(client))
 }
 

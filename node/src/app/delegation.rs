@@ -917,7 +917,7 @@ async fn redeem_verified(
     claims.exp = claims.exp.min(dt.claims.exp);
     claims.client_id = dt.delegatee.to_string();
     claims.delegation_chain = Some(dt.claims.delegation_chain.clone());
-    let quota = state.usage.reserve_token(&entry, now_ms)?;
+    let quota = super::usage::reserve(state, &entry, now_ms)?;
     let (access_token, kid) = sign(state, &claims)?;
     quota.issued(now_ms);
     let mut details = dt.details();

@@ -330,7 +330,7 @@ async fn grant(
         },
         now_ms,
     );
-    let quota = state.usage.reserve_token(&entry, now_ms)?;
+    let quota = super::usage::reserve(state, &entry, now_ms)?;
     let (access_token, kid) = sign(state, &claims)?;
     quota.issued(now_ms);
     let actor = Actor {

@@ -79,6 +79,7 @@ impl Fixture {
                     created_at: 1,
                     updated_at: 1,
                     token_epoch: 0,
+                    rate_limit_per_minute: None,
                 });
                 for a in [&admin, &writer, &target] {
                     tx.put_agent(a)?;

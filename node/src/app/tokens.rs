@@ -111,7 +111,7 @@ async fn issue(state: &AppState, client: &Client, requested: Option<&str>) -> Ou
         },
         now_ms,
     );
-    let quota = state.usage.reserve_token(client.entry(), now_ms)?;
+    let quota = super::usage::reserve(state, client.entry(), now_ms)?;
     let keys = state.keys();
     let access_token =
         mint(&keys, &claims).map_err(|e| signing_failed(e, "the token could not be signed"))?;

@@ -430,6 +430,17 @@ impl Tenancy {
     }
 }
 
+/// [`Tenancy::reserve_token`] on the node's state, counting refusals in `/metrics`.
+pub(crate) fn reserve<'a>(
+    state: &'a super::AppState,
+    entry: &ClientEntry,
+    now_ms: i64,
+) -> Result<Reservation<'a>, DomainError> {
+    state.usage.reserve_token(entry, now_ms).inspect_err(|_| {
+        state.metrics.tier_quota_refusals.inc();
+    })
+}
+
 /// Every [`FLUSH_INTERVAL`], writes the pending deltas (API calls made while no token is
 /// issued).
 pub(crate) async fn flush_periodically(t: Arc<Tenancy>) {
