@@ -73,7 +73,7 @@ impl Fixture {
                     slug: format!("fixture-{}", org.simple()),
                     plan_tier: PlanTier::Enterprise,
                     max_agents: 1000,
-                    max_tokens_per_month: 0,
+                    max_tokens_per_month: u64::MAX,
                     status: OrgStatus::Active,
                     system: false,
                     created_at: 1,
