@@ -235,6 +235,47 @@ struct ServeArgs {
         value_parser = clap::value_parser!(crate::Cidr)
     )]
     trusted_proxy: Vec<crate::Cidr>,
+    // --- Tenancy (issue 18): tiers, metering, analytics, billing ---
+    /// Enforce the organizations' plan limits (tokens a month, requests a minute); metering
+    /// runs either way. `--tier-enforcement=false` turns enforcement off.
+    #[arg(long, env = "AGENTIDP_TIER_ENFORCEMENT", value_name = "BOOL", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    tier_enforcement: bool,
+    /// Turn the analytics routes off (they answer 404).
+    #[arg(long, env = "AGENTIDP_NO_ANALYTICS")]
+    no_analytics: bool,
+    /// Turn the billing routes off (they answer 404).
+    #[arg(long, env = "AGENTIDP_NO_BILLING")]
+    no_billing: bool,
+    /// Stripe secret API key (sk_…); without it the billing routes answer BILLING_NOT_CONFIGURED.
+    #[arg(
+        long,
+        env = "AGENTIDP_STRIPE_SECRET_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    stripe_secret_key: Option<String>,
+    /// Stripe webhook signing secret (whsec_…) that `POST /api/v1/billing/webhook` verifies.
+    #[arg(
+        long,
+        env = "AGENTIDP_STRIPE_WEBHOOK_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    stripe_webhook_secret: Option<String>,
+    /// Stripe price id of the pro plan.
+    #[arg(long, env = "AGENTIDP_STRIPE_PRICE_PRO", value_name = "PRICE")]
+    stripe_price_pro: Option<String>,
+    /// Stripe price id of the enterprise plan.
+    #[arg(long, env = "AGENTIDP_STRIPE_PRICE_ENTERPRISE", value_name = "PRICE")]
+    stripe_price_enterprise: Option<String>,
+    /// Base URL of Stripe's API (tests point it at a local server speaking the same API).
+    #[arg(
+        long,
+        env = "AGENTIDP_STRIPE_API_BASE",
+        value_name = "URL",
+        default_value = "https://api.stripe.com"
+    )]
+    stripe_api_base: String,
     /// Tests only: the node's time is the system time plus the offset in milliseconds held in
     /// this file, re-read when it changes, so that end-to-end tests move time instead of
     /// sleeping. Hidden, and refused unless AGENTIDP_TEST_CLOCK=1 is set.
@@ -366,6 +407,18 @@ fn serve(args: ServeArgs) -> ExitCode {
             trusted_proxies: args.trusted_proxy,
         },
         test_clock_file: args.clock_file,
+        tenancy: crate::TenancyOptions {
+            tier_enforcement: args.tier_enforcement,
+            analytics: !args.no_analytics,
+            billing: !args.no_billing,
+            stripe: crate::StripeOptions {
+                secret_key: args.stripe_secret_key,
+                webhook_secret: args.stripe_webhook_secret,
+                price_pro: args.stripe_price_pro,
+                price_enterprise: args.stripe_price_enterprise,
+                api_base: args.stripe_api_base,
+            },
+        },
     };
     let Some(runtime) = runtime() else {
         return ExitCode::FAILURE;

@@ -28,6 +28,8 @@ pub(crate) struct ClientEntry {
     pub(crate) org_active: bool,
     /// The organization's token epoch (a new one starts at each suspension).
     pub(crate) org_token_epoch: u32,
+    /// The organization's tier limits (tokens a month, requests a minute).
+    pub(crate) org_limits: crate::app::usage::OrgLimits,
 }
 
 impl ClientEntry {
@@ -76,7 +78,11 @@ impl ClientCache {
             credentials,
             keys,
             org_active,
-            org_token_epoch: org.map_or(0, |o| o.token_epoch),
+            org_token_epoch: org.as_ref().map_or(0, |o| o.token_epoch),
+            org_limits: org.as_ref().map_or(
+                crate::app::usage::OrgLimits::NONE,
+                crate::app::usage::OrgLimits::of,
+            ),
         });
         if let Ok(mut map) = self.entries.lock() {
             if map.len() >= MAX_ENTRIES {

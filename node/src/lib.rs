@@ -25,4 +25,4 @@ pub use clock::{Clock, SystemClock};
 pub use gossip::GossipOptions;
 pub use server::accept::{Cidr, ConnectionOptions};
 pub use server::tls::{TlsError, TlsFiles};
-pub use server::{run, ServeConfig, StartError};
+pub use server::{run, ServeConfig, StartError, StripeOptions, TenancyOptions};

@@ -155,6 +155,10 @@ impl EncodeMetric for LatencyHistogram {
 pub(crate) struct Metrics {
     registry: Registry,
     pub(crate) tokens_issued: Counter,
+    /// Tokens refused by the monthly quota (tier enforcement).
+    pub(crate) tier_quota_refusals: Counter,
+    /// API requests refused by an organization's per-minute limit.
+    pub(crate) tier_rate_limited: Counter,
     pub(crate) agents_registered: Counter,
     pub(crate) audit_appends: Counter,
     pub(crate) auth_failures: Counter,
@@ -204,6 +208,16 @@ impl Metrics {
             &mut registry,
             "agentidp_tokens_issued",
             "Access tokens issued",
+        );
+        let tier_quota_refusals = counter(
+            &mut registry,
+            "agentidp_tier_token_quota_refusals",
+            "Token requests refused because the organization used its monthly token quota",
+        );
+        let tier_rate_limited = counter(
+            &mut registry,
+            "agentidp_tier_rate_limited",
+            "API requests refused by their organization's requests-a-minute limit",
         );
         let agents_registered = counter(
             &mut registry,
@@ -293,6 +307,8 @@ impl Metrics {
         Metrics {
             registry,
             tokens_issued,
+            tier_quota_refusals,
+            tier_rate_limited,
             agents_registered,
             audit_appends,
             auth_failures,

@@ -432,9 +432,13 @@ pub(crate) struct OrgView {
     /// Most agents that are not decommissioned; `null`: unlimited.
     #[schema(required = true, minimum = 1, maximum = 9007199254740991_u64)]
     pub(crate) max_agents: Option<u64>,
-    /// Token budget per calendar month (not yet enforced); `null`: unlimited.
+    /// Tokens its agents may obtain per calendar month (enforced with `--tier-enforcement`);
+    /// `null`: unlimited.
     #[schema(required = true, minimum = 1, maximum = 9007199254740991_u64)]
     pub(crate) max_tokens_per_month: Option<u64>,
+    /// Authenticated API requests a minute (the tier's default unless set); `null`: unlimited.
+    #[schema(required = true, minimum = 1, maximum = 9007199254740991_u64)]
+    pub(crate) rate_limit_per_minute: Option<u64>,
     /// active, suspended or deleted.
     pub(crate) status: String,
     pub(crate) created_at: String,
@@ -450,6 +454,9 @@ impl OrgView {
             plan_tier: o.plan_tier.as_str().to_string(),
             max_agents: crate::app::orgs::limit_on_wire(o.max_agents),
             max_tokens_per_month: crate::app::orgs::limit_on_wire(o.max_tokens_per_month),
+            rate_limit_per_minute: crate::app::orgs::limit_on_wire(
+                crate::app::usage::OrgLimits::of(o).requests_per_minute,
+            ),
             status: o.status.as_str().to_string(),
             created_at: rfc3339(o.created_at),
             updated_at: rfc3339(o.updated_at),
@@ -499,6 +506,11 @@ pub(crate) struct UpdateOrgRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<u64>, minimum = 1, maximum = 9007199254740991_u64)]
     pub(crate) max_tokens_per_month: Option<Option<u64>>,
+    /// Authenticated API requests a minute, 1 to 2^53 − 1, or `null`: unlimited. Absent:
+    /// unchanged.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 9007199254740991_u64)]
+    pub(crate) rate_limit_per_minute: Option<Option<u64>>,
     /// active or suspended (deletion is DELETE).
     #[schema(value_type = Option<OrgStatusChange>)]
     pub(crate) status: Option<String>,

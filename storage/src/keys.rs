@@ -51,6 +51,13 @@ const T_WEBHOOK_BY_ORG: u8 = 0x91;
 const T_WEBHOOK_DELIVERY: u8 = 0x92;
 const T_WEBHOOK_PENDING: u8 = 0x93;
 const T_WEBHOOK_LOG: u8 = 0x94;
+// Tenancy (usage metering, billing, members): 0xA0–0xA7.
+const T_USAGE_ORG_HOUR: u8 = 0xA0;
+const T_USAGE_ORG_DAY: u8 = 0xA1;
+const T_USAGE_ORG_MONTH: u8 = 0xA2;
+const T_USAGE_AGENT_MONTH: u8 = 0xA3;
+const T_BILLING_EVENT: u8 = 0xA4;
+const T_MEMBER: u8 = 0xA5;
 
 fn key(table: u8, parts: &[&[u8]]) -> Vec<u8> {
     let len = 1 + parts.iter().map(|p| p.len()).sum::<usize>();
@@ -404,6 +411,54 @@ fn ms_bytes(ms: i64) -> [u8; 8] {
 // time range maps to a key range even for times a caller gave before 1970.
 fn signed_bytes(v: i64) -> [u8; 8] {
     ((v as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// Usage of an organization in one UTC hour (`hour`: hours since the epoch).
+pub fn usage_org_hour(org: &Uuid, hour: u64) -> Vec<u8> {
+    key(T_USAGE_ORG_HOUR, &[org.as_bytes(), &hour.to_be_bytes()])
+}
+
+/// Prefix of every [`usage_org_hour`] of one organization.
+pub fn usage_org_hour_prefix(org: &Uuid) -> Vec<u8> {
+    key(T_USAGE_ORG_HOUR, &[org.as_bytes()])
+}
+
+/// Usage of an organization in one UTC day (`day`: days since the epoch).
+pub fn usage_org_day(org: &Uuid, day: u64) -> Vec<u8> {
+    key(T_USAGE_ORG_DAY, &[org.as_bytes(), &day.to_be_bytes()])
+}
+
+/// Usage of an organization in one calendar month (`month`: year × 12 + month − 1).
+pub fn usage_org_month(org: &Uuid, month: u64) -> Vec<u8> {
+    key(T_USAGE_ORG_MONTH, &[org.as_bytes(), &month.to_be_bytes()])
+}
+
+/// Usage of one agent in one calendar month.
+pub fn usage_agent_month(org: &Uuid, month: u64, agent: &Uuid) -> Vec<u8> {
+    key(
+        T_USAGE_AGENT_MONTH,
+        &[org.as_bytes(), &month.to_be_bytes(), agent.as_bytes()],
+    )
+}
+
+/// Prefix of every [`usage_agent_month`] of one organization and month.
+pub fn usage_agent_month_prefix(org: &Uuid, month: u64) -> Vec<u8> {
+    key(T_USAGE_AGENT_MONTH, &[org.as_bytes(), &month.to_be_bytes()])
+}
+
+/// A processed billing (Stripe) event, by its id.
+pub fn billing_event(id: &str) -> Vec<u8> {
+    key(T_BILLING_EVENT, &[id.as_bytes()])
+}
+
+/// An organization membership (organization, agent).
+pub fn member(org: &Uuid, agent: &Uuid) -> Vec<u8> {
+    key(T_MEMBER, &[org.as_bytes(), agent.as_bytes()])
+}
+
+/// Prefix of every [`member`] of one organization.
+pub fn member_prefix(org: &Uuid) -> Vec<u8> {
+    key(T_MEMBER, &[org.as_bytes()])
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub mod records;
 mod redb_engine;
 mod sled_engine;
 mod store;
+mod tenancy;
 mod tx;
 mod webhooks;
 
@@ -35,5 +36,6 @@ pub use records::{
     Skill, TrustAnchor, TrustPolicy, WebhookDelivery, WebhookSubscription,
 };
 pub use store::{AgentFilter, AuditFilter, CommitStats, Store, SCHEMA_VERSION};
+pub use tenancy::{BillingEvent, Member, Usage};
 pub use tx::Tx;
 pub use webhooks::DeliveryPage;

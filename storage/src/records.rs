@@ -121,6 +121,10 @@ pub struct Organization {
     /// records written before it existed) is the first epoch.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub token_epoch: u32,
+    /// Requests a minute its agents may make on the API; `None`: the tier's default
+    /// (`u64::MAX`: unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_per_minute: Option<u64>,
 }
 
 impl Record for Organization {

@@ -52,7 +52,7 @@ impl<'a> Tx<'a> {
         (self.op, self.identity)
     }
 
-    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(crate) fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         if let Some(v) = self.op.get(key) {
             return Ok(v.clone());
         }
@@ -64,6 +64,10 @@ impl<'a> Tx<'a> {
 
     pub(crate) fn get<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StoreError> {
         self.get_raw(key)?.map(|v| decode(key, &v)).transpose()
+    }
+
+    pub(crate) fn put_bytes(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.op.insert(key, Some(value));
     }
 
     pub(crate) fn put<R: Record>(&mut self, key: Vec<u8>, record: &R) {

@@ -325,6 +325,15 @@ pub(crate) async fn register(
         })
         .await?;
     state.metrics.agents_registered.inc();
+    state.usage.count(
+        agent.org_id,
+        Some(agent.id),
+        state.clock.now_ms(),
+        storage::Usage {
+            agents: 1,
+            ..Default::default()
+        },
+    );
     Ok(Registered { agent, generated })
 }
 

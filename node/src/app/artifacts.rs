@@ -828,6 +828,7 @@ pub(crate) mod fixtures {
             created_at: now,
             updated_at: now,
             token_epoch: 0,
+            rate_limit_per_minute: None,
         }
     }
 

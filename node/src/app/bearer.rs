@@ -175,9 +175,19 @@ pub(crate) async fn authenticate(
     presented: Presented<'_>,
     client: Option<String>,
 ) -> Outcome<Caller> {
-    authenticate_token(state, presented, client.clone())
-        .await
-        .map(|a| a.caller(client))
+    let active = authenticate_token(state, presented, client.clone()).await?;
+    state
+        .usage
+        .api_call(
+            active.claims.org_id,
+            active.claims.agent_id,
+            active.entry.org_limits,
+            state.clock.now_ms(),
+        )
+        .inspect_err(|_| {
+            state.metrics.tier_rate_limited.inc();
+        })?;
+    Ok(active.caller(client))
 }
 
 /// [`authenticate`], answering the active token itself (for operations that depend on the

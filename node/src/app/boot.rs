@@ -177,6 +177,11 @@ pub(crate) async fn state_over(
         key_cache,
         partners: Arc::new(crate::app::partners::PartnerCache::new()),
         health: crate::app::health::HealthMonitor::new(&store, clock.clone()),
+        usage: Arc::new(crate::app::usage::Tenancy::new(
+            store.clone(),
+            cfg.tenancy.tier_enforcement,
+        )),
+        billing: Arc::new(crate::app::billing::Billing::new(&cfg.tenancy)),
         store,
         keys: Arc::new(RwLock::new(ring)),
         clock,
@@ -432,6 +437,7 @@ async fn bootstrap(
         created_at: now,
         updated_at: now,
         token_epoch: 0,
+        rate_limit_per_minute: None,
     };
     let admin = crate::app::agents::admin_agent(
         org.id,

@@ -115,6 +115,15 @@ pub(crate) async fn generate(
         })
         .await?;
     state.metrics.audit_appends.inc();
+    state.usage.count(
+        caller.org_id,
+        Some(agent_id),
+        state.clock.now_ms(),
+        storage::Usage {
+            credentials: 1,
+            ..Default::default()
+        },
+    );
     Ok(issued)
 }
 

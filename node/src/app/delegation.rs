@@ -917,7 +917,9 @@ async fn redeem_verified(
     claims.exp = claims.exp.min(dt.claims.exp);
     claims.client_id = dt.delegatee.to_string();
     claims.delegation_chain = Some(dt.claims.delegation_chain.clone());
+    let quota = super::usage::reserve(state, &entry, now_ms)?;
     let (access_token, kid) = sign(state, &claims)?;
+    quota.issued(now_ms);
     let mut details = dt.details();
     details["jti"] = json!(jti);
     details["grantedScope"] = json!(scope);

@@ -85,6 +85,15 @@ pub(crate) enum DomainError {
     /// Too many requests of this kind; retry after `retry_after` seconds.
     #[error("{message}")]
     RateLimited { message: String, retry_after: u64 },
+    /// A tier limit was hit (`429`): the organization's requests a minute or tokens a month.
+    #[error("{message}")]
+    Limited {
+        code: ErrorCode,
+        message: String,
+        retry_after: u64,
+        /// What the `X-RateLimit-*` headers say.
+        rate: Option<crate::app::usage::RateInfo>,
+    },
     /// An OAuth endpoint's refusal, with the predecessor's code for its JSON routes.
     #[error("{description}")]
     OAuth {
@@ -117,6 +126,7 @@ impl DomainError {
             | DomainError::Gone { code, .. }
             | DomainError::Unprocessable { code, .. }
             | DomainError::OAuth { code, .. }
+            | DomainError::Limited { code, .. }
             | DomainError::Unavailable { code, .. } => *code,
             DomainError::Unauthenticated { .. } => ErrorCode::Unauthorized,
             DomainError::RateLimited { .. } => ErrorCode::RateLimited,

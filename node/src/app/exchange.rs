@@ -330,7 +330,9 @@ async fn grant(
         },
         now_ms,
     );
+    let quota = super::usage::reserve(state, &entry, now_ms)?;
     let (access_token, kid) = sign(state, &claims)?;
+    quota.issued(now_ms);
     let actor = Actor {
         id: format!("{}|{}", partner.issuer, ext_sub),
         org: agent.org_id,

@@ -10,6 +10,7 @@ pub(crate) mod artifacts;
 pub(crate) mod audit;
 pub(crate) mod authz;
 pub(crate) mod bearer;
+pub(crate) mod billing;
 pub(crate) mod boot;
 pub(crate) mod client_auth;
 pub(crate) mod credentials;
@@ -28,12 +29,14 @@ mod registry_tests;
 pub(crate) mod resolver;
 pub(crate) mod signing_keys;
 pub(crate) mod state;
+pub(crate) mod tenancy;
 #[cfg(test)]
 pub(crate) mod testing;
 pub(crate) mod text;
 #[cfg(test)]
 pub(crate) mod token_fixture;
 pub(crate) mod tokens;
+pub(crate) mod usage;
 pub(crate) mod validate;
 pub(crate) mod vocab;
 pub(crate) mod webhooks;

@@ -93,6 +93,7 @@ pub(crate) async fn create(
         created_at: now,
         updated_at: now,
         token_epoch: 0,
+        rate_limit_per_minute: None,
     };
     let admin = admin_agent(
         org.id,
@@ -204,6 +205,7 @@ pub(crate) async fn update(
     let plan = req.plan_tier.as_deref().map(parse_plan).transpose()?;
     check_limit("maxAgents", req.max_agents.flatten())?;
     check_limit("maxTokensPerMonth", req.max_tokens_per_month.flatten())?;
+    check_limit("rateLimitPerMinute", req.rate_limit_per_minute.flatten())?;
     let status = req
         .status
         .as_deref()
@@ -213,6 +215,7 @@ pub(crate) async fn update(
         && plan.is_none()
         && req.max_agents.is_none()
         && req.max_tokens_per_month.is_none()
+        && req.rate_limit_per_minute.is_none()
         && status.is_none()
     {
         return Err(DomainError::validation(
@@ -226,7 +229,7 @@ pub(crate) async fn update(
         "organization.update",
         id.to_string(),
         Outcome::Success,
-        serde_json::json!({ "status": req.status, "planTier": req.plan_tier, "name": req.name }),
+        serde_json::json!({ "status": req.status, "planTier": req.plan_tier, "name": req.name, "maxAgents": req.max_agents, "maxTokensPerMonth": req.max_tokens_per_month, "rateLimitPerMinute": req.rate_limit_per_minute }),
     );
     let acting = caller.acting();
     state
@@ -253,6 +256,9 @@ pub(crate) async fn update(
             }
             if let Some(v) = req.max_tokens_per_month {
                 o.max_tokens_per_month = v.unwrap_or(UNLIMITED);
+            }
+            if let Some(v) = req.rate_limit_per_minute {
+                o.rate_limit_per_minute = Some(v.unwrap_or(UNLIMITED));
             }
             if let Some(s) = status {
                 if s == OrgStatus::Suspended && o.status == OrgStatus::Active {

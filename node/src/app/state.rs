@@ -130,6 +130,10 @@ pub(crate) struct StateInner {
     pub(crate) gossip: crate::gossip::GossipHub,
     /// Webhook subscriptions in memory, the delivery worker's in-flight set and counters.
     pub(crate) webhooks: Arc<crate::app::webhooks::Hub>,
+    /// Usage metering and tier enforcement.
+    pub(crate) usage: Arc<crate::app::usage::Tenancy>,
+    /// Stripe billing and the analytics/billing switches.
+    pub(crate) billing: Arc<crate::app::billing::Billing>,
     pub(crate) started: Instant,
 }
 
@@ -278,10 +282,15 @@ impl AppState {
     /// committer's bounded window (token issuance, verifications, failures).
     pub(crate) async fn audit_detached(&self, entry: NewAuditEntry) {
         self.metrics.audit_appends.inc();
+        let usage = self.usage.clone();
         self.store
             .write_detached({
                 let st = self.clone();
-                move |tx| crate::app::webhooks::audit(tx, &st, entry).map(|_| ())
+                move |tx| {
+                    crate::app::webhooks::audit(tx, &st, entry)?;
+                    usage.drain_into(tx);
+                    Ok(())
+                }
             })
             .await;
     }

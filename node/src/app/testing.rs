@@ -40,6 +40,7 @@ pub(crate) fn config(dir: &std::path::Path, engine: storage::EngineKind) -> Serv
         gossip: Default::default(),
         connections: Default::default(),
         test_clock_file: None,
+        tenancy: Default::default(),
     }
 }
 

@@ -73,12 +73,13 @@ impl Fixture {
                     slug: format!("fixture-{}", org.simple()),
                     plan_tier: PlanTier::Enterprise,
                     max_agents: 1000,
-                    max_tokens_per_month: 0,
+                    max_tokens_per_month: u64::MAX,
                     status: OrgStatus::Active,
                     system: false,
                     created_at: 1,
                     updated_at: 1,
                     token_epoch: 0,
+                    rate_limit_per_minute: None,
                 });
                 for a in [&admin, &writer, &target] {
                     tx.put_agent(a)?;

@@ -111,9 +111,11 @@ async fn issue(state: &AppState, client: &Client, requested: Option<&str>) -> Ou
         },
         now_ms,
     );
+    let quota = super::usage::reserve(state, client.entry(), now_ms)?;
     let keys = state.keys();
     let access_token =
         mint(&keys, &claims).map_err(|e| signing_failed(e, "the token could not be signed"))?;
+    quota.issued(now_ms);
 
     // Audit the issuance without holding the response (bounded-window group commit).
     let entry = state.audit_entry(
@@ -133,10 +135,12 @@ async fn issue(state: &AppState, client: &Client, requested: Option<&str>) -> Ou
     state.metrics.tokens_issued.inc();
     state.metrics.audit_appends.inc();
     let st = state.clone();
+    let usage = state.usage.clone();
     state
         .store
         .write_detached(move |tx| {
             crate::app::webhooks::audit(tx, &st, entry)?;
+            usage.drain_into(tx);
             if stale {
                 if let Some(mut a) = tx.get_agent(&agent_id)? {
                     a.last_auth_at = Some(now_ms);

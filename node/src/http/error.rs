@@ -24,6 +24,8 @@ pub(crate) struct ApiError {
     pub(crate) details: Option<Box<Value>>,
     /// Seconds to wait, sent as `Retry-After` (rate limiting).
     pub(crate) retry_after: Option<u64>,
+    /// `X-RateLimit-*` headers (tier limits).
+    pub(crate) rate: Option<crate::app::usage::RateInfo>,
 }
 
 impl warp::reject::Reject for ApiError {}
@@ -36,6 +38,7 @@ impl ApiError {
             message: message.into(),
             details: None,
             retry_after: None,
+            rate: None,
         }
     }
 
@@ -81,6 +84,9 @@ impl ApiError {
         {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
+        if let Some(r) = self.rate {
+            rate_headers(resp.headers_mut(), &r);
+        }
         resp
     }
 }
@@ -108,7 +114,7 @@ pub(crate) fn http_of(e: &DomainError) -> HttpOf {
         DomainError::Unprocessable { .. } => {
             (StatusCode::UNPROCESSABLE_ENTITY, OAuthKind::InvalidRequest)
         }
-        DomainError::RateLimited { .. } => (
+        DomainError::RateLimited { .. } | DomainError::Limited { .. } => (
             StatusCode::TOO_MANY_REQUESTS,
             OAuthKind::TemporarilyUnavailable,
         ),
@@ -147,7 +153,9 @@ pub(crate) fn http_of(e: &DomainError) -> HttpOf {
 
 fn retry_after_of(e: &DomainError) -> Option<u64> {
     match e {
-        DomainError::RateLimited { retry_after, .. } => Some(*retry_after),
+        DomainError::RateLimited { retry_after, .. } | DomainError::Limited { retry_after, .. } => {
+            Some(*retry_after)
+        }
         DomainError::OAuth { retry_after, .. } => *retry_after,
         _ => None,
     }
@@ -162,6 +170,23 @@ impl From<DomainError> for ApiError {
             message: e.to_string(),
             details: e.details().cloned().map(Box::new),
             retry_after: retry_after_of(&e),
+            rate: match &e {
+                DomainError::Limited { rate, .. } => *rate,
+                _ => None,
+            },
+        }
+    }
+}
+
+/// Sets `X-RateLimit-Limit`, `-Remaining` and `-Reset` (seconds since the epoch).
+pub(crate) fn rate_headers(h: &mut warp::http::HeaderMap, r: &crate::app::usage::RateInfo) {
+    for (name, v) in [
+        ("x-ratelimit-limit", r.limit.to_string()),
+        ("x-ratelimit-remaining", r.remaining.to_string()),
+        ("x-ratelimit-reset", r.reset.to_string()),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(header::HeaderName::from_static(name), v);
         }
     }
 }

@@ -449,6 +449,13 @@ pub(crate) fn authorization(
     warp::header::optional::<String>("authorization")
 }
 
+/// `Stripe-Signature`, as an extractor of the route table (the billing webhook).
+pub(crate) fn stripe_signature(
+    _: &AppState,
+) -> impl Filter<Extract = (Option<String>,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("stripe-signature")
+}
+
 /// The content type and the raw body, as an extractor of the route table.
 pub(crate) fn body(
     _: &AppState,

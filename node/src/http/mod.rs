@@ -21,6 +21,7 @@ mod oidc;
 mod openapi;
 mod organizations;
 mod public_agents;
+mod tenancy;
 mod token;
 mod webhooks;
 mod wellknown;
@@ -179,6 +180,17 @@ pub(crate) const ROUTES: &[Route] = routes! {
     POST "/api/v1/webhooks/{id}/test" => webhooks::test(auth, state);
     GET "/api/v1/webhooks/{id}/deliveries" => webhooks::deliveries(auth, query, state);
     POST "/api/v1/webhooks/{id}/deliveries/{deliveryId}/retry" => webhooks::retry(auth, state);
+    GET "/api/v1/tiers/status" => tenancy::tier_status(auth, state);
+    POST "/api/v1/tiers/upgrade" => tenancy::tier_upgrade(auth, json, state);
+    GET "/api/v1/analytics/tokens" => tenancy::analytics_tokens(auth, query, state);
+    GET "/api/v1/analytics/agents/activity" => tenancy::analytics_activity(auth, state);
+    GET "/api/v1/analytics/agents" => tenancy::analytics_agents(auth, state);
+    GET "/api/v1/billing/usage" => tenancy::billing_usage(auth, state);
+    POST "/api/v1/billing/checkout" => tenancy::billing_checkout(auth, opt_json, state);
+    POST "/api/v1/billing/webhook" => tenancy::billing_webhook(stripe_signature, body, state);
+    POST "/api/v1/organizations/{orgId}/members" => tenancy::add_member(auth, json, state);
+    GET "/api/v1/organizations/{orgId}/members" => tenancy::list_members(auth, state);
+    DELETE "/api/v1/organizations/{orgId}/members/{agentId}" => tenancy::remove_member(auth, state);
 };
 
 /// The route template a request falls under, for metrics labels (bounded cardinality).

@@ -96,6 +96,23 @@ use crate::model::*;
         super::health::Health,
         super::health::DetailedHealth,
         super::health::Probe,
+        super::tenancy::TierLimits,
+        super::tenancy::TierUsage,
+        super::tenancy::TierStatus,
+        super::tenancy::TierUpgradeRequest,
+        super::tenancy::CheckoutResponse,
+        super::tenancy::CheckoutRequest,
+        super::tenancy::WebhookAck,
+        super::tenancy::UsageSummary,
+        super::tenancy::TrendPoint,
+        super::tenancy::TokenTrend,
+        super::tenancy::HeatCell,
+        super::tenancy::Activity,
+        super::tenancy::AgentUsageView,
+        super::tenancy::AgentSummary,
+        super::tenancy::AddMemberRequest,
+        super::tenancy::MemberView,
+        super::tenancy::MemberList,
     ))
 )]
 pub(crate) struct ApiDoc;
@@ -266,6 +283,9 @@ const TAGS: &[(&str, &str)] = &[
     ("Keys", "The node's token signing keys, and the public keys of an agent's DID document."),
     ("Discovery", "Metadata documents: OAuth 2.0 / OIDC discovery, JWKS, this document."),
     ("Health", "Liveness, readiness and metrics."),
+    ("Tiers", "Plan tiers: limits, live usage, upgrades through Stripe Checkout."),
+    ("Analytics", "Usage analytics of the caller's organization (off with --no-analytics)."),
+    ("Billing", "Stripe Checkout, Stripe's signed webhook, metered usage (off with --no-billing)."),
 ];
 
 fn error_content(schema: &str) -> Value {

@@ -53,6 +53,72 @@ pub struct ServeConfig {
     /// offset in milliseconds this file holds, so that a test can move it. Refused unless the
     /// environment variable `AGENTIDP_TEST_CLOCK=1` is set.
     pub test_clock_file: Option<PathBuf>,
+    /// Tier enforcement, analytics and billing (issue 18).
+    pub tenancy: TenancyOptions,
+}
+
+/// Tier enforcement, analytics and billing switches.
+#[derive(Debug, Clone)]
+pub struct TenancyOptions {
+    /// Enforce plan limits (`--tier-enforcement`, default on).
+    pub tier_enforcement: bool,
+    /// Serve the analytics routes.
+    pub analytics: bool,
+    /// Serve the billing routes.
+    pub billing: bool,
+    /// Stripe.
+    pub stripe: StripeOptions,
+}
+
+impl Default for TenancyOptions {
+    fn default() -> Self {
+        TenancyOptions {
+            tier_enforcement: true,
+            analytics: true,
+            billing: true,
+            stripe: StripeOptions::default(),
+        }
+    }
+}
+
+/// Stripe settings. `Debug` never shows the secrets.
+#[derive(Clone)]
+pub struct StripeOptions {
+    /// Secret API key.
+    pub secret_key: Option<String>,
+    /// Webhook signing secret.
+    pub webhook_secret: Option<String>,
+    /// Price id of the pro plan.
+    pub price_pro: Option<String>,
+    /// Price id of the enterprise plan.
+    pub price_enterprise: Option<String>,
+    /// Stripe's API base URL.
+    pub api_base: String,
+}
+
+impl Default for StripeOptions {
+    fn default() -> Self {
+        StripeOptions {
+            secret_key: None,
+            webhook_secret: None,
+            price_pro: None,
+            price_enterprise: None,
+            api_base: "https://api.stripe.com".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for StripeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |o: &Option<String>| if o.is_some() { "<set>" } else { "<unset>" };
+        f.debug_struct("StripeOptions")
+            .field("secret_key", &set(&self.secret_key))
+            .field("webhook_secret", &set(&self.webhook_secret))
+            .field("price_pro", &self.price_pro)
+            .field("price_enterprise", &self.price_enterprise)
+            .field("api_base", &self.api_base)
+            .finish()
+    }
 }
 
 /// Why the node could not start.
@@ -153,6 +219,7 @@ pub async fn run(cfg: ServeConfig) -> Result<(), StartError> {
     tokio::spawn(boot::purge_expired(state.clone()));
     tokio::spawn(boot::summarize_failures(state.clone()));
     tokio::spawn(crate::app::webhooks::run(state.clone()));
+    tokio::spawn(crate::app::usage::flush_periodically(state.usage.clone()));
     tracing::info!(
         listen = %local,
         tls = tls.is_some(),
@@ -172,6 +239,9 @@ pub async fn run(cfg: ServeConfig) -> Result<(), StartError> {
     accept::serve(listener, tls, service, shutdown, metrics, &cfg.connections).await;
     kept.gossip.shutdown().await;
     boot::summarize_open_failures(&kept).await;
+    if let Err(e) = kept.usage.flush().await {
+        tracing::error!(error = %e, "the last usage counters could not be written");
+    }
 
     tracing::info!("no more requests; committing queued writes");
     let s = store.clone();

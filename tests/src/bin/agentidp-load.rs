@@ -96,6 +96,26 @@ enum Cmd {
         #[arg(long, default_value = "redb")]
         store: String,
     },
+    /// Tenancy: token throughput with tier enforcement on and off (two nodes, alternating
+    /// phases, same run), then analytics latencies over a year of usage of an organization with
+    /// 1,000 agents (seeded by issuing tokens while moving the node's clock hour by hour).
+    Tenancy {
+        /// Concurrent clients of the throughput phases.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Seconds of each throughput phase (each node runs two).
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Agents of the analytics organization.
+        #[arg(long, default_value_t = 1000)]
+        agents: usize,
+        /// Hours of usage to seed (one token each, the clock moved an hour before each).
+        #[arg(long, default_value_t = 8760)]
+        hours: usize,
+        /// Requests per analytics route for the percentiles.
+        #[arg(long, default_value_t = 300)]
+        requests: usize,
+    },
     /// DID resolutions per second: local, against did.json in the same run, and remote (warm).
     Resolve {
         /// Keep-alive connections, each sending its next request when the answer is in.
@@ -201,6 +221,13 @@ fn main() -> std::process::ExitCode {
                 seconds,
                 store,
             } => webhooks(subscriptions, agents, clients, seconds, &store).await,
+            Cmd::Tenancy {
+                clients,
+                seconds,
+                agents,
+                hours,
+                requests,
+            } => tenancy(clients, seconds, agents, hours, requests).await,
             Cmd::Connections {
                 idle,
                 keep_alive,
@@ -515,6 +542,139 @@ async fn webhooks(subscriptions: usize, agents: usize, clients: usize, seconds: 
         "token.issued deliveries received during and 2 s after that phase: {}",
         received.load(Ordering::Relaxed) - before
     );
+/// See `Cmd::Tenancy`.
+async fn tenancy(clients: usize, seconds: u64, agents: usize, hours: usize, requests: usize) {
+    // Throughput: enforcement on (a pro organization whose quota is never reached, so every
+    // token takes the check-and-reserve path) against --tier-enforcement=false; metering runs
+    // in both. Phases alternate so that both nodes see the same machine load.
+    let (d_on, d_off) = (tests::tempdir(), tests::tempdir());
+    let on = Node::start_on_system_clock(d_on.path(), "redb", &["--token-rate-limit", "0"]);
+    let off = Node::start_on_system_clock(
+        d_off.path(),
+        "redb",
+        &["--token-rate-limit", "0", "--tier-enforcement=false"],
+    );
+    let mut forms = Vec::new();
+    for node in [&on, &off] {
+        let api = Api::new(&node.base);
+        let (id, secret) = node.admin();
+        let root = api.token(&id, &secret).await;
+        let r = api
+            .call(
+                "POST",
+                "/api/v1/organizations",
+                Some(&root),
+                Some(serde_json::json!({ "name": "bench", "slug": "bench-tenancy", "planTier": "pro", "maxTokensPerMonth": 1_000_000_000u64 })),
+            )
+            .await;
+        let cid = r.body["admin"]["credential"]["clientId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let sec = r.body["admin"]["credential"]["clientSecret"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        forms.push(vec![
+            ("grant_type".to_string(), "client_credentials".to_string()),
+            ("client_id".to_string(), cid),
+            ("client_secret".to_string(), sec),
+        ]);
+    }
+    for round in 1..=2 {
+        token_phase(
+            &Api::new(&on.base),
+            &format!("tenancy enforcement=on round={round}"),
+            clients,
+            seconds,
+            forms[0].clone(),
+        )
+        .await;
+        token_phase(
+            &Api::new(&off.base),
+            &format!("tenancy enforcement=off round={round}"),
+            clients,
+            seconds,
+            forms[1].clone(),
+        )
+        .await;
+    }
+    drop((on, off));
+
+    // Analytics over a year: 1,000 agents, one token an hour for `hours` hours.
+    let dir = tests::tempdir();
+    let node = Node::start_with(dir.path(), "redb", &["--token-rate-limit", "0"]);
+    let api = Api::new(&node.base);
+    let (id, secret) = node.admin();
+    let root = api.token(&id, &secret).await;
+    let (_, cid, csecret) = api.create_org(&root, "bench-analytics").await;
+    let token = api.token(&cid, &csecret).await;
+    let t0 = Instant::now();
+    let mut creds = Vec::with_capacity(agents);
+    for i in 0..agents {
+        let a = api
+            .register_agent(&token, &format!("a{i}@analytics.bench"))
+            .await;
+        let aid = a["agentId"].as_str().unwrap_or_default().to_string();
+        let r = api
+            .call(
+                "POST",
+                &format!("/api/v1/agents/{aid}/credentials"),
+                Some(&token),
+                None,
+            )
+            .await;
+        creds.push((
+            r.body["clientId"].as_str().unwrap_or_default().to_string(),
+            r.body["clientSecret"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        ));
+    }
+    eprintln!(
+        "agentidp-load: {agents} agents with credentials in {:.1} s; seeding {hours} hours ...",
+        t0.elapsed().as_secs_f64()
+    );
+    let t0 = Instant::now();
+    let mut failed = 0;
+    for h in 0..hours {
+        node.advance(Duration::from_secs(3600));
+        let (c, s) = &creds[h % creds.len()];
+        if api.token_response(c, s, None).await.status != 200 {
+            failed += 1;
+        }
+    }
+    eprintln!(
+        "agentidp-load: seeded in {:.1} s ({failed} failed)",
+        t0.elapsed().as_secs_f64()
+    );
+    let token = api.token(&cid, &csecret).await;
+    for path in [
+        "/api/v1/analytics/tokens?days=90",
+        "/api/v1/analytics/agents/activity",
+        "/api/v1/analytics/agents",
+        "/api/v1/billing/usage",
+    ] {
+        let mut lat = Vec::with_capacity(requests);
+        let mut bad = 0;
+        for _ in 0..requests {
+            let t = Instant::now();
+            let r = api.call("GET", path, Some(&token), None).await;
+            if r.status == 200 {
+                lat.push(t.elapsed().as_micros() as u64);
+            } else {
+                bad += 1;
+            }
+        }
+        lat.sort_unstable();
+        println!(
+            "tenancy analytics {path} agents={agents} hours={hours}: n={} errors={bad} p50={:.2} ms p99={:.2} ms",
+            lat.len(),
+            percentile(&lat, 0.50),
+            percentile(&lat, 0.99)
+        );
+    }
 }
 
 /// Delegation redemptions against plain client_credentials, one node, one run: an

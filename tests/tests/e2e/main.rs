@@ -15,6 +15,7 @@ mod lifecycle;
 mod oidc_provider;
 mod resolver;
 mod security;
+mod tenancy;
 mod tls;
 mod tokens;
 mod webhooks;
