@@ -822,6 +822,7 @@ pub(crate) mod fixtures {
             created_at: now,
             updated_at: now,
             token_epoch: 0,
+            directory_listed: true,
         }
     }
 
@@ -877,6 +878,7 @@ pub(crate) mod fixtures {
             updated_at: now,
             last_auth_at: None,
             token_epoch: 0,
+            published_at: None,
         }
     }
 

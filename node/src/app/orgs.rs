@@ -93,6 +93,7 @@ pub(crate) async fn create(
         created_at: now,
         updated_at: now,
         token_epoch: 0,
+        directory_listed: true,
     };
     let admin = admin_agent(
         org.id,
@@ -214,6 +215,7 @@ pub(crate) async fn update(
         && req.max_agents.is_none()
         && req.max_tokens_per_month.is_none()
         && status.is_none()
+        && req.directory_listed.is_none()
     {
         return Err(DomainError::validation(
             "body",
@@ -226,7 +228,7 @@ pub(crate) async fn update(
         "organization.update",
         id.to_string(),
         Outcome::Success,
-        serde_json::json!({ "status": req.status, "planTier": req.plan_tier, "name": req.name }),
+        serde_json::json!({ "status": req.status, "planTier": req.plan_tier, "name": req.name, "directoryListed": req.directory_listed }),
     );
     let acting = caller.acting();
     state
@@ -261,11 +263,15 @@ pub(crate) async fn update(
                 }
                 o.status = s;
             }
+            if let Some(v) = req.directory_listed {
+                o.directory_listed = v;
+            }
             o.updated_at = now;
             tx.put_org(&o);
             Ok(o)
         })
         .await
+        .inspect(|o| state.directory.org_changed(o.id))
 }
 
 /// Soft-deletes an organization: irreversible; its agents can get and use no token.
@@ -299,5 +305,7 @@ pub(crate) async fn delete(state: &AppState, caller: &Caller, id: Uuid) -> Resul
             tx.put_org(&o);
             Ok(())
         })
-        .await
+        .await?;
+    state.directory.org_changed(id);
+    Ok(())
 }

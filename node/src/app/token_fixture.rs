@@ -48,6 +48,7 @@ pub(crate) fn agent(org: Uuid, scopes: &[Scope]) -> Agent {
         updated_at: 1,
         last_auth_at: None,
         token_epoch: 0,
+        published_at: None,
     }
 }
 
@@ -79,6 +80,7 @@ impl Fixture {
                     created_at: 1,
                     updated_at: 1,
                     token_epoch: 0,
+                    directory_listed: true,
                 });
                 for a in [&admin, &writer, &target] {
                     tx.put_agent(a)?;

@@ -56,6 +56,9 @@ use crate::model::*;
         RotateCredentialRequest,
         OrgView,
         OrgPage,
+        crate::app::directory::DirectoryPage,
+        crate::app::directory::DirectoryEntry,
+        crate::app::directory::EntryLinks,
         CreateOrgRequest,
         UpdateOrgRequest,
         CreatedOrg,
@@ -257,6 +260,7 @@ const TAGS: &[(&str, &str)] = &[
     ("Token exchange", "Trust policies for workload identity tokens (e.g. GitHub Actions) and their exchange."),
     ("Audit", "The hash-chained audit log."),
     ("Keys", "The node's token signing keys, and the public keys of an agent's DID document."),
+    ("Directory", "The public directory of published agents (no authentication; rate-limited per address)."),
     ("Discovery", "Metadata documents: OAuth 2.0 / OIDC discovery, JWKS, this document."),
     ("Health", "Liveness, readiness and metrics."),
 ];
