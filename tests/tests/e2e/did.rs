@@ -65,7 +65,7 @@ pub(crate) async fn get(api: &Api, path: &str, headers: &[(&str, &str)]) -> test
     api.raw("GET", path, headers, Vec::new()).await
 }
 
-fn header<'a>(r: &'a tests::Resp, name: &str) -> &'a str {
+pub(crate) fn header<'a>(r: &'a tests::Resp, name: &str) -> &'a str {
     r.headers
         .get(name)
         .unwrap_or_else(|| panic!("no {name} header"))

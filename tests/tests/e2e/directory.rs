@@ -75,7 +75,8 @@ async fn publish_find_verify_and_hide() {
     let api = Api::new(&node.base);
     let admin = admin_token(&node, &api).await;
     let (org_a, a) = tenant(&api, &admin, "dir-acme").await;
-    let (org_b, b) = tenant(&api, &admin, "dir-risk").await;
+    let (org_b, b_id, b_secret) = api.create_org(&admin, "dir-risk").await;
+    let b = api.token(&b_id, &b_secret).await;
 
     // Published at registration (`public`), with an OASF skill under natural_language_processing.
     let mut body = merged(agent_body("screener@acme.example"), &card_fields());
@@ -135,7 +136,7 @@ async fn publish_find_verify_and_hide() {
         ["Contract Summarizer"],
         "skill names are searched"
     );
-    let p = search(&api, "q=threat+resume").await;
+    let p = search(&api, "q=threat+legal").await;
     assert_eq!(p["total"], 2);
     // By skill: an id, a full name, a parent class (every skill under it).
     assert_eq!(names(&search(&api, "skill=101").await), ["Resume Screener"]);
@@ -322,7 +323,7 @@ async fn publish_find_verify_and_hide() {
         assert_eq!(r.status, 200, "q={q}: {:?}", r.body);
     }
     assert_eq!(
-        names(&search(&api, "q=%22resume*%20AND%20(title:").await),
+        names(&search(&api, "q=%22screener*%20AND%20(title:").await),
         ["Resume Screener"]
     );
     // Unpublished, missing and malformed ids.
@@ -357,7 +358,7 @@ async fn publish_find_verify_and_hide() {
         json!({ "status": "suspended" }),
     )
     .await;
-    let p = search(&api, "q=resume").await;
+    let p = search(&api, "q=screener").await;
     assert!(names(&p).is_empty(), "{p}");
     let r = get(&api, &format!("{LIST}/{screener}"), &[]).await;
     assert_eq!((r.status, &r.body), (404, &not_found.body));
@@ -368,7 +369,7 @@ async fn publish_find_verify_and_hide() {
         json!({ "status": "active" }),
     )
     .await;
-    eventually(&api, "q=resume", |n| n == ["Resume Screener"]).await;
+    eventually(&api, "q=screener", |n| n == ["Resume Screener"]).await;
 
     // Unpublished (the predecessor's spelling): gone at once; publishedAt is cleared.
     patch(
@@ -420,6 +421,8 @@ async fn publish_find_verify_and_hide() {
     .await;
     eventually(&api, "q=fraud", |n| n == ["Fraud Monitor"]).await;
 
+    // The suspension ended the organization's tokens: a new one.
+    let b = api.token(&b_id, &b_secret).await;
     // Decommissioned: gone at once, and for good.
     let r = api
         .call("DELETE", &format!("/api/v1/agents/{fraud}"), Some(&b), None)
