@@ -4,6 +4,8 @@
 //! decommissioned, unpublished or their organization unlisted, nothing private in any entry,
 //! bounded and cacheable answers, bad input, `--no-directory` and the per-address limit.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
