@@ -178,6 +178,14 @@ struct ServeArgs {
     /// Let the outbound client fetch plain http:// URLs (default: https only). Tests only.
     #[arg(long, env = "AGENTIDP_ALLOW_HTTP_FETCH")]
     allow_http_fetch: bool,
+    /// Turn the public directory off (`/api/v1/marketplace/...` answers 404), like the
+    /// predecessor's MARKETPLACE_ENABLED=false.
+    #[arg(long, env = "AGENTIDP_NO_DIRECTORY")]
+    no_directory: bool,
+    /// Public directory requests per second allowed per client address (bursts of twice that);
+    /// more get 429 with Retry-After. 0 turns the limit off.
+    #[arg(long, env = "AGENTIDP_DIRECTORY_RATE_LIMIT", default_value_t = 20)]
+    directory_rate_limit: u32,
     /// Join the trust-anchor gossip network: a libp2p multiaddr to listen on, e.g.
     /// /ip4/0.0.0.0/tcp/4001 (repeatable). Needs a binary built with the `gossip` feature.
     #[arg(
@@ -391,6 +399,8 @@ fn serve(args: ServeArgs) -> ExitCode {
         oasf_schema: args.oasf_schema,
         allow_private_fetch: args.allow_private_fetch,
         allow_http_fetch: args.allow_http_fetch,
+        directory: !args.no_directory,
+        directory_rate_limit: args.directory_rate_limit,
         gossip: crate::GossipOptions {
             listen: args.gossip_listen,
             peers: args.gossip_peer,

@@ -170,6 +170,13 @@ pub(crate) struct Metrics {
     pub(crate) delegations_redeemed: Counter,
     pub(crate) delegations_refused: Counter,
     pub(crate) delegations_revoked: Counter,
+    /// The public directory (`app::directory`): searches and lookups answered, refused by the
+    /// per-address limit, index commits, documents in the index, and the last rebuild's time.
+    pub(crate) directory_queries: Counter,
+    pub(crate) directory_throttled: Counter,
+    pub(crate) directory_commits: Counter,
+    pub(crate) directory_documents: Gauge,
+    pub(crate) directory_rebuild_ms: Gauge,
     /// HTTP connections open now (accepted and not yet closed).
     pub(crate) connections_open: Gauge,
     /// One handle per [`CloseReason`], in [`CloseReason::ALL`]'s order.
@@ -264,6 +271,33 @@ impl Metrics {
             "agentidp_delegations_revoked",
             "Delegation links revoked (each link of a cascade counts)",
         );
+        let directory_queries = counter(
+            &mut registry,
+            "agentidp_directory_queries",
+            "Public directory searches and lookups answered",
+        );
+        let directory_throttled = counter(
+            &mut registry,
+            "agentidp_directory_throttled",
+            "Public directory requests refused with 429 by the per-address limit",
+        );
+        let directory_commits = counter(
+            &mut registry,
+            "agentidp_directory_index_commits",
+            "Commits of the directory's search index (each a batch of agent and organization changes)",
+        );
+        let directory_documents = Gauge::default();
+        registry.register(
+            "agentidp_directory_index_documents",
+            "Agents in the directory's search index",
+            directory_documents.clone(),
+        );
+        let directory_rebuild_ms = Gauge::default();
+        registry.register(
+            "agentidp_directory_index_rebuild_milliseconds",
+            "How long the directory's search index took to build from the store at start-up",
+            directory_rebuild_ms.clone(),
+        );
         let connections_open = Gauge::default();
         registry.register(
             "agentidp_connections_open",
@@ -318,6 +352,11 @@ impl Metrics {
             delegations_redeemed,
             delegations_refused,
             delegations_revoked,
+            directory_queries,
+            directory_throttled,
+            directory_commits,
+            directory_documents,
+            directory_rebuild_ms,
             connections_open,
             connections_closed,
             federation_verified,

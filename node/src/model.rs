@@ -242,7 +242,9 @@ pub(crate) struct RegisterAgentRequest {
     pub(crate) scopes: Option<Vec<String>>,
     #[schema(value_type = Option<Object>)]
     pub(crate) metadata: Option<serde_json::Value>,
-    #[serde(default)]
+    /// Listed in the public directory (`GET /api/v1/marketplace/agents`); `isPublic` (the
+    /// predecessor's spelling) is accepted too.
+    #[serde(default, alias = "isPublic")]
     pub(crate) public: bool,
     pub(crate) description: Option<String>,
     #[serde(default)]
@@ -295,6 +297,8 @@ pub(crate) struct UpdateAgentRequest {
     pub(crate) scopes: Option<Vec<String>>,
     #[schema(value_type = Option<Object>)]
     pub(crate) metadata: Option<serde_json::Value>,
+    /// Publish in (or withdraw from) the public directory; `isPublic` is accepted too.
+    #[serde(alias = "isPublic")]
     pub(crate) public: Option<bool>,
     pub(crate) description: Option<String>,
     pub(crate) skills: Option<Vec<SkillView>>,
@@ -441,6 +445,8 @@ pub(crate) struct OrgView {
     pub(crate) rate_limit_per_minute: Option<u64>,
     /// active, suspended or deleted.
     pub(crate) status: String,
+    /// Whether its public agents appear in the directory.
+    pub(crate) directory_listed: bool,
     pub(crate) created_at: String,
     pub(crate) updated_at: String,
 }
@@ -458,6 +464,7 @@ impl OrgView {
                 crate::app::usage::OrgLimits::of(o).requests_per_minute,
             ),
             status: o.status.as_str().to_string(),
+            directory_listed: o.directory_listed,
             created_at: rfc3339(o.created_at),
             updated_at: rfc3339(o.updated_at),
         }
@@ -514,6 +521,8 @@ pub(crate) struct UpdateOrgRequest {
     /// active or suspended (deletion is DELETE).
     #[schema(value_type = Option<OrgStatusChange>)]
     pub(crate) status: Option<String>,
+    /// `false` takes every agent of the organization out of the public directory.
+    pub(crate) directory_listed: Option<bool>,
 }
 
 /// The first admin agent of a new organization, with its credential (shown once).

@@ -125,6 +125,14 @@ pub struct Organization {
     /// (`u64::MAX`: unlimited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit_per_minute: Option<u64>,
+    /// Whether the organization's published agents appear in the public directory (#17). True
+    /// in records written before it existed.
+    #[serde(default = "listed")]
+    pub directory_listed: bool,
+}
+
+fn listed() -> bool {
+    true
 }
 
 impl Record for Organization {
@@ -226,6 +234,11 @@ pub struct Agent {
     /// in records written before it existed) is the first epoch.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub token_epoch: u32,
+    /// When the agent was last made public (`public` turned on), ms since the epoch; kept while
+    /// it stays public, cleared when it is unpublished. Absent in records written before the
+    /// directory existed (those use `updated_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_at: Option<i64>,
 }
 
 impl Record for Agent {

@@ -473,6 +473,27 @@ impl Store {
         Ok(out)
     }
 
+    /// Calls `f` on every agent, in key order (the directory's index rebuild at start-up).
+    pub fn for_each_agent(
+        &self,
+        mut f: impl FnMut(Agent) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.scan_all(&keys::agent_prefix(), false, |k, v| {
+            f(decode(k, v)?)?;
+            Ok(true)
+        })
+    }
+
+    /// The ids of an organization's agents (every status).
+    pub fn org_agent_ids(&self, org: &Uuid) -> Result<Vec<Uuid>, StoreError> {
+        let mut out = Vec::new();
+        self.scan_all(&keys::agent_by_org_prefix(org), false, |k, _| {
+            out.extend(keys::uuid_suffix(k));
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
     /// Ids of the agents that have no status-list position yet (written before status lists
     /// existed), for the boot pass that gives them one.
     pub fn agents_without_status_index(&self) -> Result<Vec<Uuid>, StoreError> {

@@ -558,6 +558,7 @@ pub(crate) fn listing_pages_and_counts(kind: EngineKind) {
         updated_at: 1_000 + i,
         last_auth_at: None,
         token_epoch: 0,
+        published_at: None,
     };
     rt().block_on(async {
         for chunk in 0..11i64 {
@@ -626,6 +627,7 @@ fn agent(org: Uuid, email: &str, created_at: i64) -> crate::records::Agent {
         updated_at: created_at,
         last_auth_at: None,
         token_epoch: 0,
+        published_at: None,
     }
 }
 

@@ -128,6 +128,7 @@ pub(crate) fn new_agent(
         updated_at: now,
         last_auth_at: None,
         token_epoch: 0,
+        published_at: req.public.then_some(now),
     })
 }
 
@@ -334,6 +335,7 @@ pub(crate) async fn register(
             ..Default::default()
         },
     );
+    state.directory.agent_changed(agent.id);
     Ok(Registered { agent, generated })
 }
 
@@ -527,6 +529,13 @@ pub(crate) async fn update(
                 a.metadata = v;
             }
             if let Some(v) = req.public {
+                // The directory's publishedAt: set when the agent becomes public, kept while it
+                // stays public, cleared when it is unpublished.
+                if v && !a.public {
+                    a.published_at = Some(now);
+                } else if !v {
+                    a.published_at = None;
+                }
                 a.public = v;
             }
             if let Some(v) = req.description {
@@ -561,6 +570,7 @@ pub(crate) async fn update(
             Ok(a)
         })
         .await
+        .inspect(|a| state.directory.agent_changed(a.id))
 }
 
 /// Decommissions an agent of the caller's organization: one-way; it gets no token afterwards,
@@ -603,5 +613,7 @@ pub(crate) async fn decommission(
             tx.set_org_agent_count(&org, n.saturating_sub(1));
             Ok(())
         })
-        .await
+        .await?;
+    state.directory.agent_changed(id);
+    Ok(())
 }

@@ -829,6 +829,7 @@ pub(crate) mod fixtures {
             updated_at: now,
             token_epoch: 0,
             rate_limit_per_minute: None,
+            directory_listed: true,
         }
     }
 
@@ -884,6 +885,7 @@ pub(crate) mod fixtures {
             updated_at: now,
             last_auth_at: None,
             token_epoch: 0,
+            published_at: None,
         }
     }
 

@@ -142,6 +142,7 @@ mod tests {
             updated_at: 0,
             last_auth_at: None,
             token_epoch: 0,
+            published_at: None,
         }
     }
 

@@ -161,7 +161,26 @@ pub(crate) async fn state_over(
         &store,
         clock.now_ms(),
     )?);
+    let metrics = Arc::new(Metrics::default());
+    let directory = if cfg.directory {
+        let (s, m, rate) = (store.clone(), metrics.clone(), cfg.directory_rate_limit);
+        let (d, built) = tokio::task::spawn_blocking(move || {
+            crate::app::directory::Directory::start(s, m, rate)
+        })
+        .await
+        .map_err(|e| StartError::Directory(e.to_string()))?
+        .map_err(StartError::Directory)?;
+        tracing::info!(
+            agents = built.documents,
+            millis = built.elapsed.as_millis() as u64,
+            "directory index built"
+        );
+        d
+    } else {
+        crate::app::directory::Directory::disabled()
+    };
     Ok(AppState(Arc::new(StateInner {
+        directory: Arc::new(directory),
         delegations,
         clients: Arc::new(crate::clients::ClientCache::new(store.clone())),
         verified_tokens: Arc::new(crate::token::VerifiedTokens::new()),
@@ -185,7 +204,7 @@ pub(crate) async fn state_over(
         store,
         keys: Arc::new(RwLock::new(ring)),
         clock,
-        metrics: Arc::new(Metrics::default()),
+        metrics,
         settings,
         rate_limiter: Arc::new(RateLimiter::new(cfg.token_rate_limit)),
         failures: Arc::new(crate::app::failures::Failures::new(cfg.token_rate_limit)),
@@ -438,6 +457,7 @@ async fn bootstrap(
         updated_at: now,
         token_epoch: 0,
         rate_limit_per_minute: None,
+        directory_listed: true,
     };
     let admin = crate::app::agents::admin_agent(
         org.id,

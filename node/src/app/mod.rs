@@ -16,6 +16,7 @@ pub(crate) mod client_auth;
 pub(crate) mod credentials;
 pub(crate) mod delegation;
 pub(crate) mod dids;
+pub(crate) mod directory;
 pub(crate) mod discovery;
 pub(crate) mod error;
 pub(crate) mod exchange;

@@ -94,6 +94,7 @@ pub(crate) async fn create(
         updated_at: now,
         token_epoch: 0,
         rate_limit_per_minute: None,
+        directory_listed: true,
     };
     let admin = admin_agent(
         org.id,
@@ -217,6 +218,7 @@ pub(crate) async fn update(
         && req.max_tokens_per_month.is_none()
         && req.rate_limit_per_minute.is_none()
         && status.is_none()
+        && req.directory_listed.is_none()
     {
         return Err(DomainError::validation(
             "body",
@@ -229,7 +231,7 @@ pub(crate) async fn update(
         "organization.update",
         id.to_string(),
         Outcome::Success,
-        serde_json::json!({ "status": req.status, "planTier": req.plan_tier, "name": req.name, "maxAgents": req.max_agents, "maxTokensPerMonth": req.max_tokens_per_month, "rateLimitPerMinute": req.rate_limit_per_minute }),
+        serde_json::json!({ "status": req.status, "planTier": req.plan_tier, "name": req.name, "maxAgents": req.max_agents, "maxTokensPerMonth": req.max_tokens_per_month, "rateLimitPerMinute": req.rate_limit_per_minute, "directoryListed": req.directory_listed }),
     );
     let acting = caller.acting();
     state
@@ -267,11 +269,15 @@ pub(crate) async fn update(
                 }
                 o.status = s;
             }
+            if let Some(v) = req.directory_listed {
+                o.directory_listed = v;
+            }
             o.updated_at = now;
             tx.put_org(&o);
             Ok(o)
         })
         .await
+        .inspect(|o| state.directory.org_changed(o.id))
 }
 
 /// Soft-deletes an organization: irreversible; its agents can get and use no token.
@@ -305,5 +311,7 @@ pub(crate) async fn delete(state: &AppState, caller: &Caller, id: Uuid) -> Resul
             tx.put_org(&o);
             Ok(())
         })
-        .await
+        .await?;
+    state.directory.org_changed(id);
+    Ok(())
 }

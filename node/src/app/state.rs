@@ -126,6 +126,8 @@ pub(crate) struct StateInner {
     pub(crate) key_cache: Arc<federation::KeyCache>,
     /// The OASF skill and domain taxonomy (`--oasf-schema`), when given.
     pub(crate) taxonomy: Option<Arc<oasf::Taxonomy>>,
+    /// The public directory and its search index (`--no-directory`: off).
+    pub(crate) directory: Arc<crate::app::directory::Directory>,
     /// Trust-anchor gossip, when it runs.
     pub(crate) gossip: crate::gossip::GossipHub,
     /// Webhook subscriptions in memory, the delivery worker's in-flight set and counters.

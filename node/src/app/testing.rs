@@ -37,6 +37,8 @@ pub(crate) fn config(dir: &std::path::Path, engine: storage::EngineKind) -> Serv
         oasf_schema: None,
         allow_private_fetch: false,
         allow_http_fetch: false,
+        directory: true,
+        directory_rate_limit: 0,
         gossip: Default::default(),
         connections: Default::default(),
         test_clock_file: None,

@@ -48,6 +48,7 @@ pub(crate) fn agent(org: Uuid, scopes: &[Scope]) -> Agent {
         updated_at: 1,
         last_auth_at: None,
         token_epoch: 0,
+        published_at: None,
     }
 }
 
@@ -80,6 +81,7 @@ impl Fixture {
                     updated_at: 1,
                     token_epoch: 0,
                     rate_limit_per_minute: None,
+                    directory_listed: true,
                 });
                 for a in [&admin, &writer, &target] {
                     tx.put_agent(a)?;

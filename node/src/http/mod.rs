@@ -15,6 +15,7 @@ mod federation;
 mod health;
 mod identifiers;
 mod keys;
+mod marketplace;
 mod oauth2;
 mod oauth_form;
 mod oidc;
@@ -119,6 +120,8 @@ pub(crate) const ROUTES: &[Route] = routes! {
     GET "/agents/{agentId}/oasf.json" => public_agents::oasf_record(inm, state);
     GET "/agents/{agentId}/badge" => public_agents::agent_badge(state);
     GET "/status/{list}" => public_agents::status_list(state);
+    GET "/api/v1/marketplace/agents" => marketplace::list(query, inm, addr, state);
+    GET "/api/v1/marketplace/agents/{agentId}" => marketplace::get(inm, addr, state);
     POST "/oauth2/token" => token::token(authorization, body, addr, state);
     POST "/api/v1/token/revoke" => token::revoke(authorization, body, addr, state);
     GET "/health" => health::health(state);

@@ -45,6 +45,10 @@ pub struct ServeConfig {
     pub allow_private_fetch: bool,
     /// Let the outbound client fetch plain `http://` URLs (tests only).
     pub allow_http_fetch: bool,
+    /// Serve the public directory (`--no-directory` turns it off: its routes answer 404).
+    pub directory: bool,
+    /// Directory requests per second per client address (0: unlimited); bursts of twice that.
+    pub directory_rate_limit: u32,
     /// Trust-anchor gossip (`--gossip-*`); off when empty.
     pub gossip: crate::gossip::GossipOptions,
     /// Connection timeouts, the connection cap and trusted proxies.
@@ -152,6 +156,9 @@ pub enum StartError {
     /// The OASF schema directory could not be read.
     #[error("--oasf-schema {0}: {1}; point it at the OASF schema folder (the one holding skills/ and domains/)")]
     OasfSchema(PathBuf, String),
+    /// The directory's search index could not be built.
+    #[error("directory index: {0}")]
+    Directory(String),
     /// The gossip flags are unusable, or the gossip network could not be joined.
     #[error("gossip: {0}")]
     Gossip(String),

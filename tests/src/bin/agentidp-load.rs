@@ -13,7 +13,9 @@
 //! bad bearer, API calls with bad tokens), and reports the audit entries and the data-directory
 //! growth each flood caused. `resolve`: DID resolutions per second at `/1.0/identifiers/` — a
 //! local agent DID, against the `did.json` GET of the same agent in the same run, and another
-//! node's agent DID over HTTPS with a warm cache.
+//! node's agent DID over HTTPS with a warm cache. `directory`: seeds N published agents, restarts
+//! the node (the directory's index rebuild time and the node's RSS), measures how long a change
+//! takes to show in search, then searches per second and latency percentiles at M connections.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -139,6 +141,21 @@ enum Cmd {
         #[arg(long, default_value = "redb")]
         store: String,
     },
+    /// The public directory: index rebuild at start-up, change-to-search latency, searches/s.
+    Directory {
+        /// Published agents to store (skipped when the data directory already holds them).
+        #[arg(long, default_value_t = 100_000)]
+        agents: usize,
+        /// Keep-alive connections, each sending its next search when the answer is in.
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        /// Seconds of search load.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Data directory (default: a fresh temporary one); reuse one to skip seeding.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Idle and slowloris sockets against one node: when are they cut, and does /health answer?
     Connections {
         /// Sockets that connect and then send nothing.
@@ -200,6 +217,17 @@ fn main() -> std::process::ExitCode {
                 seconds,
             } => {
                 if let Err(e) = resolve(connections, seconds).await {
+                    eprintln!("agentidp-load: {e}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            }
+            Cmd::Directory {
+                agents,
+                connections,
+                seconds,
+                data_dir,
+            } => {
+                if let Err(e) = directory(agents, connections, seconds, data_dir).await {
                     eprintln!("agentidp-load: {e}");
                     return std::process::ExitCode::FAILURE;
                 }
@@ -1626,6 +1654,337 @@ async fn connections(plan: ConnPlan) -> Result<(), String> {
         percentile(&lat, 0.99),
         lat.last().copied().unwrap_or(0) as f64 / 1000.0,
         node.peak_rss_kib().unwrap_or(0),
+    );
+    Ok(())
+}
+
+/// Words the seeded agents' names and descriptions are drawn from.
+const WORDS: &[&str] = &[
+    "resume",
+    "screener",
+    "invoice",
+    "contract",
+    "fraud",
+    "monitor",
+    "translate",
+    "summary",
+    "legal",
+    "medical",
+    "finance",
+    "support",
+    "ticket",
+    "router",
+    "classify",
+    "extract",
+    "email",
+    "calendar",
+    "travel",
+    "booking",
+    "weather",
+    "sales",
+    "lead",
+    "churn",
+    "risk",
+    "audit",
+    "compliance",
+    "security",
+    "threat",
+    "code",
+    "review",
+    "deploy",
+    "incident",
+    "billing",
+    "payroll",
+    "hiring",
+    "onboarding",
+    "inventory",
+    "shipping",
+    "pricing",
+    "forecast",
+    "report",
+    "search",
+    "index",
+    "chat",
+    "voice",
+    "image",
+    "video",
+    "document",
+    "archive",
+];
+/// OASF-shaped skills (id, full name) the seeded agents pick from.
+const SKILLS: &[(u64, &str)] = &[
+    (
+        101,
+        "natural_language_processing/natural_language_understanding",
+    ),
+    (
+        10202,
+        "natural_language_processing/natural_language_generation/summarization",
+    ),
+    (
+        103,
+        "natural_language_processing/information_retrieval_synthesis",
+    ),
+    (801, "security_privacy/threat_detection"),
+    (802, "security_privacy/privacy_risk_assessment"),
+    (201, "images_computer_vision/image_segmentation"),
+    (601, "analytical_skills/mathematical_reasoning"),
+    (1001, "tool_interaction/api_schema_understanding"),
+];
+const TYPES: &[&str] = &[
+    "screener",
+    "classifier",
+    "orchestrator",
+    "extractor",
+    "summarizer",
+    "router",
+    "monitor",
+    "custom",
+];
+
+/// Agent `n` of the directory seed: deterministic, varied text.
+fn seed_agent(n: u64) -> serde_json::Value {
+    let w = |k: u64| {
+        WORDS[((n.wrapping_mul(2654435761).wrapping_add(k * 40503)) % WORDS.len() as u64) as usize]
+    };
+    let skill = SKILLS[(n % SKILLS.len() as u64) as usize];
+    let mut body = agent_body(&format!("dir-{n}@bench.local"));
+    body["name"] = serde_json::json!(format!("{} {} agent {n}", w(1), w(2)));
+    body["description"] = serde_json::json!(format!(
+        "Handles {} {} and {} for {} teams.",
+        w(3),
+        w(4),
+        w(5),
+        w(6)
+    ));
+    body["agentType"] = serde_json::json!(TYPES[(n % TYPES.len() as u64) as usize]);
+    body["owner"] = serde_json::json!(format!("team-{}", n % 200));
+    body["capabilities"] = serde_json::json!([format!("{}:read", w(7)), format!("{}:write", w(8))]);
+    body["skills"] = serde_json::json!([{ "id": skill.0, "name": skill.1 }]);
+    body["public"] = serde_json::json!(true);
+    body
+}
+
+/// One request on a keep-alive connection; the status, or None when the connection failed.
+async fn get_once(s: &mut tokio::net::TcpStream, request: &[u8], buf: &mut [u8]) -> Option<u16> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    s.write_all(request).await.ok()?;
+    let mut have = 0;
+    loop {
+        if let Some(end) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if have >= end + 4 + len {
+                return head.get(9..12).and_then(|c| c.parse().ok());
+            }
+        }
+        if have == buf.len() {
+            return None;
+        }
+        match s.read(&mut buf[have..]).await {
+            Ok(n) if n > 0 => have += n,
+            _ => return None,
+        }
+    }
+}
+
+/// The `directory` scenario.
+async fn directory(
+    agents: usize,
+    connections: usize,
+    seconds: u64,
+    dir: Option<PathBuf>,
+) -> Result<(), String> {
+    let (dir, _keep) = data_dir(dir);
+    let args = ["--directory-rate-limit", "0"];
+    let mut node = Node::start_on_system_clock(&dir, "redb", &args);
+    let api = Api::new(&node.base);
+    let listed = |api: &Api| {
+        let api = api.clone();
+        async move {
+            let r = api
+                .call("GET", "/api/v1/marketplace/agents?limit=1", None, None)
+                .await;
+            r.body["total"].as_u64().unwrap_or(0)
+        }
+    };
+    let have = listed(&api).await;
+    let (cid, csecret) = if (have as usize) < agents {
+        let (cid, csecret) = org_admin(&api, &node, "directory").await;
+        let token = Arc::new(api.token(&cid, &csecret).await);
+        eprintln!("agentidp-load: seeding {agents} published agents ...");
+        let t = Instant::now();
+        let next = Arc::new(AtomicU64::new(have));
+        let mut tasks = Vec::new();
+        for _ in 0..64 {
+            let (api, token, next) = (api.clone(), token.clone(), next.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n as usize >= agents {
+                        break;
+                    }
+                    let r = api
+                        .call("POST", "/api/v1/agents", Some(&token), Some(seed_agent(n)))
+                        .await;
+                    if r.status != 201 {
+                        eprintln!("agentidp-load: registration {n}: {} {:?}", r.status, r.body);
+                    } else if (n + 1) % 10_000 == 0 {
+                        eprintln!("agentidp-load: {} agents stored", n + 1);
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        eprintln!(
+            "agentidp-load: seeded in {:.0} s",
+            t.elapsed().as_secs_f64()
+        );
+        (Some(cid), Some(csecret))
+    } else {
+        (None, None)
+    };
+    let status = node.stop();
+    eprintln!("agentidp-load: node stopped ({status}); restarting to rebuild the index");
+    let t = Instant::now();
+    let node = Node::start_on_system_clock(&dir, "redb", &args);
+    let spawn_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let api = Api::new(&node.base);
+    let metrics = api.call("GET", "/metrics", None, None).await;
+    let metric = |name: &str| {
+        metrics.body.as_str().and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+        })
+    };
+    let rebuild_ms = metric("agentidp_directory_index_rebuild_milliseconds ").unwrap_or(-1.0);
+    let docs = metric("agentidp_directory_index_documents ").unwrap_or(-1.0);
+    println!(
+        "directory start-up: {docs} agents indexed in {rebuild_ms} ms; spawn-to-listening {spawn_ms:.0} ms; node RSS after start = {} KiB",
+        node.peak_rss_kib().unwrap_or(0)
+    );
+
+    // Change-to-search latency: a new word in a description, polled until a search finds it.
+    if let (Some(cid), Some(csecret)) = (cid, csecret) {
+        let token = api.token(&cid, &csecret).await;
+        let r = api
+            .call("GET", "/api/v1/agents?limit=20", Some(&token), None)
+            .await;
+        let ids: Vec<String> = r.body["data"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x["agentId"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut lags = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let word = format!("xylophone{i}zq");
+            let r = api
+                .call(
+                    "PATCH",
+                    &format!("/api/v1/agents/{id}"),
+                    Some(&token),
+                    Some(serde_json::json!({ "description": format!("Plays the {word}.") })),
+                )
+                .await;
+            let t = Instant::now();
+            if r.status != 200 {
+                return Err(format!("PATCH {id}: {} {:?}", r.status, r.body));
+            }
+            loop {
+                let r = api
+                    .call(
+                        "GET",
+                        &format!("/api/v1/marketplace/agents?q={word}"),
+                        None,
+                        None,
+                    )
+                    .await;
+                if r.body["total"].as_u64() == Some(1) {
+                    break;
+                }
+                if t.elapsed() > Duration::from_secs(10) {
+                    return Err(format!("{word} not searchable after 10 s"));
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            lags.push(t.elapsed().as_micros() as u64);
+        }
+        println!("{}", summary("directory change-to-search latency", lags));
+    } else {
+        println!("directory change-to-search latency: not measured (reused data directory)");
+    }
+
+    // Searches: a fixed mix, rotated per connection.
+    let queries = [
+        "q=resume",
+        "q=fraud+monitor",
+        "q=legal+contract+review",
+        "q=threat&skill=8",
+        "skill=natural_language_processing",
+        "publisher=team-42",
+        "q=invoice&agentType=extractor",
+        "q=summarization",
+        "",
+        "sort=name&page=3",
+    ];
+    let addr = node.base.trim_start_matches("http://").to_string();
+    let requests: Vec<Vec<u8>> = queries
+        .iter()
+        .map(|q| {
+            format!("GET /api/v1/marketplace/agents?{q} HTTP/1.1\r\nhost: {addr}\r\n\r\n")
+                .into_bytes()
+        })
+        .collect();
+    let requests = Arc::new(requests);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let (addr, requests) = (addr.clone(), requests.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut bad = 0u64;
+            let Ok(mut s) = tokio::net::TcpStream::connect(&addr).await else {
+                return (lat, 1);
+            };
+            let _ = s.set_nodelay(true);
+            let mut buf = vec![0u8; 1 << 20];
+            let mut i = c;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                match get_once(&mut s, &requests[i % requests.len()], &mut buf).await {
+                    Some(200) => lat.push(t.elapsed().as_micros() as u64),
+                    Some(_) => bad += 1,
+                    None => return (lat, bad + 1),
+                }
+                i += 1;
+            }
+            (lat, bad)
+        }));
+    }
+    let (mut lat, mut bad) = (Vec::new(), 0);
+    for t in tasks {
+        if let Ok((l, b)) = t.await {
+            lat.extend(l);
+            bad += b;
+        }
+    }
+    lat.sort_unstable();
+    println!(
+        "directory search: {} searches in {seconds} s at {connections} connections = {:.0}/s; p50={:.2} ms p99={:.2} ms max={:.2} ms ({bad} not 200)",
+        lat.len(),
+        lat.len() as f64 / seconds as f64,
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or(0) as f64 / 1000.0
     );
     Ok(())
 }

@@ -20,7 +20,7 @@ use tests::{agent_body, free_port, tempdir, Api, Node};
 use crate::lifecycle::{admin_token, jwt_part};
 
 /// The OASF schema the node checks taxonomy entries against (third-party data, read in place).
-fn oasf_schema() -> String {
+pub(crate) fn oasf_schema() -> String {
     format!(
         "{}/../../shared/vectors/oasf/schema-v1.0.4",
         env!("CARGO_MANIFEST_DIR")
@@ -28,7 +28,7 @@ fn oasf_schema() -> String {
 }
 
 /// A skill and a domain that exist in OASF 1.0.4's taxonomy.
-fn card_fields() -> Value {
+pub(crate) fn card_fields() -> Value {
     json!({
         "description": "Screens resumes against a job description.",
         "skills": [{ "id": 101, "name": "natural_language_processing/natural_language_understanding" }],
@@ -38,7 +38,7 @@ fn card_fields() -> Value {
     })
 }
 
-fn merged(mut a: Value, b: &Value) -> Value {
+pub(crate) fn merged(mut a: Value, b: &Value) -> Value {
     for (k, v) in b.as_object().unwrap() {
         a[k] = v.clone();
     }
@@ -46,7 +46,7 @@ fn merged(mut a: Value, b: &Value) -> Value {
 }
 
 /// An organization token, its org id and its name.
-async fn tenant(api: &Api, admin: &str, slug: &str) -> (String, String) {
+pub(crate) async fn tenant(api: &Api, admin: &str, slug: &str) -> (String, String) {
     let (org, id, secret) = api.create_org(admin, slug).await;
     let r = api.token_response(&id, &secret, None).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
@@ -61,11 +61,11 @@ fn s(v: &Value) -> String {
         .to_string()
 }
 
-async fn get(api: &Api, path: &str, headers: &[(&str, &str)]) -> tests::Resp {
+pub(crate) async fn get(api: &Api, path: &str, headers: &[(&str, &str)]) -> tests::Resp {
     api.raw("GET", path, headers, Vec::new()).await
 }
 
-fn header<'a>(r: &'a tests::Resp, name: &str) -> &'a str {
+pub(crate) fn header<'a>(r: &'a tests::Resp, name: &str) -> &'a str {
     r.headers
         .get(name)
         .unwrap_or_else(|| panic!("no {name} header"))
@@ -74,7 +74,7 @@ fn header<'a>(r: &'a tests::Resp, name: &str) -> &'a str {
 }
 
 /// The ES256/RS256 verifier for a public JWK value.
-fn verifier_for(jwk: &Value) -> Box<dyn JwsVerifier> {
+pub(crate) fn verifier_for(jwk: &Value) -> Box<dyn JwsVerifier> {
     let k = Jwk::from_bytes(jwk.to_string().as_bytes()).unwrap();
     match k.key_type() {
         "EC" => Box::new(ES256.verifier_from_jwk(&k).unwrap()),

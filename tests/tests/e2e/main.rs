@@ -6,6 +6,7 @@ mod connections;
 mod contract;
 mod delegation;
 mod did;
+mod directory;
 mod durability;
 mod federation;
 mod gossip;
