@@ -15,6 +15,9 @@ mod engine;
 mod error;
 pub mod keys;
 mod migrate;
+pub mod pg_engine;
+#[doc(hidden)]
+pub mod pg_cluster;
 pub mod records;
 mod redb_engine;
 mod sled_engine;
@@ -25,7 +28,8 @@ mod tx;
 mod suite;
 
 pub use audit::{canonical_json, chain_hash, ChainReport, GENESIS_HASH};
-pub use engine::{open_engine, Engine, EngineKind, KvPair};
+pub use engine::{open_engine, Batch, Engine, EngineKind, KvPair, Write};
+pub use pg_engine::{PgEngine, PgOptions};
 pub use error::StoreError;
 pub use records::{
     Agent, AgentKey, AgentStatus, AnchorStatus, AuditEntry, AuditHead, Credential,
