@@ -92,6 +92,7 @@ impl StoreArg {
         match self {
             StoreArg::Redb => EngineKind::Redb,
             StoreArg::Sled => EngineKind::Sled,
+            StoreArg::Postgres => EngineKind::Postgres,
         }
     }
 }
@@ -102,6 +103,8 @@ enum StoreArg {
     Redb,
     /// sled 0.34 with agentidp's fdatasync workaround for its unsafe flush.
     Sled,
+    /// PostgreSQL (--database-url): one database shared by several nodes (serve only).
+    Postgres,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -146,6 +149,8 @@ struct ServeArgs {
     /// Embedded storage engine. A data directory keeps the engine it was created with.
     #[arg(long, env = "AGENTIDP_STORE", value_enum, default_value = "redb")]
     store: StoreArg,
+    #[command(flatten)]
+    database: DatabaseArgs,
     /// Lifetime of access tokens, in seconds (60 to 86400).
     #[arg(long, env = "AGENTIDP_TOKEN_TTL", default_value_t = 3600, value_parser = clap::value_parser!(i64).range(60..=86400))]
     token_ttl: i64,
@@ -248,6 +253,55 @@ struct ServeArgs {
     log: String,
 }
 
+/// The database of `--store postgres` (issue 19: several nodes over one PostgreSQL).
+#[derive(Debug, clap::Args)]
+struct DatabaseArgs {
+    /// PostgreSQL URL for --store postgres, e.g. postgres://agentidp@db:5432/agentidp?sslmode=require
+    /// (sslmode: disable, prefer, require). Prefer --database-password-file to a password in it.
+    #[arg(long, env = "AGENTIDP_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// A file holding the database password (its first line); never logged.
+    #[arg(long, env = "AGENTIDP_DATABASE_PASSWORD_FILE", value_name = "FILE")]
+    database_password_file: Option<PathBuf>,
+    /// PEM file of CA certificates: verify the database's certificate and host name (without
+    /// it, sslmode=require encrypts without verifying, like libpq's require).
+    #[arg(long, env = "AGENTIDP_DATABASE_CA_FILE", value_name = "PEM_FILE")]
+    database_ca_file: Option<PathBuf>,
+    /// Most connections this node opens to the database (plus one that listens for changes).
+    #[arg(long, env = "AGENTIDP_DATABASE_POOL", default_value_t = 16, value_parser = clap::value_parser!(u32).range(2..=512))]
+    database_pool: u32,
+    /// Longest a database call may take (including waiting for a connection), in seconds;
+    /// past it the request fails with 503 STORE_UNAVAILABLE.
+    #[arg(long, env = "AGENTIDP_DATABASE_TIMEOUT", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=120))]
+    database_timeout: u64,
+}
+
+impl DatabaseArgs {
+    fn options(&self, store: StoreArg) -> Result<Option<storage::PgOptions>, String> {
+        let Some(url) = &self.database_url else {
+            return match store {
+                StoreArg::Postgres => {
+                    Err("--store postgres needs --database-url (or AGENTIDP_DATABASE_URL)".into())
+                }
+                _ => Ok(None),
+            };
+        };
+        if !matches!(store, StoreArg::Postgres) {
+            return Err("--database-url is for --store postgres".into());
+        }
+        let mut opts = storage::PgOptions::new(url.clone());
+        if let Some(f) = &self.database_password_file {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| format!("--database-password-file {}: {e}", f.display()))?;
+            opts.password = Some(text.lines().next().unwrap_or("").to_string());
+        }
+        opts.pool_size = self.database_pool as usize;
+        opts.timeout = std::time::Duration::from_secs(self.database_timeout);
+        opts.ca_file = self.database_ca_file.clone();
+        Ok(Some(opts))
+    }
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -343,6 +397,13 @@ fn serve(args: ServeArgs) -> ExitCode {
         },
         data_dir: args.data_dir,
         store: args.store.kind(),
+        database: match args.database.options(args.store) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("agentidp: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
         token_ttl_secs: args.token_ttl,
         signing_alg: args.signing_alg.as_str().to_string(),
         key_grace_secs: args.key_grace,

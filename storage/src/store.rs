@@ -123,6 +123,12 @@ impl Store {
         !self.stats.untrusted.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// Whether other processes write the same store (PostgreSQL): what a node holds in memory
+    /// must then follow [`Store::identity_generation`].
+    pub fn is_shared(&self) -> bool {
+        self.engine.name() == "postgres"
+    }
+
     /// Whether the engine answers now (`/health`).
     pub fn ping(&self) -> Result<(), StoreError> {
         self.engine.ping()

@@ -386,6 +386,8 @@ impl<'a> Tx<'a> {
 
     /// Writes a node signing key.
     pub fn put_signing_key(&mut self, key: &SigningKey) {
+        // Other nodes of a shared store reload their key ring on an identity change.
+        self.identity = true;
         self.put(keys::signing_key(&key.kid), key)
     }
 
