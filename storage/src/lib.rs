@@ -11,6 +11,7 @@
 
 mod audit;
 mod committer;
+pub mod copy;
 mod engine;
 mod error;
 pub mod keys;
