@@ -64,7 +64,9 @@ fn migrate_side(
         .ok_or_else(|| format!("{spec:?}: use redb:<dir>, sled:<dir> or postgres://…"))?;
     let kind: EngineKind = kind.parse()?;
     if kind == EngineKind::Postgres {
-        return Err(format!("{spec:?}: give the postgres side as a postgres:// URL"));
+        return Err(format!(
+            "{spec:?}: give the postgres side as a postgres:// URL"
+        ));
     }
     storage::open_engine(std::path::Path::new(dir), kind).map_err(|e| e.to_string())
 }
@@ -333,7 +335,12 @@ struct ServeArgs {
 struct DatabaseArgs {
     /// PostgreSQL URL for --store postgres, e.g. postgres://agentidp@db:5432/agentidp?sslmode=require
     /// (sslmode: disable, prefer, require). Prefer --database-password-file to a password in it.
-    #[arg(long, env = "AGENTIDP_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "AGENTIDP_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     database_url: Option<String>,
     /// A file holding the database password (its first line); never logged.
     #[arg(long, env = "AGENTIDP_DATABASE_PASSWORD_FILE", value_name = "FILE")]

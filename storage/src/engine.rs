@@ -18,8 +18,13 @@ pub trait Batch: Send {
     /// Reads one key inside the batch.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Scans inside the batch, like [`Engine::scan`].
-    fn scan(&self, start: &[u8], end: &[u8], reverse: bool, limit: usize)
-        -> Result<Vec<KvPair>, StoreError>;
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<KvPair>, StoreError>;
     /// Applies the batch's writes atomically and durably and ends it. `identity`: the writes
     /// change what authentication depends on (the shared generation is bumped and announced).
     fn commit(self: Box<Self>, writes: Vec<Write>, identity: bool) -> Result<(), StoreError>;
@@ -140,7 +145,8 @@ pub fn open_engine(dir: &Path, kind: EngineKind) -> Result<Arc<dyn Engine>, Stor
         EngineKind::Sled => Arc::new(crate::sled_engine::SledEngine::open(&sled_dir)?),
         EngineKind::Postgres => {
             return Err(StoreError::Engine(
-                "the postgres store lives in a database, not a data directory: give --database-url".into(),
+                "the postgres store lives in a database, not a data directory: give --database-url"
+                    .into(),
             ))
         }
     })

@@ -16,9 +16,9 @@ mod engine;
 mod error;
 pub mod keys;
 mod migrate;
-pub mod pg_engine;
 #[doc(hidden)]
 pub mod pg_cluster;
+pub mod pg_engine;
 pub mod records;
 mod redb_engine;
 mod sled_engine;
@@ -30,8 +30,8 @@ mod suite;
 
 pub use audit::{canonical_json, chain_hash, ChainReport, GENESIS_HASH};
 pub use engine::{open_engine, Batch, Engine, EngineKind, KvPair, Write};
-pub use pg_engine::{PgEngine, PgOptions};
 pub use error::StoreError;
+pub use pg_engine::{PgEngine, PgOptions};
 pub use records::{
     Agent, AgentKey, AgentStatus, AnchorStatus, AuditEntry, AuditHead, Credential,
     CredentialStatus, Delegation, Expiring, GossipSource, KeySourceKind, Locator, NewAuditEntry,

@@ -108,7 +108,11 @@ impl PgCluster {
     fn watchdog(&self) {
         let stop = format!(
             "{}{} -D {} -m immediate -w stop",
-            if self.as_postgres { "runuser -u postgres -- " } else { "" },
+            if self.as_postgres {
+                "runuser -u postgres -- "
+            } else {
+                ""
+            },
             self.bin.join("pg_ctl").display(),
             self.data_dir().display()
         );
@@ -217,7 +221,14 @@ impl PgCluster {
     pub fn psql(&self, db: &str, sql: &str) -> String {
         let out = self
             .command("psql")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
             .args(["-d", db, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .current_dir(&self.dir)
             .output()
@@ -241,7 +252,14 @@ impl Drop for PgCluster {
         let data = self.data_dir();
         let _ = self
             .command("pg_ctl")
-            .args(["-D", data.to_str().unwrap_or("."), "-m", "immediate", "-w", "stop"])
+            .args([
+                "-D",
+                data.to_str().unwrap_or("."),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ])
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }

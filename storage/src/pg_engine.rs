@@ -130,7 +130,11 @@ struct Pool {
 
 impl Pool {
     async fn connect(&self) -> Result<Client, StoreError> {
-        let (client, conn) = self.config.connect(self.tls.clone()).await.map_err(pg_err)?;
+        let (client, conn) = self
+            .config
+            .connect(self.tls.clone())
+            .await
+            .map_err(pg_err)?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "postgres connection ended");
@@ -184,10 +188,9 @@ pub struct PgEngine {
 impl PgEngine {
     /// Connects, creates the tables if needed and checks their layout version.
     pub fn open(opts: &PgOptions) -> Result<PgEngine, StoreError> {
-        let mut config: Config = opts
-            .url
-            .parse()
-            .map_err(|e| StoreError::Engine(format!("--database-url {}: {e}", redact(&opts.url))))?;
+        let mut config: Config = opts.url.parse().map_err(|e| {
+            StoreError::Engine(format!("--database-url {}: {e}", redact(&opts.url)))
+        })?;
         if let Some(p) = &opts.password {
             config.password(p.as_bytes());
         }
@@ -208,9 +211,9 @@ impl PgEngine {
         let mut ssl = SslConnector::builder(SslMethod::tls_client())
             .map_err(|e| StoreError::Engine(format!("TLS setup: {e}")))?;
         match &opts.ca_file {
-            Some(ca) => ssl
-                .set_ca_file(ca)
-                .map_err(|e| StoreError::Engine(format!("--database-ca-file {}: {e}", ca.display())))?,
+            Some(ca) => ssl.set_ca_file(ca).map_err(|e| {
+                StoreError::Engine(format!("--database-ca-file {}: {e}", ca.display()))
+            })?,
             None => ssl.set_verify(SslVerifyMode::NONE),
         }
         let verify = opts.ca_file.is_some();
@@ -330,10 +333,11 @@ impl PgEngine {
     }
 
     async fn get_on(c: &Client, key: Vec<u8>) -> Result<Option<Vec<u8>>, tokio_postgres::Error> {
-        Ok(c
-            .query_opt("SELECT v FROM agentidp_kv WHERE k = $1", &[&key])
-            .await?
-            .map(|r| r.get(0)))
+        Ok(
+            c.query_opt("SELECT v FROM agentidp_kv WHERE k = $1", &[&key])
+                .await?
+                .map(|r| r.get(0)),
+        )
     }
 
     async fn apply_on(c: &Client, writes: Vec<Write>) -> Result<(), tokio_postgres::Error> {
@@ -452,8 +456,11 @@ impl Engine for PgEngine {
             let r = async {
                 c.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
                     .await?;
-                c.query_one("SELECT generation FROM agentidp_head WHERE id = 1 FOR UPDATE", &[])
-                    .await
+                c.query_one(
+                    "SELECT generation FROM agentidp_head WHERE id = 1 FOR UPDATE",
+                    &[],
+                )
+                .await
             }
             .await;
             match r {
@@ -534,7 +541,10 @@ impl Batch for PgBatch<'_> {
     }
 
     fn commit(mut self: Box<Self>, writes: Vec<Write>, identity: bool) -> Result<(), StoreError> {
-        let held = self.conn.take().ok_or_else(|| unavailable("lost connection"))?;
+        let held = self
+            .conn
+            .take()
+            .ok_or_else(|| unavailable("lost connection"))?;
         let pool = self.engine.pool.clone();
         self.engine.block(async move {
             let c = &held.0;

@@ -112,7 +112,11 @@ impl Store {
     pub fn identity_generation(&self) -> u64 {
         use std::sync::atomic::Ordering;
         if self.stats.untrusted.load(Ordering::Acquire) {
-            return self.stats.identity_generation.fetch_add(1, Ordering::AcqRel) + 1;
+            return self
+                .stats
+                .identity_generation
+                .fetch_add(1, Ordering::AcqRel)
+                + 1;
         }
         self.stats.identity_generation.load(Ordering::Acquire)
     }
@@ -120,7 +124,10 @@ impl Store {
     /// Whether the caches of this node can be trusted (`false` while a shared engine cannot
     /// follow the other nodes' commits).
     pub fn caches_trusted(&self) -> bool {
-        !self.stats.untrusted.load(std::sync::atomic::Ordering::Acquire)
+        !self
+            .stats
+            .untrusted
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Whether other processes write the same store (PostgreSQL): what a node holds in memory

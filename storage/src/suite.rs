@@ -1696,7 +1696,9 @@ mod several_writers {
         let url = crate::pg_cluster::shared().new_database();
         (0..n)
             .map(|_| {
-                Arc::new(Store::open_postgres(&crate::pg_engine::PgOptions::new(url.clone())).unwrap())
+                Arc::new(
+                    Store::open_postgres(&crate::pg_engine::PgOptions::new(url.clone())).unwrap(),
+                )
             })
             .collect()
     }
@@ -1742,7 +1744,11 @@ mod several_writers {
         assert_eq!(report.entries, 10);
         let mut seqs = won.clone();
         seqs.sort();
-        assert_eq!(seqs, (1..=10).collect::<Vec<u64>>(), "every acknowledged entry is in the chain");
+        assert_eq!(
+            seqs,
+            (1..=10).collect::<Vec<u64>>(),
+            "every acknowledged entry is in the chain"
+        );
     }
 
     /// An identity change committed by one store changes the other's identity generation
@@ -1763,7 +1769,10 @@ mod several_writers {
         });
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
         while stores[1].identity_generation() == before {
-            assert!(std::time::Instant::now() < deadline, "no notification within 1 s");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no notification within 1 s"
+            );
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         assert!(stores[1].caches_trusted());

@@ -43,8 +43,8 @@ pub(crate) async fn open_state(
             )),
             (kind, _) => Store::open(&dir, kind),
         })
-            .await
-            .map_err(|e| StartError::Store(StoreError::Engine(e.to_string())))??
+        .await
+        .map_err(|e| StartError::Store(StoreError::Engine(e.to_string())))??
     };
     state_over(cfg, Arc::new(store), issuer, node_did, clock, started).await
 }

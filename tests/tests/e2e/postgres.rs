@@ -78,7 +78,12 @@ async fn two_nodes_one_database() {
     let org_token = a.token(&org_admin, &org_secret).await;
     let agent = s(&a.register_agent(&org_token, "one@shared.example").await["agentId"]);
     let r = b
-        .call("GET", &format!("/api/v1/agents/{agent}"), Some(&org_token), None)
+        .call(
+            "GET",
+            &format!("/api/v1/agents/{agent}"),
+            Some(&org_token),
+            None,
+        )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let r = b
@@ -101,7 +106,12 @@ async fn two_nodes_one_database() {
     );
     let agent_token = b.token(&client_id, &secret).await;
     let r = a
-        .call("GET", &format!("/api/v1/agents/{agent}"), Some(&agent_token), None)
+        .call(
+            "GET",
+            &format!("/api/v1/agents/{agent}"),
+            Some(&agent_token),
+            None,
+        )
         .await;
     assert_eq!(r.status, 200, "A accepts B's token: {:?}", r.body);
 
@@ -147,22 +157,34 @@ async fn two_nodes_one_database() {
         // Every acknowledged write is there, on both nodes.
         for api in [&a, &b] {
             let r = api
-                .call("GET", &format!("/api/v1/organizations/{}", ids[0]), Some(&root), None)
+                .call(
+                    "GET",
+                    &format!("/api/v1/organizations/{}", ids[0]),
+                    Some(&root),
+                    None,
+                )
                 .await;
             assert_eq!(r.status, 200, "{:?}", r.body);
             assert_eq!(r.body["slug"], slug.as_str());
         }
     }
     // The audit chain written by both nodes is one unbroken chain.
-    let r = b.call("GET", "/api/v1/audit/verify", Some(&root), None).await;
+    let r = b
+        .call("GET", "/api/v1/audit/verify", Some(&root), None)
+        .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body["valid"], true, "{:?}", r.body);
-    let r = a.call("GET", "/api/v1/audit/verify", Some(&root), None).await;
+    let r = a
+        .call("GET", "/api/v1/audit/verify", Some(&root), None)
+        .await;
     assert_eq!(r.body["valid"], true, "{:?}", r.body);
 
     // A credential revoked on A is refused on B within a second (B had it cached: it just
     // authenticated with it).
-    assert_eq!(b.token_response(&client_id, &secret, None).await.status, 200);
+    assert_eq!(
+        b.token_response(&client_id, &secret, None).await.status,
+        200
+    );
     let r = a
         .call(
             "DELETE",
@@ -199,18 +221,24 @@ async fn two_nodes_one_database() {
     .await;
 
     // Keys rotated on A: B serves the new key in its JWKS and signs with it.
-    let r = a.call("POST", "/api/v1/keys/rotate", Some(&root), None).await;
+    let r = a
+        .call("POST", "/api/v1/keys/rotate", Some(&root), None)
+        .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     let kid2 = s(&r.body["kid"]);
-    within(Duration::from_secs(1), "B's JWKS follows the rotation", || {
-        let (b, kid2) = (b.clone(), kid2.clone());
-        async move {
-            let jwks = b.call("GET", "/.well-known/jwks.json", None, None).await;
-            jwks.body["keys"]
-                .as_array()
-                .is_some_and(|k| k.iter().any(|k| k["kid"] == kid2.as_str()))
-        }
-    })
+    within(
+        Duration::from_secs(1),
+        "B's JWKS follows the rotation",
+        || {
+            let (b, kid2) = (b.clone(), kid2.clone());
+            async move {
+                let jwks = b.call("GET", "/.well-known/jwks.json", None, None).await;
+                jwks.body["keys"]
+                    .as_array()
+                    .is_some_and(|k| k.iter().any(|k| k["kid"] == kid2.as_str()))
+            }
+        },
+    )
     .await;
     let t = b.token(&org_admin, &org_secret).await;
     assert_eq!(kid_of(&t), kid2, "B signs with the key rotated on A");
@@ -314,21 +342,25 @@ async fn node_crash_and_database_outage() {
         async move { health(b).await.status == 200 }
     })
     .await;
-    within(Duration::from_secs(10), "B acknowledges writes again", || {
-        let (b, root) = (b.clone(), root.clone());
-        async move {
-            let slug = format!("after-{}", uuid::Uuid::new_v4().simple());
-            b.call(
-                "POST",
-                "/api/v1/organizations",
-                Some(&root),
-                Some(json!({"name": slug, "slug": slug, "planTier": "free"})),
-            )
-            .await
-            .status
-                == 201
-        }
-    })
+    within(
+        Duration::from_secs(10),
+        "B acknowledges writes again",
+        || {
+            let (b, root) = (b.clone(), root.clone());
+            async move {
+                let slug = format!("after-{}", uuid::Uuid::new_v4().simple());
+                b.call(
+                    "POST",
+                    "/api/v1/organizations",
+                    Some(&root),
+                    Some(json!({"name": slug, "slug": slug, "planTier": "free"})),
+                )
+                .await
+                .status
+                    == 201
+            }
+        },
+    )
     .await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut acked = BTreeSet::new();
@@ -343,11 +375,22 @@ async fn node_crash_and_database_outage() {
     // Every acknowledged write is present (A's as well as B's), and the chain is intact.
     for id in &acked {
         let r = b
-            .call("GET", &format!("/api/v1/organizations/{id}"), Some(&root), None)
+            .call(
+                "GET",
+                &format!("/api/v1/organizations/{id}"),
+                Some(&root),
+                None,
+            )
             .await;
-        assert_eq!(r.status, 200, "acknowledged organization {id} lost: {:?}", r.body);
+        assert_eq!(
+            r.status, 200,
+            "acknowledged organization {id} lost: {:?}",
+            r.body
+        );
     }
-    let r = b.call("GET", "/api/v1/audit/verify", Some(&root), None).await;
+    let r = b
+        .call("GET", "/api/v1/audit/verify", Some(&root), None)
+        .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body["valid"], true, "{:?}", r.body);
     // A restarted on the same database serves the same data.
@@ -355,7 +398,12 @@ async fn node_crash_and_database_outage() {
     let a2 = Api::new(&node_a2.base);
     let any = acked.iter().next().unwrap();
     let r = a2
-        .call("GET", &format!("/api/v1/organizations/{any}"), Some(&root), None)
+        .call(
+            "GET",
+            &format!("/api/v1/organizations/{any}"),
+            Some(&root),
+            None,
+        )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
 }
@@ -387,7 +435,10 @@ async fn migrate_redb_to_postgres_and_back() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("audit chain verified on both sides"), "{text}");
+    assert!(
+        text.contains("audit chain verified on both sides"),
+        "{text}"
+    );
     // Again into the now non-empty database: refused.
     let out = migrate(&format!("redb:{}", src.display()), &url);
     assert!(!out.status.success());
@@ -402,10 +453,17 @@ async fn migrate_redb_to_postgres_and_back() {
     let papi = Api::new(&pg.base);
     let root = papi.token(&admin_id, &admin_secret).await;
     let r = papi
-        .call("GET", &format!("/api/v1/organizations/{org}"), Some(&root), None)
+        .call(
+            "GET",
+            &format!("/api/v1/organizations/{org}"),
+            Some(&root),
+            None,
+        )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    let r = papi.call("GET", "/api/v1/audit/verify", Some(&root), None).await;
+    let r = papi
+        .call("GET", "/api/v1/audit/verify", Some(&root), None)
+        .await;
     assert_eq!(r.body["valid"], true, "{:?}", r.body);
     assert!(pg.stop().success());
 
@@ -420,7 +478,12 @@ async fn migrate_redb_to_postgres_and_back() {
     let api = Api::new(&node.base);
     let root = api.token(&admin_id, &admin_secret).await;
     let r = api
-        .call("GET", &format!("/api/v1/organizations/{org}"), Some(&root), None)
+        .call(
+            "GET",
+            &format!("/api/v1/organizations/{org}"),
+            Some(&root),
+            None,
+        )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
 }
