@@ -112,8 +112,16 @@ fn pg_err(e: tokio_postgres::Error) -> StoreError {
     // A database-side error with a SQLSTATE (other than connection/admin shutdown classes) is the
     // engine's; everything else (I/O, closed connection, timeouts) means the database is
     // unreachable.
-    match e.code() {
-        Some(code) if !code.code().starts_with("08") && !code.code().starts_with("57") => {
+    // Unavailable: connection exceptions (08), operator intervention — shutdown, statement
+    // timeout, cancel — (57), insufficient resources — too many connections, disk full — (53),
+    // and a lock wait past the timeout (55P03).
+    match e.code().map(|c| c.code()) {
+        Some(c)
+            if !c.starts_with("08")
+                && !c.starts_with("57")
+                && !c.starts_with("53")
+                && c != "55P03" =>
+        {
             StoreError::Engine(format!("postgres: {e}"))
         }
         _ => unavailable(format!("postgres: {e}")),
