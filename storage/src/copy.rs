@@ -118,7 +118,7 @@ pub fn copy_store(from: Arc<dyn Engine>, to: Arc<dyn Engine>) -> Result<CopyRepo
         if !chunk.is_empty() {
             to.apply(chunk.into_iter().map(|(k, v)| (k, Some(v))).collect())?;
         }
-        if pairs % (CHUNK as u64 * 50) == 0 && pairs > 0 {
+        if pairs.is_multiple_of(CHUNK as u64 * 50) && pairs > 0 {
             tracing::info!(pairs, "migrate: copying");
         }
         if !full {

@@ -6,6 +6,9 @@
 //! PostgreSQL refuses to run as root: when the tests run as root, the cluster runs as the
 //! `postgres` user (`runuser`) in a directory that user owns.
 
+// Test support: a cluster that cannot start must fail the test loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;

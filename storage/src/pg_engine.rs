@@ -189,6 +189,7 @@ impl Pool {
 /// The PostgreSQL engine. See the module documentation.
 pub struct PgEngine {
     rt: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
     pool: Arc<Pool>,
     timeout: Duration,
 }
@@ -237,6 +238,7 @@ impl PgEngine {
             .build()
             .map_err(|e| StoreError::Engine(format!("cannot start the postgres runtime: {e}")))?;
         let engine = PgEngine {
+            handle: rt.handle().clone(),
             rt: Some(rt),
             pool: Arc::new(Pool {
                 config,
@@ -251,7 +253,7 @@ impl PgEngine {
     }
 
     fn handle(&self) -> &tokio::runtime::Handle {
-        self.rt.as_ref().expect("runtime lives until drop").handle()
+        &self.handle
     }
 
     /// Runs `fut` on the engine's runtime under the call timeout and waits for it.
