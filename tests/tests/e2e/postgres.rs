@@ -1,6 +1,9 @@
 //! Several nodes over one PostgreSQL (issue 19): real `agentidp` processes on a real, throwaway
 //! PostgreSQL cluster (`storage::pg_cluster`). Never a mock.
 
+// Test helpers outside #[test] functions fail loudly, as the tests do.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
