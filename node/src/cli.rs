@@ -27,6 +27,83 @@ enum Command {
     /// Recover administrative access offline (the node must be stopped).
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Copy a whole store into a new, empty one of another engine (a redb or sled data
+    /// directory into PostgreSQL, or back), verifying the audit chain on both sides. Stop the
+    /// nodes of both sides first.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct MigrateArgs {
+    /// The store to copy: redb:<data-dir>, sled:<data-dir> or a postgres:// URL.
+    #[arg(long, value_name = "STORE")]
+    from: String,
+    /// The new, empty store: redb:<data-dir>, sled:<data-dir> or a postgres:// URL.
+    #[arg(long, value_name = "STORE")]
+    to: String,
+    /// A file holding the password of the postgres side (its first line); never logged.
+    #[arg(long, env = "AGENTIDP_DATABASE_PASSWORD_FILE", value_name = "FILE")]
+    database_password_file: Option<PathBuf>,
+}
+
+/// Opens one side of `agentidp migrate`.
+fn migrate_side(
+    spec: &str,
+    password: Option<&String>,
+) -> Result<std::sync::Arc<dyn storage::Engine>, String> {
+    if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
+        let mut opts = storage::PgOptions::new(spec);
+        opts.password = password.cloned();
+        opts.timeout = std::time::Duration::from_secs(30);
+        return storage::PgEngine::open(&opts)
+            .map(|e| std::sync::Arc::new(e) as std::sync::Arc<dyn storage::Engine>)
+            .map_err(|e| e.to_string());
+    }
+    let (kind, dir) = spec
+        .split_once(':')
+        .ok_or_else(|| format!("{spec:?}: use redb:<dir>, sled:<dir> or postgres://…"))?;
+    let kind: EngineKind = kind.parse()?;
+    if kind == EngineKind::Postgres {
+        return Err(format!(
+            "{spec:?}: give the postgres side as a postgres:// URL"
+        ));
+    }
+    storage::open_engine(std::path::Path::new(dir), kind).map_err(|e| e.to_string())
+}
+
+fn migrate(args: MigrateArgs) -> ExitCode {
+    let password = match &args.database_password_file {
+        None => None,
+        Some(f) => match std::fs::read_to_string(f) {
+            Ok(t) => Some(t.lines().next().unwrap_or("").to_string()),
+            Err(e) => {
+                eprintln!("agentidp: --database-password-file {}: {e}", f.display());
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let sides = migrate_side(&args.from, password.as_ref())
+        .and_then(|f| Ok((f, migrate_side(&args.to, password.as_ref())?)));
+    let (from, to) = match sides {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("agentidp: migrate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match storage::copy::copy_store(from, to) {
+        Ok(r) => {
+            println!(
+                "copied {} pairs; audit chain verified on both sides: {} entries, head {}",
+                r.pairs, r.destination.entries, r.destination.head_hash
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("agentidp: migrate: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,6 +169,7 @@ impl StoreArg {
         match self {
             StoreArg::Redb => EngineKind::Redb,
             StoreArg::Sled => EngineKind::Sled,
+            StoreArg::Postgres => EngineKind::Postgres,
         }
     }
 }
@@ -102,6 +180,8 @@ enum StoreArg {
     Redb,
     /// sled 0.34 with agentidp's fdatasync workaround for its unsafe flush.
     Sled,
+    /// PostgreSQL (--database-url): one database shared by several nodes (serve only).
+    Postgres,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -146,6 +226,8 @@ struct ServeArgs {
     /// Embedded storage engine. A data directory keeps the engine it was created with.
     #[arg(long, env = "AGENTIDP_STORE", value_enum, default_value = "redb")]
     store: StoreArg,
+    #[command(flatten)]
+    database: DatabaseArgs,
     /// Lifetime of access tokens, in seconds (60 to 86400).
     #[arg(long, env = "AGENTIDP_TOKEN_TTL", default_value_t = 3600, value_parser = clap::value_parser!(i64).range(60..=86400))]
     token_ttl: i64,
@@ -297,6 +379,60 @@ struct ServeArgs {
     log: String,
 }
 
+/// The database of `--store postgres` (issue 19: several nodes over one PostgreSQL).
+#[derive(Debug, clap::Args)]
+struct DatabaseArgs {
+    /// PostgreSQL URL for --store postgres, e.g. postgres://agentidp@db:5432/agentidp?sslmode=require
+    /// (sslmode: disable, prefer, require). Prefer --database-password-file to a password in it.
+    #[arg(
+        long,
+        env = "AGENTIDP_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
+    /// A file holding the database password (its first line); never logged.
+    #[arg(long, env = "AGENTIDP_DATABASE_PASSWORD_FILE", value_name = "FILE")]
+    database_password_file: Option<PathBuf>,
+    /// PEM file of CA certificates: verify the database's certificate and host name (without
+    /// it, sslmode=require encrypts without verifying, like libpq's require).
+    #[arg(long, env = "AGENTIDP_DATABASE_CA_FILE", value_name = "PEM_FILE")]
+    database_ca_file: Option<PathBuf>,
+    /// Most connections this node opens to the database (plus one that listens for changes).
+    #[arg(long, env = "AGENTIDP_DATABASE_POOL", default_value_t = 16, value_parser = clap::value_parser!(u32).range(2..=512))]
+    database_pool: u32,
+    /// Longest a database call may take (including waiting for a connection), in seconds;
+    /// past it the request fails with 503 STORE_UNAVAILABLE.
+    #[arg(long, env = "AGENTIDP_DATABASE_TIMEOUT", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=120))]
+    database_timeout: u64,
+}
+
+impl DatabaseArgs {
+    fn options(&self, store: StoreArg) -> Result<Option<storage::PgOptions>, String> {
+        let Some(url) = &self.database_url else {
+            return match store {
+                StoreArg::Postgres => {
+                    Err("--store postgres needs --database-url (or AGENTIDP_DATABASE_URL)".into())
+                }
+                _ => Ok(None),
+            };
+        };
+        if !matches!(store, StoreArg::Postgres) {
+            return Err("--database-url is for --store postgres".into());
+        }
+        let mut opts = storage::PgOptions::new(url.clone());
+        if let Some(f) = &self.database_password_file {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| format!("--database-password-file {}: {e}", f.display()))?;
+            opts.password = Some(text.lines().next().unwrap_or("").to_string());
+        }
+        opts.pool_size = self.database_pool as usize;
+        opts.timeout = std::time::Duration::from_secs(self.database_timeout);
+        opts.ca_file = self.database_ca_file.clone();
+        Ok(Some(opts))
+    }
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -304,6 +440,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve(*args),
         Command::Keys(KeysCommand::Rotate(args)) => rotate(args),
         Command::Admin(AdminCommand::Recover(args)) => recover(args),
+        Command::Migrate(args) => migrate(args),
     }
 }
 
@@ -392,6 +529,13 @@ fn serve(args: ServeArgs) -> ExitCode {
         },
         data_dir: args.data_dir,
         store: args.store.kind(),
+        database: match args.database.options(args.store) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("agentidp: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
         token_ttl_secs: args.token_ttl,
         signing_alg: args.signing_alg.as_str().to_string(),
         key_grace_secs: args.key_grace,

@@ -11,13 +11,13 @@
 //! by two batch commits of at most `MAX_BATCH` jobs (`agentidp_store_commit_max_seconds` shows the
 //! slowest commit so far; a few milliseconds here).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use crate::engine::Engine;
+use crate::engine::{Batch, Engine, KvPair};
 use crate::error::StoreError;
 use crate::tx::{Overlay, Tx};
 
@@ -58,6 +58,9 @@ pub struct CommitStats {
     /// Bumped after every commit that changed organizations, agents, credentials, agent keys or
     /// revocations, before its writers are answered.
     pub identity_generation: AtomicU64,
+    /// Set while the store cannot follow the commits of other nodes (a shared engine whose
+    /// change notifications are interrupted): caches must not be trusted meanwhile.
+    pub untrusted: AtomicBool,
 }
 
 pub(crate) fn spawn(
@@ -76,11 +79,25 @@ pub(crate) fn spawn(
                 };
                 let mut batch = Overlay::new();
                 let mut done = Vec::with_capacity(16);
-                let mut identity = run_job(engine.as_ref(), &mut batch, first, &mut done);
+                // A shared engine's batch is a transaction that every read of the batch goes
+                // through; the embedded engines are read directly.
+                let (shared, begun) = match engine.begin_batch() {
+                    Ok(b) => (b, Ok(())),
+                    Err(e) => (None, Err(e)),
+                };
+                let direct = Direct(engine.as_ref());
+                let failed = Failed(begun.clone().err());
+                let through = shared.as_deref().map(Shared);
+                let reader: &dyn Reader = match (&through, &begun) {
+                    (_, Err(_)) => &failed,
+                    (Some(b), _) => b,
+                    (None, _) => &direct,
+                };
+                let mut identity = run_job(reader, &mut batch, first, &mut done);
                 while done.len() < MAX_BATCH {
                     match rx.try_recv() {
                         Ok(Msg::Job(job)) => {
-                            identity |= run_job(engine.as_ref(), &mut batch, job, &mut done)
+                            identity |= run_job(reader, &mut batch, job, &mut done)
                         }
                         Ok(Msg::Close) => {
                             closing = true;
@@ -89,11 +106,17 @@ pub(crate) fn spawn(
                         Err(_) => break,
                     }
                 }
-                let result = if batch.is_empty() {
+                let result = if let Err(e) = begun {
+                    Err(e)
+                } else if batch.is_empty() && shared.is_none() {
                     Ok(())
                 } else {
                     let started = Instant::now();
-                    let r = engine.apply(batch.into_iter().collect());
+                    let writes: Vec<_> = batch.into_iter().collect();
+                    let r = match shared {
+                        Some(b) => b.commit(writes, identity),
+                        None => engine.apply(writes),
+                    };
                     let micros = started.elapsed().as_micros() as u64;
                     stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
                     stats.max_commit_micros.fetch_max(micros, Ordering::Relaxed);
@@ -119,9 +142,61 @@ pub(crate) fn spawn(
         })
 }
 
+/// What a batch's jobs read through: the engine, a shared engine's open batch, or nothing (the
+/// batch could not begin: every read fails with that error).
+pub(crate) trait Reader {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<KvPair>, StoreError>;
+}
+
+pub(crate) struct Direct<'a>(pub(crate) &'a dyn Engine);
+
+impl Reader for Direct<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get(key)
+    }
+    fn scan(&self, s: &[u8], e: &[u8], r: bool, l: usize) -> Result<Vec<KvPair>, StoreError> {
+        self.0.scan(s, e, r, l)
+    }
+}
+
+struct Shared<'a, 'b>(&'a (dyn Batch + 'b));
+
+impl Reader for Shared<'_, '_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get(key)
+    }
+    fn scan(&self, s: &[u8], e: &[u8], r: bool, l: usize) -> Result<Vec<KvPair>, StoreError> {
+        self.0.scan(s, e, r, l)
+    }
+}
+
+struct Failed(Option<StoreError>);
+
+impl Failed {
+    fn err(&self) -> StoreError {
+        self.0.clone().unwrap_or(StoreError::Closed)
+    }
+}
+
+impl Reader for Failed {
+    fn get(&self, _: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Err(self.err())
+    }
+    fn scan(&self, _: &[u8], _: &[u8], _: bool, _: usize) -> Result<Vec<KvPair>, StoreError> {
+        Err(self.err())
+    }
+}
+
 /// Runs one job; returns whether it kept writes that change identity records.
-fn run_job(engine: &dyn Engine, batch: &mut Overlay, job: Job, done: &mut Vec<Finish>) -> bool {
-    let mut tx = Tx::new(engine, batch);
+fn run_job(reader: &dyn Reader, batch: &mut Overlay, job: Job, done: &mut Vec<Finish>) -> bool {
+    let mut tx = Tx::new(reader, batch);
     let completion = job(&mut tx);
     let (writes, identity) = tx.into_writes();
     let kept = completion.keep;

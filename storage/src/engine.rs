@@ -8,6 +8,28 @@ use crate::error::StoreError;
 /// A key and its value.
 pub type KvPair = (Vec<u8>, Vec<u8>);
 
+/// A put (`Some`) or delete (`None`) of one key.
+pub type Write = (Vec<u8>, Option<Vec<u8>>);
+
+/// One committer batch of an engine shared by several processes (PostgreSQL): reads through it
+/// see every batch committed before it began, by any process, and its commit is serialized with
+/// every other batch. See [`Engine::begin_batch`].
+pub trait Batch: Send {
+    /// Reads one key inside the batch.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Scans inside the batch, like [`Engine::scan`].
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<KvPair>, StoreError>;
+    /// Applies the batch's writes atomically and durably and ends it. `identity`: the writes
+    /// change what authentication depends on (the shared generation is bumped and announced).
+    fn commit(self: Box<Self>, writes: Vec<Write>, identity: bool) -> Result<(), StoreError>;
+}
+
 /// An embedded key-value engine. Every engine must pass the shared suite in `suite.rs`.
 ///
 /// The contract that matters for durability: when [`Engine::apply`] returns `Ok`, the whole batch
@@ -27,15 +49,36 @@ pub trait Engine: Send + Sync + 'static {
     ) -> Result<Vec<KvPair>, StoreError>;
     /// Applies puts (`Some`) and deletes (`None`) atomically and durably.
     fn apply(&self, writes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), StoreError>;
+
+    /// Opens a committer batch, for engines that several processes write at once. `None` (the
+    /// embedded engines): the process's one committer already orders every write, and the batch
+    /// reads the engine directly and ends with one [`Engine::apply`].
+    fn begin_batch(&self) -> Result<Option<Box<dyn Batch + '_>>, StoreError> {
+        Ok(None)
+    }
+
+    /// Whether the engine answers (for `/health`). Embedded engines always do.
+    fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Starts following other processes' commits: bumps `stats.identity_generation` on each of
+    /// their identity changes, and keeps `stats.untrusted` set while it cannot follow them.
+    /// Embedded engines have no other writers.
+    fn watch(&self, stats: Arc<crate::committer::CommitStats>) {
+        let _ = stats;
+    }
 }
 
-/// The embedded engines.
+/// The engines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EngineKind {
     /// redb: the default; ACID, durable on commit.
     Redb,
     /// sled 0.34: selectable; made power-safe by an `fdatasync` of its data file after each flush.
     Sled,
+    /// PostgreSQL (`--database-url`): one database shared by several nodes.
+    Postgres,
 }
 
 impl EngineKind {
@@ -44,6 +87,7 @@ impl EngineKind {
         match self {
             EngineKind::Redb => "redb",
             EngineKind::Sled => "sled",
+            EngineKind::Postgres => "postgres",
         }
     }
 }
@@ -54,7 +98,10 @@ impl std::str::FromStr for EngineKind {
         match s {
             "redb" => Ok(EngineKind::Redb),
             "sled" => Ok(EngineKind::Sled),
-            other => Err(format!("unknown store engine {other:?}: use redb or sled")),
+            "postgres" => Ok(EngineKind::Postgres),
+            other => Err(format!(
+                "unknown store engine {other:?}: use redb, sled or postgres"
+            )),
         }
     }
 }
@@ -96,5 +143,11 @@ pub fn open_engine(dir: &Path, kind: EngineKind) -> Result<Arc<dyn Engine>, Stor
     Ok(match kind {
         EngineKind::Redb => Arc::new(crate::redb_engine::RedbEngine::open(&redb_file)?),
         EngineKind::Sled => Arc::new(crate::sled_engine::SledEngine::open(&sled_dir)?),
+        EngineKind::Postgres => {
+            return Err(StoreError::Engine(
+                "the postgres store lives in a database, not a data directory: give --database-url"
+                    .into(),
+            ))
+        }
     })
 }

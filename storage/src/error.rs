@@ -46,6 +46,10 @@ pub enum StoreError {
         /// The operating system's reason.
         reason: String,
     },
+    /// The database cannot be reached (or did not answer in time); the operation was not done
+    /// (a write may not have been applied; it was not acknowledged). Retry later.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
     /// The committer has stopped (the node is shutting down); the write was not applied.
     #[error("the store is closed")]
     Closed,

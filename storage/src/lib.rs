@@ -11,10 +11,14 @@
 
 mod audit;
 mod committer;
+pub mod copy;
 mod engine;
 mod error;
 pub mod keys;
 mod migrate;
+#[doc(hidden)]
+pub mod pg_cluster;
+pub mod pg_engine;
 pub mod records;
 mod redb_engine;
 mod sled_engine;
@@ -27,8 +31,9 @@ mod webhooks;
 mod suite;
 
 pub use audit::{canonical_json, chain_hash, ChainReport, GENESIS_HASH};
-pub use engine::{open_engine, Engine, EngineKind, KvPair};
+pub use engine::{open_engine, Batch, Engine, EngineKind, KvPair, Write};
 pub use error::StoreError;
+pub use pg_engine::{PgEngine, PgOptions};
 pub use records::{
     Agent, AgentKey, AgentStatus, AnchorStatus, AuditEntry, AuditHead, Credential,
     CredentialStatus, Delegation, DeliveryStatus, Expiring, GossipSource, KeySourceKind, Locator,

@@ -85,6 +85,7 @@ impl Store {
         prepare_schema(engine.as_ref(), crate::migrate::CHUNK_WRITES)?;
         let (sender, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(CommitStats::default());
+        engine.watch(stats.clone());
         let handle = committer::spawn(engine.clone(), rx, stats.clone())
             .map_err(|e| StoreError::Engine(format!("cannot start the committer thread: {e}")))?;
         Ok(Store {
@@ -103,10 +104,47 @@ impl Store {
     /// A number that changes after every commit that changed organizations, agents,
     /// credentials, agent keys or revocations — before the writers are answered. A cache of those
     /// records that remembers the generation it read them at is current while it is unchanged.
+    ///
+    /// With a shared engine (PostgreSQL) it also changes when another node commits such a change
+    /// (announced by the database). While the store cannot follow the other nodes (its
+    /// notification connection is down), every call returns a new number: no cache entry ever
+    /// matches, so caches are bypassed (fail closed) until the store has resynchronized.
     pub fn identity_generation(&self) -> u64 {
-        self.stats
-            .identity_generation
+        use std::sync::atomic::Ordering;
+        if self.stats.untrusted.load(Ordering::Acquire) {
+            return self
+                .stats
+                .identity_generation
+                .fetch_add(1, Ordering::AcqRel)
+                + 1;
+        }
+        self.stats.identity_generation.load(Ordering::Acquire)
+    }
+
+    /// Whether the caches of this node can be trusted (`false` while a shared engine cannot
+    /// follow the other nodes' commits).
+    pub fn caches_trusted(&self) -> bool {
+        !self
+            .stats
+            .untrusted
             .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Whether other processes write the same store (PostgreSQL): what a node holds in memory
+    /// must then follow [`Store::identity_generation`].
+    pub fn is_shared(&self) -> bool {
+        self.engine.name() == "postgres"
+    }
+
+    /// Whether the engine answers now (`/health`).
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.engine.ping()
+    }
+
+    /// Opens a PostgreSQL store (creating its tables if needed), checks the schema version and
+    /// starts following the other nodes' commits.
+    pub fn open_postgres(opts: &crate::pg_engine::PgOptions) -> Result<Store, StoreError> {
+        Store::from_engine(Arc::new(crate::pg_engine::PgEngine::open(opts)?))
     }
 
     /// Committer counters.

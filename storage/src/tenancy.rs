@@ -219,9 +219,7 @@ impl Store {
 
     /// Number of non-decommissioned agents of an organization.
     pub fn org_agent_count(&self, org: &Uuid) -> Result<u64, StoreError> {
-        Ok(self
-            .get::<u64>(&keys::org_agent_count(org))?
-            .unwrap_or(0))
+        Ok(self.get::<u64>(&keys::org_agent_count(org))?.unwrap_or(0))
     }
 }
 

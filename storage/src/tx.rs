@@ -13,7 +13,8 @@ use std::ops::Bound;
 use uuid::Uuid;
 
 use crate::audit::{chain_hash, GENESIS_HASH};
-use crate::engine::{Engine, KvPair};
+use crate::committer::Reader;
+use crate::engine::KvPair;
 use crate::error::StoreError;
 use crate::keys;
 use crate::records::Delegation;
@@ -30,14 +31,14 @@ pub(crate) type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
 /// The transaction handed to a write job. See [`crate::Store::write`].
 pub struct Tx<'a> {
-    engine: &'a dyn Engine,
+    engine: &'a dyn Reader,
     batch: &'a Overlay,
     op: Overlay,
     identity: bool,
 }
 
 impl<'a> Tx<'a> {
-    pub(crate) fn new(engine: &'a dyn Engine, batch: &'a Overlay) -> Self {
+    pub(crate) fn new(engine: &'a dyn Reader, batch: &'a Overlay) -> Self {
         Tx {
             engine,
             batch,
@@ -389,6 +390,8 @@ impl<'a> Tx<'a> {
 
     /// Writes a node signing key.
     pub fn put_signing_key(&mut self, key: &SigningKey) {
+        // Other nodes of a shared store reload their key ring on an identity change.
+        self.identity = true;
         self.put(keys::signing_key(&key.kid), key)
     }
 

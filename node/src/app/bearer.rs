@@ -72,6 +72,8 @@ impl ActiveToken {
 pub(crate) struct Inactive {
     pub(crate) org: Option<Uuid>,
     pub(crate) reason: String,
+    /// The store could not be reached to check the token: not the caller's fault (503).
+    pub(crate) store_unavailable: bool,
 }
 
 impl Inactive {
@@ -79,6 +81,7 @@ impl Inactive {
         Inactive {
             org,
             reason: reason.into(),
+            store_unavailable: false,
         }
     }
 }
@@ -92,7 +95,10 @@ pub(crate) fn check_token(state: &AppState, token: &str) -> Result<ActiveToken, 
         .verify(token, &state.keys(), &s.issuer, &s.issuer, now_ms)
         .map_err(|e| Inactive::new(None, e.to_string()))?;
     let org = Some(v.org_id);
-    let store_err = |_| Inactive::new(org, "the node could not check the token");
+    let store_err = |e: storage::StoreError| Inactive {
+        store_unavailable: matches!(e, storage::StoreError::Unavailable(_)),
+        ..Inactive::new(org, "the node could not check the token")
+    };
     if state
         .store
         .is_token_revoked(&v.jti, now_ms.div_euclid(1000))
@@ -207,7 +213,12 @@ pub(crate) async fn authenticate_token(
     };
     match checked {
         Ok(a) => Ok(a),
-        Err(Inactive { org, reason }) => {
+        Err(Inactive {
+            store_unavailable: true,
+            reason,
+            ..
+        }) => Err(DomainError::from(storage::StoreError::Unavailable(reason))),
+        Err(Inactive { org, reason, .. }) => {
             let actor = Actor {
                 id: "anonymous".into(),
                 org: org.unwrap_or(state.settings.system_org),

@@ -35,9 +35,16 @@ pub(crate) async fn open_state(
     let store = {
         let dir = cfg.data_dir.clone();
         let kind = cfg.store;
-        tokio::task::spawn_blocking(move || Store::open(&dir, kind))
-            .await
-            .map_err(|e| StartError::Store(StoreError::Engine(e.to_string())))??
+        let database = cfg.database.clone();
+        tokio::task::spawn_blocking(move || match (kind, database) {
+            (EngineKind::Postgres, Some(opts)) => Store::open_postgres(&opts),
+            (EngineKind::Postgres, None) => Err(StoreError::Engine(
+                "--store postgres needs --database-url (or AGENTIDP_DATABASE_URL)".into(),
+            )),
+            (kind, _) => Store::open(&dir, kind),
+        })
+        .await
+        .map_err(|e| StartError::Store(StoreError::Engine(e.to_string())))??
     };
     state_over(cfg, Arc::new(store), issuer, node_did, clock, started).await
 }
@@ -215,6 +222,43 @@ pub(crate) async fn state_over(
         audit_full_verified_at: std::sync::Mutex::new(None),
         started,
     })))
+}
+
+/// With a store shared by several nodes (PostgreSQL): whenever the identity generation moved
+/// (another node, or this one, changed identity records; or the change feed was interrupted),
+/// reloads what this node holds in memory outside the generation-checked caches — the signing
+/// key ring (a rotation on another node is served and used here) and the delegation registry
+/// (links granted or revoked on another node). Checks every 100 ms; a failed reload (database
+/// down) is retried at the next tick.
+pub(crate) async fn follow_shared_store(state: AppState) {
+    if !state.store.is_shared() {
+        return;
+    }
+    let mut seen = state.store.identity_generation();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = state.store.identity_generation();
+        if now == seen {
+            continue;
+        }
+        let keys = state.reload_keys().await;
+        let (s, registry, at) = (
+            state.store.clone(),
+            state.delegations.clone(),
+            state.clock.now_ms(),
+        );
+        let links = tokio::task::spawn_blocking(move || registry.refresh(&s, at)).await;
+        match (keys, links) {
+            (Ok(_), Ok(Ok(()))) => seen = now,
+            (k, l) => tracing::warn!(
+                keys = ?k.err().map(|e| e.to_string()),
+                links = ?l.map(|r| r.err()),
+                "cannot reload signing keys and delegations from the shared store yet; retrying"
+            ),
+        }
+    }
 }
 
 /// Every minute, deletes revoked-token and used-assertion records that no longer matter (their
@@ -500,8 +544,13 @@ async fn bootstrap(
         details: serde_json::json!({ "adminAgentId": admin.id, "credentialId": cred.id, "kid": key.kid }),
     };
     let admin_id = admin.id;
-    store
+    // Checked again inside the write: nodes sharing one database may start together, and only
+    // the first bootstrap may commit.
+    let earlier = store
         .write(move |tx| {
+            if let Some(id) = tx.get_meta::<Uuid>(META_BOOTSTRAP)? {
+                return Ok::<_, StoreError>(Some(id));
+            }
             tx.put_org(&org);
             tx.put_agent(&admin)?;
             tx.set_org_agent_count(&org.id, 1);
@@ -509,9 +558,15 @@ async fn bootstrap(
             rotate_in(tx, &key, now)?;
             tx.audit(entry)?;
             tx.put_meta(META_BOOTSTRAP, &org.id);
-            Ok::<_, StoreError>(())
+            Ok::<_, StoreError>(None)
         })
         .await?;
+    if let Some(id) = earlier {
+        // Another node of the cluster bootstrapped first: its data directory has the file.
+        let _ = std::fs::remove_file(&path);
+        tracing::info!("another node bootstrapped the shared store first; its data directory holds the admin credential file");
+        return Ok(id);
+    }
     tracing::info!(
         client_id = %admin_id,
         file = %path.display(),

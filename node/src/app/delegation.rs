@@ -88,6 +88,24 @@ impl Registry {
         })
     }
 
+    /// Takes in the links other nodes wrote (a store shared by several nodes): every link in
+    /// `store` replaces the one held; links held but not yet in the store (put by a write job
+    /// whose batch has not committed yet) stay.
+    pub(crate) fn refresh(&self, store: &Store, now_ms: i64) -> Result<(), StoreError> {
+        let stored = Registry::load(store, now_ms)?;
+        let stored = match stored.links.into_inner() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        let mut m = match self.links.write() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        m.retain(|id, l| !past(l, now_ms) && !stored.contains_key(id));
+        m.extend(stored);
+        Ok(())
+    }
+
     pub(crate) fn get(&self, id: &Uuid) -> Option<Arc<Delegation>> {
         match self.links.read() {
             Ok(m) => m.get(id).cloned(),
@@ -226,6 +244,11 @@ pub(crate) fn check_links(
 /// revocation): its chain in force, its last link naming its actor and principal, and the
 /// actor's credential (`cid`/`akid`) still in force.
 pub(crate) fn check_delegated(state: &AppState, v: &Verified, now_ms: i64) -> Result<(), String> {
+    if !state.store.caches_trusted() {
+        // A shared store whose change feed is interrupted: the registry may miss a revocation
+        // made on another node (fail closed until it has caught up).
+        return Err("delegations cannot be checked right now (the node is resynchronizing with its store); retry shortly".into());
+    }
     let links = check_links(state, &v.chain, now_ms).map_err(|b| b.reason)?;
     let (Some(leaf), Some(actor)) = (links.last(), v.actor) else {
         return Err("the token's delegation chain is empty".into());

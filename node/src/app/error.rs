@@ -343,6 +343,13 @@ impl From<StoreError> for DomainError {
                 message: "The node is shutting down; retry against another node or after restart."
                     .into(),
             },
+            StoreError::Unavailable(reason) => {
+                tracing::error!(%reason, "store unavailable");
+                DomainError::Unavailable {
+                    code: ErrorCode::StoreUnavailable,
+                    message: "The store is unavailable (its database cannot be reached); nothing was changed or acknowledged. Retry shortly.".into(),
+                }
+            }
             other => {
                 // Internals are logged, never sent.
                 tracing::error!(error = %other, "store error");

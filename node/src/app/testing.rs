@@ -25,6 +25,7 @@ pub(crate) async fn state_on(dir: &std::path::Path, engine: storage::EngineKind)
 /// The configuration [`state`] uses.
 pub(crate) fn config(dir: &std::path::Path, engine: storage::EngineKind) -> ServeConfig {
     ServeConfig {
+        database: None,
         listen: "127.0.0.1:0".parse().unwrap(),
         public_url: Some(ISSUER.into()),
         tls: None,

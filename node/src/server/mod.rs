@@ -30,6 +30,8 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// Storage engine.
     pub store: EngineKind,
+    /// The database of `--store postgres` (URL, password, pool, timeouts).
+    pub database: Option<storage::PgOptions>,
     /// Access token lifetime, seconds.
     pub token_ttl_secs: i64,
     /// Algorithm of the signing key (`ES256` or `RS256`); a change rotates the key at start-up.
@@ -224,6 +226,7 @@ pub async fn run(cfg: ServeConfig) -> Result<(), StartError> {
     crate::gossip::start(&state, &cfg.gossip, &cfg.data_dir).await?;
     let shutdown = shutdown_signal().map_err(StartError::Signals)?;
     tokio::spawn(boot::purge_expired(state.clone()));
+    tokio::spawn(boot::follow_shared_store(state.clone()));
     tokio::spawn(boot::summarize_failures(state.clone()));
     tokio::spawn(crate::app::webhooks::run(state.clone()));
     tokio::spawn(crate::app::usage::flush_periodically(state.usage.clone()));

@@ -37,6 +37,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Several nodes over one PostgreSQL (a throwaway local cluster): durable registrations/s
+    /// on one node, then on two nodes at once, then token issuance/s on two nodes at once.
+    Cluster {
+        /// Concurrent clients per node.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Seconds per phase.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Durable agent registrations per second at a given concurrency.
     Register {
         /// Concurrent clients (each waits for its response before sending the next).
@@ -200,6 +210,7 @@ fn main() -> std::process::ExitCode {
     };
     rt.block_on(async {
         match cli.command {
+            Cmd::Cluster { clients, seconds } => cluster(clients, seconds).await,
             Cmd::Register {
                 clients,
                 seconds,
@@ -310,6 +321,139 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i] as f64 / 1000.0
+}
+
+/// One phase of `cluster`: `clients` tasks per (api, make request) pair for `seconds`, all at
+/// once; prints per-node rate and latencies.
+async fn cluster_phase(
+    what: &str,
+    targets: Vec<(String, Api, Arc<String>)>,
+    clients: usize,
+    seconds: u64,
+    tokens: Option<(String, String)>,
+) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let next = Arc::new(AtomicU64::new(0));
+    let mut per_node = Vec::new();
+    for (name, api, token) in targets {
+        let mut tasks = Vec::new();
+        for _ in 0..clients {
+            let (api, token, next, tokens) =
+                (api.clone(), token.clone(), next.clone(), tokens.clone());
+            tasks.push(tokio::spawn(async move {
+                let (mut lat, mut errors) = (Vec::new(), 0u64);
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let ok = match &tokens {
+                        Some((cid, secret)) => {
+                            api.token_response(cid, secret, None).await.status == 200
+                        }
+                        None => {
+                            let n = next.fetch_add(1, Ordering::Relaxed);
+                            api.call(
+                                "POST",
+                                "/api/v1/agents",
+                                Some(&token),
+                                Some(agent_body(&format!("c-{n}@bench.local"))),
+                            )
+                            .await
+                            .status
+                                == 201
+                        }
+                    };
+                    if ok {
+                        lat.push(t.elapsed().as_micros() as u64);
+                    } else {
+                        errors += 1;
+                    }
+                }
+                (lat, errors)
+            }));
+        }
+        per_node.push((name, tasks));
+    }
+    let started = Instant::now();
+    let mut total = 0usize;
+    let mut lines = Vec::new();
+    for (name, tasks) in per_node {
+        let (mut all, mut errors) = (Vec::new(), 0);
+        for t in tasks {
+            if let Ok((l, e)) = t.await {
+                all.extend(l);
+                errors += e;
+            }
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        all.sort_unstable();
+        total += all.len();
+        lines.push(format!(
+            "  node {name}: {} ok ({:.0}/s), errors={errors}, p50={:.2} ms, p99={:.2} ms",
+            all.len(),
+            all.len() as f64 / elapsed,
+            percentile(&all, 0.50),
+            percentile(&all, 0.99),
+        ));
+    }
+    println!(
+        "{what} clients/node={clients} seconds={seconds}: {total} in all ({:.0}/s)",
+        total as f64 / started.elapsed().as_secs_f64()
+    );
+    for l in lines {
+        println!("{l}");
+    }
+}
+
+async fn cluster(clients: usize, seconds: u64) {
+    let pg = storage::pg_cluster::PgCluster::start();
+    let url = pg.new_database();
+    let (dir, _keep) = data_dir(None);
+    let args = [
+        "--database-url",
+        url.as_str(),
+        "--public-url",
+        "http://idp.cluster.test",
+        "--token-rate-limit",
+        "0",
+    ];
+    let a = Node::start_on_system_clock(&dir.join("a"), "postgres", &args);
+    let api_a = Api::new(&a.base);
+    let (cid, csecret) = org_admin(&api_a, &a, &format!("cluster-{}", std::process::id())).await;
+    let token = Arc::new(api_a.token(&cid, &csecret).await);
+    eprintln!(
+        "agentidp-load: postgres, one node, {clients} clients registering for {seconds} s ..."
+    );
+    cluster_phase(
+        "register postgres nodes=1",
+        vec![("A".into(), api_a.clone(), token.clone())],
+        clients,
+        seconds,
+        None,
+    )
+    .await;
+    let b = Node::start_on_system_clock(&dir.join("b"), "postgres", &args);
+    let api_b = Api::new(&b.base);
+    let targets = vec![
+        ("A".to_string(), api_a.clone(), token.clone()),
+        ("B".to_string(), api_b.clone(), token.clone()),
+    ];
+    eprintln!("agentidp-load: postgres, two nodes, {clients} clients each registering ...");
+    cluster_phase(
+        "register postgres nodes=2",
+        targets.clone(),
+        clients,
+        seconds,
+        None,
+    )
+    .await;
+    eprintln!("agentidp-load: postgres, two nodes, {clients} clients each issuing tokens ...");
+    cluster_phase(
+        "token postgres nodes=2",
+        targets,
+        clients,
+        seconds,
+        Some((cid, csecret)),
+    )
+    .await;
 }
 
 async fn register(clients: usize, seconds: u64, store: &str, dir: Option<PathBuf>) {

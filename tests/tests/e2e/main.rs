@@ -14,6 +14,7 @@ mod hardening;
 mod interop;
 mod lifecycle;
 mod oidc_provider;
+mod postgres;
 mod resolver;
 mod security;
 mod tenancy;
