@@ -461,68 +461,6 @@ pub fn member_prefix(org: &Uuid) -> Vec<u8> {
     key(T_MEMBER, &[org.as_bytes()])
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    #[test]
-    fn prefix_range_carries() {
-        assert_eq!(prefix_range(&[1, 2]), (vec![1, 2], vec![1, 3]));
-        assert_eq!(prefix_range(&[1, 0xff]), (vec![1, 0xff], vec![2]));
-    }
-
-    proptest! {
-        #[test]
-        fn audit_keys_sort_numerically(a in any::<u64>(), b in any::<u64>()) {
-            prop_assert_eq!(a.cmp(&b), audit(a).cmp(&audit(b)));
-            prop_assert_eq!(seq_suffix(&audit(a)), Some(a));
-        }
-
-        #[test]
-        fn audit_time_keys_sort_numerically(a in any::<i64>(), b in any::<i64>(), s in any::<u64>()) {
-            let org = Uuid::from_u128(7);
-            prop_assert_eq!(a.cmp(&b), audit_by_time(&org, a, s).cmp(&audit_by_time(&org, b, s)));
-            prop_assert_eq!(seq_suffix(&audit_by_time(&org, a, s)), Some(s));
-        }
-
-        /// A string index prefix covers exactly the keys of that one value: a value that is a
-        /// prefix of another (`a`, `ab`) or contains a NUL never leaks into its range.
-        #[test]
-        fn audit_string_index_prefixes_do_not_collide(
-            a in "[a\\x00b]{0,4}", b in "[a\\x00b]{0,4}", s in any::<u64>(),
-        ) {
-            let org = Uuid::from_u128(7);
-            let (start, end) = prefix_range(&audit_by_action_prefix(&org, &a));
-            let k = audit_by_action(&org, &b, s);
-            prop_assert_eq!(k >= start && k < end, a == b);
-            prop_assert_eq!(seq_suffix(&k), Some(s));
-        }
-
-        /// Email keys of one organization never fall in another organization's range, and
-        /// every case of one email is one key.
-        #[test]
-        fn email_keys_are_per_org_and_case_insensitive(email in "[a-zA-ZéÉøØ@.]{1,12}") {
-            let (o1, o2) = (Uuid::from_u128(1), Uuid::from_u128(2));
-            let (start, end) = prefix_range(&agent_email_prefix(&o1));
-            let k = agent_email(&o2, &email);
-            prop_assert!(!(k >= start && k < end));
-            prop_assert_eq!(agent_email(&o1, &email), agent_email(&o1, &email.to_uppercase()));
-            prop_assert_eq!(agent_email(&o1, &email), agent_email(&o1, &email.to_lowercase()));
-        }
-
-        #[test]
-        fn agent_index_keys_stay_in_their_org(ms in 0i64..i64::MAX, id in any::<u128>()) {
-            let org = Uuid::from_u128(7);
-            let id = Uuid::from_u128(id);
-            let k = agent_by_org(&org, ms, &id);
-            let (start, end) = prefix_range(&agent_by_org_prefix(&org));
-            prop_assert!(k >= start && k < end);
-            prop_assert_eq!(uuid_suffix(&k), Some(id));
-        }
-    }
-}
-
 /// A webhook subscription by id.
 pub fn webhook(id: &Uuid) -> Vec<u8> {
     key(T_WEBHOOK, &[id.as_bytes()])
@@ -592,4 +530,66 @@ pub fn webhook_log(sub: &Uuid, created_ms: i64, delivery: &Uuid) -> Vec<u8> {
 /// Prefix of [`webhook_log`] for one subscription.
 pub fn webhook_log_prefix(sub: &Uuid) -> Vec<u8> {
     key(T_WEBHOOK_LOG, &[sub.as_bytes()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn prefix_range_carries() {
+        assert_eq!(prefix_range(&[1, 2]), (vec![1, 2], vec![1, 3]));
+        assert_eq!(prefix_range(&[1, 0xff]), (vec![1, 0xff], vec![2]));
+    }
+
+    proptest! {
+        #[test]
+        fn audit_keys_sort_numerically(a in any::<u64>(), b in any::<u64>()) {
+            prop_assert_eq!(a.cmp(&b), audit(a).cmp(&audit(b)));
+            prop_assert_eq!(seq_suffix(&audit(a)), Some(a));
+        }
+
+        #[test]
+        fn audit_time_keys_sort_numerically(a in any::<i64>(), b in any::<i64>(), s in any::<u64>()) {
+            let org = Uuid::from_u128(7);
+            prop_assert_eq!(a.cmp(&b), audit_by_time(&org, a, s).cmp(&audit_by_time(&org, b, s)));
+            prop_assert_eq!(seq_suffix(&audit_by_time(&org, a, s)), Some(s));
+        }
+
+        /// A string index prefix covers exactly the keys of that one value: a value that is a
+        /// prefix of another (`a`, `ab`) or contains a NUL never leaks into its range.
+        #[test]
+        fn audit_string_index_prefixes_do_not_collide(
+            a in "[a\\x00b]{0,4}", b in "[a\\x00b]{0,4}", s in any::<u64>(),
+        ) {
+            let org = Uuid::from_u128(7);
+            let (start, end) = prefix_range(&audit_by_action_prefix(&org, &a));
+            let k = audit_by_action(&org, &b, s);
+            prop_assert_eq!(k >= start && k < end, a == b);
+            prop_assert_eq!(seq_suffix(&k), Some(s));
+        }
+
+        /// Email keys of one organization never fall in another organization's range, and
+        /// every case of one email is one key.
+        #[test]
+        fn email_keys_are_per_org_and_case_insensitive(email in "[a-zA-ZéÉøØ@.]{1,12}") {
+            let (o1, o2) = (Uuid::from_u128(1), Uuid::from_u128(2));
+            let (start, end) = prefix_range(&agent_email_prefix(&o1));
+            let k = agent_email(&o2, &email);
+            prop_assert!(!(k >= start && k < end));
+            prop_assert_eq!(agent_email(&o1, &email), agent_email(&o1, &email.to_uppercase()));
+            prop_assert_eq!(agent_email(&o1, &email), agent_email(&o1, &email.to_lowercase()));
+        }
+
+        #[test]
+        fn agent_index_keys_stay_in_their_org(ms in 0i64..i64::MAX, id in any::<u128>()) {
+            let org = Uuid::from_u128(7);
+            let id = Uuid::from_u128(id);
+            let k = agent_by_org(&org, ms, &id);
+            let (start, end) = prefix_range(&agent_by_org_prefix(&org));
+            prop_assert!(k >= start && k < end);
+            prop_assert_eq!(uuid_suffix(&k), Some(id));
+        }
+    }
 }

@@ -566,10 +566,17 @@ async fn token_phase(
 /// A minimal HTTP/1.1 receiver on 127.0.0.1 answering every request `204`, counting them.
 async fn counting_receiver() -> (u16, Arc<AtomicU64>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind the receiver");
-    let port = listener.local_addr().expect("receiver address").port();
+    let bound = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+        Ok(l) => l.local_addr().map(|a| (l, a.port())),
+        Err(e) => Err(e),
+    };
+    let (listener, port) = match bound {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("agentidp-load: cannot listen on 127.0.0.1 for the webhook receiver: {e}");
+            std::process::exit(1);
+        }
+    };
     let count = Arc::new(AtomicU64::new(0));
     let c = count.clone();
     tokio::spawn(async move {
@@ -714,6 +721,8 @@ async fn webhooks(subscriptions: usize, agents: usize, clients: usize, seconds: 
         "token.issued deliveries received during and 2 s after that phase: {}",
         received.load(Ordering::Relaxed) - before
     );
+}
+
 /// See `Cmd::Tenancy`.
 async fn tenancy(clients: usize, seconds: u64, agents: usize, hours: usize, requests: usize) {
     // Throughput: enforcement on (a pro organization whose quota is never reached, so every

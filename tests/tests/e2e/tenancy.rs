@@ -3,6 +3,8 @@
 //! then a webhook signed like Stripe signs it), gets pro limits, and its analytics and usage
 //! numbers equal what the test did — across a restart. Plus the bad inputs of the issue.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
