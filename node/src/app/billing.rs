@@ -37,8 +37,10 @@ pub(crate) struct Billing {
     pub(crate) analytics_enabled: bool,
 }
 
+/// A node without Stripe settings has no billing to offer: `404` with its own code (as
+/// `--no-billing`, which answers a plain route-not-found), never a server error.
 fn not_configured(what: &str) -> DomainError {
-    DomainError::Unavailable {
+    DomainError::NotFound {
         code: ErrorCode::BillingNotConfigured,
         message: format!("Billing is not configured on this node ({what} is not set)."),
     }
@@ -165,13 +167,23 @@ impl Billing {
         body: &[u8],
         now_secs: i64,
     ) -> Result<(), DomainError> {
+        // A request without the header is malformed whatever this node's settings are.
+        let header = required_signature(header)?;
         let secret = self
             .opts
             .webhook_secret
             .as_deref()
             .ok_or_else(|| not_configured("--stripe-webhook-secret"))?;
-        verify_signature(secret, header, body, now_secs)
+        verify_signature(secret, Some(header), body, now_secs)
     }
+}
+
+fn required_signature(header: Option<&str>) -> Result<&str, DomainError> {
+    header.ok_or_else(|| DomainError::Invalid {
+        code: ErrorCode::MissingHeader,
+        message: "The Stripe-Signature header is required.".into(),
+        details: None,
+    })
 }
 
 /// The signature check itself (see the module documentation).
@@ -181,11 +193,7 @@ pub(crate) fn verify_signature(
     body: &[u8],
     now_secs: i64,
 ) -> Result<(), DomainError> {
-    let header = header.ok_or_else(|| DomainError::Invalid {
-        code: ErrorCode::MissingHeader,
-        message: "The Stripe-Signature header is required.".into(),
-        details: None,
-    })?;
+    let header = required_signature(header)?;
     let mut t: Option<i64> = None;
     let mut sigs: Vec<Vec<u8>> = Vec::new();
     for part in header.split(',') {

@@ -463,6 +463,15 @@ pub(crate) fn body(
     bounded_body()
 }
 
+/// The content type and the raw body of a request that is not an OAuth form (the Stripe
+/// webhook, which is authenticated by its signature over these exact bytes): the same bounds as
+/// [`body`], documented with the API's own error shape.
+pub(crate) fn raw_body(
+    _: &AppState,
+) -> impl Filter<Extract = (Option<String>, Bytes), Error = Rejection> + Clone {
+    bounded_body()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

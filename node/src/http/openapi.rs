@@ -394,7 +394,7 @@ fn complete(op: &mut Value, path: &str, extractors: &[&str]) {
             &[],
         );
     }
-    if has("json") || has("opt_json") || oauth {
+    if has("json") || has("opt_json") || oauth || has("raw_body") {
         add_response(
             op,
             "408",
@@ -725,6 +725,9 @@ mod tests {
             }
             if has("body") {
                 need.extend(["400", "401", "408", "413", "429"]);
+            }
+            if has("raw_body") {
+                need.extend(["400", "408", "413"]);
             }
             if has("query") {
                 need.push("400");

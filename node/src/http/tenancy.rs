@@ -140,8 +140,8 @@ pub(crate) struct CheckoutResponse {
     request_body = TierUpgradeRequest,
     responses((status = 201, body = CheckoutResponse),
         (status = 400, description = "ALREADY_ON_TIER, DOWNGRADE_NOT_PERMITTED, VALIDATION_ERROR", body = ErrorBody),
-        (status = 404, description = "Billing is disabled (--no-billing)", body = ErrorBody),
-        (status = 503, description = "BILLING_NOT_CONFIGURED, STRIPE_ERROR", body = ErrorBody)))]
+        (status = 404, description = "Billing is disabled (--no-billing), or BILLING_NOT_CONFIGURED (no Stripe settings)", body = ErrorBody),
+        (status = 503, description = "STRIPE_ERROR", body = ErrorBody)))]
 pub(crate) async fn tier_upgrade(
     _p: Params,
     caller: Caller,
@@ -184,8 +184,8 @@ pub(crate) struct CheckoutRequest {
     request_body(content = CheckoutRequest, description = "Optional"),
     responses((status = 201, body = CheckoutResponse),
         (status = 400, description = "ALREADY_ON_TIER, DOWNGRADE_NOT_PERMITTED, VALIDATION_ERROR", body = ErrorBody),
-        (status = 404, description = "Billing is disabled (--no-billing)", body = ErrorBody),
-        (status = 503, description = "BILLING_NOT_CONFIGURED, STRIPE_ERROR", body = ErrorBody)))]
+        (status = 404, description = "Billing is disabled (--no-billing), or BILLING_NOT_CONFIGURED (no Stripe settings)", body = ErrorBody),
+        (status = 503, description = "STRIPE_ERROR", body = ErrorBody)))]
 pub(crate) async fn billing_checkout(
     _p: Params,
     caller: Caller,
@@ -224,8 +224,7 @@ pub(crate) struct WebhookAck {
     request_body(content = Object, description = "A Stripe event, as Stripe sends it"),
     responses((status = 200, body = WebhookAck),
         (status = 400, description = "STRIPE_SIGNATURE_INVALID, MISSING_HEADER, MALFORMED_JSON, VALIDATION_ERROR", body = ErrorBody),
-        (status = 404, description = "Billing is disabled (--no-billing), or the event's organization does not exist", body = ErrorBody),
-        (status = 503, description = "BILLING_NOT_CONFIGURED", body = ErrorBody)))]
+        (status = 404, description = "Billing is disabled (--no-billing), BILLING_NOT_CONFIGURED (no Stripe settings), or the event's organization does not exist", body = ErrorBody)))]
 pub(crate) async fn billing_webhook(
     _p: Params,
     signature: Option<String>,

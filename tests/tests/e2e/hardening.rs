@@ -18,8 +18,23 @@ use tests::{agent_body, binary, tempdir, Api, Node, Resp};
 use super::federation::{TestIssuer, RELAXED};
 use super::lifecycle::{admin_token, audit_all, audit_at_least, new_credential, s};
 
-const TENANT_SCOPES: [&str; 3] = ["agents:read", "agents:write", "audit:read"];
-const ALL_SCOPES: [&str; 4] = ["agents:read", "agents:write", "audit:read", "admin:orgs"];
+/// What an organization's admin holds (the webhook scopes came with the webhooks).
+const TENANT_SCOPES: [&str; 5] = [
+    "agents:read",
+    "agents:write",
+    "audit:read",
+    "webhooks:read",
+    "webhooks:write",
+];
+/// What the instance admin holds.
+const ALL_SCOPES: [&str; 6] = [
+    "agents:read",
+    "agents:write",
+    "audit:read",
+    "admin:orgs",
+    "webhooks:read",
+    "webhooks:write",
+];
 
 // ---------- helpers ----------
 
@@ -202,7 +217,10 @@ async fn lesser_agents_cannot_take_over_stronger_ones() {
             "{method} {path}: {:?}",
             r.body
         );
-        assert_eq!(r.body["details"]["missingScopes"], json!(["audit:read"]));
+        assert_eq!(
+            r.body["details"]["missingScopes"],
+            json!(["audit:read", "webhooks:read", "webhooks:write"])
+        );
     }
     // The admin is untouched and still works.
     let me = api

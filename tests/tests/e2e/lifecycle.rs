@@ -210,7 +210,16 @@ async fn full_lifecycle() {
     assert_eq!(r.status, 200, "{:?}", r.body);
     let mut scopes: Vec<&str> = s(&r.body["scope"]).split(' ').collect();
     scopes.sort();
-    assert_eq!(scopes, ["agents:read", "agents:write", "audit:read"]);
+    assert_eq!(
+        scopes,
+        [
+            "agents:read",
+            "agents:write",
+            "audit:read",
+            "webhooks:read",
+            "webhooks:write"
+        ]
+    );
     let oa = s(&r.body["access_token"]).to_string();
 
     // It registers two agents; a body organizationId is ignored.

@@ -520,7 +520,7 @@ async fn switches_and_unconfigured_billing() {
     let r = webhook(&api, Some("t=1,v1=00"), "{}").await;
     assert_eq!(
         (r.status, r.body["code"].as_str()),
-        (503, Some("BILLING_NOT_CONFIGURED"))
+        (404, Some("BILLING_NOT_CONFIGURED"))
     );
     let r = api
         .call("GET", "/api/v1/billing/usage", Some(&token), None)

@@ -291,18 +291,30 @@ async fn lifecycle_events_arrive_signed_and_isolated() {
     }
     assert_all_verified(&rx.records("b"));
 
-    // The delivery log: newest first, delivered, filterable.
-    let r = api
-        .call(
-            "GET",
-            &format!("/api/v1/webhooks/{sub}/deliveries?limit=5&status=delivered"),
-            Some(&t1),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
+    // The delivery log: newest first, delivered, filterable. The receiver may have answered
+    // before the worker's batch recording the outcomes committed: wait for that write.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let r = loop {
+        let r = api
+            .call(
+                "GET",
+                &format!("/api/v1/webhooks/{sub}/deliveries?limit=5&status=delivered"),
+                Some(&t1),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        if r.body["total"].as_u64().unwrap() >= expected.len() as u64 || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(r.body["limit"], 5);
-    assert!(r.body["total"].as_u64().unwrap() >= expected.len() as u64);
+    assert!(
+        r.body["total"].as_u64().unwrap() >= expected.len() as u64,
+        "{:?}",
+        r.body
+    );
     let page = r.body["deliveries"].as_array().unwrap();
     assert_eq!(page.len(), 5);
     assert!(page.iter().all(|d| d["status"] == "delivered"));
