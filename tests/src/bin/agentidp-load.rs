@@ -323,6 +323,9 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[i] as f64 / 1000.0
 }
 
+/// Registrations made by every `cluster` phase so far (their emails stay distinct).
+static CLUSTER_AGENTS: AtomicU64 = AtomicU64::new(0);
+
 /// One phase of `cluster`: `clients` tasks per (api, make request) pair for `seconds`, all at
 /// once; prints per-node rate and latencies.
 async fn cluster_phase(
@@ -333,13 +336,11 @@ async fn cluster_phase(
     tokens: Option<(String, String)>,
 ) {
     let deadline = Instant::now() + Duration::from_secs(seconds);
-    let next = Arc::new(AtomicU64::new(0));
     let mut per_node = Vec::new();
     for (name, api, token) in targets {
         let mut tasks = Vec::new();
         for _ in 0..clients {
-            let (api, token, next, tokens) =
-                (api.clone(), token.clone(), next.clone(), tokens.clone());
+            let (api, token, tokens) = (api.clone(), token.clone(), tokens.clone());
             tasks.push(tokio::spawn(async move {
                 let (mut lat, mut errors) = (Vec::new(), 0u64);
                 while Instant::now() < deadline {
@@ -349,7 +350,9 @@ async fn cluster_phase(
                             api.token_response(cid, secret, None).await.status == 200
                         }
                         None => {
-                            let n = next.fetch_add(1, Ordering::Relaxed);
+                            // Numbered across phases: a later phase's registrations must not
+                            // collide with an earlier one's emails (409, not a measurement).
+                            let n = CLUSTER_AGENTS.fetch_add(1, Ordering::Relaxed);
                             api.call(
                                 "POST",
                                 "/api/v1/agents",
@@ -628,10 +631,16 @@ async fn counting_receiver() -> (u16, Arc<AtomicU64>) {
 /// then the token endpoint without and with a `token.issued` subscription.
 async fn webhooks(subscriptions: usize, agents: usize, clients: usize, seconds: u64, store: &str) {
     let (dir, _keep) = data_dir(None);
+    // No per-client token throttle: the token phases measure the endpoint, not the limiter.
     let node = Node::start_on_system_clock(
         &dir,
         store,
-        &["--allow-http-fetch", "--allow-private-fetch"],
+        &[
+            "--allow-http-fetch",
+            "--allow-private-fetch",
+            "--token-rate-limit",
+            "0",
+        ],
     );
     let api = Api::new(&node.base);
     let (port, received) = counting_receiver().await;
