@@ -210,6 +210,7 @@ pub(crate) async fn state_over(
         billing: Arc::new(crate::app::billing::Billing::new(&cfg.tenancy)),
         store,
         keys: Arc::new(RwLock::new(ring)),
+        key_reload: tokio::sync::Mutex::new(()),
         clock,
         metrics,
         settings,

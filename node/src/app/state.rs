@@ -93,6 +93,10 @@ impl std::ops::Deref for AppState {
 pub(crate) struct StateInner {
     pub(crate) store: Arc<Store>,
     pub(crate) keys: Arc<RwLock<Arc<KeyRing>>>,
+    /// Held across each key-ring reload's read and install, so that reloads install in the order
+    /// they read: one that read the store before a rotation committed never replaces the ring
+    /// another reload read after it (on a shared store the generation watcher reloads too).
+    pub(crate) key_reload: tokio::sync::Mutex<()>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) settings: Arc<Settings>,
@@ -150,6 +154,7 @@ impl AppState {
 
     /// Replaces the key ring with the keys now in the store.
     pub(crate) async fn reload_keys(&self) -> Result<Arc<KeyRing>, crate::server::StartError> {
+        let _one_at_a_time = self.key_reload.lock().await;
         let ring =
             crate::app::signing_keys::load_ring(&self.store, self.settings.key_grace_ms).await?;
         match self.keys.write() {
