@@ -101,8 +101,19 @@ impl Registry {
             Ok(m) => m,
             Err(p) => p.into_inner(),
         };
+        // A revocation is final: a snapshot read before a local revocation committed must not
+        // bring the link back when it lands after that revocation's own update.
+        let revoked_here: Vec<Arc<Delegation>> = stored
+            .keys()
+            .filter_map(|id| m.get(id).filter(|l| l.revoked_at.is_some()).cloned())
+            .collect();
         m.retain(|id, l| !past(l, now_ms) && !stored.contains_key(id));
         m.extend(stored);
+        for l in revoked_here {
+            if m.get(&l.id).is_some_and(|s| s.revoked_at.is_none()) {
+                m.insert(l.id, l);
+            }
+        }
         Ok(())
     }
 
