@@ -746,7 +746,10 @@ pub(crate) async fn send_test(
     Ok(d)
 }
 
-/// A page of a subscription's deliveries, newest first.
+/// The most deliveries one page of the log holds.
+pub(crate) const MAX_DELIVERY_PAGE: usize = 100;
+
+/// A page of a subscription's deliveries, newest first (`limit` 1..=[`MAX_DELIVERY_PAGE`]).
 pub(crate) fn deliveries(
     state: &AppState,
     caller: &Caller,
@@ -755,6 +758,9 @@ pub(crate) fn deliveries(
     offset: usize,
     limit: usize,
 ) -> Result<storage::DeliveryPage, DomainError> {
+    if !(1..=MAX_DELIVERY_PAGE).contains(&limit) {
+        return Err(DomainError::validation("limit", "1 to 100"));
+    }
     get(state, caller, id)?;
     let status = match status {
         None => None,

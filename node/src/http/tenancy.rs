@@ -148,15 +148,26 @@ pub(crate) async fn tier_upgrade(
     req: TierUpgradeRequest,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    billing_on(&state)?;
-    let (s, tier) = tenancy::upgrade(
+    checkout(
         &state,
         &caller,
         Some(&req.target_tier),
         req.success_url.as_deref(),
         req.cancel_url.as_deref(),
     )
-    .await?;
+    .await
+}
+
+/// A Checkout Session for the caller's organization, as `201` (both routes into an upgrade).
+async fn checkout(
+    state: &AppState,
+    caller: &Caller,
+    target_tier: Option<&str>,
+    success_url: Option<&str>,
+    cancel_url: Option<&str>,
+) -> Result<warp::reply::Response, Rejection> {
+    billing_on(state)?;
+    let (s, tier) = tenancy::upgrade(state, caller, target_tier, success_url, cancel_url).await?;
     Ok(created(&CheckoutResponse {
         checkout_url: s.url,
         session_id: s.id,
@@ -192,20 +203,14 @@ pub(crate) async fn billing_checkout(
     req: CheckoutRequest,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
-    billing_on(&state)?;
-    let (s, tier) = tenancy::upgrade(
+    checkout(
         &state,
         &caller,
         req.target_tier.as_deref(),
         req.success_url.as_deref(),
         req.cancel_url.as_deref(),
     )
-    .await?;
-    Ok(created(&CheckoutResponse {
-        checkout_url: s.url,
-        session_id: s.id,
-        target_tier: tier.as_str().into(),
-    }))
+    .await
 }
 
 /// Acknowledgement of a webhook event.

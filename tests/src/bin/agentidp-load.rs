@@ -315,6 +315,20 @@ async fn org_admin(api: &Api, node: &Node, slug: &str) -> (String, String) {
     (cid, csecret)
 }
 
+/// Waits for load tasks that each return (latencies in µs, errors): all latencies, sorted, and
+/// the errors summed.
+async fn gather(tasks: Vec<tokio::task::JoinHandle<(Vec<u64>, u64)>>) -> (Vec<u64>, u64) {
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        if let Ok((l, e)) = t.await {
+            all.extend(l);
+            errors += e;
+        }
+    }
+    all.sort_unstable();
+    (all, errors)
+}
+
 fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -379,15 +393,8 @@ async fn cluster_phase(
     let mut total = 0usize;
     let mut lines = Vec::new();
     for (name, tasks) in per_node {
-        let (mut all, mut errors) = (Vec::new(), 0);
-        for t in tasks {
-            if let Ok((l, e)) = t.await {
-                all.extend(l);
-                errors += e;
-            }
-        }
+        let (all, errors) = gather(tasks).await;
         let elapsed = started.elapsed().as_secs_f64();
-        all.sort_unstable();
         total += all.len();
         lines.push(format!(
             "  node {name}: {} ok ({:.0}/s), errors={errors}, p50={:.2} ms, p99={:.2} ms",
@@ -495,16 +502,8 @@ async fn register(clients: usize, seconds: u64, store: &str, dir: Option<PathBuf
         }));
     }
     let started = Instant::now();
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for t in tasks {
-        if let Ok((l, e)) = t.await {
-            all.extend(l);
-            errors += e;
-        }
-    }
+    let (all, errors) = gather(tasks).await;
     let elapsed = started.elapsed().as_secs_f64();
-    all.sort_unstable();
     println!(
         "register store={store} clients={clients} seconds={seconds}: {} acknowledged ({:.0}/s), errors={errors}, p50={:.2} ms, p99={:.2} ms, node peak RSS={} KiB",
         all.len(),
@@ -548,15 +547,8 @@ async fn token_phase(
         }));
     }
     let started = Instant::now();
-    let (mut all, mut errors) = (Vec::new(), 0);
-    for t in tasks {
-        if let Ok((l, e)) = t.await {
-            all.extend(l);
-            errors += e;
-        }
-    }
+    let (all, errors) = gather(tasks).await;
     let elapsed = started.elapsed().as_secs_f64();
-    all.sort_unstable();
     println!(
         "{what} clients={clients} seconds={seconds}: {} ok ({:.0}/s), errors={errors}, p50={:.2} ms, p99={:.2} ms",
         all.len(),
