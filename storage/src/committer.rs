@@ -61,6 +61,48 @@ pub struct CommitStats {
     /// Set while the store cannot follow the commits of other nodes (a shared engine whose
     /// change notifications are interrupted): caches must not be trusted meanwhile.
     pub untrusted: AtomicBool,
+    /// With a shared engine: the organizations and agents the notified batches changed, until
+    /// [`crate::Store::take_shared_changes`] takes them.
+    pub shared_changes: std::sync::Mutex<SharedChanges>,
+}
+
+/// An organization or agent record a batch changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Changed {
+    Org(uuid::Uuid),
+    Agent(uuid::Uuid),
+}
+
+/// The organizations and agents that batches committed on a shared store changed (this node's
+/// batches included), as their notifications announced them; `everything` when some change
+/// could not be told record by record (a batch too large for a notification, a gap in the
+/// notifications) — then every record may have changed.
+#[derive(Debug, Default)]
+pub struct SharedChanges {
+    pub records: std::collections::HashSet<Changed>,
+    pub everything: bool,
+}
+
+impl SharedChanges {
+    /// Most records remembered; past it, `everything`.
+    const MAX: usize = 100_000;
+
+    pub(crate) fn note(&mut self, c: Changed) {
+        if self.everything {
+            return;
+        }
+        if self.records.len() >= Self::MAX {
+            self.everything = true;
+            self.records.clear();
+        } else {
+            self.records.insert(c);
+        }
+    }
+
+    pub(crate) fn note_everything(&mut self) {
+        self.everything = true;
+        self.records.clear();
+    }
 }
 
 pub(crate) fn spawn(

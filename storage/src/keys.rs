@@ -532,6 +532,18 @@ pub fn webhook_log_prefix(sub: &Uuid) -> Vec<u8> {
     key(T_WEBHOOK_LOG, &[sub.as_bytes()])
 }
 
+/// What a key holds the record of, when it is an organization or an agent (shared stores tell
+/// the other nodes which records a batch changed, see [`crate::SharedChanges`]).
+pub(crate) fn record_of(key: &[u8]) -> Option<crate::Changed> {
+    let (table, rest) = key.split_first()?;
+    let id = Uuid::from_slice(rest).ok()?;
+    match *table {
+        T_ORG => Some(crate::Changed::Org(id)),
+        T_AGENT => Some(crate::Changed::Agent(id)),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

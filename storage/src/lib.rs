@@ -31,6 +31,7 @@ mod webhooks;
 mod suite;
 
 pub use audit::{canonical_json, chain_hash, ChainReport, GENESIS_HASH};
+pub use committer::{Changed, SharedChanges};
 pub use engine::{open_engine, Batch, Engine, EngineKind, KvPair, Write};
 pub use error::StoreError;
 pub use pg_engine::{PgEngine, PgOptions};

@@ -556,6 +556,11 @@ impl Batch for PgBatch<'_> {
             .take()
             .ok_or_else(|| unavailable("lost connection"))?;
         let pool = self.engine.pool.clone();
+        let changed = if identity {
+            notice_records(&writes)
+        } else {
+            String::new()
+        };
         self.engine.block(async move {
             let c = &held.0;
             let r = async {
@@ -569,8 +574,11 @@ impl Batch for PgBatch<'_> {
                         )
                         .await?
                         .get(0);
-                    c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &g.to_string()])
-                        .await?;
+                    c.execute(
+                        "SELECT pg_notify($1, $2)",
+                        &[&CHANNEL, &format!("{g}{changed}")],
+                    )
+                    .await?;
                 }
                 c.batch_execute("COMMIT").await
             }
@@ -596,6 +604,46 @@ impl Drop for PgBatch<'_> {
     }
 }
 
+/// Longest list of changed records a notification carries (PostgreSQL's payload limit is 8000
+/// bytes); a batch that changed more is announced as ` *`: every record may have changed.
+const MAX_NOTICE: usize = 7_000;
+
+/// The organizations and agents a batch changes, as a notification's tail: ` o<id>` and
+/// ` a<id>` (simple-format UUIDs), or ` *` when they do not fit.
+fn notice_records(writes: &[crate::Write]) -> String {
+    let mut out = String::new();
+    for (k, _) in writes {
+        let (tag, id) = match crate::keys::record_of(k) {
+            Some(crate::Changed::Org(id)) => ('o', id),
+            Some(crate::Changed::Agent(id)) => ('a', id),
+            None => continue,
+        };
+        if out.len() + 34 > MAX_NOTICE {
+            return " *".into();
+        }
+        out.push(' ');
+        out.push(tag);
+        out.push_str(&id.simple().to_string());
+    }
+    out
+}
+
+/// Notes the records a notification's payload names (see [`notice_records`]).
+fn note_notice(stats: &CommitStats, payload: &str) {
+    let mut changes = stats
+        .shared_changes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    for item in payload.split(' ').skip(1) {
+        let (tag, id) = item.split_at(item.len().min(1));
+        match (tag, uuid::Uuid::try_parse(id)) {
+            ("o", Ok(id)) => changes.note(crate::Changed::Org(id)),
+            ("a", Ok(id)) => changes.note(crate::Changed::Agent(id)),
+            _ => changes.note_everything(),
+        }
+    }
+}
+
 /// Keeps a LISTEN connection open; bumps the identity generation on each notification, marks the
 /// caches untrusted while the connection is down, and trusted again once it listens anew (after
 /// bumping the generation, so nothing cached before the gap is served).
@@ -614,8 +662,8 @@ async fn listen_forever(
             let driver = tokio::spawn(async move {
                 while let Some(m) = messages.next().await {
                     match m {
-                        Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
-                            if tx.send(()).is_err() {
+                        Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                            if tx.send(n.payload().to_owned()).is_err() {
                                 break;
                             }
                         }
@@ -633,6 +681,14 @@ async fn listen_forever(
         match tokio::time::timeout(Duration::from_secs(5), attempt).await {
             Ok(Ok((client, driver, mut rx))) => {
                 // Listening: whatever changed during the gap is now behind us.
+                if ready.is_none() {
+                    // A gap after the first connection: which records changed is unknown.
+                    stats
+                        .shared_changes
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .note_everything();
+                }
                 stats.identity_generation.fetch_add(1, Ordering::AcqRel);
                 stats.untrusted.store(false, Ordering::SeqCst);
                 tracing::info!("listening for store changes on postgres");
@@ -643,7 +699,8 @@ async fn listen_forever(
                 loop {
                     tokio::select! {
                         n = rx.recv() => match n {
-                            Some(()) => {
+                            Some(payload) => {
+                                note_notice(&stats, &payload);
                                 stats.identity_generation.fetch_add(1, Ordering::AcqRel);
                             }
                             None => break,

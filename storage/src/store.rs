@@ -121,6 +121,19 @@ impl Store {
         self.stats.identity_generation.load(Ordering::Acquire)
     }
 
+    /// With a shared engine: the organizations and agents changed by the batches notified since
+    /// the last call (of every node, this one's included), and whether some change could not be
+    /// told record by record. Empty with an embedded engine (this node sees its own changes).
+    pub fn take_shared_changes(&self) -> crate::SharedChanges {
+        std::mem::take(
+            &mut *self
+                .stats
+                .shared_changes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
+    }
+
     /// Whether the caches of this node can be trusted (`false` while a shared engine cannot
     /// follow the other nodes' commits).
     pub fn caches_trusted(&self) -> bool {

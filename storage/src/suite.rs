@@ -1779,4 +1779,49 @@ mod several_writers {
         }
         assert!(stores[1].caches_trusted());
     }
+
+    /// The other store learns which agents and organizations a batch changed (its directory
+    /// re-indexes them), and a batch too large to list is announced as "everything".
+    #[test]
+    fn changed_records_are_named_to_the_other_store() {
+        let stores = stores(2);
+        let _ = stores[1].take_shared_changes();
+        let org = Uuid::new_v4();
+        let a = agent(org, "listed@example.com", 1);
+        let id = a.id;
+        rt().block_on(async {
+            stores[0]
+                .write(move |tx| {
+                    tx.put_agent(&a)?;
+                    Ok::<_, StoreError>(())
+                })
+                .await
+                .unwrap();
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let mut seen = crate::SharedChanges::default();
+        while !seen.records.contains(&crate::Changed::Agent(id)) {
+            assert!(std::time::Instant::now() < deadline, "not named within 2 s");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            seen.records.extend(stores[1].take_shared_changes().records);
+        }
+        assert!(!seen.everything);
+        // 300 agents in one job: more than a notification lists.
+        rt().block_on(async {
+            stores[0]
+                .write(move |tx| {
+                    for i in 0..300 {
+                        tx.put_agent(&agent(org, &format!("bulk{i}@example.com"), 2))?;
+                    }
+                    Ok::<_, StoreError>(())
+                })
+                .await
+                .unwrap();
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while !stores[1].take_shared_changes().everything {
+            assert!(std::time::Instant::now() < deadline, "no notice within 2 s");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
 }

@@ -230,7 +230,8 @@ pub(crate) async fn state_over(
 /// reloads what this node holds in memory outside the generation-checked caches — the signing
 /// key ring (a rotation on another node is served and used here) and the delegation registry
 /// (links granted or revoked on another node). Checks every 100 ms; a failed reload (database
-/// down) is retried at the next tick.
+/// down) is retried at the next tick. The directory's search index re-indexes the agents and
+/// organizations the notified batches named (everything, when a notice could not name them).
 pub(crate) async fn follow_shared_store(state: AppState) {
     if !state.store.is_shared() {
         return;
@@ -240,6 +241,16 @@ pub(crate) async fn follow_shared_store(state: AppState) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        let changes = state.store.take_shared_changes();
+        if changes.everything {
+            state.directory.rebuild();
+        }
+        for c in changes.records {
+            match c {
+                storage::Changed::Agent(id) => state.directory.agent_changed(id),
+                storage::Changed::Org(id) => state.directory.org_changed(id),
+            }
+        }
         let now = state.store.identity_generation();
         if now == seen {
             continue;

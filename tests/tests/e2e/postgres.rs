@@ -24,6 +24,8 @@ fn pg_node(dir: &std::path::Path, url: &str) -> Node {
             "2",
             "--public-url",
             "http://idp.cluster.test",
+            "--directory-rate-limit",
+            "0",
         ],
     )
 }
@@ -117,6 +119,53 @@ async fn two_nodes_one_database() {
         )
         .await;
     assert_eq!(r.status, 200, "A accepts B's token: {:?}", r.body);
+
+    // Published through A, found by text in B's directory (B re-indexes the agents A's batches
+    // name in their notifications); hidden through A, gone from B's next search.
+    let r = a
+        .call(
+            "PATCH",
+            &format!("/api/v1/agents/{agent}"),
+            Some(&org_token),
+            Some(json!({ "public": true, "description": "Tunes the quokkaphone." })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let found = |api: &Api| {
+        let api = api.clone();
+        async move {
+            let r = api
+                .call(
+                    "GET",
+                    "/api/v1/marketplace/agents?q=quokkaphone",
+                    None,
+                    None,
+                )
+                .await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            r.body["total"] == 1
+        }
+    };
+    let took = within(
+        Duration::from_secs(3),
+        "B's directory finds A's agent",
+        || found(&b),
+    )
+    .await;
+    eprintln!("postgres: an agent published through A was found by text on B after {took:?}");
+    let r = a
+        .call(
+            "PATCH",
+            &format!("/api/v1/agents/{agent}"),
+            Some(&org_token),
+            Some(json!({ "public": false })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert!(
+        !found(&b).await,
+        "unpublished through A: hidden on B at once"
+    );
 
     // 16 clients on each node create organizations with colliding slugs: one per slug.
     let mut tasks = Vec::new();
