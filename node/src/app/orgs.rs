@@ -184,7 +184,9 @@ pub(crate) fn get(
     caller: &Caller,
     id: Uuid,
 ) -> Result<Organization, DomainError> {
-    caller.require(Scope::AdminOrgs)?;
+    // The instance admin reads any organization; an organization's own agents (agents:read)
+    // read theirs; another organization is "not found".
+    super::tenancy::managed_org(caller, id, false)?;
     state
         .store
         .get_org(&id)?
@@ -192,14 +194,32 @@ pub(crate) fn get(
 }
 
 /// Changes an organization's name, plan, limits (`null`: unlimited) or status (active or
-/// suspended).
+/// suspended) — the instance admin (`admin:orgs`). An organization's own admins may change
+/// one thing themselves: `directoryListed`, whether its published agents appear in the public
+/// directory.
 pub(crate) async fn update(
     state: &AppState,
     caller: &Caller,
     id: Uuid,
     req: UpdateOrgRequest,
 ) -> Result<Organization, DomainError> {
-    caller.require(Scope::AdminOrgs)?;
+    let self_service = !caller.has(Scope::AdminOrgs);
+    if self_service {
+        super::tenancy::managed_org(caller, id, true)?;
+        if req.name.is_some()
+            || req.plan_tier.is_some()
+            || req.max_agents.is_some()
+            || req.max_tokens_per_month.is_some()
+            || req.rate_limit_per_minute.is_some()
+            || req.status.is_some()
+        {
+            return Err(DomainError::Forbidden {
+                code: ErrorCode::AuthorizationError,
+                message: "An organization admin may change only `directoryListed` of its own organization; the other fields need the `admin:orgs` scope.".into(),
+                details: Some(serde_json::json!({ "requiredScope": Scope::AdminOrgs.as_str() })),
+            });
+        }
+    }
     if let Some(n) = &req.name {
         check_text("name", n)?;
     }
@@ -236,7 +256,16 @@ pub(crate) async fn update(
     let acting = caller.acting();
     state
         .write_audited(entry, move |tx| {
-            acting.require_now(tx, Scope::AdminOrgs)?;
+            let scopes = acting.scopes_now(tx)?;
+            let allowed = if self_service {
+                // Still an admin of this very organization as this write commits.
+                acting.org_id == id && Scope::TENANT.iter().all(|s| scopes.contains(s))
+            } else {
+                scopes.contains(&Scope::AdminOrgs)
+            };
+            if !allowed {
+                return Err(DomainError::missing_scope(Scope::AdminOrgs));
+            }
             let mut o = tx.get_org(&id)?.ok_or_else(DomainError::org_not_found)?;
             if o.status == OrgStatus::Deleted {
                 return Err(DomainError::conflict(

@@ -317,7 +317,7 @@ fn parse_role(r: &str) -> Result<&'static str, DomainError> {
 
 /// The organization `org_id` as the caller may manage its members: its own (as an admin) or
 /// any (instance admin). Another organization is "not found".
-fn managed_org(caller: &Caller, org_id: Uuid, write: bool) -> Result<(), DomainError> {
+pub(crate) fn managed_org(caller: &Caller, org_id: Uuid, write: bool) -> Result<(), DomainError> {
     if caller.has(Scope::AdminOrgs) {
         return Ok(());
     }

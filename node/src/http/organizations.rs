@@ -53,9 +53,10 @@ pub(crate) async fn list(
     .into_response())
 }
 
-/// Get an organization.
-#[utoipa::path(get, operation_id = "getOrganization", path = "/api/v1/organizations/{orgId}", tag = "Organizations", security(("bearer" = ["admin:orgs"])),
-    params(("orgId" = Uuid, Path)), responses((status = 200, body = OrgView), (status = 404, body = ErrorBody)))]
+/// Get an organization: any with `admin:orgs`; its own with `agents:read` (another
+/// organization is 404).
+#[utoipa::path(get, operation_id = "getOrganization", path = "/api/v1/organizations/{orgId}", tag = "Organizations", security(("bearer" = ["admin:orgs"]), ("bearer" = ["agents:read"])),
+    params(("orgId" = Uuid, Path)), responses((status = 200, body = OrgView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get(
     p: Params,
     caller: Caller,
@@ -65,10 +66,12 @@ pub(crate) async fn get(
     Ok(warp::reply::json(&OrgView::new(&org)).into_response())
 }
 
-/// Update an organization (name, plan, limits — `null` for unlimited —, active/suspended).
-#[utoipa::path(patch, operation_id = "updateOrganization", path = "/api/v1/organizations/{orgId}", tag = "Organizations", security(("bearer" = ["admin:orgs"])),
+/// Update an organization (name, plan, limits — `null` for unlimited —, active/suspended) with
+/// `admin:orgs`. An organization admin (agents:read, agents:write, audit:read...) may change
+/// only `directoryListed` of its own organization.
+#[utoipa::path(patch, operation_id = "updateOrganization", path = "/api/v1/organizations/{orgId}", tag = "Organizations", security(("bearer" = ["admin:orgs"]), ("bearer" = ["agents:write"])),
     params(("orgId" = Uuid, Path)), request_body = UpdateOrgRequest,
-    responses((status = 200, body = OrgView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = OrgView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn update(
     p: Params,
     caller: Caller,

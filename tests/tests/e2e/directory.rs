@@ -387,16 +387,66 @@ async fn publish_find_verify_and_hide() {
         404
     );
 
-    // The organization switches its agents out of the directory, and back.
+    // The organization's own admin switches its agents out of the directory, and back; it
+    // may change nothing else of its organization, and nothing of another one.
     patch(
         &api,
-        &admin,
+        &b,
         &format!("/api/v1/organizations/{org_b}"),
         json!({ "directoryListed": false }),
     )
     .await;
     assert!(names(&search(&api, "q=fraud").await).is_empty());
     assert_eq!(get(&api, &format!("{LIST}/{fraud}"), &[]).await.status, 404);
+    let r = api
+        .call(
+            "GET",
+            &format!("/api/v1/organizations/{org_b}"),
+            Some(&b),
+            None,
+        )
+        .await;
+    assert_eq!((r.status, &r.body["directoryListed"]), (200, &json!(false)));
+    for body in [
+        json!({ "directoryListed": true, "planTier": "enterprise" }),
+        json!({ "maxAgents": null }),
+        json!({ "status": "suspended" }),
+    ] {
+        let r = api
+            .call(
+                "PATCH",
+                &format!("/api/v1/organizations/{org_b}"),
+                Some(&b),
+                Some(body),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.body["code"].as_str()),
+            (403, Some("AUTHORIZATION_ERROR"))
+        );
+    }
+    for (method, body) in [
+        ("PATCH", Some(json!({ "directoryListed": false }))),
+        ("GET", None),
+    ] {
+        let r = api
+            .call(
+                method,
+                &format!("/api/v1/organizations/{org_a}"),
+                Some(&b),
+                body,
+            )
+            .await;
+        assert_eq!(
+            r.status, 404,
+            "another organization is not found: {:?}",
+            r.body
+        );
+    }
+    assert_eq!(
+        names(&search(&api, "q=screener").await),
+        ["Resume Screener"]
+    );
     patch(
         &api,
         &admin,

@@ -319,7 +319,7 @@ async fn tenant_isolation_matrix() {
     let a_log = audit_all(&api, &ta, "").await;
     assert!(a_log.iter().all(|e| e["actor"] != b_admin.as_str()));
     assert!(a_log.iter().all(|e| e["organizationId"] == org_a.as_str()));
-    // A tenant admin cannot read organizations either.
+    // A tenant admin cannot read another organization either: it is not found.
     let r = api
         .call(
             "GET",
@@ -328,7 +328,7 @@ async fn tenant_isolation_matrix() {
             None,
         )
         .await;
-    assert_eq!(r.status, 403, "{:?}", r.body);
+    assert_eq!(r.status, 404, "{:?}", r.body);
 }
 
 /// Malformed requests get the documented status and a stable code, and change nothing.
@@ -1192,7 +1192,6 @@ async fn authorization_is_enforced() {
             Some(json!({"name": "Evil", "slug": "evil"})),
         ),
         ("GET", "/api/v1/organizations".to_string(), None),
-        ("GET", format!("/api/v1/organizations/{org}"), None),
         (
             "PATCH",
             format!("/api/v1/organizations/{org}"),
@@ -1205,6 +1204,21 @@ async fn authorization_is_enforced() {
         assert_eq!(r.body["code"], "AUTHORIZATION_ERROR", "{m} {p}");
         assert_eq!(r.body["details"]["requiredScope"], "admin:orgs");
     }
+    // It reads its own organization (and may switch it out of the public directory).
+    let r = api
+        .call(
+            "GET",
+            &format!("/api/v1/organizations/{org}"),
+            Some(&to),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["organizationId"].as_str()),
+        (200, Some(org.as_str())),
+        "{:?}",
+        r.body
+    );
 
     // No agent stronger than its creator.
     let mut body = agent_body("root@authz.example");
