@@ -174,6 +174,7 @@ pub(crate) struct Metrics {
     /// per-address limit, index commits, documents in the index, and the last rebuild's time.
     pub(crate) directory_queries: Counter,
     pub(crate) directory_throttled: Counter,
+    pub(crate) directory_cache_hits: Counter,
     pub(crate) directory_commits: Counter,
     pub(crate) directory_documents: Gauge,
     pub(crate) directory_rebuild_ms: Gauge,
@@ -281,6 +282,11 @@ impl Metrics {
             "agentidp_directory_throttled",
             "Public directory requests refused with 429 by the per-address limit",
         );
+        let directory_cache_hits = counter(
+            &mut registry,
+            "agentidp_directory_cache_hits",
+            "Public directory searches answered from the result cache (same query since the index last changed)",
+        );
         let directory_commits = counter(
             &mut registry,
             "agentidp_directory_index_commits",
@@ -357,6 +363,7 @@ impl Metrics {
             directory_commits,
             directory_documents,
             directory_rebuild_ms,
+            directory_cache_hits,
             connections_open,
             connections_closed,
             federation_verified,

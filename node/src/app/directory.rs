@@ -21,14 +21,13 @@
 //! [`super::artifacts`]), never the email, metadata, scopes, credentials or organization id.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use storage::{Agent, AgentStatus, OrgStatus, Organization, Store};
-use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{
     AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery,
 };
@@ -36,8 +35,8 @@ use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, STRING,
 };
 use tantivy::{
-    DocAddress, DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentReader,
-    TantivyDocument, Term,
+    DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentReader, TantivyDocument,
+    Term,
 };
 use uuid::Uuid;
 
@@ -143,6 +142,12 @@ struct Live {
     tx: SyncSender<Change>,
     /// Set when a notice could not be queued: the writer rebuilds everything.
     overflow: Arc<AtomicBool>,
+    /// Bumped by the writer after each reload of the readers.
+    generation: Arc<AtomicU64>,
+    cache: std::sync::Mutex<ResultCache>,
+    /// Decoded order columns of the segments searched lately.
+    segments:
+        std::sync::Mutex<std::collections::HashMap<tantivy::index::SegmentId, Arc<SegmentKeys>>>,
 }
 
 /// The directory: off (`--no-directory`), or its live index.
@@ -355,7 +360,9 @@ impl Directory {
         metrics.directory_rebuild_ms.set(elapsed.as_millis() as i64);
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
         let overflow = Arc::new(AtomicBool::new(false));
+        let generation = Arc::new(AtomicU64::new(0));
         let worker = Worker {
+            generation: generation.clone(),
             store,
             metrics,
             writer,
@@ -375,6 +382,12 @@ impl Directory {
                     fields,
                     tx,
                     overflow,
+                    generation,
+                    cache: std::sync::Mutex::new(ResultCache {
+                        generation: 0,
+                        found: Default::default(),
+                    }),
+                    segments: Default::default(),
                 }),
                 limiter: crate::ratelimit::RateLimiter::new(rate),
             },
@@ -401,6 +414,14 @@ impl Directory {
         self.send(Change::Agent(id));
     }
 
+    /// Anything may have changed (another node's batch too large to name its records, a gap in
+    /// a shared store's notifications): rebuild the index from the store.
+    pub(crate) fn rebuild(&self) {
+        if let Some(l) = &self.live {
+            l.overflow.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// An organization changed (status, `directoryListed`): re-index its agents.
     pub(crate) fn org_changed(&self, id: Uuid) {
         self.send(Change::Org(id));
@@ -415,6 +436,7 @@ struct Worker {
     reader: IndexReader,
     fields: Fields,
     overflow: Arc<AtomicBool>,
+    generation: Arc<AtomicU64>,
 }
 
 impl Worker {
@@ -482,6 +504,7 @@ impl Worker {
             self.writer.commit()?;
         }
         self.reader.reload()?;
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.metrics.directory_commits.inc();
         let docs = self.reader.searcher().num_docs();
         self.metrics.directory_documents.set(docs as i64);
@@ -672,99 +695,228 @@ fn words(index: &Index, field: Field, q: &str) -> Result<Vec<String>, DomainErro
     Ok(out)
 }
 
-/// The sort key of a hit: (primary, publication, !id high, !id low), larger first.
+/// The sort key of a hit: (primary, publication, !id high, !id low), larger first. It holds the
+/// agent id, so a hit needs no stored document.
 type Key = (u64, i64, u64, u64);
 
-/// A segment's fast-field columns for [`Key`].
-struct Columns {
-    published: Option<Arc<dyn tantivy::columnar::ColumnValues<i64>>>,
-    hi: Option<Arc<dyn tantivy::columnar::ColumnValues<u64>>>,
-    lo: Option<Arc<dyn tantivy::columnar::ColumnValues<u64>>>,
-    name: Option<Arc<dyn tantivy::columnar::ColumnValues<u64>>>,
+/// What orders the hits before the publication time and the id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Primary {
+    /// The relevance score (non-negative floats order like their bits).
+    Score,
+    /// Nothing: publication time, then id.
+    Nothing,
+    /// The name's sort key, smaller first.
+    Name,
 }
 
-impl Columns {
-    fn of(r: &SegmentReader) -> Columns {
+/// The order columns of one segment, decoded once into plain arrays (indexed by doc id): a
+/// segment never changes once written (deletes only mark documents), and reading tantivy's
+/// compressed fast fields for every match of a broad query was most of a search's cost.
+struct SegmentKeys {
+    published: Vec<i64>,
+    hi: Vec<u64>,
+    lo: Vec<u64>,
+    name: Vec<u64>,
+}
+
+impl SegmentKeys {
+    fn of(r: &SegmentReader) -> tantivy::Result<SegmentKeys> {
         let ff = r.fast_fields();
-        Columns {
-            published: ff.i64("published").ok().map(|c| c.first_or_default_col(0)),
-            hi: ff.u64("id_hi").ok().map(|c| c.first_or_default_col(0)),
-            lo: ff.u64("id_lo").ok().map(|c| c.first_or_default_col(0)),
-            name: ff.u64("name_key").ok().map(|c| c.first_or_default_col(0)),
-        }
+        let docs = 0..r.max_doc();
+        let (published, hi, lo, name) = (
+            ff.i64("published")?,
+            ff.u64("id_hi")?,
+            ff.u64("id_lo")?,
+            ff.u64("name_key")?,
+        );
+        Ok(SegmentKeys {
+            published: docs
+                .clone()
+                .map(|d| published.first(d).unwrap_or(0))
+                .collect(),
+            hi: docs.clone().map(|d| hi.first(d).unwrap_or(0)).collect(),
+            lo: docs.clone().map(|d| lo.first(d).unwrap_or(0)).collect(),
+            name: docs.map(|d| name.first(d).unwrap_or(0)).collect(),
+        })
     }
 
-    fn key(&self, doc: DocId, primary: u64) -> Key {
-        let u = |c: &Option<Arc<dyn tantivy::columnar::ColumnValues<u64>>>| {
-            c.as_ref().map_or(0, |c| c.get_val(doc))
-        };
+    /// The key of `doc` (which is below the segment's `max_doc`).
+    fn key(&self, doc: usize, primary: u64) -> Key {
         (
             primary,
-            self.published.as_ref().map_or(0, |c| c.get_val(doc)),
-            !u(&self.hi),
-            !u(&self.lo),
+            self.published.get(doc).copied().unwrap_or(0),
+            !self.hi.get(doc).copied().unwrap_or(0),
+            !self.lo.get(doc).copied().unwrap_or(0),
         )
-    }
-
-    fn name(&self, doc: DocId) -> u64 {
-        self.name.as_ref().map_or(0, |c| c.get_val(doc))
     }
 }
 
-/// A page of the directory.
-pub(crate) fn search(state: &AppState, q: SearchQuery) -> Result<DirectoryPage, DomainError> {
-    let Some(live) = &state.directory.live else {
-        return Err(disabled());
-    };
-    let (page, limit) = paging(q.page, q.limit)?;
-    if let Some(text) = &q.q {
-        if text.chars().count() > MAX_QUERY_CHARS {
-            return Err(DomainError::validation(
-                "q",
-                format!("at most {MAX_QUERY_CHARS} characters"),
-            ));
+/// The decoded keys of the searcher's segments, by segment ordinal: from the cache of `live`,
+/// decoding the segments it lacks and forgetting those no longer searched.
+fn segment_keys(
+    live: &Live,
+    searcher: &tantivy::Searcher,
+) -> Result<Vec<Arc<SegmentKeys>>, DomainError> {
+    let mut cache = live.segments.lock().unwrap_or_else(|e| e.into_inner());
+    let mut out = Vec::with_capacity(searcher.segment_readers().len());
+    for r in searcher.segment_readers() {
+        let id = r.segment_id();
+        let keys = match cache.get(&id) {
+            Some(k) => k.clone(),
+            None => {
+                let k = Arc::new(SegmentKeys::of(r).map_err(index_error)?);
+                cache.insert(id, k.clone());
+                k
+            }
+        };
+        out.push(keys);
+    }
+    if cache.len() > out.len() {
+        let current: HashSet<tantivy::index::SegmentId> = searcher
+            .segment_readers()
+            .iter()
+            .map(|r| r.segment_id())
+            .collect();
+        cache.retain(|id, _| current.contains(id));
+    }
+    Ok(out)
+}
+
+/// Collects the `n` largest [`Key`]s of the matching documents and counts them all, in one
+/// pass. It compares the id (the last tie-break) only for a match that could enter the top
+/// `n`: with the many equal scores of short, similar texts, that keeps the stable order cheap.
+struct TopKeys {
+    n: usize,
+    primary: Primary,
+    /// By segment ordinal.
+    segments: Vec<Arc<SegmentKeys>>,
+}
+
+struct SegmentTop {
+    n: usize,
+    primary: Primary,
+    keys: Arc<SegmentKeys>,
+    /// The best `n` so far, smallest on top.
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<Key>>,
+    count: usize,
+}
+
+impl tantivy::collector::Collector for TopKeys {
+    type Fruit = (Vec<Key>, usize);
+    type Child = SegmentTop;
+
+    fn for_segment(
+        &self,
+        segment: tantivy::SegmentOrdinal,
+        r: &SegmentReader,
+    ) -> tantivy::Result<SegmentTop> {
+        let keys = match self.segments.get(segment as usize) {
+            Some(k) if k.published.len() == r.max_doc() as usize => k.clone(),
+            _ => Arc::new(SegmentKeys::of(r)?),
+        };
+        Ok(SegmentTop {
+            n: self.n,
+            primary: self.primary,
+            keys,
+            heap: std::collections::BinaryHeap::with_capacity(self.n + 1),
+            count: 0,
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        self.primary == Primary::Score
+    }
+
+    fn merge_fruits(&self, fruits: Vec<(Vec<Key>, usize)>) -> tantivy::Result<(Vec<Key>, usize)> {
+        let count = fruits.iter().map(|(_, c)| c).sum();
+        let mut keys: Vec<Key> = fruits.into_iter().flat_map(|(k, _)| k).collect();
+        keys.sort_unstable_by(|a, b| b.cmp(a));
+        keys.truncate(self.n);
+        Ok((keys, count))
+    }
+}
+
+impl tantivy::collector::SegmentCollector for SegmentTop {
+    type Fruit = (Vec<Key>, usize);
+
+    fn collect(&mut self, doc: DocId, score: Score) {
+        self.count += 1;
+        if self.n == 0 {
+            return;
+        }
+        let doc = doc as usize;
+        let primary = match self.primary {
+            Primary::Score => u64::from(score.max(0.0).to_bits()),
+            Primary::Nothing => 0,
+            Primary::Name => !self.keys.name.get(doc).copied().unwrap_or(0),
+        };
+        if self.heap.len() == self.n {
+            let Some(std::cmp::Reverse(min)) = self.heap.peek() else {
+                return;
+            };
+            if primary < min.0 {
+                return;
+            }
+            let key = self.keys.key(doc, primary);
+            if key <= *min {
+                return;
+            }
+            self.heap.pop();
+            self.heap.push(std::cmp::Reverse(key));
+        } else {
+            self.heap
+                .push(std::cmp::Reverse(self.keys.key(doc, primary)));
         }
     }
-    for (name, v) in [
-        ("skill", &q.skill),
-        ("domain", &q.domain),
-        ("publisher", &q.publisher),
-        ("capability", &q.capability),
-    ] {
-        bounded(name, v)?;
+
+    fn harvest(self) -> (Vec<Key>, usize) {
+        let keys = self
+            .heap
+            .into_iter()
+            .map(|std::cmp::Reverse(k)| k)
+            .collect();
+        (keys, self.count)
     }
-    if let Some(t) = &q.agent_type {
-        check_one_of("agentType", t, AGENT_TYPES)?;
-    }
-    if let Some(e) = &q.deployment_env {
-        check_one_of("deploymentEnv", e, DEPLOYMENT_ENVS)?;
-    }
-    let has_text = q.q.as_deref().is_some_and(|t| !t.trim().is_empty());
-    let sort = match q.sort.as_deref() {
-        None if has_text => Sort::Relevance,
-        None => Sort::PublishedAt,
-        Some("relevance") => Sort::Relevance,
-        Some("publishedAt") => Sort::PublishedAt,
-        Some("name") => Sort::Name,
-        Some(_) => {
-            return Err(DomainError::validation(
-                "sort",
-                "must be one of relevance, publishedAt, name",
-            ))
-        }
-    };
+}
+
+/// The hits of one query: the best keys (up to the page's end plus [`SLACK`]) and how many
+/// documents matched.
+struct Found {
+    keys: Vec<Key>,
+    count: usize,
+}
+
+/// Results of recent queries against the index as it is now. The index changes at most every
+/// [`COMMIT_EVERY`]; until it does, the same query has the same hits, and a public directory
+/// gets the same few queries (its front page, popular words) over and over. A commit bumps
+/// the generation and so empties the cache. Only the hits are kept: what a page shows is still
+/// checked against the store on every request.
+struct ResultCache {
+    generation: u64,
+    found: std::collections::HashMap<String, Arc<Found>>,
+}
+
+/// Most queries the result cache holds (each at most `MAX_WINDOW + SLACK` keys, mostly a page).
+const CACHED_QUERIES: usize = 1024;
+
+/// Runs a query against the index: its best `n` keys and its number of matches.
+fn find(
+    live: &Live,
+    q: &SearchQuery,
+    sort: Sort,
+    has_text: bool,
+    n: usize,
+) -> Result<Found, DomainError> {
     let f = &live.fields;
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     if has_text {
         let words = words(&live.index, f.text[0].0, q.q.as_deref().unwrap_or(""))?;
         if words.is_empty() {
             // Only punctuation: nothing can match.
-            state.metrics.directory_queries.inc();
-            return Ok(DirectoryPage {
-                data: vec![],
-                total: 0,
-                page,
-                limit,
+            return Ok(Found {
+                keys: vec![],
+                count: 0,
             });
         }
         let per_word: Vec<(Occur, Box<dyn Query>)> = words
@@ -825,52 +977,117 @@ pub(crate) fn search(state: &AppState, q: SearchQuery) -> Result<DirectoryPage, 
     } else {
         Box::new(BooleanQuery::new(clauses))
     };
-    let offset = (page - 1) * limit;
-    let top = TopDocs::with_limit(limit + SLACK).and_offset(offset);
+    let primary = match sort {
+        Sort::Relevance => Primary::Score,
+        Sort::PublishedAt => Primary::Nothing,
+        Sort::Name => Primary::Name,
+    };
     let searcher = live.reader.searcher();
-    let (hits, count): (Vec<(Key, DocAddress)>, usize) = match sort {
-        Sort::Relevance => searcher.search(
+    let segments = segment_keys(live, &searcher)?;
+    let (keys, count) = searcher
+        .search(
             &query,
-            &(
-                top.tweak_score(move |r: &SegmentReader| {
-                    let cols = Columns::of(r);
-                    move |doc: DocId, score: Score| {
-                        cols.key(doc, u64::from(score.max(0.0).to_bits()))
-                    }
-                }),
-                Count,
-            ),
-        ),
-        Sort::PublishedAt => searcher.search(
-            &query,
-            &(
-                top.custom_score(move |r: &SegmentReader| {
-                    let cols = Columns::of(r);
-                    move |doc: DocId| cols.key(doc, 0)
-                }),
-                Count,
-            ),
-        ),
-        Sort::Name => searcher.search(
-            &query,
-            &(
-                top.custom_score(move |r: &SegmentReader| {
-                    let cols = Columns::of(r);
-                    move |doc: DocId| {
-                        let n = cols.name(doc);
-                        cols.key(doc, !n)
-                    }
-                }),
-                Count,
-            ),
-        ),
+            &TopKeys {
+                n,
+                primary,
+                segments,
+            },
+        )
+        .map_err(index_error)?;
+    Ok(Found { keys, count })
+}
+
+/// A page of the directory.
+pub(crate) fn search(state: &AppState, q: SearchQuery) -> Result<DirectoryPage, DomainError> {
+    let Some(live) = &state.directory.live else {
+        return Err(disabled());
+    };
+    let (page, limit) = paging(q.page, q.limit)?;
+    if let Some(text) = &q.q {
+        if text.chars().count() > MAX_QUERY_CHARS {
+            return Err(DomainError::validation(
+                "q",
+                format!("at most {MAX_QUERY_CHARS} characters"),
+            ));
+        }
     }
-    .map_err(index_error)?;
+    for (name, v) in [
+        ("skill", &q.skill),
+        ("domain", &q.domain),
+        ("publisher", &q.publisher),
+        ("capability", &q.capability),
+    ] {
+        bounded(name, v)?;
+    }
+    if let Some(t) = &q.agent_type {
+        check_one_of("agentType", t, AGENT_TYPES)?;
+    }
+    if let Some(e) = &q.deployment_env {
+        check_one_of("deploymentEnv", e, DEPLOYMENT_ENVS)?;
+    }
+    let has_text = q.q.as_deref().is_some_and(|t| !t.trim().is_empty());
+    let sort = match q.sort.as_deref() {
+        None if has_text => Sort::Relevance,
+        None => Sort::PublishedAt,
+        Some("relevance") => Sort::Relevance,
+        Some("publishedAt") => Sort::PublishedAt,
+        Some("name") => Sort::Name,
+        Some(_) => {
+            return Err(DomainError::validation(
+                "sort",
+                "must be one of relevance, publishedAt, name",
+            ))
+        }
+    };
+    let offset = (page - 1) * limit;
+    let n = offset + limit + SLACK;
+    // Read the generation before the searcher: hits cached under it are at least as new.
+    let generation = live.generation.load(Ordering::Acquire);
+    let cache_key = format!(
+        "{:?}",
+        (
+            sort,
+            q.q.as_deref().map(str::trim),
+            &q.skill,
+            &q.domain,
+            &q.agent_type,
+            &q.deployment_env,
+            &q.publisher,
+            &q.capability,
+            n
+        )
+    );
+    let cached = {
+        let mut c = live.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if c.generation != generation {
+            c.generation = generation;
+            c.found.clear();
+        }
+        c.found.get(&cache_key).cloned()
+    };
+    let found = match cached {
+        Some(found) => {
+            state.metrics.directory_cache_hits.inc();
+            found
+        }
+        None => {
+            let found = Arc::new(find(live, &q, sort, has_text, n)?);
+            let mut c = live.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if c.generation == generation {
+                if c.found.len() >= CACHED_QUERIES {
+                    c.found.clear();
+                }
+                c.found.insert(cache_key, found.clone());
+            }
+            found
+        }
+    };
+    let count = found.count;
     // The index decides the order; the store decides what may be shown, now.
     let mut orgs: Vec<(Uuid, Option<Organization>)> = Vec::new();
     let mut shown: Vec<(Key, Agent)> = Vec::with_capacity(limit);
     let mut hidden = 0usize;
-    for (key, _) in hits {
+    for key in found.keys.iter().skip(offset) {
         if shown.len() == limit {
             break;
         }
@@ -888,7 +1105,7 @@ pub(crate) fn search(state: &AppState, q: SearchQuery) -> Result<DirectoryPage, 
             }
         };
         if visible(&a, org.as_ref()) {
-            shown.push((key, a));
+            shown.push((*key, a));
         } else {
             hidden += 1;
         }

@@ -1946,6 +1946,81 @@ async fn get_once(s: &mut tokio::net::TcpStream, request: &[u8], buf: &mut [u8])
     }
 }
 
+/// The directory's result-cache hits so far (from `/metrics`).
+async fn cache_hits(api: &Api) -> u64 {
+    let m = api.call("GET", "/metrics", None, None).await;
+    m.body
+        .as_str()
+        .and_then(|m| {
+            m.lines().find_map(|l| {
+                l.strip_prefix("agentidp_directory_cache_hits_total ")?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+        })
+        .unwrap_or(0.0) as u64
+}
+
+/// `connections` keep-alive connections searching the directory for `seconds`; `query(c, i)`
+/// is the query string of connection `c`'s `i`-th search. Latencies (µs, sorted) and the
+/// number of answers that were not 200.
+async fn search_load<F>(addr: &str, connections: usize, seconds: u64, query: F) -> (Vec<u64>, u64)
+where
+    F: Fn(usize, usize) -> String + Send + Sync + 'static,
+{
+    let query = Arc::new(query);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let (addr, query) = (addr.to_string(), query.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut bad = 0u64;
+            let Ok(mut s) = tokio::net::TcpStream::connect(&addr).await else {
+                return (lat, 1);
+            };
+            let _ = s.set_nodelay(true);
+            let mut buf = vec![0u8; 1 << 20];
+            let mut i = c;
+            while Instant::now() < deadline {
+                let request = format!(
+                    "GET /api/v1/marketplace/agents?{} HTTP/1.1\r\nhost: {addr}\r\n\r\n",
+                    query(c, i)
+                );
+                let t = Instant::now();
+                match get_once(&mut s, request.as_bytes(), &mut buf).await {
+                    Some(200) => lat.push(t.elapsed().as_micros() as u64),
+                    Some(_) => bad += 1,
+                    None => return (lat, bad + 1),
+                }
+                i += 1;
+            }
+            (lat, bad)
+        }));
+    }
+    let (mut lat, mut bad) = (Vec::new(), 0);
+    for t in tasks {
+        if let Ok((l, b)) = t.await {
+            lat.extend(l);
+            bad += b;
+        }
+    }
+    lat.sort_unstable();
+    (lat, bad)
+}
+
+fn search_summary(what: &str, lat: &[u64], bad: u64, seconds: u64, connections: usize) -> String {
+    format!(
+        "{what}: {} searches in {seconds} s at {connections} connections = {:.0}/s; p50={:.2} ms p99={:.2} ms max={:.2} ms ({bad} not 200)",
+        lat.len(),
+        lat.len() as f64 / seconds as f64,
+        percentile(lat, 0.50),
+        percentile(lat, 0.99),
+        lat.last().copied().unwrap_or(0) as f64 / 1000.0
+    )
+}
+
 /// The `directory` scenario.
 async fn directory(
     agents: usize,
@@ -2091,54 +2166,49 @@ async fn directory(
         "sort=name&page=3",
     ];
     let addr = node.base.trim_start_matches("http://").to_string();
-    let requests: Vec<Vec<u8>> = queries
-        .iter()
-        .map(|q| {
-            format!("GET /api/v1/marketplace/agents?{q} HTTP/1.1\r\nhost: {addr}\r\n\r\n")
-                .into_bytes()
-        })
-        .collect();
-    let requests = Arc::new(requests);
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let mut tasks = Vec::new();
-    for c in 0..connections {
-        let (addr, requests) = (addr.clone(), requests.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut bad = 0u64;
-            let Ok(mut s) = tokio::net::TcpStream::connect(&addr).await else {
-                return (lat, 1);
-            };
-            let _ = s.set_nodelay(true);
-            let mut buf = vec![0u8; 1 << 20];
-            let mut i = c;
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                match get_once(&mut s, &requests[i % requests.len()], &mut buf).await {
-                    Some(200) => lat.push(t.elapsed().as_micros() as u64),
-                    Some(_) => bad += 1,
-                    None => return (lat, bad + 1),
-                }
-                i += 1;
-            }
-            (lat, bad)
-        }));
-    }
-    let (mut lat, mut bad) = (Vec::new(), 0);
-    for t in tasks {
-        if let Ok((l, b)) = t.await {
-            lat.extend(l);
-            bad += b;
-        }
-    }
-    lat.sort_unstable();
+    let hits_before = cache_hits(&api).await;
+    let mix = Arc::new(queries.map(String::from));
+    let (lat, bad) = search_load(&addr, connections, seconds, move |_, i| {
+        mix[i % mix.len()].clone()
+    })
+    .await;
     println!(
-        "directory search: {} searches in {seconds} s at {connections} connections = {:.0}/s; p50={:.2} ms p99={:.2} ms max={:.2} ms ({bad} not 200)",
-        lat.len(),
-        lat.len() as f64 / seconds as f64,
-        percentile(&lat, 0.50),
-        percentile(&lat, 0.99),
-        lat.last().copied().unwrap_or(0) as f64 / 1000.0
+        "{}",
+        search_summary(
+            "directory search (the fixed mix)",
+            &lat,
+            bad,
+            seconds,
+            connections
+        )
+    );
+    let hits_mix = cache_hits(&api).await;
+    // The same load with a different query every time (two words, a page, an order: tens of
+    // thousands of combinations): what a search costs when the result cache cannot answer.
+    let (lat, bad) = search_load(&addr, connections, seconds, |c, i| {
+        let n = (c as u64) << 32 | i as u64;
+        let h = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let w = |k: u32| WORDS[((h >> (k * 8)) % WORDS.len() as u64) as usize];
+        let page = 1 + (h >> 48) % 10;
+        let sort = ["", "&sort=name", "&sort=publishedAt"][((h >> 56) % 3) as usize];
+        format!("q={}+{}&page={page}{sort}", w(0), w(1))
+    })
+    .await;
+    println!(
+        "{}",
+        search_summary(
+            "directory search (distinct queries)",
+            &lat,
+            bad,
+            seconds,
+            connections
+        )
+    );
+    let hits_distinct = cache_hits(&api).await;
+    println!(
+        "directory result cache: {} hits during the fixed mix, {} during the distinct queries",
+        hits_mix - hits_before,
+        hits_distinct - hits_mix
     );
     Ok(())
 }
