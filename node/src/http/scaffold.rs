@@ -36,7 +36,8 @@ pub(crate) struct ScaffoldQuery {
     language: Option<String>,
 }
 
-/// The ZIP archive (documentation only).
+/// A ZIP archive.
+// Documentation only: the handler sends the bytes the domain made.
 #[derive(utoipa::ToSchema)]
 #[schema(value_type = String, format = Binary)]
 #[allow(dead_code)]

@@ -49,7 +49,7 @@ fn unzip(bytes: &[u8], folder: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for i in 0..zip.len() {
         let mut f = zip.by_index(i).expect("entry");
-        let name = f.name().to_string();
+        let name = f.name().expect("entry name").to_string();
         let path = name
             .strip_prefix(&format!("{folder}/"))
             .unwrap_or_else(|| panic!("{name} is outside {folder}/"))
