@@ -28,6 +28,7 @@ pub(crate) mod policies;
 #[cfg(test)]
 mod registry_tests;
 pub(crate) mod resolver;
+pub(crate) mod scaffold;
 pub(crate) mod signing_keys;
 pub(crate) mod state;
 pub(crate) mod tenancy;

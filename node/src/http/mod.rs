@@ -22,6 +22,7 @@ mod oidc;
 mod openapi;
 mod organizations;
 mod public_agents;
+mod scaffold;
 mod tenancy;
 mod token;
 mod webhooks;
@@ -194,6 +195,7 @@ pub(crate) const ROUTES: &[Route] = routes! {
     POST "/api/v1/organizations/{orgId}/members" => tenancy::add_member(auth, json, state);
     GET "/api/v1/organizations/{orgId}/members" => tenancy::list_members(auth, state);
     DELETE "/api/v1/organizations/{orgId}/members/{agentId}" => tenancy::remove_member(auth, state);
+    GET "/api/v1/sdk/scaffold/{agentId}" => scaffold::get(auth, query, state);
 };
 
 /// The route template a request falls under, for metrics labels (bounded cardinality).

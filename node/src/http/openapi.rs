@@ -56,6 +56,8 @@ use crate::model::*;
         RotateCredentialRequest,
         OrgView,
         OrgPage,
+        super::scaffold::ScaffoldLanguage,
+        super::scaffold::ScaffoldZip,
         super::webhooks::WebhookView,
         super::webhooks::WebhookWithSecret,
         super::webhooks::CreateWebhookRequest,
@@ -290,6 +292,7 @@ const TAGS: &[(&str, &str)] = &[
     ("Tiers", "Plan tiers: limits, live usage, upgrades through Stripe Checkout."),
     ("Analytics", "Usage analytics of the caller's organization (off with --no-analytics)."),
     ("Billing", "Stripe Checkout, Stripe's signed webhook, metered usage (off with --no-billing)."),
+    ("SDK Scaffold", "Starter projects: a ZIP with a small program that obtains a token for an agent and prints its identity."),
 ];
 
 fn error_content(schema: &str) -> Value {

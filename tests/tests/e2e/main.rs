@@ -16,6 +16,7 @@ mod lifecycle;
 mod oidc_provider;
 mod postgres;
 mod resolver;
+mod scaffold;
 mod security;
 mod tenancy;
 mod tls;
