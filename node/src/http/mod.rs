@@ -8,6 +8,7 @@ mod agents;
 mod audit;
 mod auth;
 mod badges;
+mod console;
 mod delegation;
 pub(crate) mod error;
 pub(crate) mod extract;
@@ -194,6 +195,8 @@ pub(crate) const ROUTES: &[Route] = routes! {
     POST "/api/v1/organizations/{orgId}/members" => tenancy::add_member(auth, json, state);
     GET "/api/v1/organizations/{orgId}/members" => tenancy::list_members(auth, state);
     DELETE "/api/v1/organizations/{orgId}/members/{agentId}" => tenancy::remove_member(auth, state);
+    GET "/console" => console::page(inm, state);
+    GET "/console/assets/{file}" => console::asset(inm, state);
 };
 
 /// The route template a request falls under, for metrics labels (bounded cardinality).

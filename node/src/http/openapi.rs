@@ -290,6 +290,7 @@ const TAGS: &[(&str, &str)] = &[
     ("Tiers", "Plan tiers: limits, live usage, upgrades through Stripe Checkout."),
     ("Analytics", "Usage analytics of the caller's organization (off with --no-analytics)."),
     ("Billing", "Stripe Checkout, Stripe's signed webhook, metered usage (off with --no-billing)."),
+    ("Console", "The web console: a static page and its assets, embedded in the binary, that calls this API with the token it obtains at the token endpoint."),
 ];
 
 fn error_content(schema: &str) -> Value {
