@@ -26,7 +26,8 @@ export function lineChart(points, title) {
       s('text', { x: L - 6, y: y(v) + 4, 'text-anchor': 'end' }, Number.isInteger(v) ? v : v.toFixed(1)));
   });
   const step = Math.max(1, Math.ceil(points.length / 8));
-  const labels = points.map((p, i) => (i % step === 0 || i === points.length - 1
+  const last = points.length - 1;
+  const labels = points.map((p, i) => ((i % step === 0 && last - i >= step / 2) || i === last
     ? s('text', { class: 'axis', x: x(i), y: H - 12, 'text-anchor': 'middle' }, p.date.slice(5)) : null));
   const line = s('polyline', { class: 'line', points: points.map((p, i) => `${x(i)},${y(p.count)}`).join(' ') });
   const dots = points.map((p, i) => s('circle', {

@@ -91,6 +91,10 @@ function list(text) { return text.split(/[\s,]+/).map((x) => x.trim()).filter(Bo
 
 // ---------- agents ----------
 
+// The private key the node generated at registration, shown once on the agent's page (kept in
+// this variable only until that page takes it).
+let oneTime = null;
+
 function registerForm(onDone) {
   const msg = h('div', { 'aria-live': 'polite' });
   const myScopes = current().scopes.filter((sc) => TENANT_SCOPES.includes(sc));
@@ -117,6 +121,7 @@ function registerForm(onDone) {
     if (v.endpoints) body.endpoints = list(v.endpoints);
     act(msg, async () => {
       const a = await call('POST', '/api/v1/agents', body);
+      if (a.generatedKey) oneTime = { agentId: a.agentId, key: a.generatedKey };
       toast(`Registered ${a.name}.`);
       onDone(a);
     });
@@ -302,7 +307,13 @@ function scaffoldSection(id) {
 export function agentDetail(main, params) {
   const id = params.id;
   const head = h('div', {});
-  put(main, h('p', {}, link('#/agents', '← Agents')), head);
+  let generated = null;
+  if (oneTime && oneTime.agentId === id) {
+    const k = oneTime.key;
+    oneTime = null;
+    generated = secretOnce('Private key generated at registration', [['kid', k.kid], ['Algorithm', k.alg], ['Private JWK', JSON.stringify(k.privateJwk || k.jwk || k)]]);
+  }
+  put(main, h('p', {}, link('#/agents', '← Agents')), generated, head);
   act(head, async () => {
     const a = await call('GET', `/api/v1/agents/${id}`);
     const msg = h('div', {});

@@ -139,11 +139,13 @@ try {
   await idle();
   out.credentialRows = await page.locator('[data-section="credentials"] tbody tr').count();
   await shot('03-agent-detail', 'Agent detail: facts, DID document, card and its signature check, OASF, badge, the new client secret shown once, credentials, keys, delegations, starter-project buttons');
-  await page.locator('.secret button', { hasText: 'Done' }).click();
+  out.generatedKeyShown = await page.locator('.secret[aria-label="Private key generated at registration"]').count();
+  await page.locator('[data-section="credentials"] .secret button', { hasText: 'Done' }).click();
   await page.reload();
   await page.locator('[data-section="credentials"] tbody tr').first().waitFor();
   await idle();
   out.secretStillShown = (await page.content()).includes(out.generatedSecret);
+  out.secretBoxesAfterReload = await page.locator('.secret').count();
   out.secretInStorage = (await page.evaluate(() => JSON.stringify(sessionStorage))).includes(out.generatedSecret);
 
   // --- the starter-project download (the scaffold route, or its API error when absent)

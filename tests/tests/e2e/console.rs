@@ -37,6 +37,21 @@ fn screenshot_dir() -> PathBuf {
     target.join("console-screenshots")
 }
 
+/// `[{date, count}]` as pairs.
+fn day_counts(points: &Value) -> Vec<(String, u64)> {
+    points
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["date"].as_str().unwrap().to_string(),
+                p["count"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_works_in_a_real_browser() {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -113,7 +128,10 @@ async fn the_console_works_in_a_real_browser() {
     assert_eq!(h["xfo"], "DENY");
     assert_eq!(h["nosniff"], "nosniff");
     assert_eq!(h["referrer"], "no-referrer");
-    assert!(h["etag"].is_string() && h["cacheControl"].is_string(), "{h}");
+    assert!(
+        h["etag"].is_string() && h["cacheControl"].is_string(),
+        "{h}"
+    );
 
     // A wrong secret: the token endpoint's error code and message on the page.
     let wrong = seen["wrongSecretError"].as_str().unwrap();
@@ -126,7 +144,10 @@ async fn the_console_works_in_a_real_browser() {
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert!(nav.contains(&"Agents") && nav.contains(&"Audit log"), "{nav:?}");
+    assert!(
+        nav.contains(&"Agents") && nav.contains(&"Audit log"),
+        "{nav:?}"
+    );
     assert!(!nav.contains(&"Organizations"), "{nav:?}");
     assert_eq!(seen["urlHasToken"], false);
 
@@ -155,6 +176,9 @@ async fn the_console_works_in_a_real_browser() {
     assert_eq!(seen["generatedClientId"], id);
     assert_eq!(seen["generatedSecretWorks"], true);
     assert_eq!(seen["secretStillShown"], false);
+    // The private key the node generated at registration was shown once too.
+    assert_eq!(seen["generatedKeyShown"], 1);
+    assert_eq!(seen["secretBoxesAfterReload"], 0);
     assert_eq!(seen["secretInStorage"], false);
     let creds = api
         .call(
@@ -190,31 +214,16 @@ async fn the_console_works_in_a_real_browser() {
 
     // The chart shows the API's counts, day by day.
     let trend = api
-        .call("GET", "/api/v1/analytics/tokens?days=30", Some(&check), None)
+        .call(
+            "GET",
+            "/api/v1/analytics/tokens?days=30",
+            Some(&check),
+            None,
+        )
         .await;
     assert_eq!(trend.status, 200, "{:?}", trend.body);
-    let api_points: Vec<(String, u64)> = trend.body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["date"].as_str().unwrap().to_string(),
-                p["count"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    let chart: Vec<(String, u64)> = seen["chart"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["date"].as_str().unwrap().to_string(),
-                p["count"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let api_points = day_counts(&trend.body["data"]);
+    let chart = day_counts(&seen["chart"]);
     assert_eq!(chart, api_points);
     // The two days before today: the organization's first token and 2 more, then 4.
     let last3: Vec<u64> = chart.iter().rev().take(3).map(|p| p.1).collect();
@@ -244,9 +253,11 @@ async fn the_console_works_in_a_real_browser() {
         admin_nav.contains("Organizations") && admin_nav.contains("Federation"),
         "{admin_nav}"
     );
+    let admin = admin_token(&node, &api).await; // the first one expired with the clock's moves
     let orgs = api
         .call("GET", "/api/v1/organizations?limit=100", Some(&admin), None)
         .await;
+    assert_eq!(orgs.status, 200, "{:?}", orgs.body);
     assert_eq!(
         seen["orgRows"].as_u64().unwrap(),
         orgs.body["total"].as_u64().unwrap(),
