@@ -267,6 +267,12 @@ function keysSection(id) {
   }, { id: 'keys' });
 }
 
+function mark(el, direction) {
+  const t = el.querySelector('table');
+  if (t) t.setAttribute('data-direction', direction);
+  return el;
+}
+
 function delegationsSection(id) {
   return section('Delegations', async () => {
     const items = dataOf(await call('GET', `/api/v1/agents/${id}/delegations`));
@@ -278,8 +284,8 @@ function delegationsSection(id) {
       ['Expires', (d) => when(d.expiresAt)],
     ];
     return [
-      h('h3', {}, 'Given'), table('Delegations this agent gave', cols('To', 'delegateeAgentId'), items.filter((d) => d.direction === 'given'), 'None given.'),
-      h('h3', {}, 'Received'), table('Delegations this agent received', cols('From', 'delegatorAgentId'), items.filter((d) => d.direction === 'received'), 'None received.'),
+      h('h3', {}, 'Given'), mark(table('Delegations this agent gave', cols('To', 'delegateeAgentId'), items.filter((d) => d.direction === 'given'), 'None given.'), 'given'),
+      h('h3', {}, 'Received'), mark(table('Delegations this agent received', cols('From', 'delegatorAgentId'), items.filter((d) => d.direction === 'received'), 'None received.'), 'received'),
       items.some((d) => d.direction === 'principal') ? [h('h3', {}, 'As principal'), table('Chains acting for this agent', cols('Delegatee', 'delegateeAgentId'), items.filter((d) => d.direction === 'principal'))] : null,
     ];
   }, { id: 'delegations' });
@@ -428,7 +434,8 @@ export function federation(main) {
     const g = await call('GET', '/api/v1/federation/gossip');
     const rest = { ...g };
     for (const k of ['enabled', 'compiled', 'nodeDid', 'publish', 'peerId']) delete rest[k];
-    return [facts([['Enabled', g.enabled ? 'yes' : 'no'], ['Compiled in', g.compiled === false ? 'no' : 'yes'], ['Node DID', g.nodeDid], ['Publishes', g.publish ? 'yes' : 'no'], ['Peer id', g.peerId]]), json(rest, 'Gossip state')];
+    return [facts([['Enabled', g.enabled ? 'yes' : 'no'], ['Compiled in', g.compiled === false ? 'no' : 'yes'], ['Node DID', g.nodeDid], ['Publishes', g.publish ? 'yes' : 'no'], ['Peer id', g.peerId]]),
+      Object.keys(rest).length ? json(rest, 'Gossip state') : null];
   });
   put(main, h('h1', {}, 'Federation'), h('details', { class: 'card' }, h('summary', {}, 'Trust a partner issuer'), form), partners, gossip);
 }

@@ -32,6 +32,8 @@ await page.exposeFunction('__reportCsp', (v) => out.cspViolations.push(v));
 await page.addInitScript(() => {
   document.addEventListener('securitypolicyviolation', (e) => window.__reportCsp(`${e.violatedDirective} ${e.blockedURI}`));
 });
+// The page's clock, so that the test can move it past the token's expiry.
+await context.clock.install();
 page.on('dialog', async (d) => {
   out.dialogs.push({ type: d.type(), message: d.message() });
   if (d.type() === 'confirm') await d.accept(); else await d.dismiss();
@@ -105,6 +107,8 @@ try {
   out.cardText = await page.locator('[data-section="card"] pre').textContent();
   await idle();
   out.imgInMainDetail += await main.locator('img').count();
+  out.delegationsReceived = await page.locator('[data-section="delegations"] table[data-direction="received"] tbody tr td:first-child')
+    .allTextContents();
 
   // --- search filters the list client-side
   await page.goto(`${base}/console#/agents`);
@@ -217,8 +221,14 @@ try {
   await page.locator('[data-section="Gossip of trust anchors"] dl').waitFor();
   await idle();
   await shot('09-federation', 'Federation partners and the gossip view (instance admin)');
-  await page.locator('#signout').click();
+
+  // --- the token expires: the console forgets it and asks to sign in again
+  await page.clock.fastForward('01:01:00');
   await page.locator('#main input[name="clientId"]').waitFor();
+  out.afterExpiry = {
+    notice: await page.locator('#main .notice').textContent(),
+    storage: await page.evaluate(() => sessionStorage.getItem('agentidp.console.session')),
+  };
 
 } catch (e) {
   try { await shot('failure', 'The page when the script failed'); } catch { /* ignore */ }

@@ -5,7 +5,8 @@
 //! named `<img src=x onerror=alert(1)>` shown as text, registers an agent and reads its DID
 //! document, generates a credential whose secret is shown once (and works at the token
 //! endpoint), verifies the audit chain, reads the tokens-per-day chart, signs out, and signs in
-//! as the instance admin for the organizations and federation pages. This test checks what the
+//! as the instance admin for the organizations and federation pages, whose session then ends
+//! when the page's clock passes the token's expiry. This test checks what the
 //! browser saw against the API: the chart's counts against `/api/v1/analytics/tokens`, the DID
 //! document against the agent's, the token the console held is revoked at sign-out, no dialog
 //! opened and no CSP violation happened. Screenshots of the main pages go to
@@ -85,6 +86,16 @@ async fn the_console_works_in_a_real_browser() {
     // The token this test reads the API with afterwards: issued before the browser reads the
     // chart, so the counts compared are the same.
     let check = api.token(&client_id, &secret).await;
+    // The organization's admin delegates to the markup-named agent (its page lists it).
+    let d = api
+        .call(
+            "POST",
+            "/api/v1/oauth2/token/delegate",
+            Some(&check),
+            Some(json!({ "delegateeAgentId": xss_id, "scopes": ["agents:read"], "ttlSeconds": 3600 })),
+        )
+        .await;
+    assert_eq!(d.status, 201, "{:?}", d.body);
     let (admin_id, admin_secret) = node.admin();
 
     let shots = screenshot_dir();
@@ -156,6 +167,7 @@ async fn the_console_works_in_a_real_browser() {
     assert_eq!(seen["xssDetailHeading"], XSS_NAME);
     assert_eq!(seen["imgInMain"], 0);
     assert_eq!(seen["imgInMainDetail"], 0);
+    assert_eq!(seen["delegationsReceived"], json!([d.body["id"]]));
     assert_eq!(seen["searchRows"], 1);
     assert_eq!(seen["dialogs"], json!([]), "a dialog opened");
 
@@ -263,6 +275,18 @@ async fn the_console_works_in_a_real_browser() {
         orgs.body["total"].as_u64().unwrap(),
         "{org_id}"
     );
+
+    // When the token's lifetime is over (the page's clock moved an hour on), the console
+    // forgets it and says why.
+    assert!(
+        seen["afterExpiry"]["notice"]
+            .as_str()
+            .unwrap()
+            .contains("expired"),
+        "{}",
+        seen["afterExpiry"]
+    );
+    assert!(seen["afterExpiry"]["storage"].is_null());
 
     // No CSP violation anywhere, no script error.
     assert_eq!(seen["cspViolations"], json!([]));
