@@ -109,6 +109,7 @@ try {
   out.imgInMainDetail += await main.locator('img').count();
   out.delegationsReceived = await page.locator('[data-section="delegations"] table[data-direction="received"] tbody tr td:first-child')
     .allTextContents();
+  await shot('03-agent-card', 'The agent named <img src=x onerror=alert(1)>: its name as text, its A2A card with the signature verified in the browser, OASF record, badge verified by the node, the delegation it received');
 
   // --- search filters the list client-side
   await page.goto(`${base}/console#/agents`);
@@ -142,7 +143,7 @@ try {
   out.generatedSecretWorks = tokenResp.status === 200;
   await idle();
   out.credentialRows = await page.locator('[data-section="credentials"] tbody tr').count();
-  await shot('03-agent-detail', 'Agent detail: facts, DID document, card and its signature check, OASF, badge, the new client secret shown once, credentials, keys, delegations, starter-project buttons');
+  await shot('04-agent-detail', 'An agent registered in the console: its facts and DID document, the private key generated at registration and the new client secret each shown once, the card/OASF/badge sections showing the API errors (code and message) of an agent without skills, credentials with rotate/revoke, keys, delegations, starter-project buttons');
   out.generatedKeyShown = await page.locator('.secret[aria-label="Private key generated at registration"]').count();
   await page.locator('[data-section="credentials"] .secret button', { hasText: 'Done' }).click();
   await page.reload();
@@ -178,12 +179,12 @@ try {
   ]);
   await page.waitForTimeout(100);
   out.auditFilteredActions = [...new Set(await main.locator('tbody tr td:nth-child(4)').allTextContents())];
-  await shot('04-audit', 'Audit log filtered by action, with the chain verified intact');
+  await shot('05-audit', 'Audit log filtered by action, with the chain verified intact');
 
   // --- webhooks, trust policies (pages render from the API)
   await page.goto(`${base}/console#/webhooks`);
   await main.locator('[data-section="Subscriptions"] .section-body:not([aria-busy])').waitFor();
-  await shot('05-webhooks', 'Webhooks: subscriptions (and the form to add one)');
+  await shot('06-webhooks', 'Webhooks: subscriptions (and the form to add one)');
 
   // --- usage: the chart's numbers
   await page.goto(`${base}/console#/usage`);
@@ -192,9 +193,9 @@ try {
   await idle();
   out.chart = await page.locator('svg.line-chart circle.dot').evaluateAll((els) => els.map((e) => ({ date: e.getAttribute('data-date'), count: Number(e.getAttribute('data-count')) })));
   out.heatTotal = Number(await page.locator('svg.heatmap').getAttribute('data-total'));
-  await shot('06-usage', 'Usage: tier status, metered today, tokens per day (line), weekday × hour heatmap, per-agent table');
+  await shot('07-usage', 'Usage: tier status, metered today, tokens per day (line), weekday × hour heatmap, per-agent table');
   await page.setViewportSize({ width: 390, height: 800 });
-  await shot('07-usage-narrow', 'The usage page in a narrow (390 px) window');
+  await shot('08-usage-narrow', 'The usage page in a narrow (390 px) window');
   await page.setViewportSize({ width: 1280, height: 800 });
 
   // --- sign out clears the token
@@ -216,11 +217,11 @@ try {
   await page.goto(`${base}/console#/orgs`);
   await page.locator('main table').waitFor();
   out.orgRows = await main.locator('tbody tr').count();
-  await shot('08-organizations', 'Organizations (instance admin)');
+  await shot('09-organizations', 'Organizations (instance admin)');
   await page.goto(`${base}/console#/federation`);
   await page.locator('[data-section="Gossip of trust anchors"] dl').waitFor();
   await idle();
-  await shot('09-federation', 'Federation partners and the gossip view (instance admin)');
+  await shot('10-federation', 'Federation partners and the gossip view (instance admin)');
 
   // --- the token expires: the console forgets it and asks to sign in again
   await page.clock.fastForward('01:01:00');
