@@ -106,6 +106,9 @@ function registerForm(onDone) {
     field('Owner', h('input', { name: 'owner', required: true, value: current().email || '' })),
     field('Environment', select('deploymentEnv', ENVS, 'development')),
     field('Endpoints', h('input', { name: 'endpoints', placeholder: 'https://agent.example/a2a' }), 'A2A endpoints, comma-separated (a card needs one and a skill)'),
+    field('Skills', h('input', { name: 'skills', placeholder: '10201:natural_language_processing/summarization' }), 'OASF skills as id:name, comma-separated'),
+    field('Description', h('input', { name: 'description', maxlength: '1024' })),
+    h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'public', value: 'yes' }), 'Listed in the public directory'),
     h('fieldset', { class: 'scopes' }, h('legend', {}, 'Scopes'),
       myScopes.map((sc) => h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'scopes', value: sc, checked: sc === 'agents:read' }), sc))),
     h('div', { class: 'row' }, h('button', { type: 'submit', class: 'btn btn-primary' }, 'Register')),
@@ -119,7 +122,16 @@ function registerForm(onDone) {
     };
     if (v.name) body.name = v.name;
     if (v.endpoints) body.endpoints = list(v.endpoints);
+    if (v.description) body.description = v.description;
+    if (v.public) body.public = true;
     act(msg, async () => {
+      if (v.skills) {
+        body.skills = list(v.skills).map((x) => {
+          const m = /^(\d+):(.+)$/.exec(x);
+          if (!m) throw new ApiError(0, 'CONSOLE_INPUT', `Skill "${x}" is not id:name, like 10201:natural_language_processing/summarization.`);
+          return { id: Number(m[1]), name: m[2] };
+        });
+      }
       const a = await call('POST', '/api/v1/agents', body);
       if (a.generatedKey) oneTime = { agentId: a.agentId, key: a.generatedKey };
       toast(`Registered ${a.name}.`);
