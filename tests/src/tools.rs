@@ -65,6 +65,8 @@ pub fn npm_ci(dir: &Path) {
         run(
             Command::new("npm")
                 .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+                // The console tests drive Debian's chromium: never a Playwright browser download.
+                .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
                 .current_dir(dir),
             &format!("npm ci in {} (Node.js and npm are needed)", dir.display()),
         )

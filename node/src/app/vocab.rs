@@ -233,6 +233,7 @@ error_codes! {
     BadgeSubjectNotActive => "BADGE_SUBJECT_NOT_ACTIVE",
     WebhookNotFound => "WEBHOOK_NOT_FOUND",
     WebhookDeliveryNotFound => "WEBHOOK_DELIVERY_NOT_FOUND",
+    AssetNotFound => "ASSET_NOT_FOUND",
     WebhookLimitExceeded => "WEBHOOK_LIMIT_EXCEEDED",
     WebhookUrlInvalid => "WEBHOOK_URL_INVALID",
     WebhookUrlNotHttps => "WEBHOOK_URL_NOT_HTTPS",

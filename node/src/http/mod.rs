@@ -8,6 +8,7 @@ mod agents;
 mod audit;
 mod auth;
 mod badges;
+mod console;
 mod delegation;
 pub(crate) mod error;
 pub(crate) mod extract;
@@ -196,6 +197,8 @@ pub(crate) const ROUTES: &[Route] = routes! {
     GET "/api/v1/organizations/{orgId}/members" => tenancy::list_members(auth, state);
     DELETE "/api/v1/organizations/{orgId}/members/{agentId}" => tenancy::remove_member(auth, state);
     GET "/api/v1/sdk/scaffold/{agentId}" => scaffold::get(auth, query, state);
+    GET "/console" => console::page(inm, state);
+    GET "/console/assets/{file}" => console::asset(inm, state);
 };
 
 /// The route template a request falls under, for metrics labels (bounded cardinality).

@@ -293,6 +293,7 @@ const TAGS: &[(&str, &str)] = &[
     ("Analytics", "Usage analytics of the caller's organization (off with --no-analytics)."),
     ("Billing", "Stripe Checkout, Stripe's signed webhook, metered usage (off with --no-billing)."),
     ("SDK Scaffold", "Starter projects: a ZIP with a small program that obtains a token for an agent and prints its identity."),
+    ("Console", "The web console: a static page and its assets, embedded in the binary, that calls this API with the token it obtains at the token endpoint."),
 ];
 
 fn error_content(schema: &str) -> Value {

@@ -3,6 +3,7 @@
 
 mod conformance;
 mod connections;
+mod console;
 mod contract;
 mod delegation;
 mod did;
