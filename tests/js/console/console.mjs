@@ -153,11 +153,14 @@ try {
   out.secretBoxesAfterReload = await page.locator('.secret').count();
   out.secretInStorage = (await page.evaluate(() => JSON.stringify(sessionStorage))).includes(out.generatedSecret);
 
-  // --- the starter-project download (the scaffold route, or its API error when absent)
+  // --- the starter-project download (or the API error the page shows)
   const scaffoldError = page.locator('[data-section="scaffold"] .error');
   const [outcome] = await Promise.all([
     Promise.race([
-      page.waitForEvent('download').then((d) => ({ downloaded: d.suggestedFilename() })),
+      page.waitForEvent('download').then(async (d) => ({
+        downloaded: d.suggestedFilename(),
+        magic: fs.readFileSync(await d.path()).subarray(0, 4).toString('hex'),
+      })),
       scaffoldError.waitFor().then(async () => ({ error: (await scaffoldError.textContent()).trim() })),
     ]),
     page.locator('button[data-language="typescript"]').click(),

@@ -208,17 +208,15 @@ async fn the_console_works_in_a_real_browser() {
     assert_eq!(seen["cardSignature"], "ok");
     assert!(seen["cardText"].as_str().unwrap().contains(XSS_NAME));
 
-    // The starter-project button: a ZIP when the scaffold route is there, else its API error.
+    // The starter-project button downloads the scaffold route's ZIP (local file header magic).
     let scaffold = &seen["scaffold"];
     assert!(
         scaffold["downloaded"]
             .as_str()
-            .is_some_and(|f| f.ends_with(".zip"))
-            || scaffold["error"]
-                .as_str()
-                .is_some_and(|e| e.contains("NOT_FOUND")),
+            .is_some_and(|f| f.ends_with("-scaffold.zip")),
         "{scaffold}"
     );
+    assert_eq!(scaffold["magic"], "504b0304", "{scaffold}");
 
     // The audit chain, verified in the browser, and the filter.
     assert_eq!(seen["auditValid"], "true", "{}", seen["auditVerdict"]);

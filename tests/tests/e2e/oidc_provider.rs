@@ -75,18 +75,20 @@ impl OidcProvider {
                 .build()
                 .expect("reqwest client"),
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // Generous: on a loaded 2-core machine (the suite's browser and npm/pip installs run
+        // beside it) Node.js can take long to start.
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(r) = op.http.get(op.discovery_url()).send().await {
-                if r.status().is_success() {
-                    return op;
-                }
-            }
+            let last = match op.http.get(op.discovery_url()).send().await {
+                Ok(r) if r.status().is_success() => return op,
+                Ok(r) => format!("answered {}", r.status()),
+                Err(e) => format!("{e}"),
+            };
             let exited = op.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
             if exited.is_some() || Instant::now() > deadline {
                 let log = std::fs::read_to_string(&op.log).unwrap_or_default();
                 panic!(
-                    "oidc-provider did not serve {} ({exited:?}); its output:\n{log}",
+                    "oidc-provider did not serve {} ({exited:?}; last: {last}); its output:\n{log}",
                     op.discovery_url()
                 );
             }
