@@ -784,8 +784,11 @@ fn segment_keys(
 }
 
 /// Collects the `n` largest [`Key`]s of the matching documents and counts them all, in one
-/// pass. It compares the id (the last tie-break) only for a match that could enter the top
-/// `n`: with the many equal scores of short, similar texts, that keeps the stable order cheap.
+/// pass. Candidates go to a buffer of `2n`; when it is full, the best `n` are selected (linear
+/// time) and the `n`-th becomes the threshold below which a match is dropped at once (on its
+/// primary alone when it can be). A heap would cost a logarithmic step per match exactly when
+/// the matches arrive in increasing order, as documents do for "newest first" (the index
+/// holds them in publication order) and for the equal scores of short, similar texts.
 struct TopKeys {
     n: usize,
     primary: Primary,
@@ -797,9 +800,24 @@ struct SegmentTop {
     n: usize,
     primary: Primary,
     keys: Arc<SegmentKeys>,
-    /// The best `n` so far, smallest on top.
-    heap: std::collections::BinaryHeap<std::cmp::Reverse<Key>>,
+    /// Candidates (at most `2n`).
+    buffer: Vec<Key>,
+    /// The `n`-th best key at the last selection: nothing below it can make the top `n`.
+    threshold: Option<Key>,
     count: usize,
+}
+
+impl SegmentTop {
+    /// Keeps the best `n` candidates; the `n`-th becomes the threshold.
+    fn select(&mut self) {
+        if self.n == 0 || self.buffer.len() <= self.n {
+            return;
+        }
+        let n = self.n;
+        self.buffer.select_nth_unstable_by(n - 1, |a, b| b.cmp(a));
+        self.buffer.truncate(n);
+        self.threshold = self.buffer.iter().min().copied();
+    }
 }
 
 impl tantivy::collector::Collector for TopKeys {
@@ -819,7 +837,8 @@ impl tantivy::collector::Collector for TopKeys {
             n: self.n,
             primary: self.primary,
             keys,
-            heap: std::collections::BinaryHeap::with_capacity(self.n + 1),
+            buffer: Vec::with_capacity(2 * self.n),
+            threshold: None,
             count: 0,
         })
     }
@@ -851,32 +870,22 @@ impl tantivy::collector::SegmentCollector for SegmentTop {
             Primary::Nothing => 0,
             Primary::Name => !self.keys.name.get(doc).copied().unwrap_or(0),
         };
-        if self.heap.len() == self.n {
-            let Some(std::cmp::Reverse(min)) = self.heap.peek() else {
-                return;
-            };
-            if primary < min.0 {
-                return;
-            }
-            let key = self.keys.key(doc, primary);
-            if key <= *min {
-                return;
-            }
-            self.heap.pop();
-            self.heap.push(std::cmp::Reverse(key));
-        } else {
-            self.heap
-                .push(std::cmp::Reverse(self.keys.key(doc, primary)));
+        if self.threshold.is_some_and(|t| primary < t.0) {
+            return;
         }
+        let key = self.keys.key(doc, primary);
+        if self.threshold.is_some_and(|t| key < t) {
+            return;
+        }
+        if self.buffer.len() >= 2 * self.n {
+            self.select();
+        }
+        self.buffer.push(key);
     }
 
-    fn harvest(self) -> (Vec<Key>, usize) {
-        let keys = self
-            .heap
-            .into_iter()
-            .map(|std::cmp::Reverse(k)| k)
-            .collect();
-        (keys, self.count)
+    fn harvest(mut self) -> (Vec<Key>, usize) {
+        self.select();
+        (self.buffer, self.count)
     }
 }
 
@@ -1198,6 +1207,62 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("the index never showed {n} results for {q:?}");
+    }
+
+    /// More matches than the collector's selection buffer (`2 × (page end + SLACK)`): pages of
+    /// any size still tile one order, newest first then by id, for equal scores and for
+    /// `sort=publishedAt` and `sort=name` (one name for all).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pages_tile_one_order_past_the_selection_buffer() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = crate::app::testing::ManualClock::now();
+        let state = crate::app::testing::state_at(
+            dir.path(),
+            storage::EngineKind::Redb,
+            clock.clone(),
+            |_| {},
+        )
+        .await;
+        let admin = crate::app::testing::instance_admin(&state);
+        const N: usize = 150;
+        let mut expected: Vec<(i64, Uuid)> = Vec::new();
+        for i in 0..N {
+            if i % 3 == 0 {
+                clock.advance(Duration::from_millis(1));
+            }
+            let req: crate::model::RegisterAgentRequest =
+                serde_json::from_value(serde_json::json!({
+                    "email": format!("bulk{i}@example.com"), "name": "Bulk Resume Agent",
+                    "agentType": "screener", "version": "1.0.0", "owner": "team",
+                    "deploymentEnv": "production", "public": true,
+                }))
+                .unwrap();
+            let r = crate::app::agents::register(&state, &admin, req)
+                .await
+                .unwrap();
+            expected.push((published_at(&r.agent), r.agent.id));
+        }
+        expected.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let expected: Vec<Uuid> = expected.into_iter().map(|(_, id)| id).collect();
+        let q = |sort: Option<&str>, page: usize, limit: usize| SearchQuery {
+            q: Some("bulk resume".into()),
+            sort: sort.map(str::to_string),
+            page: Some(page),
+            limit: Some(limit),
+            ..SearchQuery::default()
+        };
+        settled(&state, q(None, 1, 20), N).await;
+        for sort in [None, Some("publishedAt"), Some("name")] {
+            for limit in [1, 7, 20, 100] {
+                let mut paged = Vec::new();
+                for page in 1..=N.div_ceil(limit) {
+                    let p = search(&state, q(sort, page, limit)).unwrap();
+                    assert_eq!(p.total, N);
+                    paged.extend(p.data.iter().map(|e| e.agent_id));
+                }
+                assert_eq!(paged, expected, "sort {sort:?}, pages of {limit}");
+            }
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
