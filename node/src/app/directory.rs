@@ -1198,6 +1198,41 @@ mod tests {
     }
 
     /// Polls until the index shows `n` results for `q` (the writer commits every 100 ms).
+    /// A state on a redb store in `dir` with a clock the test moves, and the instance admin.
+    async fn clocked(
+        dir: &std::path::Path,
+    ) -> (
+        AppState,
+        Arc<crate::app::testing::ManualClock>,
+        crate::app::Caller,
+    ) {
+        let clock = crate::app::testing::ManualClock::now();
+        let state =
+            crate::app::testing::state_at(dir, storage::EngineKind::Redb, clock.clone(), |_| {})
+                .await;
+        let admin = crate::app::testing::instance_admin(&state);
+        (state, clock, admin)
+    }
+
+    /// Registers a published agent `<local>@example.com` named `name`.
+    async fn publish(
+        state: &AppState,
+        admin: &crate::app::Caller,
+        local: &str,
+        name: &str,
+    ) -> Agent {
+        let req: crate::model::RegisterAgentRequest = serde_json::from_value(serde_json::json!({
+            "email": format!("{local}@example.com"), "name": name,
+            "agentType": "screener", "version": "1.0.0", "owner": "team",
+            "deploymentEnv": "production", "public": true,
+        }))
+        .unwrap();
+        crate::app::agents::register(state, admin, req)
+            .await
+            .unwrap()
+            .agent
+    }
+
     async fn settled(state: &AppState, q: SearchQuery, n: usize) -> DirectoryPage {
         for _ in 0..200 {
             let p = search(state, q.clone()).unwrap();
@@ -1215,32 +1250,15 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn pages_tile_one_order_past_the_selection_buffer() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = crate::app::testing::ManualClock::now();
-        let state = crate::app::testing::state_at(
-            dir.path(),
-            storage::EngineKind::Redb,
-            clock.clone(),
-            |_| {},
-        )
-        .await;
-        let admin = crate::app::testing::instance_admin(&state);
+        let (state, clock, admin) = clocked(dir.path()).await;
         const N: usize = 150;
         let mut expected: Vec<(i64, Uuid)> = Vec::new();
         for i in 0..N {
             if i % 3 == 0 {
                 clock.advance(Duration::from_millis(1));
             }
-            let req: crate::model::RegisterAgentRequest =
-                serde_json::from_value(serde_json::json!({
-                    "email": format!("bulk{i}@example.com"), "name": "Bulk Resume Agent",
-                    "agentType": "screener", "version": "1.0.0", "owner": "team",
-                    "deploymentEnv": "production", "public": true,
-                }))
-                .unwrap();
-            let r = crate::app::agents::register(&state, &admin, req)
-                .await
-                .unwrap();
-            expected.push((published_at(&r.agent), r.agent.id));
+            let a = publish(&state, &admin, &format!("bulk{i}"), "Bulk Resume Agent").await;
+            expected.push((published_at(&a), a.id));
         }
         expected.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         let expected: Vec<Uuid> = expected.into_iter().map(|(_, id)| id).collect();
@@ -1268,42 +1286,20 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn equal_scores_keep_a_stable_order_and_syntax_is_text() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = crate::app::testing::ManualClock::now();
-        let state = crate::app::testing::state_at(
-            dir.path(),
-            storage::EngineKind::Redb,
-            clock.clone(),
-            |_| {},
-        )
-        .await;
-        let admin = crate::app::testing::instance_admin(&state);
+        let (state, clock, admin) = clocked(dir.path()).await;
         let mut ids = Vec::new();
         for i in 0..5 {
-            let req: crate::model::RegisterAgentRequest =
-                serde_json::from_value(serde_json::json!({
-                    "email": format!("twin{i}@example.com"), "name": "Twin Resume Screener",
-                    "agentType": "screener", "version": "1.0.0", "owner": "team",
-                    "deploymentEnv": "production", "public": true,
-                }))
-                .unwrap();
-            let r = crate::app::agents::register(&state, &admin, req)
-                .await
-                .unwrap();
-            ids.push(r.agent.id);
+            ids.push(
+                publish(&state, &admin, &format!("twin{i}"), "Twin Resume Screener")
+                    .await
+                    .id,
+            );
         }
         ids.sort();
         // Published later, same text: first among equals.
         clock.advance(Duration::from_secs(1));
-        let req: crate::model::RegisterAgentRequest = serde_json::from_value(serde_json::json!({
-            "email": "late@example.com", "name": "Twin Resume Screener",
-            "agentType": "screener", "version": "1.0.0", "owner": "team",
-            "deploymentEnv": "production", "public": true,
-        }))
-        .unwrap();
-        let late = crate::app::agents::register(&state, &admin, req)
-            .await
-            .unwrap();
-        ids.insert(0, late.agent.id);
+        let late = publish(&state, &admin, "late", "Twin Resume Screener").await;
+        ids.insert(0, late.id);
         let q = |text: &str| SearchQuery {
             q: Some(text.into()),
             ..SearchQuery::default()
