@@ -57,13 +57,17 @@ pub(crate) struct Rendered {
 
 impl Rendered {
     pub(crate) fn new(body: Vec<u8>) -> Rendered {
-        let digest = Sha256::digest(&body);
-        let etag = format!("\"{}\"", hex::encode(&digest[..16]));
+        let etag = etag_of(&body);
         Rendered {
             body: Bytes::from(body),
             etag,
         }
     }
+}
+
+/// The strong ETag of a body: the first 16 bytes of its SHA-256, hex, quoted.
+pub(crate) fn etag_of(body: &[u8]) -> String {
+    format!("\"{}\"", hex::encode(&Sha256::digest(body)[..16]))
 }
 
 /// Why an artifact cannot be served.

@@ -16,7 +16,6 @@
 
 use std::io::{Cursor, Write};
 
-use sha2::{Digest, Sha256};
 use storage::AgentStatus;
 use uuid::Uuid;
 use zip::write::SimpleFileOptions;
@@ -204,7 +203,7 @@ pub(crate) fn scaffold(
         tracing::error!(error = %e, "scaffold archive");
         DomainError::Internal
     })?;
-    let etag = format!("\"{}\"", hex::encode(&Sha256::digest(&zip)[..16]));
+    let etag = super::artifacts::etag_of(&zip);
     Ok(Scaffold {
         filename: format!("{folder}.zip"),
         zip,

@@ -10,7 +10,6 @@
 //! an ETag (a digest of its bytes) and `Cache-Control: no-cache`, so a browser revalidates
 //! (304) and an upgraded node's assets are never mixed with a cached older page.
 
-use sha2::{Digest, Sha256};
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::Rejection;
 
@@ -65,10 +64,22 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
 
 const INDEX: &[u8] = include_bytes!("../../console/index.html");
 
-/// A strong ETag of `body`: the first 16 bytes of its SHA-256, hex.
-fn etag(body: &[u8]) -> String {
-    let digest = Sha256::digest(body);
-    format!("\"{}\"", hex::encode(&digest[..16]))
+/// The ETag of the page or of an asset, computed once per process (they are compiled in).
+fn etag(body: &'static [u8]) -> &'static str {
+    static ETAGS: std::sync::OnceLock<std::collections::HashMap<usize, String>> =
+        std::sync::OnceLock::new();
+    let etags = ETAGS.get_or_init(|| {
+        ASSETS
+            .iter()
+            .map(|(_, _, b)| *b)
+            .chain([INDEX])
+            .map(|b| (b.as_ptr() as usize, crate::app::artifacts::etag_of(b)))
+            .collect()
+    });
+    match etags.get(&(body.as_ptr() as usize)) {
+        Some(e) => e,
+        None => "\"\"",
+    }
 }
 
 /// The console's security headers, on every console response (including 304 and 404).
@@ -99,7 +110,7 @@ fn asset_reply(
 ) -> warp::reply::Response {
     let mut resp = conditional(
         bytes::Bytes::from_static(body),
-        &etag(body),
+        etag(body),
         content_type,
         if_none_match,
         0,

@@ -196,7 +196,7 @@ pub(crate) const ROUTES: &[Route] = routes! {
     POST "/api/v1/organizations/{orgId}/members" => tenancy::add_member(auth, json, state);
     GET "/api/v1/organizations/{orgId}/members" => tenancy::list_members(auth, state);
     DELETE "/api/v1/organizations/{orgId}/members/{agentId}" => tenancy::remove_member(auth, state);
-    GET "/api/v1/sdk/scaffold/{agentId}" => scaffold::get(auth, query, state);
+    GET "/api/v1/sdk/scaffold/{agentId}" => scaffold::get(auth, query, inm, state);
     GET "/console" => console::page(inm, state);
     GET "/console/assets/{file}" => console::asset(inm, state);
 };

@@ -54,6 +54,7 @@ pub(crate) struct ScaffoldZip(Vec<u8>);
         (status = 200, description = "The project, as a ZIP archive (one folder `<agent-name>-scaffold/`)", body = ScaffoldZip, content_type = "application/zip",
             headers(("Content-Disposition" = String, description = "`attachment; filename=\"<agent-name>-scaffold.zip\"`"),
                 ("ETag" = String, description = "Entity tag of the archive (the same agent and language give the same bytes)"))),
+        (status = 304, description = "Not modified (`If-None-Match` names the archive's ETag)"),
         (status = 400, description = "VALIDATION_ERROR: unknown `language` (`details.supported` lists the accepted values); INVALID_ID", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, description = "AGENT_NOT_FOUND (also another organization's agent)", body = ErrorBody),
@@ -62,22 +63,22 @@ pub(crate) async fn get(
     p: Params,
     caller: Caller,
     q: ScaffoldQuery,
+    if_none_match: Option<String>,
     state: AppState,
 ) -> Result<warp::reply::Response, Rejection> {
     let s = scaffold::scaffold(&state, &caller, p.id("agentId")?, q.language.as_deref())?;
-    let mut resp = warp::reply::Response::new(s.zip.into());
+    let mut resp = crate::http::extract::conditional(
+        s.zip.into(),
+        &s.etag,
+        "application/zip",
+        if_none_match.as_deref(),
+        0,
+    );
     let headers = resp.headers_mut();
     use warp::http::{header, HeaderValue};
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/zip"),
-    );
     // The file name is a slug (`[a-z0-9-]`): nothing to quote or encode.
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", s.filename)) {
         headers.insert(header::CONTENT_DISPOSITION, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&s.etag) {
-        headers.insert(header::ETAG, v);
     }
     // A per-caller answer: no shared cache keeps it.
     headers.insert(

@@ -2,8 +2,8 @@
 //! node — every language's ZIP unzips to the promised files with the agent's client id and no
 //! secret; the TypeScript (openid-client) and Python (authlib) projects are installed from their
 //! own pinned files and run against the node, obtaining a real token and printing the agent's
-//! identity from `/agent-info`. With `AGENTIDP_E2E_SCAFFOLD_ALL=1` the Rust project is built
-//! (minutes: it compiles oauth2 and reqwest) and run too.
+//! identity from `/agent-info`. The Rust project is built (minutes: it compiles oauth2 and
+//! reqwest) and run by the ignored test, with `-- --ignored`.
 //!
 //! Installs are cached under `CARGO_TARGET_TMPDIR/scaffold/`: a project's files are written only
 //! when they change, so `npm ci` and `pip install` run again only when the pinned files change.
@@ -263,6 +263,31 @@ async fn every_language_unzips_to_its_files_without_a_secret() {
         let (_, again, _) = download(&s, Some(language)).await;
         assert!(etag.starts_with('"') && etag.len() > 2, "{etag}");
         assert_eq!(etag, again, "{language}");
+        // A client that holds it revalidates: 304, no body, the same ETag and file headers.
+        let r = s
+            .api
+            .http
+            .get(format!(
+                "{}/api/v1/sdk/scaffold/{id}?language={language}",
+                s.api.base
+            ))
+            .bearer_auth(&s.token)
+            .header("If-None-Match", &etag)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 304, "{language}");
+        assert_eq!(
+            r.headers().get("etag").and_then(|v| v.to_str().ok()),
+            Some(etag.as_str())
+        );
+        assert_eq!(
+            r.headers()
+                .get("cache-control")
+                .and_then(|v| v.to_str().ok()),
+            Some("private, no-cache")
+        );
+        assert!(r.bytes().await.expect("body").is_empty());
     }
     // No language: the predecessor's default, TypeScript.
     let (_, _, files) = download(&s, None).await;
@@ -473,14 +498,12 @@ async fn the_python_project_obtains_a_token_and_prints_the_identity() {
     assert!(!String::from_utf8_lossy(&out.stdout).contains("agent: "));
 }
 
-/// The Rust project: `cargo build` takes minutes (oauth2, reqwest, rustls), so only with
-/// `AGENTIDP_E2E_SCAFFOLD_ALL=1`.
+/// The Rust project: `cargo build` takes minutes (oauth2, reqwest, rustls), so it is ignored by
+/// default (reported as such, not as passed): `cargo test -p tests --test e2e scaffold --
+/// --ignored`.
 #[tokio::test]
+#[ignore = "builds oauth2 and reqwest (minutes): run with --ignored"]
 async fn the_rust_project_obtains_a_token_and_prints_the_identity() {
-    if std::env::var("AGENTIDP_E2E_SCAFFOLD_ALL").as_deref() != Ok("1") {
-        eprintln!("skipped: set AGENTIDP_E2E_SCAFFOLD_ALL=1 to build and run the Rust project");
-        return;
-    }
     let s = setup().await;
     let (_, _, files) = download(&s, Some("rust")).await;
     let dir = cache_dir("rust");
